@@ -1,0 +1,493 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
+//! AlterConfigs and IncrementalAlterConfigs. Every change is persisted in the metadata
+//! document before the reply leaves.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResourceResponse;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{partition_dir, Broker, Partition, Topic};
+use crate::constants::PARTITIONS_PER_TOPIC_MAX;
+use crate::error::ErrorCode;
+use crate::log::Log;
+use crate::metadata::config::{self, TOPIC_CONFIGS};
+use crate::metadata::{validate_topic_name, TopicConfig, TopicRecord};
+use crate::txn::producer::ProducerTable;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// DescribeConfigs `config_source` values.
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// An admin failure: a Kafka code and a message naming what was wrong.
+type AdminError = (ErrorCode, String);
+
+fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+impl Broker {
+    /// Creates a topic: its directories and empty logs, then the metadata entry.
+    pub(super) fn create_topic(&mut self, now_ms: i64, name: &str, partitions: i32, config: TopicConfig) -> Result<uuid::Uuid, AdminError> {
+        validate_topic_name(name).map_err(|e| (ErrorCode::InvalidTopicException, e))?;
+        if self.topics.contains_key(name) {
+            return Err((ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists")));
+        }
+        if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
+            return Err((ErrorCode::InvalidPartitions, format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}")));
+        }
+        let id = self.rng.uuid();
+        let log_config = config.log_config(&self.config.topic_defaults);
+        let mut logs = Vec::new();
+        for index in 0..partitions {
+            let dir = partition_dir(name, index);
+            if self.storage.exists(&dir) {
+                // Left over from something we do not know; never write over data.
+                return Err((ErrorCode::KafkaStorageError, format!("directory {dir} already exists in the data directory")));
+            }
+            let log = Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms).map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
+            logs.push(log);
+        }
+        let record = TopicRecord { name: name.to_string(), id, partitions, configs: config.overrides.clone() };
+        let partitions = logs.into_iter().map(|log| Partition { log, producers: ProducerTable::default(), failed: false }).collect();
+        self.topics.insert(name.to_string(), Topic { record, config, partitions });
+        self.topic_names_by_id.insert(id, name.to_string());
+        if let Err(e) = self.persist_metadata() {
+            self.topics.remove(name);
+            self.topic_names_by_id.remove(&id);
+            return Err((ErrorCode::KafkaStorageError, e.to_string()));
+        }
+        Ok(id)
+    }
+
+    pub(super) fn create_topics(&mut self, now_ms: i64, api_version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
+        let mut response = CreateTopicsResponse::default();
+        for wanted in request.topics {
+            let name = wanted.name.0.to_string();
+            let mut result = CreatableTopicResult::default().with_name(wanted.name.clone());
+            let outcome = (|| -> Result<(i32, TopicConfig), AdminError> {
+                validate_topic_name(&name).map_err(|e| (ErrorCode::InvalidTopicException, e))?;
+                let pairs: Vec<(String, String)> = wanted
+                    .configs
+                    .iter()
+                    .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                    .collect();
+                let config = TopicConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+                let partitions = if !wanted.assignments.is_empty() {
+                    if wanted.num_partitions != -1 || wanted.replication_factor != -1 {
+                        return Err((ErrorCode::InvalidRequest, "give either assignments or partitions and replication factor".into()));
+                    }
+                    for assignment in &wanted.assignments {
+                        if assignment.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != vec![self.config.node_id] {
+                            return Err((ErrorCode::InvalidReplicaAssignment, format!("this cluster has one broker, node {}", self.config.node_id)));
+                        }
+                    }
+                    i32::try_from(wanted.assignments.len()).unwrap_or(i32::MAX)
+                } else {
+                    if wanted.replication_factor != -1 && wanted.replication_factor != 1 {
+                        return Err((
+                            ErrorCode::InvalidReplicationFactor,
+                            format!("replication factor {} is larger than the 1 available broker", wanted.replication_factor),
+                        ));
+                    }
+                    if wanted.num_partitions == -1 { self.config.default_partitions } else { wanted.num_partitions }
+                };
+                if self.topics.contains_key(&name) {
+                    return Err((ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists")));
+                }
+                if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
+                    return Err((ErrorCode::InvalidPartitions, format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}")));
+                }
+                Ok((partitions, config))
+            })();
+            let outcome = match outcome {
+                Ok((partitions, config)) if request.validate_only => Ok((partitions, config, uuid::Uuid::nil())),
+                Ok((partitions, config)) => self.create_topic(now_ms, &name, partitions, config.clone()).map(|id| (partitions, config, id)),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok((partitions, config, id)) => {
+                    if api_version >= 5 {
+                        result.num_partitions = partitions;
+                        result.replication_factor = 1;
+                        result.configs = Some(
+                            self.topic_config_entries(&config, None)
+                                .into_iter()
+                                .map(|e| {
+                                    CreatableTopicConfigs::default()
+                                        .with_name(e.name)
+                                        .with_value(e.value)
+                                        .with_read_only(e.read_only)
+                                        .with_config_source(e.config_source)
+                                        .with_is_sensitive(false)
+                                })
+                                .collect(),
+                        );
+                    }
+                    if api_version >= 7 {
+                        result.topic_id = id;
+                    }
+                }
+                Err((code, message)) => {
+                    result.error_code = code.code();
+                    if api_version >= 1 {
+                        result.error_message = Some(str_bytes(message));
+                    }
+                    if api_version >= 5 {
+                        result.num_partitions = -1;
+                        result.replication_factor = -1;
+                        result.configs = None;
+                    }
+                }
+            }
+            response.topics.push(result);
+        }
+        response
+    }
+
+    /// Deletes a topic: renames its directories to `*-delete` (so a crash midway cannot leave a
+    /// half topic), persists the metadata without it, then removes the directories.
+    fn delete_topic(&mut self, name: &str) -> Result<uuid::Uuid, AdminError> {
+        let topic = self.topics.remove(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        self.topic_names_by_id.remove(&topic.record.id);
+        let mut doomed = Vec::new();
+        for (index, _) in topic.partitions.iter().enumerate() {
+            let dir = partition_dir(name, index as i32);
+            let target = format!("{dir}.{}-delete", topic.record.id.simple());
+            if self.storage.rename(&dir, &target).is_ok() {
+                doomed.push(target);
+            }
+        }
+        let _ = self.storage.sync_dir("");
+        let id = topic.record.id;
+        drop(topic);
+        self.persist_metadata().map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
+        for dir in doomed {
+            // Left for the next start to finish if this fails.
+            let _ = self.storage.remove_dir_all(&dir);
+        }
+        Ok(id)
+    }
+
+    pub(super) fn delete_topics(&mut self, api_version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+        let mut response = DeleteTopicsResponse::default();
+        let targets: Vec<(Option<String>, uuid::Uuid)> = if api_version >= 6 {
+            request.topics.into_iter().map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)).collect()
+        } else {
+            request.topic_names.into_iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect()
+        };
+        for (name, id) in targets {
+            let name = name.or_else(|| self.topic_name_by_id(id).map(str::to_string));
+            let mut result = DeletableTopicResult::default();
+            result.name = name.clone().map(|n| TopicName(str_bytes(n)));
+            match name {
+                None => result.error_code = ErrorCode::UnknownTopicId.code(),
+                Some(name) => match self.delete_topic(&name) {
+                    Ok(deleted_id) => {
+                        if api_version >= 6 {
+                            result.topic_id = deleted_id;
+                        }
+                    }
+                    Err((code, message)) => {
+                        result.error_code = code.code();
+                        if api_version >= 5 {
+                            result.error_message = Some(str_bytes(message));
+                        }
+                    }
+                },
+            }
+            if api_version >= 6 && result.topic_id.is_nil() {
+                result.topic_id = id;
+            }
+            response.responses.push(result);
+        }
+        response
+    }
+
+    pub(super) fn create_partitions(&mut self, now_ms: i64, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+        let mut response = CreatePartitionsResponse::default();
+        for wanted in request.topics {
+            let name = wanted.name.0.to_string();
+            let mut result = CreatePartitionsTopicResult::default().with_name(wanted.name.clone());
+            let outcome = self.add_partitions(now_ms, &name, wanted.count, request.validate_only);
+            if let Err((code, message)) = outcome {
+                result.error_code = code.code();
+                result.error_message = Some(str_bytes(message));
+            }
+            response.results.push(result);
+        }
+        response
+    }
+
+    fn add_partitions(&mut self, now_ms: i64, name: &str, count: i32, validate_only: bool) -> Result<(), AdminError> {
+        let defaults = self.config.topic_defaults.clone();
+        let topic = self.topics.get_mut(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let current = topic.record.partitions;
+        if count <= current {
+            return Err((ErrorCode::InvalidPartitions, format!("topic '{name}' has {current} partitions; the new count must be larger")));
+        }
+        if count > PARTITIONS_PER_TOPIC_MAX {
+            return Err((ErrorCode::InvalidPartitions, format!("at most {PARTITIONS_PER_TOPIC_MAX} partitions")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let log_config = topic.config.log_config(&defaults);
+        for index in current..count {
+            let dir = partition_dir(name, index);
+            let log = Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms).map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
+            topic.partitions.push(Partition { log, producers: ProducerTable::default(), failed: false });
+            topic.record.partitions = index + 1;
+        }
+        self.persist_metadata().map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))
+    }
+
+    /// Every known topic config with its value in force, for DescribeConfigs and CreateTopics.
+    fn topic_config_entries(&self, config: &TopicConfig, only: Option<&[String]>) -> Vec<DescribeConfigsResourceResult> {
+        TOPIC_CONFIGS
+            .iter()
+            .filter(|def| only.is_none_or(|keys| keys.iter().any(|k| k == def.name)))
+            .map(|def| {
+                let (value, source) = match (config.overrides.get(def.name), self.config.topic_defaults.get(def.name)) {
+                    (Some(v), _) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
+                    (None, Some(v)) => (v.clone(), SOURCE_STATIC_BROKER),
+                    (None, None) => (def.default.to_string(), SOURCE_DEFAULT),
+                };
+                DescribeConfigsResourceResult::default()
+                    .with_name(str_bytes(def.name))
+                    .with_value(Some(str_bytes(value)))
+                    .with_read_only(false)
+                    .with_config_source(source)
+                    .with_config_type(def.kind.code())
+                    .with_documentation(Some(str_bytes(def.doc)))
+            })
+            .collect()
+    }
+
+    pub(super) fn describe_configs(&self, api_version: i16, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+        let mut response = DescribeConfigsResponse::default();
+        for resource in request.resources {
+            let mut result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let keys: Option<Vec<String>> = resource.configuration_keys.map(|keys| keys.iter().map(|k| k.to_string()).collect());
+            match resource.resource_type {
+                RESOURCE_TOPIC => match self.topic(&resource.resource_name) {
+                    None => {
+                        result.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                        result.error_message = Some(str_bytes(format!("topic '{}' does not exist", &*resource.resource_name)));
+                    }
+                    Some(topic) => {
+                        result.configs = self.topic_config_entries(&topic.config, keys.as_deref());
+                        for entry in &mut result.configs {
+                            if request.include_synonyms {
+                                let source = entry.config_source;
+                                entry.synonyms = vec![DescribeConfigsSynonym::default()
+                                    .with_name(entry.name.clone())
+                                    .with_value(entry.value.clone())
+                                    .with_source(source)];
+                            }
+                            if api_version < 3 {
+                                entry.config_type = 0;
+                                entry.documentation = None;
+                            } else if !request.include_documentation {
+                                entry.documentation = None;
+                            }
+                        }
+                    }
+                },
+                RESOURCE_BROKER => {
+                    result.configs = self.broker_config_entries(keys.as_deref());
+                    for entry in &mut result.configs {
+                        if api_version < 3 {
+                            entry.config_type = 0;
+                            entry.documentation = None;
+                        }
+                    }
+                }
+                other => {
+                    result.error_code = ErrorCode::InvalidRequest.code();
+                    result.error_message = Some(str_bytes(format!("resource type {other} is not supported")));
+                }
+            }
+            response.results.push(result);
+        }
+        response
+    }
+
+    /// Broker configs are static (file, flags, environment): listed read-only.
+    fn broker_config_entries(&self, only: Option<&[String]>) -> Vec<DescribeConfigsResourceResult> {
+        let mut entries: BTreeMap<String, String> = BTreeMap::new();
+        entries.insert("broker.id".into(), self.config.node_id.to_string());
+        entries.insert("node.id".into(), self.config.node_id.to_string());
+        entries.insert("auto.create.topics.enable".into(), self.config.auto_create_topics.to_string());
+        entries.insert("num.partitions".into(), self.config.default_partitions.to_string());
+        entries.insert("default.replication.factor".into(), "1".into());
+        for (key, value) in &self.config.topic_defaults {
+            entries.insert(broker_key_for_topic_key(key), value.clone());
+        }
+        entries
+            .into_iter()
+            .filter(|(k, _)| only.is_none_or(|keys| keys.iter().any(|x| x == k)))
+            .map(|(name, value)| {
+                DescribeConfigsResourceResult::default()
+                    .with_name(str_bytes(name))
+                    .with_value(Some(str_bytes(value)))
+                    .with_read_only(true)
+                    .with_config_source(SOURCE_STATIC_BROKER)
+                    .with_config_type(config::ConfigType::String.code())
+            })
+            .collect()
+    }
+
+    /// Replaces a topic's overrides and applies the new log settings at once.
+    fn set_topic_config(&mut self, name: &str, config: TopicConfig) -> Result<(), AdminError> {
+        let defaults = self.config.topic_defaults.clone();
+        let topic = self.topics.get_mut(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let previous = std::mem::replace(&mut topic.config, config);
+        topic.record.configs = topic.config.overrides.clone();
+        if let Err(e) = self.persist_metadata() {
+            let topic = self.topics.get_mut(name).expect("topic exists: looked up above");
+            topic.record.configs = previous.overrides.clone();
+            topic.config = previous;
+            return Err((ErrorCode::KafkaStorageError, e.to_string()));
+        }
+        let topic = self.topics.get_mut(name).expect("topic exists: looked up above");
+        let log_config = topic.config.log_config(&defaults);
+        for partition in &mut topic.partitions {
+            partition.log.set_config(log_config.clone());
+        }
+        Ok(())
+    }
+
+    fn alter_topic(&mut self, name: &str, validate_only: bool, change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), AdminError>) -> Result<(), AdminError> {
+        let topic = self.topic(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let mut overrides = topic.config.overrides.clone();
+        change(&mut overrides)?;
+        let config = TopicConfig::from_pairs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        self.set_topic_config(name, config)
+    }
+
+    pub(super) fn alter_configs(&mut self, request: AlterConfigsRequest) -> AlterConfigsResponse {
+        let mut response = AlterConfigsResponse::default();
+        for resource in request.resources {
+            let mut result = AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let outcome = match resource.resource_type {
+                RESOURCE_TOPIC => {
+                    let pairs: Vec<(String, String)> =
+                        resource.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
+                    self.alter_topic(&resource.resource_name, request.validate_only, |overrides| {
+                        // AlterConfigs replaces the whole set of overrides.
+                        *overrides = pairs.into_iter().collect();
+                        Ok(())
+                    })
+                }
+                _ => Err(static_broker_configs_error()),
+            };
+            if let Err((code, message)) = outcome {
+                result.error_code = code.code();
+                result.error_message = Some(str_bytes(message));
+            }
+            response.responses.push(result);
+        }
+        response
+    }
+
+    pub(super) fn incremental_alter_configs(&mut self, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+        let mut response = IncrementalAlterConfigsResponse::default();
+        for resource in request.resources {
+            let mut result = IncrementalResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let outcome = match resource.resource_type {
+                RESOURCE_TOPIC => {
+                    let ops: Vec<(String, i8, Option<String>)> =
+                        resource.configs.iter().map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))).collect();
+                    self.alter_topic(&resource.resource_name, request.validate_only, |overrides| apply_incremental(overrides, ops))
+                }
+                _ => Err(static_broker_configs_error()),
+            };
+            if let Err((code, message)) = outcome {
+                result.error_code = code.code();
+                result.error_message = Some(str_bytes(message));
+            }
+            response.responses.push(result);
+        }
+        response
+    }
+}
+
+fn static_broker_configs_error() -> AdminError {
+    (ErrorCode::InvalidRequest, "only topic configs can be altered; broker configs are set in the config file, flags or environment".into())
+}
+
+fn apply_incremental(overrides: &mut BTreeMap<String, String>, ops: Vec<(String, i8, Option<String>)>) -> Result<(), AdminError> {
+    for (key, op, value) in ops {
+        let def = config::definition(&key).ok_or((ErrorCode::InvalidConfig, format!("unknown topic config name {key}")))?;
+        match op {
+            OP_SET => {
+                let value = value.ok_or((ErrorCode::InvalidConfig, format!("{key}: SET needs a value")))?;
+                overrides.insert(key, value);
+            }
+            OP_DELETE => {
+                overrides.remove(&key);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                if def.kind != config::ConfigType::List {
+                    return Err((ErrorCode::InvalidConfig, format!("{key} is not a list; APPEND and SUBTRACT apply to lists")));
+                }
+                let value = value.unwrap_or_default();
+                let current = overrides.get(&key).cloned().unwrap_or_else(|| def.default.to_string());
+                let mut items: Vec<String> = current.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                for item in value.split(',').filter(|s| !s.is_empty()) {
+                    if op == OP_APPEND {
+                        if !items.iter().any(|x| x == item) {
+                            items.push(item.to_string());
+                        }
+                    } else {
+                        items.retain(|x| x != item);
+                    }
+                }
+                overrides.insert(key, items.join(","));
+            }
+            other => return Err((ErrorCode::InvalidRequest, format!("{key}: unknown config operation {other}"))),
+        }
+    }
+    Ok(())
+}
+
+/// The broker-level name of a topic config's default (`retention.ms` -> `log.retention.ms`).
+pub fn broker_key_for_topic_key(topic_key: &str) -> String {
+    match topic_key {
+        "max.message.bytes" => "message.max.bytes".to_string(),
+        "segment.ms" => "log.roll.ms".to_string(),
+        other => format!("log.{other}"),
+    }
+}

@@ -1,0 +1,114 @@
+//! Fetch: whole stored batches from each requested partition, up to the high watermark (the
+//! fsynced end). Long polls: if fewer than `min_bytes` are available the request is parked
+//! until a sync makes more durable or `max_wait_ms` passes. Fetch sessions (KIP-227) are
+//! declined: every response carries session id 0, so clients send full requests.
+
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind};
+
+use super::{Broker, Parked, RequestId, Response, ResponseBody};
+use crate::constants::FETCH_WAIT_MS_MAX;
+use crate::error::ErrorCode;
+
+/// Kafka's FETCH_SESSION_ID_NOT_FOUND.
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+
+pub(crate) struct ParkedFetch {
+    id: RequestId,
+    api_version: i16,
+    request: FetchRequest,
+    pub deadline_ms: i64,
+}
+
+impl Broker {
+    pub(super) fn fetch(&mut self, now_ms: i64, id: RequestId, api_version: i16, request: FetchRequest) -> Option<FetchResponse> {
+        if request.session_id != 0 {
+            // We never hand out sessions, so any id is unknown: the client falls back to a
+            // full fetch.
+            return Some(FetchResponse::default().with_error_code(FETCH_SESSION_ID_NOT_FOUND));
+        }
+        let wait_ms = i64::from(request.max_wait_ms).clamp(0, FETCH_WAIT_MS_MAX);
+        let parked = ParkedFetch { id, api_version, request, deadline_ms: now_ms + wait_ms };
+        match self.try_finish_fetch(now_ms, parked, false) {
+            Some(Response { body: ResponseBody::Message(ResponseKind::Fetch(body)), .. }) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Answers a fetch if it has `min_bytes`, hit an error, reached its deadline, or is
+    /// `force`d; otherwise parks it (again).
+    pub(super) fn try_finish_fetch(&mut self, now_ms: i64, parked: ParkedFetch, force: bool) -> Option<Response> {
+        let (response, bytes, errors) = self.build_fetch(parked.api_version, &parked.request);
+        let enough = bytes >= i64::from(parked.request.min_bytes.max(0)) || bytes > 0 && parked.request.min_bytes <= 1;
+        let give_up = force || now_ms >= parked.deadline_ms || self.parked.len() >= crate::constants::PARKED_REQUESTS_MAX;
+        if enough || errors || give_up {
+            return Some(Response {
+                id: parked.id,
+                api_key: ApiKey::Fetch,
+                api_version: parked.api_version,
+                body: ResponseBody::Message(ResponseKind::Fetch(response)),
+            });
+        }
+        self.parked.push(Parked::Fetch(parked));
+        None
+    }
+
+    /// Reads every requested partition. Returns the response, the record bytes in it, and
+    /// whether any partition has an error (errors are answered at once).
+    fn build_fetch(&self, api_version: i16, request: &FetchRequest) -> (FetchResponse, i64, bool) {
+        let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(usize::MAX);
+        let mut total_bytes: usize = 0;
+        let mut errors = false;
+        let mut response = FetchResponse::default();
+        for topic in &request.topics {
+            let name = topic.topic.0.to_string();
+            let mut topic_response = FetchableTopicResponse::default().with_topic(topic.topic.clone());
+            for wanted in &topic.partitions {
+                let mut data = PartitionData::default().with_partition_index(wanted.partition);
+                match self.partition(&name, wanted.partition) {
+                    None => data.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                    Some(p) if p.failed => data.error_code = ErrorCode::KafkaStorageError.code(),
+                    Some(p) => {
+                        let log = &p.log;
+                        data.high_watermark = log.durable_offset();
+                        data.last_stable_offset = log.durable_offset();
+                        if api_version >= 5 {
+                            data.log_start_offset = log.log_start_offset();
+                        }
+                        if let Some(code) = leader_epoch_error(wanted.current_leader_epoch) {
+                            data.error_code = code.code();
+                        } else if wanted.fetch_offset < log.log_start_offset() || wanted.fetch_offset > log.end_offset() {
+                            data.error_code = ErrorCode::OffsetOutOfRange.code();
+                        } else {
+                            let partition_max = usize::try_from(wanted.partition_max_bytes.max(0)).unwrap_or(0);
+                            let budget = partition_max.min(max_bytes.saturating_sub(total_bytes));
+                            let first_data = total_bytes == 0;
+                            if budget > 0 || first_data {
+                                match log.read(wanted.fetch_offset, budget, log.durable_offset(), first_data) {
+                                    Ok(read) => {
+                                        total_bytes += read.records.len();
+                                        data.records = Some(read.records);
+                                    }
+                                    Err(_) => data.error_code = ErrorCode::KafkaStorageError.code(),
+                                }
+                            }
+                        }
+                    }
+                }
+                errors |= data.error_code != 0;
+                topic_response.partitions.push(data);
+            }
+            response.responses.push(topic_response);
+        }
+        (response, total_bytes as i64, errors)
+    }
+}
+
+/// Single node: the leader epoch is always 0. A client that knows a newer epoch is ahead of
+/// us (UNKNOWN_LEADER_EPOCH); -1 means it does not check.
+pub(super) fn leader_epoch_error(current_leader_epoch: i32) -> Option<ErrorCode> {
+    match current_leader_epoch {
+        e if e > 0 => Some(ErrorCode::UnknownLeaderEpoch),
+        _ => None,
+    }
+}

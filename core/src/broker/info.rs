@@ -1,0 +1,137 @@
+//! ApiVersions, Metadata, DescribeCluster and InitProducerId.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{
+    ApiVersionsResponse, BrokerId, DescribeClusterRequest, DescribeClusterResponse, InitProducerIdRequest,
+    InitProducerIdResponse, MetadataRequest, MetadataResponse, ProducerId, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::versions::SUPPORTED;
+use super::Broker;
+use crate::constants::PRODUCER_ID_BLOCK_SIZE;
+use crate::error::ErrorCode;
+use crate::metadata::validate_topic_name;
+
+pub(super) fn api_versions(_api_version: i16) -> ApiVersionsResponse {
+    let api_keys = SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max))
+        .collect();
+    ApiVersionsResponse::default().with_api_keys(api_keys)
+}
+
+/// The reply to an ApiVersions request with a version we do not know: Kafka answers in the v0
+/// body with UNSUPPORTED_VERSION and the full key list, so the client can pick a version.
+pub fn api_versions_unsupported() -> ApiVersionsResponse {
+    api_versions(0).with_error_code(ErrorCode::UnsupportedVersion.code())
+}
+
+impl Broker {
+    fn self_broker(&self) -> (BrokerId, StrBytes, i32) {
+        (BrokerId(self.config.node_id), StrBytes::from_string(self.config.advertised_host.clone()), self.config.advertised_port)
+    }
+
+    pub(super) fn metadata_response(&mut self, now_ms: i64, api_version: i16, request: MetadataRequest) -> MetadataResponse {
+        let (node_id, host, port) = self.self_broker();
+        let mut response = MetadataResponse::default()
+            .with_brokers(vec![MetadataResponseBroker::default().with_node_id(node_id).with_host(host).with_port(port)])
+            .with_controller_id(node_id);
+        if api_version >= 2 {
+            response.cluster_id = Some(StrBytes::from_string(self.cluster_id().to_string()));
+        }
+        // v0: an empty list means all topics. v1+: null means all, empty means none.
+        let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match request.topics {
+            None => None,
+            Some(list) if list.is_empty() && api_version == 0 => None,
+            Some(list) => Some(list.into_iter().map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)).collect()),
+        };
+        let auto_create = self.config.auto_create_topics && (api_version < 4 || request.allow_auto_topic_creation);
+        let names: Vec<(Option<String>, uuid::Uuid)> = match wanted {
+            None => self.topics.keys().map(|n| (Some(n.clone()), uuid::Uuid::nil())).collect(),
+            Some(list) => list,
+        };
+        for (name, topic_id) in names {
+            let name = match name {
+                Some(n) => Some(n),
+                None => self.topic_name_by_id(topic_id).map(str::to_string),
+            };
+            let Some(name) = name else {
+                let mut entry = MetadataResponseTopic::default().with_error_code(ErrorCode::UnknownTopicId.code()).with_topic_id(topic_id);
+                entry.name = None;
+                response.topics.push(entry);
+                continue;
+            };
+            let mut entry = MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
+            if let Err(_reason) = validate_topic_name(&name) {
+                entry.error_code = ErrorCode::InvalidTopicException.code();
+                response.topics.push(entry);
+                continue;
+            }
+            if self.topic(&name).is_none() && auto_create {
+                let partitions = self.config.default_partitions;
+                let _ = self.create_topic(now_ms, &name, partitions, Default::default());
+            }
+            match self.topic(&name) {
+                None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                Some(topic) => {
+                    if api_version >= 10 {
+                        entry.topic_id = topic.record.id;
+                    }
+                    entry.partitions = (0..topic.record.partitions)
+                        .map(|index| {
+                            let mut p = MetadataResponsePartition::default()
+                                .with_partition_index(index)
+                                .with_leader_id(node_id)
+                                .with_replica_nodes(vec![node_id])
+                                .with_isr_nodes(vec![node_id]);
+                            if api_version >= 7 {
+                                p.leader_epoch = 0;
+                            }
+                            p
+                        })
+                        .collect();
+                }
+            }
+            response.topics.push(entry);
+        }
+        response
+    }
+
+    pub(super) fn describe_cluster(&self, _api_version: i16, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+        let (node_id, host, port) = self.self_broker();
+        DescribeClusterResponse::default()
+            .with_cluster_id(StrBytes::from_string(self.cluster_id().to_string()))
+            .with_controller_id(node_id)
+            .with_brokers(vec![DescribeClusterBroker::default().with_broker_id(node_id).with_host(host).with_port(port)])
+    }
+
+    /// Idempotent producers get a fresh id with epoch 0. A producer that sends back its id and
+    /// epoch (KIP-360, after an error) gets the same id with the epoch bumped. Ids come from a
+    /// block whose end is persisted before any id in it is used, so a restart never reuses one.
+    pub(super) fn init_producer_id(&mut self, request: InitProducerIdRequest) -> InitProducerIdResponse {
+        let mut response = InitProducerIdResponse::default();
+        if request.transactional_id.is_some() {
+            response.error_code = ErrorCode::TransactionalIdAuthorizationFailed.code();
+            return response;
+        }
+        if request.producer_id.0 >= 0 && request.producer_id.0 < self.next_producer_id && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
+            response.producer_id = request.producer_id;
+            response.producer_epoch = request.producer_epoch + 1;
+            return response;
+        }
+        if self.next_producer_id >= self.metadata.document.producer_id_block_end {
+            self.metadata.document.producer_id_block_end = self.next_producer_id + PRODUCER_ID_BLOCK_SIZE;
+            if self.persist_metadata().is_err() {
+                response.error_code = ErrorCode::KafkaStorageError.code();
+                return response;
+            }
+        }
+        response.producer_id = ProducerId(self.next_producer_id);
+        response.producer_epoch = 0;
+        self.next_producer_id += 1;
+        response
+    }
+}

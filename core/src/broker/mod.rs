@@ -1,0 +1,552 @@
+//! The broker state machine.
+//!
+//! # Contract
+//!
+//! A [`Broker`] is a value the driver owns and feeds. It never blocks on I/O it did not ask for,
+//! never reads a clock and never spawns threads.
+//!
+//! - **Inputs**: [`Broker::handle_request`] for each decoded request, [`Broker::handle_io_done`]
+//!   when an [`IoCommand`] finishes, [`Broker::handle_timeout`] when the time from
+//!   [`Broker::next_timeout_ms`] arrives. Every input takes `now_ms`.
+//! - **Outputs**: after any input, drain [`Broker::poll_output`] until `None`. Each output is
+//!   either a [`Response`] to send (in any order across connections; the driver keeps each
+//!   connection's responses in request order) or an [`IoCommand`] to run. Then re-read
+//!   [`Broker::next_timeout_ms`].
+//!
+//! Small synchronous storage calls (appends, reads, metadata files) go straight to the
+//! [`Storage`] the broker was opened with. The expensive one, fsync of log segments, is an
+//! [`IoCommand::Sync`]: replies that promise durability (acks=all) and the high watermark wait
+//! for its completion. One sync is in flight at a time and covers every partition written since
+//! the last one, so many produce requests share one fsync (group commit).
+
+mod admin;
+mod fetch;
+mod info;
+mod offsets;
+mod produce;
+pub mod versions;
+
+pub use info::api_versions_unsupported;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use crate::constants::RETENTION_CHECK_INTERVAL_MS;
+use crate::log::batch::NO_PRODUCER_ID;
+use crate::log::checkpoint;
+use crate::log::{Log, RecoveryReport};
+use crate::metadata::store::MetadataStore;
+use crate::metadata::{TopicConfig, TopicRecord};
+use crate::rng::Rng;
+use crate::storage::{FileRef, Storage};
+use crate::txn::producer::ProducerTable;
+
+/// Identifies one request for the driver, which maps it back to its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// Identifies a client connection (for logs, and later for sessions and group members).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// Identifies an [`IoCommand`] so its completion can be matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IoToken(pub u64);
+
+/// A decoded request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: RequestId,
+    pub conn: ConnId,
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub client_id: Option<String>,
+    pub body: RequestKind,
+}
+
+/// What goes back for a request.
+#[derive(Debug, Clone)]
+pub enum ResponseBody {
+    Message(ResponseKind),
+    /// acks=0 produce: Kafka sends nothing back.
+    Nothing,
+    /// The request was not acceptable at all (for example a body that does not match its
+    /// API); Kafka closes the connection, and so does the driver, logging the reason.
+    Close(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub id: RequestId,
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub body: ResponseBody,
+}
+
+/// Effects the driver performs for the broker.
+#[derive(Debug)]
+pub enum IoCommand {
+    /// Make every write to these files durable (fsync), then report
+    /// [`Broker::handle_io_done`] with the token. Exists because acks=all replies and the
+    /// high watermark must wait for durability, and fsync is too slow to run inline.
+    Sync { token: IoToken, files: Vec<FileRef> },
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Response(Response),
+    Io(IoCommand),
+}
+
+/// Settings the broker needs; the server builds them from its config file, flags and env.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of auto-created topics and of CreateTopics with -1.
+    pub default_partitions: i32,
+    /// Broker-wide defaults for topic configs, by topic config name (from `log.retention.ms`
+    /// and friends).
+    pub topic_defaults: BTreeMap<String, String>,
+    /// Seed for ids (topic ids, cluster id).
+    pub seed: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            auto_create_topics: true,
+            default_partitions: 1,
+            topic_defaults: BTreeMap::new(),
+            seed: 0,
+        }
+    }
+}
+
+/// What start-up found, for the log.
+#[derive(Debug, Clone, Default)]
+pub struct StartupReport {
+    pub created_metadata: bool,
+    pub topics: usize,
+    pub partitions: usize,
+    pub recovery: RecoveryReport,
+    pub producers: usize,
+}
+
+const RECOVERY_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
+/// How often the recovery points are checkpointed, so a restart scans little.
+const RECOVERY_CHECKPOINT_INTERVAL_MS: i64 = 60_000;
+
+pub(crate) struct Partition {
+    pub log: Log,
+    pub producers: ProducerTable,
+    /// An fsync failed: the page cache no longer says what is on disk. The partition refuses
+    /// reads and writes until a restart recovers it from what is really stored.
+    pub failed: bool,
+}
+
+pub(crate) struct Topic {
+    pub record: TopicRecord,
+    pub config: TopicConfig,
+    pub partitions: Vec<Partition>,
+}
+
+struct SyncInFlight {
+    token: IoToken,
+    /// (topic id, partition, offset durable once the sync completes)
+    targets: Vec<(uuid::Uuid, i32, i64)>,
+}
+
+pub(crate) enum Parked {
+    Produce(produce::ParkedProduce),
+    Fetch(fetch::ParkedFetch),
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    storage: Arc<dyn Storage>,
+    metadata: MetadataStore,
+    topics: BTreeMap<String, Topic>,
+    topic_names_by_id: BTreeMap<uuid::Uuid, String>,
+    next_producer_id: i64,
+    rng: Rng,
+    outputs: VecDeque<Output>,
+    parked: Vec<Parked>,
+    sync_in_flight: Option<SyncInFlight>,
+    next_token: u64,
+    next_retention_check_ms: i64,
+    next_recovery_checkpoint_ms: i64,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("node_id", &self.config.node_id).field("topics", &self.topics.len()).finish()
+    }
+}
+
+impl Broker {
+    /// Opens the broker's state from `storage`: metadata, then every partition's log (with
+    /// crash recovery), then each partition's producer state from its batch headers.
+    pub fn open(config: BrokerConfig, storage: Arc<dyn Storage>, now_ms: i64) -> io::Result<(Broker, StartupReport)> {
+        let mut rng = Rng::new(config.seed);
+        let cluster_id = cluster_id_from(&mut rng);
+        let (metadata, created) = MetadataStore::load_or_create(storage.as_ref(), cluster_id)?;
+        let mut report = StartupReport { created_metadata: created, ..StartupReport::default() };
+        let recovery_points = read_offsets_checkpoint(storage.as_ref(), RECOVERY_CHECKPOINT)?;
+        let start_offsets = read_offsets_checkpoint(storage.as_ref(), LOG_START_CHECKPOINT)?;
+        remove_deleted_dirs(storage.as_ref())?;
+        let mut topics = BTreeMap::new();
+        let mut topic_names_by_id = BTreeMap::new();
+        let mut max_producer_id = NO_PRODUCER_ID;
+        for record in &metadata.document.topics {
+            let topic_config = TopicConfig::from_pairs(record.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("topic {}: {e}", record.name)))?;
+            let log_config = topic_config.log_config(&config.topic_defaults);
+            let mut partitions = Vec::new();
+            for index in 0..record.partitions {
+                let dir = partition_dir(&record.name, index);
+                let key = (record.name.clone(), index);
+                let log = if storage.exists(&dir) {
+                    let recovery_point = recovery_points.get(&key).copied().unwrap_or(0);
+                    let start = start_offsets.get(&key).copied().unwrap_or(0);
+                    let (log, recovered) = Log::open(storage.clone(), &dir, log_config.clone(), recovery_point, start, now_ms)?;
+                    report.recovery.segments += recovered.segments;
+                    report.recovery.segments_scanned += recovered.segments_scanned;
+                    report.recovery.truncated_bytes += recovered.truncated_bytes;
+                    report.recovery.segments_dropped += recovered.segments_dropped;
+                    log
+                } else {
+                    Log::create(storage.clone(), &dir, log_config.clone(), now_ms)?
+                };
+                let mut producers = ProducerTable::default();
+                log.for_each_batch_header(|header| producers.record(header, header.base_offset))?;
+                max_producer_id = max_producer_id.max(producers.max_producer_id().unwrap_or(NO_PRODUCER_ID));
+                report.producers += producers.len();
+                partitions.push(Partition { log, producers, failed: false });
+            }
+            report.partitions += partitions.len();
+            topic_names_by_id.insert(record.id, record.name.clone());
+            topics.insert(record.name.clone(), Topic { record: record.clone(), config: topic_config, partitions });
+        }
+        report.topics = topics.len();
+        let next_producer_id = metadata.document.producer_id_block_end.max(max_producer_id + 1);
+        let mut broker = Broker {
+            config,
+            storage,
+            metadata,
+            topics,
+            topic_names_by_id,
+            next_producer_id,
+            rng,
+            outputs: VecDeque::new(),
+            parked: Vec::new(),
+            sync_in_flight: None,
+            next_token: 1,
+            next_retention_check_ms: now_ms + RETENTION_CHECK_INTERVAL_MS,
+            next_recovery_checkpoint_ms: now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS,
+        };
+        broker.maybe_start_sync();
+        Ok((broker, report))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.metadata.document.cluster_id
+    }
+
+    // ----- inputs -----
+
+    /// Handles one decoded request. Its response comes out of [`Broker::poll_output`], now or
+    /// after later inputs (fsync completion, new data, a timeout).
+    pub fn handle_request(&mut self, now_ms: i64, request: Request) {
+        let Request { id, api_key, api_version, body, .. } = request;
+        let reply = |body: ResponseKind| ResponseBody::Message(body);
+        let body = match body {
+            RequestKind::ApiVersions(_) => reply(ResponseKind::ApiVersions(info::api_versions(api_version))),
+            RequestKind::Metadata(r) => reply(ResponseKind::Metadata(self.metadata_response(now_ms, api_version, r))),
+            RequestKind::DescribeCluster(r) => reply(ResponseKind::DescribeCluster(self.describe_cluster(api_version, r))),
+            RequestKind::InitProducerId(r) => reply(ResponseKind::InitProducerId(self.init_producer_id(r))),
+            RequestKind::Produce(r) => match self.produce(now_ms, id, api_version, r) {
+                Some(body) => body,
+                None => return self.after_input(),
+            },
+            RequestKind::Fetch(r) => match self.fetch(now_ms, id, api_version, r) {
+                Some(body) => reply(ResponseKind::Fetch(body)),
+                None => return self.after_input(),
+            },
+            RequestKind::ListOffsets(r) => reply(ResponseKind::ListOffsets(self.list_offsets(api_version, r))),
+            RequestKind::OffsetForLeaderEpoch(r) => reply(ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(r))),
+            RequestKind::DeleteRecords(r) => reply(ResponseKind::DeleteRecords(self.delete_records(r))),
+            RequestKind::CreateTopics(r) => reply(ResponseKind::CreateTopics(self.create_topics(now_ms, api_version, r))),
+            RequestKind::DeleteTopics(r) => reply(ResponseKind::DeleteTopics(self.delete_topics(api_version, r))),
+            RequestKind::CreatePartitions(r) => reply(ResponseKind::CreatePartitions(self.create_partitions(now_ms, r))),
+            RequestKind::DescribeConfigs(r) => reply(ResponseKind::DescribeConfigs(self.describe_configs(api_version, r))),
+            RequestKind::AlterConfigs(r) => reply(ResponseKind::AlterConfigs(self.alter_configs(r))),
+            RequestKind::IncrementalAlterConfigs(r) => {
+                reply(ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(r)))
+            }
+            other => ResponseBody::Close(format!("no handler for {:?}", ApiKey::try_from(api_key as i16).map(|_| other_kind_name(&other)))),
+        };
+        self.outputs.push_back(Output::Response(Response { id, api_key, api_version, body }));
+        self.after_input();
+    }
+
+    /// An [`IoCommand`] finished.
+    pub fn handle_io_done(&mut self, now_ms: i64, token: IoToken, result: io::Result<()>) {
+        let Some(sync) = self.sync_in_flight.take_if(|s| s.token == token) else {
+            return;
+        };
+        let failed = result.is_err();
+        for (topic_id, partition_index, durable_offset) in sync.targets {
+            let Some(partition) = self.partition_by_id_mut(topic_id, partition_index) else {
+                continue;
+            };
+            if failed {
+                partition.failed = true;
+            } else {
+                partition.log.synced(durable_offset);
+            }
+        }
+        self.release_parked(now_ms, false);
+        self.after_input();
+    }
+
+    /// Time passed: expire waits, roll old segments, enforce retention, checkpoint.
+    pub fn handle_timeout(&mut self, now_ms: i64) {
+        self.release_parked(now_ms, false);
+        if now_ms >= self.next_retention_check_ms {
+            self.next_retention_check_ms = now_ms + RETENTION_CHECK_INTERVAL_MS;
+            self.enforce_retention(now_ms);
+        }
+        if now_ms >= self.next_recovery_checkpoint_ms {
+            self.next_recovery_checkpoint_ms = now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS;
+            // A failed checkpoint only makes the next start scan more; nothing is lost.
+            let _ = self.write_recovery_checkpoint();
+        }
+        self.after_input();
+    }
+
+    /// Starts a final sync for a clean shutdown. The driver drains outputs, runs the sync, and
+    /// then calls [`Broker::finish_shutdown`].
+    pub fn begin_shutdown(&mut self, now_ms: i64) {
+        self.release_parked(now_ms, true);
+        self.after_input();
+    }
+
+    /// True while an fsync is outstanding.
+    pub fn sync_pending(&self) -> bool {
+        self.sync_in_flight.is_some()
+    }
+
+    /// Whether any partition has writes not yet covered by a completed sync.
+    pub fn has_unsynced(&self) -> bool {
+        self.topics.values().flat_map(|t| &t.partitions).any(|p| !p.failed && p.log.needs_sync())
+    }
+
+    /// Writes the recovery-point checkpoint after the final sync, so the next start scans
+    /// nothing it does not have to.
+    pub fn finish_shutdown(&mut self) -> io::Result<()> {
+        self.write_recovery_checkpoint()
+    }
+
+    // ----- outputs -----
+
+    /// The next output, in the order produced.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Broker::handle_timeout`] must next be called.
+    pub fn next_timeout_ms(&self) -> i64 {
+        let mut next = self.next_retention_check_ms.min(self.next_recovery_checkpoint_ms);
+        for parked in &self.parked {
+            next = next.min(match parked {
+                Parked::Produce(p) => p.deadline_ms,
+                Parked::Fetch(f) => f.deadline_ms,
+            });
+        }
+        next
+    }
+
+    // ----- internals -----
+
+    fn after_input(&mut self) {
+        self.maybe_start_sync();
+    }
+
+    /// Starts a sync covering every partition with unsynced writes, unless one is running.
+    fn maybe_start_sync(&mut self) {
+        if self.sync_in_flight.is_some() {
+            return;
+        }
+        let mut files = Vec::new();
+        let mut targets = Vec::new();
+        for topic in self.topics.values_mut() {
+            for (index, partition) in topic.partitions.iter_mut().enumerate() {
+                if partition.failed || !partition.log.needs_sync() {
+                    continue;
+                }
+                let plan = partition.log.plan_sync();
+                files.extend(plan.files);
+                targets.push((topic.record.id, index as i32, plan.durable_offset));
+            }
+        }
+        if targets.is_empty() {
+            return;
+        }
+        let token = IoToken(self.next_token);
+        self.next_token += 1;
+        self.sync_in_flight = Some(SyncInFlight { token, targets });
+        self.outputs.push_back(Output::Io(IoCommand::Sync { token, files }));
+    }
+
+    /// Answers parked requests that can now be answered (or must be, when `force`).
+    fn release_parked(&mut self, now_ms: i64, force: bool) {
+        let parked = std::mem::take(&mut self.parked);
+        for item in parked {
+            match item {
+                Parked::Produce(p) => {
+                    if let Some(response) = self.try_finish_produce(now_ms, p, force) {
+                        self.outputs.push_back(Output::Response(response));
+                    }
+                }
+                Parked::Fetch(f) => {
+                    if let Some(response) = self.try_finish_fetch(now_ms, f, force) {
+                        self.outputs.push_back(Output::Response(response));
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Option<&Topic> {
+        self.topics.get(name)
+    }
+
+    pub(crate) fn topic_name_by_id(&self, id: uuid::Uuid) -> Option<&str> {
+        self.topic_names_by_id.get(&id).map(String::as_str)
+    }
+
+    fn partition_by_id_mut(&mut self, topic_id: uuid::Uuid, index: i32) -> Option<&mut Partition> {
+        let name = self.topic_names_by_id.get(&topic_id)?;
+        let topic = self.topics.get_mut(name)?;
+        topic.partitions.get_mut(usize::try_from(index).ok()?)
+    }
+
+    pub(crate) fn partition(&self, topic: &str, index: i32) -> Option<&Partition> {
+        self.topics.get(topic)?.partitions.get(usize::try_from(index).ok()?)
+    }
+
+    pub(crate) fn partition_mut(&mut self, topic: &str, index: i32) -> Option<&mut Partition> {
+        self.topics.get_mut(topic)?.partitions.get_mut(usize::try_from(index).ok()?)
+    }
+
+    fn enforce_retention(&mut self, now_ms: i64) {
+        let mut changed = false;
+        for topic in self.topics.values_mut() {
+            for partition in topic.partitions.iter_mut().filter(|p| !p.failed) {
+                let _ = partition.log.roll_if_old(now_ms);
+                if let Ok(deleted) = partition.log.enforce_retention(now_ms) {
+                    changed |= deleted > 0;
+                }
+            }
+        }
+        if changed {
+            let _ = self.write_log_start_checkpoint();
+        }
+    }
+
+    fn write_recovery_checkpoint(&self) -> io::Result<()> {
+        let entries: Vec<Vec<String>> = self
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions.iter().enumerate().filter(|(_, p)| !p.failed).map(move |(i, p)| {
+                    vec![t.record.name.clone(), i.to_string(), p.log.durable_offset().to_string()]
+                })
+            })
+            .collect();
+        checkpoint::write(self.storage.as_ref(), "", RECOVERY_CHECKPOINT, &entries)
+    }
+
+    pub(crate) fn write_log_start_checkpoint(&self) -> io::Result<()> {
+        let entries: Vec<Vec<String>> = self
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions.iter().enumerate().map(move |(i, p)| {
+                    vec![t.record.name.clone(), i.to_string(), p.log.log_start_offset().to_string()]
+                })
+            })
+            .collect();
+        checkpoint::write(self.storage.as_ref(), "", LOG_START_CHECKPOINT, &entries)
+    }
+
+    fn persist_metadata(&mut self) -> io::Result<()> {
+        self.metadata.document.topics = self.topics.values().map(|t| t.record.clone()).collect();
+        self.metadata.persist(self.storage.as_ref())
+    }
+}
+
+fn other_kind_name(kind: &RequestKind) -> String {
+    let text = format!("{kind:?}");
+    text.split('(').next().unwrap_or("request").to_string()
+}
+
+/// `<topic>-<partition>`, Kafka's directory name.
+pub fn partition_dir(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+/// A Kafka-style cluster id: 16 random bytes in unpadded URL-safe base64.
+fn cluster_id_from(rng: &mut Rng) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = rng.uuid().into_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let symbols = chunk.len() + 1;
+        for i in 0..symbols {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Reads a `topic partition offset` checkpoint at the storage root; unreadable means empty
+/// (recovery then scans more, which is safe).
+fn read_offsets_checkpoint(storage: &dyn Storage, name: &str) -> io::Result<BTreeMap<(String, i32), i64>> {
+    let entries = checkpoint::read(storage, name, 3).unwrap_or_default();
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| Some(((e[0].clone(), e[1].parse().ok()?), e[2].parse().ok()?)))
+        .collect())
+}
+
+/// Finishes topic deletions a crash interrupted: directories renamed to `*-delete`.
+fn remove_deleted_dirs(storage: &dyn Storage) -> io::Result<()> {
+    for name in storage.list_dir("")? {
+        if name.ends_with("-delete") {
+            storage.remove_dir_all(&name)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+//! Produce: validate each partition's batches without decoding records, check idempotent
+//! sequences, append, and answer according to `acks`:
+//!
+//! - `acks=0`: no response at all.
+//! - `acks=1`: answered once the batch is in the log (page cache).
+//! - `acks=all` (-1): answered once an fsync covering the batch has completed.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Broker, Parked, RequestId, Response, ResponseBody};
+use crate::error::ErrorCode;
+use crate::log::batch::{set_log_append_time, validate_produce};
+use crate::txn::producer::SequenceCheck;
+
+/// A produce with acks=all waiting for its fsync.
+pub(crate) struct ParkedProduce {
+    id: RequestId,
+    api_version: i16,
+    response: ProduceResponse,
+    waits: Vec<Wait>,
+    pub deadline_ms: i64,
+}
+
+/// One partition of a parked produce: done when its log's durable offset reaches `offset_end`.
+struct Wait {
+    topic: String,
+    partition: i32,
+    offset_end: i64,
+    /// Where the partition's entry sits in the response.
+    at: (usize, usize),
+}
+
+/// Outcome of appending one partition's record set.
+struct Appended {
+    base_offset: i64,
+    /// One past the last offset written (or found as a duplicate).
+    offset_end: i64,
+    log_start_offset: i64,
+    log_append_time_ms: i64,
+}
+
+impl Broker {
+    pub(super) fn produce(&mut self, now_ms: i64, id: RequestId, api_version: i16, request: ProduceRequest) -> Option<ResponseBody> {
+        let acks = request.acks;
+        let acks_valid = matches!(acks, 0 | 1 | -1);
+        let transactional = request.transactional_id.is_some();
+        let mut response = ProduceResponse::default();
+        let mut waits = Vec::new();
+        for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
+            let name = topic_data.name.0.to_string();
+            let mut topic_response = TopicProduceResponse::default().with_name(topic_data.name.clone());
+            for (partition_index, partition_data) in topic_data.partition_data.into_iter().enumerate() {
+                let mut entry = PartitionProduceResponse::default().with_index(partition_data.index);
+                let result = if !acks_valid {
+                    Err(ErrorCode::InvalidRequiredAcks)
+                } else if transactional {
+                    // Transactions are their own issue; refuse clearly rather than half-work.
+                    Err(ErrorCode::TransactionalIdAuthorizationFailed)
+                } else {
+                    self.append_partition(now_ms, &name, partition_data.index, partition_data.records)
+                };
+                match result {
+                    Ok(appended) => {
+                        entry.base_offset = appended.base_offset;
+                        entry.log_append_time_ms = appended.log_append_time_ms;
+                        if api_version >= 5 {
+                            entry.log_start_offset = appended.log_start_offset;
+                        }
+                        waits.push(Wait {
+                            topic: name.clone(),
+                            partition: partition_data.index,
+                            offset_end: appended.offset_end,
+                            at: (topic_index, partition_index),
+                        });
+                    }
+                    Err(code) => {
+                        entry.error_code = code.code();
+                        entry.base_offset = -1;
+                        if api_version >= 8 && !code.message().is_empty() {
+                            entry.error_message = Some(StrBytes::from_static_str(code.message()));
+                        }
+                    }
+                }
+                topic_response.partition_responses.push(entry);
+            }
+            response.responses.push(topic_response);
+        }
+        match acks {
+            0 => Some(ResponseBody::Nothing),
+            -1 if !waits.is_empty() => {
+                let deadline_ms = now_ms + i64::from(request.timeout_ms.max(0));
+                let parked = ParkedProduce { id, api_version, response, waits, deadline_ms };
+                // Answer at once if already durable (e.g. every batch was a synced duplicate).
+                if let Some(done) = self.try_finish_produce(now_ms, parked, false) {
+                    self.outputs.push_back(super::Output::Response(done));
+                }
+                None
+            }
+            _ => Some(ResponseBody::Message(ResponseKind::Produce(response))),
+        }
+    }
+
+    fn append_partition(&mut self, now_ms: i64, topic: &str, index: i32, records: Option<Bytes>) -> Result<Appended, ErrorCode> {
+        let defaults = self.config.topic_defaults.clone();
+        let topic_state = self.topics.get_mut(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let message_bytes_max = topic_state.config.message_bytes_max(&defaults);
+        let log_append_time = topic_state.config.log_append_time(&defaults);
+        let partition = usize::try_from(index)
+            .ok()
+            .and_then(|i| topic_state.partitions.get_mut(i))
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        if partition.failed {
+            return Err(ErrorCode::KafkaStorageError);
+        }
+        let records = records.ok_or(ErrorCode::CorruptMessage)?;
+        let batches = validate_produce(&records, message_bytes_max)?;
+        let mut first: Option<i64> = None;
+        let mut offset_end = partition.log.end_offset();
+        for batch in batches {
+            let header = batch.header;
+            if header.is_transactional() {
+                return Err(ErrorCode::TransactionalIdAuthorizationFailed);
+            }
+            if header.is_idempotent() {
+                match partition.producers.check(&header) {
+                    SequenceCheck::Append => {}
+                    SequenceCheck::Duplicate { first_offset, last_offset } => {
+                        first.get_or_insert(first_offset);
+                        offset_end = offset_end.max(last_offset + 1);
+                        continue;
+                    }
+                    SequenceCheck::Reject(code) => return Err(code),
+                }
+            }
+            let mut bytes = records[batch.start..batch.end].to_vec();
+            if log_append_time {
+                set_log_append_time(&mut bytes, now_ms);
+            }
+            let base_offset = partition.log.append(&mut bytes, 0, now_ms).map_err(|_| {
+                partition.failed = true;
+                ErrorCode::KafkaStorageError
+            })?;
+            partition.producers.record(&header, base_offset);
+            first.get_or_insert(base_offset);
+            offset_end = partition.log.end_offset();
+        }
+        Ok(Appended {
+            base_offset: first.expect("validation returns at least one batch"),
+            offset_end,
+            log_start_offset: partition.log.log_start_offset(),
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
+        })
+    }
+
+    /// Finishes a parked acks=all produce if every partition is durable (or failed), or at its
+    /// deadline, or when `force`d at shutdown. Otherwise parks it again.
+    pub(super) fn try_finish_produce(&mut self, now_ms: i64, mut parked: ParkedProduce, force: bool) -> Option<Response> {
+        // With the parking lot full, time out at once rather than grow without bound; the
+        // producer retries and idempotence removes the duplicate.
+        let give_up = force || now_ms >= parked.deadline_ms || self.parked.len() >= crate::constants::PARKED_REQUESTS_MAX;
+        let mut pending = false;
+        for wait in &parked.waits {
+            let (topic_index, partition_index) = wait.at;
+            let entry = &mut parked.response.responses[topic_index].partition_responses[partition_index];
+            if entry.error_code != 0 {
+                continue;
+            }
+            match self.partition(&wait.topic, wait.partition) {
+                None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),
+                Some(p) if p.log.durable_offset() >= wait.offset_end => {}
+                Some(_) if give_up => entry.error_code = ErrorCode::RequestTimedOut.code(),
+                Some(_) => pending = true,
+            }
+            if entry.error_code != 0 {
+                entry.base_offset = -1;
+            }
+        }
+        if pending {
+            self.parked.push(Parked::Produce(parked));
+            return None;
+        }
+        Some(Response {
+            id: parked.id,
+            api_key: ApiKey::Produce,
+            api_version: parked.api_version,
+            body: ResponseBody::Message(ResponseKind::Produce(parked.response)),
+        })
+    }
+}

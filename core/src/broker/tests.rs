@@ -1,0 +1,312 @@
+//! Broker tests: drive the state machine in-process with virtual time and assert on the
+//! drained outputs (responses and I/O commands). No sockets, no sleeps.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::*;
+use crate::log::batch::build::{batch, simple, Idempotence};
+use crate::log::batch::BatchHeader;
+use crate::error::ErrorCode;
+use crate::storage::MemStorage;
+
+struct Harness {
+    storage: MemStorage,
+    broker: Broker,
+    now_ms: i64,
+    next_id: u64,
+    pending_io: Vec<IoCommand>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::on(MemStorage::new())
+    }
+
+    fn on(storage: MemStorage) -> Harness {
+        let (broker, _) = Broker::open(BrokerConfig::default(), Arc::new(storage.clone()), 1_000).unwrap();
+        let mut harness = Harness { storage, broker, now_ms: 1_000, next_id: 1, pending_io: Vec::new() };
+        harness.run_io();
+        harness
+    }
+
+    fn send(&mut self, api_key: ApiKey, api_version: i16, body: RequestKind) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        self.broker.handle_request(self.now_ms, Request { id, conn: ConnId(1), api_key, api_version, client_id: None, body });
+        id
+    }
+
+    /// Drains outputs without running I/O: responses only.
+    fn responses(&mut self) -> Vec<Response> {
+        let mut out = Vec::new();
+        let mut pending_io = Vec::new();
+        while let Some(output) = self.broker.poll_output() {
+            match output {
+                Output::Response(r) => out.push(r),
+                Output::Io(io) => pending_io.push(io),
+            }
+        }
+        self.pending_io.extend(pending_io);
+        out
+    }
+
+    /// Runs every outstanding sync command and reports completion.
+    fn run_io(&mut self) -> Vec<Response> {
+        let mut out = self.responses();
+        while let Some(IoCommand::Sync { token, files }) = self.pending_io.pop() {
+            for file in files {
+                file.sync().unwrap();
+            }
+            self.broker.handle_io_done(self.now_ms, token, Ok(()));
+            out.extend(self.responses());
+        }
+        out
+    }
+
+    fn one(&mut self, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
+        let id = self.send(api_key, api_version, body);
+        let responses = self.run_io();
+        let response = responses.into_iter().find(|r| r.id == id).expect("a response");
+        match response.body {
+            ResponseBody::Message(m) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    fn create_topic(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.to_string())).with_value(Some(StrBytes::from_string(v.to_string()))))
+                    .collect(),
+            );
+        let ResponseKind::CreateTopics(r) = self.one(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))) else {
+            panic!()
+        };
+        r.topics[0].error_code
+    }
+}
+
+
+fn produce_request(topic: &str, partition: i32, acks: i16, records: Vec<u8>) -> RequestKind {
+    RequestKind::Produce(
+        ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(records)))])]),
+    )
+}
+
+fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32, min_bytes: i32) -> RequestKind {
+    RequestKind::Fetch(
+        FetchRequest::default().with_max_wait_ms(max_wait_ms).with_min_bytes(min_bytes).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)])]),
+    )
+}
+
+fn produce_result(response: &ResponseKind) -> (i16, i64) {
+    let ResponseKind::Produce(r) = response else { panic!("not a produce response: {response:?}") };
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn idempotent(producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Vec<u8> {
+    batch(&simple(count, 0), Some(Idempotence { producer_id, producer_epoch: epoch, base_sequence: sequence }))
+}
+
+fn fetched_offsets(response: &ResponseKind) -> (i16, i64, Vec<i64>) {
+    let ResponseKind::Fetch(r) = response else { panic!("not a fetch response") };
+    let p = &r.responses[0].partitions[0];
+    let records = p.records.clone().unwrap_or_default();
+    let mut offsets = Vec::new();
+    let mut position = 0;
+    while position < records.len() {
+        let header = BatchHeader::parse(&records[position..]).unwrap();
+        offsets.push(header.base_offset);
+        position += header.size_bytes().unwrap();
+    }
+    (p.error_code, p.high_watermark, offsets)
+}
+
+#[test]
+fn acks_all_waits_for_the_sync() {
+    let mut h = Harness::new();
+    assert_eq!(h.create_topic("t", 2, &[]), 0);
+    let id = h.send(ApiKey::Produce, 9, produce_request("t", 1, -1, batch(&simple(3, 5), None)));
+    let early = h.responses();
+    assert!(early.iter().all(|r| r.id != id), "acks=all answered before fsync");
+    assert!(matches!(h.pending_io.as_slice(), [IoCommand::Sync { .. }]), "a sync was requested");
+    let after = h.run_io();
+    let response = after.into_iter().find(|r| r.id == id).expect("answered after the sync");
+    let ResponseBody::Message(body) = response.body else { panic!() };
+    assert_eq!(produce_result(&body), (0, 0));
+}
+
+#[test]
+fn acks_one_answers_at_once_and_acks_zero_not_at_all() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let id = h.send(ApiKey::Produce, 9, produce_request("t", 0, 1, batch(&simple(2, 5), None)));
+    let responses = h.responses();
+    assert!(responses.iter().any(|r| r.id == id));
+    let id = h.send(ApiKey::Produce, 9, produce_request("t", 0, 0, batch(&simple(2, 5), None)));
+    let responses = h.run_io();
+    let r = responses.into_iter().find(|r| r.id == id).unwrap();
+    assert!(matches!(r.body, ResponseBody::Nothing));
+}
+
+#[test]
+fn bad_batches_get_kafka_errors() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[("max.message.bytes", "200")]);
+    let mut corrupt = batch(&simple(2, 0), None);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xFF;
+    let r = h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, corrupt));
+    assert_eq!(produce_result(&r).0, ErrorCode::CorruptMessage.code());
+    let r = h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(20, 0), None)));
+    assert_eq!(produce_result(&r).0, ErrorCode::MessageTooLarge.code());
+    let r = h.one(ApiKey::Produce, 9, produce_request("nope", 0, -1, batch(&simple(1, 0), None)));
+    assert_eq!(produce_result(&r).0, ErrorCode::UnknownTopicOrPartition.code());
+    let r = h.one(ApiKey::Produce, 9, produce_request("t", 5, -1, batch(&simple(1, 0), None)));
+    assert_eq!(produce_result(&r).0, ErrorCode::UnknownTopicOrPartition.code());
+    let r = h.one(ApiKey::Produce, 9, produce_request("t", 0, 2, batch(&simple(1, 0), None)));
+    assert_eq!(produce_result(&r).0, ErrorCode::InvalidRequiredAcks.code());
+}
+
+#[test]
+fn idempotent_retry_gets_original_offset_and_gap_is_refused() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    assert_eq!(produce_result(&h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, idempotent(5, 0, 0, 3)))), (0, 0));
+    assert_eq!(produce_result(&h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, idempotent(5, 0, 3, 2)))), (0, 3));
+    assert_eq!(produce_result(&h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, idempotent(5, 0, 0, 3)))), (0, 0));
+    let gap = produce_result(&h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, idempotent(5, 0, 9, 1))));
+    assert_eq!(gap.0, ErrorCode::OutOfOrderSequenceNumber.code());
+    let ResponseKind::ListOffsets(_) = h.one(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(ListOffsetsRequest::default())) else { panic!() };
+    assert_eq!(h.broker.partition("t", 0).unwrap().log.end_offset(), 5, "the retry wrote nothing");
+}
+
+#[test]
+fn idempotence_survives_restart() {
+    let storage = MemStorage::new();
+    let mut h = Harness::on(storage.clone());
+    h.create_topic("t", 1, &[]);
+    h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, idempotent(5, 0, 0, 3)));
+    drop(h);
+    storage.crash();
+    let mut h = Harness::on(storage);
+    assert_eq!(produce_result(&h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, idempotent(5, 0, 0, 3)))), (0, 0));
+    assert_eq!(h.broker.partition("t", 0).unwrap().log.end_offset(), 3);
+    // New producer ids never repeat one handed out before the restart.
+    let ResponseKind::InitProducerId(r) = h.one(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)))) else { panic!() };
+    assert!(r.producer_id.0 > 5, "{r:?}");
+}
+
+#[test]
+fn fetch_long_poll_wakes_on_durable_data() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let fetch_id = h.send(ApiKey::Fetch, 12, fetch_request("t", 0, 0, 5_000, 1));
+    assert!(h.run_io().iter().all(|r| r.id != fetch_id), "nothing to return yet: parked");
+    h.send(ApiKey::Produce, 9, produce_request("t", 0, 1, batch(&simple(4, 5), None)));
+    // The acks=1 response comes at once; the fetch only after the sync makes data durable.
+    let before_sync = h.responses();
+    assert!(before_sync.iter().all(|r| r.id != fetch_id));
+    let after_sync = h.run_io();
+    let fetched = after_sync.into_iter().find(|r| r.id == fetch_id).expect("fetch woke up");
+    let ResponseBody::Message(body) = fetched.body else { panic!() };
+    assert_eq!(fetched_offsets(&body), (0, 4, vec![0]));
+}
+
+#[test]
+fn fetch_times_out_empty_and_checks_ranges() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let id = h.send(ApiKey::Fetch, 12, fetch_request("t", 0, 0, 500, 1));
+    assert!(h.run_io().is_empty());
+    assert_eq!(h.broker.next_timeout_ms(), 1_500);
+    h.now_ms = 1_500;
+    h.broker.handle_timeout(h.now_ms);
+    let r = h.run_io().into_iter().find(|r| r.id == id).expect("answered at its deadline");
+    let ResponseBody::Message(body) = r.body else { panic!() };
+    assert_eq!(fetched_offsets(&body), (0, 0, vec![]));
+    let out_of_range = h.one(ApiKey::Fetch, 12, fetch_request("t", 0, 99, 0, 1));
+    assert_eq!(fetched_offsets(&out_of_range).0, ErrorCode::OffsetOutOfRange.code());
+}
+
+#[test]
+fn topics_and_configs_persist_across_restart() {
+    let storage = MemStorage::new();
+    let mut h = Harness::on(storage.clone());
+    assert_eq!(h.create_topic("orders", 3, &[("retention.ms", "1000")]), 0);
+    assert_eq!(h.create_topic("orders", 3, &[]), ErrorCode::TopicAlreadyExists.code());
+    assert_eq!(h.create_topic("bad", 1, &[("retention.ms", "x")]), ErrorCode::InvalidConfig.code());
+    assert_eq!(h.create_topic("bad/name", 1, &[]), ErrorCode::InvalidTopicException.code());
+    let id_before = h.broker.topic("orders").unwrap().record.id;
+    drop(h);
+    let h = Harness::on(storage);
+    let topic = h.broker.topic("orders").unwrap();
+    assert_eq!(topic.record.id, id_before);
+    assert_eq!(topic.partitions.len(), 3);
+    assert_eq!(topic.config.overrides.get("retention.ms").map(String::as_str), Some("1000"));
+    assert!(h.broker.topic("bad").is_none());
+}
+
+#[test]
+fn delete_topic_removes_data_and_allows_recreation() {
+    let mut h = Harness::new();
+    h.create_topic("t", 2, &[]);
+    h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(3, 0), None)));
+    let ResponseKind::DeleteTopics(r) = h.one(
+        ApiKey::DeleteTopics,
+        5,
+        RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topic_names(vec![TopicName(StrBytes::from_static_str("t"))])),
+    ) else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].error_code, 0);
+    assert!(!h.storage.exists("t-0"));
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    assert_eq!(h.broker.partition("t", 0).unwrap().log.end_offset(), 0);
+}
+
+#[test]
+fn metadata_auto_creates_and_lists() {
+    let mut h = Harness::new();
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("auto"))))]))
+        .with_allow_auto_topic_creation(true);
+    let ResponseKind::Metadata(r) = h.one(ApiKey::Metadata, 12, RequestKind::Metadata(request)) else { panic!() };
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.topics[0].partitions.len(), 1);
+    assert!(!r.topics[0].topic_id.is_nil());
+    assert_eq!(r.brokers[0].port, 9092);
+}
+
+#[test]
+fn sync_failure_fails_the_partition_not_the_broker() {
+    let mut h = Harness::new();
+    h.create_topic("t", 2, &[]);
+    let id = h.send(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
+    h.responses();
+    let Some(IoCommand::Sync { token, .. }) = h.pending_io.pop() else { panic!("no sync") };
+    h.broker.handle_io_done(h.now_ms, token, Err(std::io::Error::other("EIO")));
+    let r = h.responses().into_iter().find(|r| r.id == id).unwrap();
+    let ResponseBody::Message(body) = r.body else { panic!() };
+    assert_eq!(produce_result(&body).0, ErrorCode::KafkaStorageError.code());
+    // The other partition still works.
+    let ok = h.one(ApiKey::Produce, 9, produce_request("t", 1, -1, batch(&simple(1, 0), None)));
+    assert_eq!(produce_result(&ok), (0, 0));
+}

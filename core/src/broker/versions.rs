@@ -1,0 +1,43 @@
+//! The API versions Headwater advertises: only what is implemented and tested against real
+//! clients (see the compatibility table in README.md). Clients gate features on these ranges,
+//! so advertising a version that is not handled breaks them in subtle ways.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (api, min version, max version)
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported range for an API key number, if Headwater serves it.
+pub fn supported_range(api_key: i16) -> Option<(ApiKey, i16, i16)> {
+    SUPPORTED.iter().copied().find(|(key, _, _)| *key as i16 == api_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_within_the_codec() {
+        for &(key, min, max) in SUPPORTED {
+            let codec = key.valid_versions();
+            assert!(min <= max, "{key:?}");
+            assert!(codec.min <= min && max <= codec.max, "{key:?} {min}..{max} outside codec {codec:?}");
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! The partition log: an ordered list of segments in one directory, Kafka's layout.
+//!
+//! ```text
+//! <topic>-<partition>/
+//!   00000000000000000000.log        whole RecordBatch v2 batches, as producers sent them
+//!   00000000000000000000.index      sparse offset -> position (written when sealed)
+//!   00000000000000000000.timeindex  max timestamp -> offset (written when sealed)
+//!   leader-epoch-checkpoint         epoch -> first offset
+//! ```
+//!
+//! Offsets: `log_start_offset <= durable_offset <= end_offset`. `end_offset` is the next offset to
+//! assign. `durable_offset` is the end of what is fsynced; on a single node it is the high
+//! watermark, so consumers never see a record that a crash could take back.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod epoch;
+pub mod index;
+pub mod segment;
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use self::batch::{patch_offset_and_epoch, uncompressed_records, BatchHeader};
+use self::epoch::LeaderEpochCache;
+use self::segment::{parse_log_file_name, Segment};
+use crate::constants::BATCH_HEADER_BYTES;
+use crate::storage::{FileRef, Storage};
+
+/// Per-log settings, from topic configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub index_interval_bytes: i32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        use crate::constants::*;
+        LogConfig {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: SEGMENT_MS_DEFAULT,
+            retention_ms: RETENTION_MS_DEFAULT,
+            retention_bytes: RETENTION_BYTES_DEFAULT,
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// What opening a log found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub segments_scanned: usize,
+    pub truncated_bytes: u64,
+    pub segments_dropped: usize,
+}
+
+/// Batches read for a fetch.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub records: Bytes,
+    /// The first batch alone was larger than `max_bytes` (returned anyway, KIP-74).
+    pub oversized: bool,
+}
+
+/// Files to fsync and the offset that becomes durable once they are.
+#[derive(Debug)]
+pub struct SyncPlan {
+    pub files: Vec<FileRef>,
+    pub durable_offset: i64,
+}
+
+#[derive(Debug)]
+pub struct Log {
+    dir: String,
+    storage: Arc<dyn Storage>,
+    config: LogConfig,
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    end_offset: i64,
+    durable_offset: i64,
+    epochs: LeaderEpochCache,
+    /// Index files of sealed segments that still need an fsync.
+    unsynced_index_files: Vec<FileRef>,
+}
+
+impl Log {
+    /// Creates an empty log in a new directory.
+    pub fn create(storage: Arc<dyn Storage>, dir: &str, config: LogConfig, now_ms: i64) -> io::Result<Log> {
+        storage.create_dir_all(dir)?;
+        let segment = Segment::create(storage.as_ref(), dir, 0, now_ms)?;
+        Ok(Log {
+            dir: dir.to_string(),
+            epochs: LeaderEpochCache::default(),
+            storage,
+            config,
+            segments: vec![segment],
+            log_start_offset: 0,
+            end_offset: 0,
+            durable_offset: 0,
+            unsynced_index_files: Vec::new(),
+        })
+    }
+
+    /// Opens an existing log after a restart or crash. Segments from the one holding
+    /// `recovery_point` onwards may hold unsynced bytes: each batch's CRC is checked, the first
+    /// torn or corrupt batch and everything after it are cut off. Earlier segments were fully
+    /// synced and are opened from their indexes.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        dir: &str,
+        config: LogConfig,
+        recovery_point: i64,
+        log_start_offset: i64,
+        now_ms: i64,
+    ) -> io::Result<(Log, RecoveryReport)> {
+        let mut bases: Vec<i64> = storage.list_dir(dir)?.iter().filter_map(|n| parse_log_file_name(n)).collect();
+        bases.sort_unstable();
+        let interval = config.index_interval_bytes.max(1) as u64;
+        let mut report = RecoveryReport::default();
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+        let mut broken_at: Option<usize> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied();
+            let sealed_and_synced = next_base.is_some_and(|next| next <= recovery_point);
+            let (segment, truncated) = if sealed_and_synced {
+                (Segment::open_sealed(storage.as_ref(), dir, base, interval)?, false)
+            } else {
+                let (segment, outcome) = Segment::open_and_recover(storage.as_ref(), dir, base, interval)?;
+                report.segments_scanned += 1;
+                report.truncated_bytes += outcome.truncated_bytes;
+                (segment, outcome.truncated_bytes > 0)
+            };
+            if segments.last().is_some_and(|prev| prev.next_offset > base) {
+                // Overlapping segments: keep the earlier one, drop this and everything after.
+                broken_at = Some(i);
+                break;
+            }
+            segments.push(segment);
+            if truncated {
+                // A torn or corrupt batch: nothing after it can be trusted to follow on.
+                broken_at = Some(i + 1);
+                break;
+            }
+        }
+        if let Some(first_dropped) = broken_at {
+            for &base in &bases[first_dropped..] {
+                let path = format!("{dir}/{}", segment::log_file_name(base));
+                storage.remove_file(&path)?;
+                for name in [segment::index_file_name(base), segment::time_index_file_name(base)] {
+                    let path = format!("{dir}/{name}");
+                    if storage.exists(&path) {
+                        storage.remove_file(&path)?;
+                    }
+                }
+                report.segments_dropped += 1;
+            }
+        }
+        if segments.is_empty() {
+            let base = log_start_offset.max(0);
+            segments.push(Segment::create(storage.as_ref(), dir, base, now_ms)?);
+        }
+        report.segments = segments.len();
+        let end_offset = segments.last().expect("at least one segment").next_offset;
+        let first_base = segments[0].base_offset;
+        let epochs = LeaderEpochCache::load(storage.as_ref(), dir, end_offset)?;
+        let log = Log {
+            dir: dir.to_string(),
+            storage,
+            config,
+            log_start_offset: log_start_offset.clamp(first_base, end_offset),
+            end_offset,
+            // Bytes past the recovery point survived in the page cache but may never have been
+            // synced; they become the high watermark after the first sync, which is due at once
+            // because recovered segments are marked unsynced.
+            durable_offset: recovery_point.clamp(log_start_offset.clamp(first_base, end_offset), end_offset),
+            segments,
+            epochs,
+            unsynced_index_files: Vec::new(),
+        };
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn end_offset(&self) -> i64 {
+        self.end_offset
+    }
+
+    /// High watermark: the end of what is fsynced.
+    pub fn durable_offset(&self) -> i64 {
+        self.durable_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    /// Appends one validated batch, assigning it offsets from `end_offset`. Returns the base
+    /// offset. The bytes are in the page cache; they are durable after the next sync.
+    pub fn append(&mut self, batch: &mut [u8], leader_epoch: i32, now_ms: i64) -> io::Result<i64> {
+        let header = BatchHeader::parse(batch).expect("batch was validated");
+        let base_offset = self.end_offset;
+        patch_offset_and_epoch(batch, base_offset, leader_epoch);
+        self.maybe_roll(batch.len() as u64, now_ms)?;
+        if self.epochs.latest_epoch() != Some(leader_epoch) {
+            self.epochs.assign(leader_epoch, base_offset);
+            self.epochs.write(self.storage.as_ref(), &self.dir)?;
+        }
+        let interval = self.config.index_interval_bytes.max(1) as u64;
+        let active = self.segments.last_mut().expect("a log always has an active segment");
+        if active.size_bytes == 0 {
+            active.created_ms = now_ms;
+        }
+        active.append(batch, interval)?;
+        self.end_offset = base_offset + i64::from(header.last_offset_delta) + 1;
+        assert_eq!(active.next_offset, self.end_offset, "segment and log end must agree");
+        Ok(base_offset)
+    }
+
+    fn maybe_roll(&mut self, incoming_bytes: u64, now_ms: i64) -> io::Result<()> {
+        let active = self.segments.last().expect("a log always has an active segment");
+        if active.size_bytes == 0 {
+            return Ok(());
+        }
+        let too_big = active.size_bytes + incoming_bytes > self.config.segment_bytes.max(1) as u64;
+        let too_old = now_ms - active.created_ms >= self.config.segment_ms;
+        if too_big || too_old {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at `end_offset`.
+    pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
+        let active = self.segments.last().expect("a log always has an active segment");
+        if active.size_bytes == 0 {
+            return Ok(());
+        }
+        let index_files = active.write_indexes(self.storage.as_ref(), &self.dir)?;
+        self.unsynced_index_files.extend(index_files);
+        let segment = Segment::create(self.storage.as_ref(), &self.dir, self.end_offset, now_ms)?;
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    /// Rolls if the active segment is older than `segment.ms` (time passes without appends).
+    pub fn roll_if_old(&mut self, now_ms: i64) -> io::Result<()> {
+        let active = self.segments.last().expect("a log always has an active segment");
+        if active.size_bytes > 0 && now_ms - active.created_ms >= self.config.segment_ms {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Whether anything written is not yet covered by a sync.
+    pub fn needs_sync(&self) -> bool {
+        self.durable_offset < self.end_offset || self.segments.iter().any(|s| s.unsynced) || !self.unsynced_index_files.is_empty()
+    }
+
+    /// Takes the files with unsynced writes. Once the driver has synced them all,
+    /// [`Log::synced`] moves the high watermark to `durable_offset`.
+    pub fn plan_sync(&mut self) -> SyncPlan {
+        let mut files: Vec<FileRef> = self.unsynced_index_files.drain(..).collect();
+        for segment in self.segments.iter_mut().filter(|s| s.unsynced) {
+            segment.unsynced = false;
+            files.push(segment.file.clone());
+        }
+        SyncPlan { files, durable_offset: self.end_offset }
+    }
+
+    /// A sync planned by [`Log::plan_sync`] completed.
+    pub fn synced(&mut self, durable_offset: i64) {
+        // The log may have been truncated below the planned offset meanwhile.
+        let durable_offset = durable_offset.min(self.end_offset);
+        if durable_offset > self.durable_offset {
+            self.durable_offset = durable_offset;
+        }
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes`, never
+    /// past `limit_offset` (the high watermark). With `must_return_one`, a first batch larger
+    /// than `max_bytes` is returned whole so the consumer can progress (KIP-74).
+    pub fn read(&self, offset: i64, max_bytes: usize, limit_offset: i64, must_return_one: bool) -> io::Result<ReadResult> {
+        let limit_offset = limit_offset.min(self.end_offset);
+        if offset >= limit_offset || offset < self.log_start_offset {
+            return Ok(ReadResult::default());
+        }
+        let mut segment_index = self.segment_index_for(offset);
+        let mut out: Vec<u8> = Vec::new();
+        let mut oversized = false;
+        while let Some(segment) = self.segments.get(segment_index) {
+            let Some(start) = segment.position_of(offset.max(segment.base_offset))? else {
+                segment_index += 1;
+                continue;
+            };
+            let budget = max_bytes.saturating_sub(out.len());
+            let want = budget.max(if out.is_empty() && must_return_one { BATCH_HEADER_BYTES } else { 0 });
+            let available = segment.size_bytes.saturating_sub(start) as usize;
+            let chunk = segment.file.read_at(start, want.min(available))?;
+            let mut used = 0;
+            while let Some(header) = BatchHeader::parse(&chunk[used..]) {
+                let size = header.size_bytes().expect("stored batches have sane sizes");
+                if header.base_offset >= limit_offset {
+                    break;
+                }
+                if used + size > chunk.len() {
+                    break;
+                }
+                used += size;
+            }
+            if used == 0 && out.is_empty() && must_return_one {
+                // The first batch is larger than the budget: return it alone.
+                let header = segment.header_at(start)?;
+                if header.base_offset < limit_offset {
+                    let size = header.size_bytes().expect("stored batches have sane sizes");
+                    out = segment.file.read_at(start, size)?;
+                    oversized = out.len() > max_bytes;
+                }
+                break;
+            }
+            out.extend_from_slice(&chunk[..used]);
+            let segment_done = start + used as u64 >= segment.size_bytes;
+            if !segment_done || out.len() >= max_bytes {
+                break;
+            }
+            segment_index += 1;
+        }
+        Ok(ReadResult { records: Bytes::from(out), oversized })
+    }
+
+    fn segment_index_for(&self, offset: i64) -> usize {
+        let index = self.segments.partition_point(|s| s.base_offset <= offset);
+        index.saturating_sub(1)
+    }
+
+    /// ListOffsets by timestamp: the first offset whose record timestamp is at least
+    /// `timestamp`, with that timestamp, among durable records. Records inside compressed
+    /// batches are not decoded, so there the batch's first offset and max timestamp are
+    /// returned.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+        for segment in &self.segments {
+            if segment.max_timestamp < timestamp {
+                continue;
+            }
+            let relative = segment.time_index.first_at_or_after(timestamp).unwrap_or(0);
+            let start_offset = (segment.base_offset + i64::from(relative)).max(self.log_start_offset);
+            let Some(mut position) = segment.position_of(start_offset)? else {
+                continue;
+            };
+            while position < segment.size_bytes {
+                let header = segment.header_at(position)?;
+                let size = header.size_bytes().expect("stored batches have sane sizes");
+                if header.base_offset >= self.durable_offset {
+                    return Ok(None);
+                }
+                if header.max_timestamp >= timestamp {
+                    let bytes = segment.file.read_at(position, size)?;
+                    if let Some(records) = uncompressed_records(&bytes) {
+                        if let Some(r) = records.iter().find(|r| r.timestamp >= timestamp && r.offset >= self.log_start_offset) {
+                            return Ok(Some((r.offset, r.timestamp)));
+                        }
+                    } else {
+                        return Ok(Some((header.base_offset.max(self.log_start_offset), header.max_timestamp)));
+                    }
+                }
+                position += size as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the offset and timestamp of the record with the largest
+    /// timestamp (the batch's last offset when its records are compressed).
+    pub fn offset_of_max_timestamp(&self) -> io::Result<Option<(i64, i64)>> {
+        let Some(segment) = self.segments.iter().filter(|s| s.size_bytes > 0).max_by_key(|s| s.max_timestamp) else {
+            return Ok(None);
+        };
+        let mut position = 0;
+        let mut best: Option<(i64, i64)> = None;
+        while position < segment.size_bytes {
+            let header = segment.header_at(position)?;
+            let size = header.size_bytes().expect("stored batches have sane sizes");
+            if header.base_offset >= self.durable_offset {
+                break;
+            }
+            if header.max_timestamp == segment.max_timestamp && best.is_none() {
+                let bytes = segment.file.read_at(position, size)?;
+                best = match uncompressed_records(&bytes) {
+                    Some(records) => records.iter().find(|r| r.timestamp == header.max_timestamp).map(|r| (r.offset, r.timestamp)),
+                    None => Some((header.last_offset(), header.max_timestamp)),
+                };
+            }
+            position += size as u64;
+        }
+        Ok(best)
+    }
+
+    /// DeleteRecords: moves the log start offset forward (never past the high watermark) and
+    /// deletes segments that now lie wholly before it.
+    pub fn delete_records_before(&mut self, offset: i64) -> io::Result<i64> {
+        let offset = offset.min(self.durable_offset);
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+        }
+        self.delete_segments_before_start()?;
+        Ok(self.log_start_offset)
+    }
+
+    fn delete_segments_before_start(&mut self) -> io::Result<()> {
+        while self.segments.len() > 1 && self.segments[1].base_offset <= self.log_start_offset {
+            let segment = self.segments.remove(0);
+            segment.delete_files(self.storage.as_ref(), &self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`: deletes the oldest segments that break
+    /// either, never the active one and never anything not yet durable. Returns how many
+    /// segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> io::Result<usize> {
+        let mut deleted = 0;
+        loop {
+            if self.segments.len() < 2 {
+                break;
+            }
+            let oldest = &self.segments[0];
+            let next_base = self.segments[1].base_offset;
+            if next_base > self.durable_offset {
+                break;
+            }
+            let expired = self.config.retention_ms >= 0 && oldest.max_timestamp >= 0 && now_ms - oldest.max_timestamp > self.config.retention_ms;
+            let expired_empty = oldest.size_bytes == 0;
+            let over_size = self.config.retention_bytes >= 0
+                && self.size_bytes().saturating_sub(oldest.size_bytes) >= self.config.retention_bytes as u64;
+            if !(expired || over_size || expired_empty) {
+                break;
+            }
+            let segment = self.segments.remove(0);
+            segment.delete_files(self.storage.as_ref(), &self.dir)?;
+            self.log_start_offset = self.log_start_offset.max(next_base);
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// OffsetForLeaderEpoch: the end offset of `epoch` (the start of the next larger epoch, or
+    /// the log end), and the largest known epoch not above it.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.end_offset)
+    }
+
+    /// Calls `visit` with the header of every stored batch, oldest first. Used at start-up to
+    /// rebuild producer state.
+    pub fn for_each_batch_header(&self, mut visit: impl FnMut(&BatchHeader)) -> io::Result<()> {
+        for segment in &self.segments {
+            let mut position = 0;
+            while position < segment.size_bytes {
+                let header = segment.header_at(position)?;
+                visit(&header);
+                position += header.size_bytes().expect("stored batches have sane sizes") as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the whole log from disk.
+    pub fn delete(self) -> io::Result<()> {
+        self.storage.remove_dir_all(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! One segment: a file of whole record batches starting at `base_offset`, named
+//! `<base_offset:020>.log`, with its indexes beside it.
+
+use std::io;
+
+use super::batch::{check_stored, BatchHeader, ScanItem};
+use super::index::{OffsetIndex, TimeIndex};
+use crate::constants::BATCH_HEADER_BYTES;
+use crate::storage::{FileRef, Storage};
+
+pub fn log_file_name(base_offset: i64) -> String {
+    format!("{base_offset:020}.log")
+}
+
+pub fn index_file_name(base_offset: i64) -> String {
+    format!("{base_offset:020}.index")
+}
+
+pub fn time_index_file_name(base_offset: i64) -> String {
+    format!("{base_offset:020}.timeindex")
+}
+
+/// Parses a base offset out of a `<020 digits>.log` name.
+pub fn parse_log_file_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    pub base_offset: i64,
+    pub file: FileRef,
+    pub size_bytes: u64,
+    /// Offset after the last batch; `base_offset` when empty.
+    pub next_offset: i64,
+    /// Largest batch max timestamp in the segment; -1 when empty.
+    pub max_timestamp: i64,
+    /// When the first batch was appended (driver time), for `segment.ms`.
+    pub created_ms: i64,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    bytes_since_index_entry: u64,
+    /// Written since the last sync was issued.
+    pub unsynced: bool,
+}
+
+/// What scanning a segment from disk found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// Bytes cut off the end because they were torn or corrupt.
+    pub truncated_bytes: u64,
+    pub batches: u64,
+}
+
+impl Segment {
+    pub fn create(storage: &dyn Storage, dir: &str, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
+        let file = storage.open(&format!("{dir}/{}", log_file_name(base_offset)), true)?;
+        file.truncate(0)?;
+        Ok(Segment::empty(file, base_offset, now_ms))
+    }
+
+    fn empty(file: FileRef, base_offset: i64, now_ms: i64) -> Segment {
+        Segment {
+            base_offset,
+            file,
+            size_bytes: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            created_ms: now_ms,
+            offset_index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            bytes_since_index_entry: 0,
+            unsynced: true,
+        }
+    }
+
+    /// Opens a sealed segment. Its index files are trusted when well formed, so only the
+    /// batches after the last index entry are read; otherwise every batch header is read.
+    pub fn open_sealed(storage: &dyn Storage, dir: &str, base_offset: i64, index_interval_bytes: u64) -> io::Result<Segment> {
+        let file = storage.open(&format!("{dir}/{}", log_file_name(base_offset)), false)?;
+        let mut segment = Segment::empty(file, base_offset, 0);
+        segment.unsynced = false;
+        let size_bytes = segment.file.len()?;
+        let index = crate::storage::read_file(storage, &format!("{dir}/{}", index_file_name(base_offset)))?
+            .and_then(|bytes| OffsetIndex::decode(&bytes, size_bytes));
+        let time_index = crate::storage::read_file(storage, &format!("{dir}/{}", time_index_file_name(base_offset)))?
+            .and_then(|bytes| TimeIndex::decode(&bytes));
+        match (index, time_index) {
+            (Some(index), Some(time_index)) => {
+                let mut position = u64::from(index.floor_position(u32::MAX));
+                segment.max_timestamp = time_index.max_timestamp().unwrap_or(-1);
+                segment.offset_index = index;
+                segment.time_index = time_index;
+                while position < size_bytes {
+                    let header = segment.header_at(position)?;
+                    let size = header.size_bytes().ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidData, format!("segment {base_offset}: bad batch length at {position}"))
+                    })?;
+                    segment.next_offset = header.last_offset() + 1;
+                    segment.max_timestamp = segment.max_timestamp.max(header.max_timestamp);
+                    position += size as u64;
+                }
+                segment.size_bytes = size_bytes;
+                segment.bytes_since_index_entry = index_interval_bytes;
+            }
+            _ => {
+                segment.scan(false, index_interval_bytes)?;
+            }
+        }
+        segment.created_ms = segment.max_timestamp.max(0);
+        Ok(segment)
+    }
+
+    /// Opens a segment that may hold unsynced bytes: checks every batch's CRC and cuts the
+    /// file at the first torn or corrupt one.
+    pub fn open_and_recover(
+        storage: &dyn Storage,
+        dir: &str,
+        base_offset: i64,
+        index_interval_bytes: u64,
+    ) -> io::Result<(Segment, ScanOutcome)> {
+        let file = storage.open(&format!("{dir}/{}", log_file_name(base_offset)), false)?;
+        // Left marked unsynced: its bytes may be only in the page cache.
+        let mut segment = Segment::empty(file, base_offset, 0);
+        let outcome = segment.scan(true, index_interval_bytes)?;
+        segment.created_ms = segment.max_timestamp.max(0);
+        Ok((segment, outcome))
+    }
+
+    /// Walks the batches from the start, rebuilding indexes and counters. With `check_crc`,
+    /// stops at the first batch that is torn, corrupt, or out of order and truncates there.
+    fn scan(&mut self, check_crc: bool, index_interval_bytes: u64) -> io::Result<ScanOutcome> {
+        let file_len = self.file.len()?;
+        let mut position: u64 = 0;
+        let mut batches = 0;
+        self.offset_index = OffsetIndex::default();
+        self.time_index = TimeIndex::default();
+        self.bytes_since_index_entry = 0;
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        while position < file_len {
+            let header_bytes = self.file.read_at(position, BATCH_HEADER_BYTES)?;
+            let Some(header) = BatchHeader::parse(&header_bytes) else {
+                break;
+            };
+            let Some(size) = header.size_bytes() else {
+                break;
+            };
+            if position + size as u64 > file_len || header.base_offset < self.next_offset || header.last_offset_delta < 0 {
+                break;
+            }
+            if check_crc {
+                let bytes = self.file.read_at(position, size)?;
+                match check_stored(&bytes) {
+                    ScanItem::Batch(_) => {}
+                    ScanItem::Torn | ScanItem::Corrupt => break,
+                }
+            } else if header.magic != 2 {
+                break;
+            }
+            self.note_batch(&header, position, size as u64, index_interval_bytes);
+            position += size as u64;
+            batches += 1;
+        }
+        let truncated_bytes = file_len - position;
+        if truncated_bytes > 0 {
+            if !check_crc {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("sealed segment {} has a malformed batch at byte {position}", self.base_offset),
+                ));
+            }
+            self.file.truncate(position)?;
+            self.unsynced = true;
+        }
+        self.size_bytes = position;
+        Ok(ScanOutcome { truncated_bytes, batches })
+    }
+
+    /// Updates indexes and counters for a batch now stored at `position`.
+    fn note_batch(&mut self, header: &BatchHeader, position: u64, size: u64, index_interval_bytes: u64) {
+        let relative = u32::try_from(header.base_offset - self.base_offset).expect("segment offsets span less than 2^32");
+        if self.bytes_since_index_entry >= index_interval_bytes || position == 0 {
+            if position > 0 {
+                self.offset_index.push(relative, u32::try_from(position).expect("segment smaller than 4 GiB"));
+            }
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += size;
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.time_index.push(header.max_timestamp, relative);
+        }
+        self.next_offset = header.last_offset() + 1;
+    }
+
+    /// Appends a validated batch whose base offset is already patched to `next_offset`.
+    pub fn append(&mut self, batch: &[u8], index_interval_bytes: u64) -> io::Result<()> {
+        let header = BatchHeader::parse(batch).expect("appended batches were validated");
+        assert!(header.base_offset >= self.next_offset, "batch offset {} below segment end {}", header.base_offset, self.next_offset);
+        self.file.write_at(self.size_bytes, batch)?;
+        let position = self.size_bytes;
+        self.note_batch(&header, position, batch.len() as u64, index_interval_bytes);
+        self.size_bytes += batch.len() as u64;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Byte position of the batch holding `offset`, or of the first batch after it; `None` if
+    /// the segment ends before `offset`.
+    pub fn position_of(&self, offset: i64) -> io::Result<Option<u64>> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let relative = u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX);
+        let mut position = u64::from(self.offset_index.floor_position(relative));
+        while position < self.size_bytes {
+            let header = self.header_at(position)?;
+            if header.last_offset() >= offset {
+                return Ok(Some(position));
+            }
+            position += header.size_bytes().expect("stored batches have sane sizes") as u64;
+        }
+        Ok(None)
+    }
+
+    pub fn header_at(&self, position: u64) -> io::Result<BatchHeader> {
+        let bytes = self.file.read_at(position, BATCH_HEADER_BYTES)?;
+        BatchHeader::parse(&bytes).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, format!("segment {}: short batch header at {position}", self.base_offset))
+        })
+    }
+
+    /// Writes the index files; done when the segment is sealed.
+    pub fn write_indexes(&self, storage: &dyn Storage, dir: &str) -> io::Result<Vec<FileRef>> {
+        let index = storage.open(&format!("{dir}/{}", index_file_name(self.base_offset)), true)?;
+        index.truncate(0)?;
+        index.write_at(0, &self.offset_index.encode())?;
+        let time_index = storage.open(&format!("{dir}/{}", time_index_file_name(self.base_offset)), true)?;
+        time_index.truncate(0)?;
+        time_index.write_at(0, &self.time_index.encode())?;
+        Ok(vec![index, time_index])
+    }
+
+    /// Removes the segment's files.
+    pub fn delete_files(&self, storage: &dyn Storage, dir: &str) -> io::Result<()> {
+        for name in [log_file_name(self.base_offset), index_file_name(self.base_offset), time_index_file_name(self.base_offset)] {
+            let path = format!("{dir}/{name}");
+            if storage.exists(&path) {
+                storage.remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts the segment so that it ends before `offset`.
+    pub fn truncate_to(&mut self, offset: i64, index_interval_bytes: u64) -> io::Result<()> {
+        if offset >= self.next_offset {
+            return Ok(());
+        }
+        let position = self.position_of(offset)?.unwrap_or(self.size_bytes);
+        self.file.truncate(position)?;
+        self.unsynced = true;
+        // Rebuild from what remains; truncation is rare (replication, recovery).
+        self.scan(true, index_interval_bytes)?;
+        Ok(())
+    }
+}

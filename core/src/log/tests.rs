@@ -1,0 +1,192 @@
+//! Log tests on the in-memory disk: append and read, roll, retention, recovery from torn and
+//! corrupt tails, and restart with and without index files.
+
+use std::sync::Arc;
+
+use super::batch::build::{batch, simple};
+use super::batch::BatchHeader;
+use super::*;
+use crate::storage::MemStorage;
+
+fn small_config() -> LogConfig {
+    LogConfig { segment_bytes: 1024, segment_ms: 1_000_000, retention_ms: -1, retention_bytes: -1, index_interval_bytes: 200 }
+}
+
+fn append_n(log: &mut Log, batches: usize, records_per_batch: usize, now_ms: i64) -> Vec<i64> {
+    (0..batches)
+        .map(|i| {
+            let mut bytes = batch(&simple(records_per_batch, now_ms + i as i64), None);
+            log.append(&mut bytes, 0, now_ms).unwrap()
+        })
+        .collect()
+}
+
+fn sync_all(log: &mut Log) {
+    let plan = log.plan_sync();
+    for file in &plan.files {
+        file.sync().unwrap();
+    }
+    log.synced(plan.durable_offset);
+}
+
+fn offsets_in(records: &[u8]) -> Vec<i64> {
+    let mut position = 0;
+    let mut out = Vec::new();
+    while position < records.len() {
+        let header = BatchHeader::parse(&records[position..]).unwrap();
+        out.push(header.base_offset);
+        position += header.size_bytes().unwrap();
+    }
+    out
+}
+
+#[test]
+fn append_assigns_offsets_and_reads_respect_high_watermark() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage, "t-0", small_config(), 0).unwrap();
+    let bases = append_n(&mut log, 3, 4, 0);
+    assert_eq!(bases, vec![0, 4, 8]);
+    assert_eq!(log.end_offset(), 12);
+    // Nothing is durable yet: a consumer sees nothing.
+    assert!(log.read(0, 1 << 20, log.durable_offset(), true).unwrap().records.is_empty());
+    sync_all(&mut log);
+    assert_eq!(log.durable_offset(), 12);
+    let read = log.read(5, 1 << 20, log.durable_offset(), true).unwrap();
+    // The batch holding offset 5 starts at 4: returned whole.
+    assert_eq!(offsets_in(&read.records), vec![4, 8]);
+}
+
+#[test]
+fn segments_roll_and_reads_cross_them() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage, "t-0", small_config(), 0).unwrap();
+    append_n(&mut log, 30, 3, 0);
+    assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
+    sync_all(&mut log);
+    let mut offset = 0;
+    let mut seen = Vec::new();
+    while offset < log.end_offset() {
+        let read = log.read(offset, 700, log.durable_offset(), true).unwrap();
+        let bases = offsets_in(&read.records);
+        assert!(!bases.is_empty());
+        seen.extend(bases.iter().copied());
+        offset = *bases.last().unwrap() + 3;
+    }
+    assert_eq!(seen, (0..30).map(|i| i * 3).collect::<Vec<_>>());
+}
+
+#[test]
+fn oversized_first_batch_is_returned_whole() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage, "t-0", LogConfig::default(), 0).unwrap();
+    append_n(&mut log, 2, 50, 0);
+    sync_all(&mut log);
+    let read = log.read(0, 10, log.durable_offset(), true).unwrap();
+    assert!(read.oversized);
+    assert_eq!(offsets_in(&read.records), vec![0]);
+    assert!(log.read(0, 10, log.durable_offset(), false).unwrap().records.is_empty());
+}
+
+#[test]
+fn recovery_truncates_a_torn_tail_and_keeps_synced_data() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage.clone(), "t-0", LogConfig::default(), 0).unwrap();
+    append_n(&mut log, 5, 2, 0);
+    sync_all(&mut log);
+    let durable = log.durable_offset();
+    // Unsynced writes, then a torn write: half a batch.
+    append_n(&mut log, 2, 2, 0);
+    let active = log.segments.last().unwrap();
+    let partial = batch(&simple(2, 0), None);
+    active.file.write_at(active.size_bytes, &partial[..partial.len() / 2]).unwrap();
+    drop(log);
+    // Process crash: page cache survives, so unsynced whole batches remain; the torn one goes.
+    let (log, report) = Log::open(storage.clone(), "t-0", LogConfig::default(), 0, 0, 0).unwrap();
+    assert!(report.truncated_bytes > 0);
+    assert_eq!(log.end_offset(), 14);
+    // Power loss: only synced bytes survive.
+    drop(log);
+    storage.crash();
+    let (log, _) = Log::open(storage, "t-0", LogConfig::default(), 0, 0, 0).unwrap();
+    assert_eq!(log.end_offset(), durable);
+}
+
+#[test]
+fn recovery_cuts_at_a_flipped_bit() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage.clone(), "t-0", LogConfig::default(), 0).unwrap();
+    append_n(&mut log, 4, 2, 0);
+    sync_all(&mut log);
+    let second_batch_position = batch(&simple(2, 0), None).len();
+    drop(log);
+    storage.flip_bit("t-0/00000000000000000000.log", second_batch_position + 70, 3);
+    let (log, report) = Log::open(storage, "t-0", LogConfig::default(), 0, 0, 0).unwrap();
+    assert!(report.truncated_bytes > 0);
+    assert_eq!(log.end_offset(), 2, "only the batch before the corrupt one survives");
+}
+
+#[test]
+fn restart_uses_index_files_of_sealed_segments() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage.clone(), "t-0", small_config(), 0).unwrap();
+    append_n(&mut log, 40, 3, 0);
+    sync_all(&mut log);
+    let end = log.end_offset();
+    let segments = log.segment_count();
+    drop(log);
+    let (log, report) = Log::open(storage, "t-0", small_config(), end, 0, 0).unwrap();
+    assert_eq!(report.segments, segments);
+    assert_eq!(report.segments_scanned, 1, "only the active segment is scanned");
+    assert_eq!(log.end_offset(), end);
+    let read = log.read(61, 1 << 20, log.durable_offset(), true).unwrap();
+    assert_eq!(offsets_in(&read.records)[0], 60);
+}
+
+#[test]
+fn retention_by_bytes_and_time() {
+    let storage = Arc::new(MemStorage::new());
+    let mut config = small_config();
+    config.retention_bytes = 2048;
+    let mut log = Log::create(storage, "t-0", config.clone(), 0).unwrap();
+    append_n(&mut log, 40, 3, 1000);
+    sync_all(&mut log);
+    let before = log.segment_count();
+    let deleted = log.enforce_retention(2000).unwrap();
+    assert!(deleted > 0);
+    assert_eq!(log.segment_count(), before - deleted);
+    assert!(log.size_bytes() < 2048 + 1024);
+    assert_eq!(log.log_start_offset(), log.segments[0].base_offset);
+    assert!(log.read(0, 100, log.durable_offset(), true).unwrap().records.is_empty());
+    config.retention_bytes = -1;
+    config.retention_ms = 10;
+    log.set_config(config);
+    log.enforce_retention(1_000_000).unwrap();
+    assert_eq!(log.segment_count(), 1, "everything but the active segment expired");
+}
+
+#[test]
+fn delete_records_moves_start_and_is_bounded_by_high_watermark() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage, "t-0", small_config(), 0).unwrap();
+    append_n(&mut log, 20, 3, 0);
+    sync_all(&mut log);
+    append_n(&mut log, 1, 3, 0);
+    assert_eq!(log.delete_records_before(1000).unwrap(), 60);
+    assert_eq!(log.delete_records_before(30).unwrap(), 60, "never moves back");
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_record() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage, "t-0", small_config(), 0).unwrap();
+    for i in 0..10 {
+        let mut bytes = batch(&simple(3, 100 * i), None);
+        log.append(&mut bytes, 0, 0).unwrap();
+    }
+    sync_all(&mut log);
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 0)));
+    assert_eq!(log.offset_for_timestamp(201).unwrap(), Some((7, 201)));
+    assert_eq!(log.offset_for_timestamp(250).unwrap(), Some((9, 300)));
+    assert_eq!(log.offset_for_timestamp(10_000).unwrap(), None);
+    assert_eq!(log.offset_of_max_timestamp().unwrap(), Some((29, 902)));
+}
