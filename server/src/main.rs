@@ -1,1 +1,97 @@
-fn main() {}
+//! `headwater`: the broker binary.
+
+use std::process::ExitCode;
+
+use headwater_core::alloc_guard::LargeAllocGuard;
+use headwater_server::config::{RawConfig, KEYS};
+
+#[global_allocator]
+static ALLOCATOR: LargeAllocGuard = LargeAllocGuard;
+
+const USAGE: &str = "usage: headwater serve [--config FILE] [--listen HOST:PORT] [--advertise HOST:PORT] [--data-dir DIR] [--node-id N] [--log-level LEVEL] [--KEY VALUE ...]
+       headwater help | --version";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("--version") | Some("version") => {
+            println!("headwater {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("help") | Some("--help") | Some("-h") => {
+            println!("{USAGE}\n\nConfig keys (file key / HEADWATER_KEY / --key-name), default, meaning:");
+            for (key, default, doc) in KEYS {
+                println!("  {key:<26} {default:<14} {doc}");
+            }
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: &[String]) -> ExitCode {
+    let config = match parse_config(args) {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("headwater: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt().with_max_level(config.log_level).with_target(false).with_ansi(false).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("headwater: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(headwater_server::server::run(config, shutdown_signal()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("headwater: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_config(args: &[String]) -> Result<headwater_server::config::ServerConfig, String> {
+    let mut raw = RawConfig::default();
+    let mut flags = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let (flag, value) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), v.to_string()),
+            _ if arg.starts_with("--") => {
+                let value = iter.next().ok_or_else(|| format!("flag {arg} needs a value"))?;
+                (arg.clone(), value.clone())
+            }
+            _ => return Err(format!("unexpected argument {arg:?}\n{USAGE}")),
+        };
+        flags.push((flag, value));
+    }
+    if let Some((_, path)) = flags.iter().find(|(f, _)| f == "--config") {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("config file {path}: {e}"))?;
+        raw.from_toml(&text, path).map_err(|e| e.to_string())?;
+    }
+    raw.from_env(std::env::vars()).map_err(|e| e.to_string())?;
+    for (flag, value) in flags.into_iter().filter(|(f, _)| f != "--config") {
+        raw.set_flag(&flag, value).map_err(|e| e.to_string())?;
+    }
+    raw.build().map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+}

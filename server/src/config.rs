@@ -1,0 +1,244 @@
+//! Server configuration: built-in defaults, then a TOML file (`--config`), then `HEADWATER_*`
+//! environment variables, then command-line flags, each overriding the one before. The same
+//! keys everywhere: `data_dir` in the file is `HEADWATER_DATA_DIR` in the environment and
+//! `--data-dir` on the command line. A bad value or an unknown key stops start-up with a
+//! message that names the key and where it came from.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use headwater_core::constants::{MESSAGE_BYTES_MAX_DEFAULT, REQUEST_BYTES_MAX_DEFAULT};
+
+/// Every key, its default, and what it means (printed by `headwater help`).
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("listen", "127.0.0.1:9092", "address to accept Kafka clients on"),
+    ("advertise", "", "host:port clients are told to connect to (default: the listen address)"),
+    ("data_dir", "./data", "directory holding the logs and metadata"),
+    ("node_id", "1", "this broker's id"),
+    ("log_level", "info", "error, warn, info, debug or trace"),
+    ("auto_create_topics", "true", "create a topic when a client asks for its metadata (auto.create.topics.enable)"),
+    ("num_partitions", "1", "partitions of auto-created topics (num.partitions)"),
+    ("socket_request_max_bytes", "104857600", "largest request frame accepted (socket.request.max.bytes)"),
+    ("message_max_bytes", "1048588", "default largest record batch (message.max.bytes)"),
+    ("log_retention_ms", "604800000", "default retention.ms of topics"),
+    ("log_retention_bytes", "-1", "default retention.bytes of topics"),
+    ("log_segment_bytes", "1073741824", "default segment.bytes of topics"),
+    ("log_roll_ms", "604800000", "default segment.ms of topics"),
+    ("connections_max", "10000", "most client connections at once"),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub advertise_host: String,
+    pub advertise_port: u16,
+    pub data_dir: PathBuf,
+    pub node_id: i32,
+    pub log_level: tracing::Level,
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    pub socket_request_max_bytes: usize,
+    pub connections_max: usize,
+    /// Broker-wide topic config defaults, by topic config name.
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone)]
+struct Sourced {
+    value: String,
+    source: String,
+}
+
+/// A configuration error that names the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects raw values from the file, the environment and the flags.
+#[derive(Debug, Default)]
+pub struct RawConfig {
+    values: BTreeMap<String, Sourced>,
+}
+
+impl RawConfig {
+    fn set(&mut self, key: &str, value: String, source: String) -> Result<(), ConfigError> {
+        if !KEYS.iter().any(|(k, _, _)| *k == key) {
+            return Err(ConfigError(format!("unknown config key `{key}` ({source}); known keys: {}", key_list())));
+        }
+        self.values.insert(key.to_string(), Sourced { value, source });
+        Ok(())
+    }
+
+    pub fn from_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e| ConfigError(format!("config file {path}: {e}")))?;
+        for (key, value) in table {
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => return Err(ConfigError(format!("config key `{key}` (file {path}): {other:?} is not a string, integer or boolean"))),
+            };
+            self.set(&key, value, format!("file {path}"))?;
+        }
+        Ok(())
+    }
+
+    /// Reads `HEADWATER_<KEY>` variables. Unknown `HEADWATER_*` names are errors, so a typo
+    /// does not silently fall back to a default.
+    pub fn from_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("HEADWATER_") else { continue };
+            // Variables the test harnesses and tools use, not configuration.
+            if matches!(key, "BIN" | "BOOTSTRAP" | "TEST_SEED") {
+                continue;
+            }
+            self.set(&key.to_ascii_lowercase(), value, format!("environment variable {name}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn set_flag(&mut self, flag: &str, value: String) -> Result<(), ConfigError> {
+        let key = flag.trim_start_matches("--").replace('-', "_");
+        self.set(&key, value, format!("flag {flag}"))
+    }
+
+    fn get<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+        let default = KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, d, _)| *d).expect("every key read is in KEYS");
+        match self.values.get(key) {
+            Some(s) => parse(s.value.trim()).map_err(|reason| ConfigError(format!("config key `{key}` ({}): {reason}", s.source))),
+            None => Ok(parse(default).expect("defaults parse")),
+        }
+    }
+
+    pub fn build(&self) -> Result<ServerConfig, ConfigError> {
+        let listen: SocketAddr = self.get("listen", |v| v.parse().map_err(|_| format!("{v:?} is not a host:port address like 127.0.0.1:9092")))?;
+        let advertise: String = self.get("advertise", |v| Ok(v.to_string()))?;
+        let (advertise_host, advertise_port) = if advertise.is_empty() {
+            (listen.ip().to_string(), listen.port())
+        } else {
+            self.get("advertise", |v| {
+                let (host, port) = v.rsplit_once(':').ok_or_else(|| format!("{v:?} is not host:port"))?;
+                let port: u16 = port.parse().map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
+                if host.is_empty() {
+                    return Err(format!("{v:?} has no host"));
+                }
+                Ok((host.trim_matches(['[', ']']).to_string(), port))
+            })?
+        };
+        let positive = |v: &str| -> Result<i64, String> {
+            let n: i64 = v.parse().map_err(|_| format!("{v:?} is not an integer"))?;
+            if n < 1 { Err(format!("{n} must be at least 1")) } else { Ok(n) }
+        };
+        let long_min = |min: i64| {
+            move |v: &str| -> Result<i64, String> {
+                let n: i64 = v.parse().map_err(|_| format!("{v:?} is not an integer"))?;
+                if n < min { Err(format!("{n} must be at least {min}")) } else { Ok(n) }
+            }
+        };
+        let node_id = self.get("node_id", |v| v.parse::<i32>().map_err(|_| format!("{v:?} is not a 32-bit integer")).and_then(|n| if n < 0 { Err("must not be negative".into()) } else { Ok(n) }))?;
+        let log_level = self.get("log_level", |v| v.parse::<tracing::Level>().map_err(|_| format!("{v:?} is not one of error, warn, info, debug, trace")))?;
+        let auto_create_topics = self.get("auto_create_topics", parse_bool)?;
+        let num_partitions = self.get("num_partitions", |v| positive(v).and_then(|n| i32::try_from(n).map_err(|_| "too large".to_string())))?;
+        let socket_request_max_bytes = self.get("socket_request_max_bytes", |v| positive(v).map(|n| n as usize))?;
+        let connections_max = self.get("connections_max", |v| positive(v).map(|n| n as usize))?;
+        let data_dir = self.get("data_dir", |v| if v.is_empty() { Err("must not be empty".into()) } else { Ok(PathBuf::from(v)) })?;
+        let mut topic_defaults = BTreeMap::new();
+        for (key, topic_key, min) in [
+            ("message_max_bytes", "max.message.bytes", 0),
+            ("log_retention_ms", "retention.ms", -1),
+            ("log_retention_bytes", "retention.bytes", -1),
+            ("log_segment_bytes", "segment.bytes", 14),
+            ("log_roll_ms", "segment.ms", 1),
+        ] {
+            if self.values.contains_key(key) {
+                let value = self.get(key, long_min(min))?;
+                headwater_core::metadata::config::validate(topic_key, &value.to_string())
+                    .map_err(|e| ConfigError(format!("config key `{key}`: {}", e.reason)))?;
+                topic_defaults.insert(topic_key.to_string(), value.to_string());
+            }
+        }
+        debug_assert_eq!(REQUEST_BYTES_MAX_DEFAULT, 104_857_600);
+        debug_assert_eq!(MESSAGE_BYTES_MAX_DEFAULT, 1_048_588);
+        Ok(ServerConfig {
+            listen,
+            advertise_host,
+            advertise_port,
+            data_dir,
+            node_id,
+            log_level,
+            auto_create_topics,
+            num_partitions,
+            socket_request_max_bytes,
+            connections_max,
+            topic_defaults,
+        })
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("{v:?} is not true or false")),
+    }
+}
+
+fn key_list() -> String {
+    KEYS.iter().map(|(k, _, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let config = RawConfig::default().build().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(config.advertise_host, "127.0.0.1");
+        assert_eq!(config.advertise_port, 9092);
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert!(config.auto_create_topics);
+    }
+
+    #[test]
+    fn precedence_file_env_flag() {
+        let mut raw = RawConfig::default();
+        raw.from_toml("node_id = 3\nlisten = \"127.0.0.1:1000\"\nlog_retention_ms = 5000\n", "h.toml").unwrap();
+        raw.from_env([("HEADWATER_NODE_ID".to_string(), "4".to_string()), ("PATH".into(), "/bin".into())]).unwrap();
+        raw.set_flag("--listen", "127.0.0.1:2000".into()).unwrap();
+        let config = raw.build().unwrap();
+        assert_eq!(config.node_id, 4);
+        assert_eq!(config.listen.port(), 2000);
+        assert_eq!(config.topic_defaults.get("retention.ms").map(String::as_str), Some("5000"));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_source() {
+        let mut raw = RawConfig::default();
+        raw.set_flag("--node-id", "minus one".into()).unwrap();
+        let error = raw.build().unwrap_err().0;
+        assert!(error.contains("`node_id`") && error.contains("flag --node-id"), "{error}");
+        let mut raw = RawConfig::default();
+        let error = raw.from_toml("lisen = \"x\"", "h.toml").unwrap_err().0;
+        assert!(error.contains("`lisen`"), "{error}");
+        let mut raw = RawConfig::default();
+        let error = raw.from_env([("HEADWATER_DATADIR".to_string(), "x".to_string())]).unwrap_err().0;
+        assert!(error.contains("HEADWATER_DATADIR"), "{error}");
+        let mut raw = RawConfig::default();
+        raw.set_flag("--advertise", "nohost".into()).unwrap();
+        assert!(raw.build().unwrap_err().0.contains("`advertise`"));
+        let mut raw = RawConfig::default();
+        raw.set_flag("--log-segment-bytes", "3".into()).unwrap();
+        assert!(raw.build().unwrap_err().0.contains("`log_segment_bytes`"));
+    }
+}

@@ -1,0 +1,88 @@
+//! The core loop: one task owns the [`Broker`] and feeds it inputs from connections, fsync
+//! completions and its timer; it drains outputs after each input. Responses go back to the
+//! connection that asked through a oneshot channel; syncs run on tokio's blocking pool, so the
+//! loop keeps serving while the disk works, and the next sync collects everything written
+//! meanwhile (group commit).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use headwater_core::{Broker, IoCommand, IoToken, Output, Request, RequestId, ResponseBody};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+/// Inputs to the core loop.
+pub enum CoreInput {
+    Request(Request, oneshot::Sender<ResponseBody>),
+    IoDone(IoToken, io::Result<()>),
+    /// Finish: answer what is parked, sync, checkpoint, then reply.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Wall-clock milliseconds; the core's `now_ms`.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>, io_done: mpsc::Sender<CoreInput>) {
+    let mut waiting: BTreeMap<RequestId, oneshot::Sender<ResponseBody>> = BTreeMap::new();
+    let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
+    loop {
+        let sleep_ms = (broker.next_timeout_ms() - now_ms()).clamp(0, 60_000) as u64;
+        tokio::select! {
+            input = inputs.recv() => {
+                let Some(input) = input else { break };
+                match input {
+                    CoreInput::Request(request, reply) => {
+                        waiting.insert(request.id, reply);
+                        broker.handle_request(now_ms(), request);
+                    }
+                    CoreInput::IoDone(token, result) => {
+                        if let Err(e) = &result {
+                            error!(error = %e, "fsync failed: the affected partitions are offline until a restart recovers them");
+                        }
+                        broker.handle_io_done(now_ms(), token, result);
+                    }
+                    CoreInput::Shutdown(reply) => {
+                        broker.begin_shutdown(now_ms());
+                        shutdown_reply = Some(reply);
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {
+                broker.handle_timeout(now_ms());
+            }
+        }
+        while let Some(output) = broker.poll_output() {
+            match output {
+                Output::Response(response) => {
+                    if let Some(reply) = waiting.remove(&response.id) {
+                        // The connection may be gone; then nobody needs the answer.
+                        let _ = reply.send(response.body);
+                    } else {
+                        warn!(id = response.id.0, "response for an unknown request");
+                    }
+                }
+                Output::Io(IoCommand::Sync { token, files }) => {
+                    let done = io_done.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let result = files.iter().try_for_each(|f| f.sync());
+                        let _ = done.blocking_send(CoreInput::IoDone(token, result));
+                    });
+                }
+            }
+        }
+        if shutdown_reply.is_some() && !broker.sync_pending() && !broker.has_unsynced() {
+            match broker.finish_shutdown() {
+                Ok(()) => info!("final sync done, recovery checkpoint written"),
+                Err(e) => error!(error = %e, "could not write the recovery checkpoint; the next start scans more"),
+            }
+            if let Some(reply) = shutdown_reply.take() {
+                let _ = reply.send(());
+            }
+            debug!("core loop finished");
+            return;
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! headwater-server: the tokio driver around `headwater-core`, real files, configuration and
+//! the `headwater` command line.
+
+pub mod config;
+pub mod connection;
+pub mod driver;
+pub mod fs_storage;
+pub mod server;

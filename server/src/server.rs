@@ -1,0 +1,132 @@
+//! Start-up, the accept loop, and graceful shutdown.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use headwater_core::{Broker, BrokerConfig, ConnId};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tracing::{error, info, warn};
+
+use crate::config::ServerConfig;
+use crate::driver::{now_ms, run_core, CoreInput};
+use crate::fs_storage::FsStorage;
+
+/// Requests queued for the core loop before connections wait.
+const CORE_QUEUE_MAX: usize = 4096;
+
+/// Holds an exclusive lock on the data directory for the process's life, so two brokers never
+/// write the same logs.
+pub struct DataDirLock {
+    _file: File,
+}
+
+pub fn lock_data_dir(config: &ServerConfig) -> Result<DataDirLock, String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    let path = config.data_dir.join(".lock");
+    let file = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    // SAFETY: flock on a valid descriptor we own; no memory is involved.
+    #[allow(unsafe_code)]
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        return Err(format!("data_dir {} is in use by another headwater process", config.data_dir.display()));
+    }
+    Ok(DataDirLock { _file: file })
+}
+
+/// Runs the broker until `shutdown` resolves, then shuts down gracefully.
+pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    let started = Instant::now();
+    let _lock = lock_data_dir(&config)?;
+    let storage = Arc::new(FsStorage::new(&config.data_dir).map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?);
+    let broker_config = BrokerConfig {
+        node_id: config.node_id,
+        advertised_host: config.advertise_host.clone(),
+        advertised_port: i32::from(config.advertise_port),
+        auto_create_topics: config.auto_create_topics,
+        default_partitions: config.num_partitions,
+        topic_defaults: config.topic_defaults.clone(),
+        seed: seed_from_os(),
+    };
+    let (broker, report) = Broker::open(broker_config, storage, now_ms()).map_err(|e| format!("cannot open data_dir {}: {e}", config.data_dir.display()))?;
+    info!(
+        topics = report.topics,
+        partitions = report.partitions,
+        segments = report.recovery.segments,
+        scanned = report.recovery.segments_scanned,
+        truncated_bytes = report.recovery.truncated_bytes,
+        producers = report.producers,
+        cluster_id = broker.cluster_id(),
+        "log recovered"
+    );
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {} (config key `listen`): {e}", config.listen))?;
+    info!(
+        listen = %config.listen,
+        advertise = %format!("{}:{}", config.advertise_host, config.advertise_port),
+        data_dir = %config.data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "headwater is serving"
+    );
+    let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE_MAX);
+    let core_task = tokio::spawn(run_core(broker, core_rx, core_tx.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let connections = Arc::new(Semaphore::new(config.connections_max));
+    let mut next_conn = 1u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => { warn!(error = %e, "accept failed"); continue; }
+                };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    warn!(%peer, limit = config.connections_max, "too many connections (config key `connections_max`); refusing");
+                    continue;
+                };
+                let conn = ConnId(next_conn);
+                next_conn += 1;
+                let core = core_tx.clone();
+                let stop = stop_rx.clone();
+                let limit = config.socket_request_max_bytes;
+                tasks.spawn(async move {
+                    crate::connection::serve(stream, conn, core, limit, stop).await;
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    info!("shutting down: finishing in-flight requests");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let (done_tx, done_rx) = oneshot::channel();
+    if core_tx.send(CoreInput::Shutdown(done_tx)).await.is_ok() {
+        let _ = done_rx.await;
+    }
+    // Connections flush what they have; do not wait forever on a stuck client.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;
+    drop(core_tx);
+    if let Err(e) = core_task.await {
+        error!(error = %e, "core loop failed");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// A seed for topic and cluster ids. The core takes randomness only as a seed; here, at the
+/// edge, it may come from the OS.
+fn seed_from_os() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        use std::io::Read;
+        if f.read_exact(&mut bytes).is_ok() {
+            return u64::from_le_bytes(bytes);
+        }
+    }
+    now_ms() as u64 ^ u64::from(std::process::id())
+}
