@@ -56,7 +56,9 @@ impl ErrorCode {
     pub fn message(self) -> &'static str {
         match self {
             ErrorCode::None => "",
-            ErrorCode::OffsetOutOfRange => "the requested offset is not within the range of offsets kept for this partition",
+            ErrorCode::OffsetOutOfRange => {
+                "the requested offset is not within the range of offsets kept for this partition"
+            }
             ErrorCode::CorruptMessage => "the record batch failed its CRC-32C check or is malformed",
             ErrorCode::UnknownTopicOrPartition => "this broker does not host this topic-partition",
             ErrorCode::MessageTooLarge => "the record batch is larger than max.message.bytes",

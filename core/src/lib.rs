@@ -44,6 +44,8 @@ pub mod wire;
 #[global_allocator]
 static ALLOCATOR: alloc_guard::LargeAllocGuard = alloc_guard::LargeAllocGuard;
 
-pub use broker::{Broker, BrokerConfig, ConnId, IoCommand, IoToken, Output, Request, RequestId, Response, ResponseBody, StartupReport};
+pub use broker::{
+    Broker, BrokerConfig, ConnId, IoCommand, IoToken, Output, Request, RequestId, Response, ResponseBody, StartupReport,
+};
 pub use error::ErrorCode;
 pub use storage::{FileRef, MemStorage, Storage, StorageFile};

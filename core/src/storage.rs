@@ -18,6 +18,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 /// An open file. Positional writes and reads; no cursor.
+#[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + Debug {
     fn len(&self) -> io::Result<u64>;
     /// Writes `bytes` at `position`, extending the file if needed.
@@ -254,7 +255,8 @@ impl Storage for MemStorage {
             let file = inner.files.remove(&path).expect("listed above");
             inner.files.insert(format!("{to}/{}", &path[prefix.len()..]), file);
         }
-        let moved_dirs: Vec<String> = inner.dirs.iter().filter(|p| *p == from || p.starts_with(&prefix)).cloned().collect();
+        let moved_dirs: Vec<String> =
+            inner.dirs.iter().filter(|p| *p == from || p.starts_with(&prefix)).cloned().collect();
         for path in moved_dirs {
             inner.dirs.remove(&path);
             inner.dirs.insert(format!("{to}{}", &path[from.len()..]));

@@ -86,7 +86,12 @@ pub fn decode_request(mut frame: Bytes) -> Result<DecodedRequest, DecodeError> {
 
 /// Encodes a response frame, size prefix included. An error here is a broker bug (a field set
 /// that the version does not have); the driver logs it and closes the connection.
-pub fn encode_response(api_key: ApiKey, api_version: i16, correlation_id: i32, body: &ResponseKind) -> Result<BytesMut, String> {
+pub fn encode_response(
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<BytesMut, String> {
     // ApiVersions responses always use header v0, so that any client can read them.
     let header_version = if api_key == ApiKey::ApiVersions { 0 } else { api_key.response_header_version(api_version) };
     let mut buf = BytesMut::with_capacity(64);
@@ -141,14 +146,23 @@ mod tests {
         let bytes = frame(3, 9, 2, &MetadataRequest::default());
         let mut raw = bytes.to_vec();
         raw[0..2].copy_from_slice(&999i16.to_be_bytes());
-        assert_eq!(decode_request(Bytes::from(raw)).unwrap_err(), DecodeError::UnknownApi { api_key: 999, correlation_id: 77 });
+        assert_eq!(
+            decode_request(Bytes::from(raw)).unwrap_err(),
+            DecodeError::UnknownApi { api_key: 999, correlation_id: 77 }
+        );
         let mut raw = bytes.to_vec();
         raw[2..4].copy_from_slice(&99i16.to_be_bytes());
-        assert!(matches!(decode_request(Bytes::from(raw)), Err(DecodeError::UnsupportedVersion { api_version: 99, .. })));
+        assert!(matches!(
+            decode_request(Bytes::from(raw)),
+            Err(DecodeError::UnsupportedVersion { api_version: 99, .. })
+        ));
         let mut raw = bytes.to_vec();
         raw[0..2].copy_from_slice(&18i16.to_be_bytes());
         raw[2..4].copy_from_slice(&99i16.to_be_bytes());
-        assert_eq!(decode_request(Bytes::from(raw)).unwrap_err(), DecodeError::ApiVersionsTooNew { correlation_id: 77 });
+        assert_eq!(
+            decode_request(Bytes::from(raw)).unwrap_err(),
+            DecodeError::ApiVersionsTooNew { correlation_id: 77 }
+        );
     }
 
     #[test]

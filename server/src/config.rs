@@ -85,7 +85,11 @@ impl RawConfig {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
-                other => return Err(ConfigError(format!("config key `{key}` (file {path}): {other:?} is not a string, integer or boolean"))),
+                other => {
+                    return Err(ConfigError(format!(
+                        "config key `{key}` (file {path}): {other:?} is not a string, integer or boolean"
+                    )))
+                }
             };
             self.set(&key, value, format!("file {path}"))?;
         }
@@ -114,13 +118,16 @@ impl RawConfig {
     fn get<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
         let default = KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, d, _)| *d).expect("every key read is in KEYS");
         match self.values.get(key) {
-            Some(s) => parse(s.value.trim()).map_err(|reason| ConfigError(format!("config key `{key}` ({}): {reason}", s.source))),
+            Some(s) => parse(s.value.trim())
+                .map_err(|reason| ConfigError(format!("config key `{key}` ({}): {reason}", s.source))),
             None => Ok(parse(default).expect("defaults parse")),
         }
     }
 
     pub fn build(&self) -> Result<ServerConfig, ConfigError> {
-        let listen: SocketAddr = self.get("listen", |v| v.parse().map_err(|_| format!("{v:?} is not a host:port address like 127.0.0.1:9092")))?;
+        let listen: SocketAddr = self.get("listen", |v| {
+            v.parse().map_err(|_| format!("{v:?} is not a host:port address like 127.0.0.1:9092"))
+        })?;
         let advertise: String = self.get("advertise", |v| Ok(v.to_string()))?;
         let (advertise_host, advertise_port) = if advertise.is_empty() {
             (listen.ip().to_string(), listen.port())
@@ -136,21 +143,45 @@ impl RawConfig {
         };
         let positive = |v: &str| -> Result<i64, String> {
             let n: i64 = v.parse().map_err(|_| format!("{v:?} is not an integer"))?;
-            if n < 1 { Err(format!("{n} must be at least 1")) } else { Ok(n) }
+            if n < 1 {
+                Err(format!("{n} must be at least 1"))
+            } else {
+                Ok(n)
+            }
         };
         let long_min = |min: i64| {
             move |v: &str| -> Result<i64, String> {
                 let n: i64 = v.parse().map_err(|_| format!("{v:?} is not an integer"))?;
-                if n < min { Err(format!("{n} must be at least {min}")) } else { Ok(n) }
+                if n < min {
+                    Err(format!("{n} must be at least {min}"))
+                } else {
+                    Ok(n)
+                }
             }
         };
-        let node_id = self.get("node_id", |v| v.parse::<i32>().map_err(|_| format!("{v:?} is not a 32-bit integer")).and_then(|n| if n < 0 { Err("must not be negative".into()) } else { Ok(n) }))?;
-        let log_level = self.get("log_level", |v| v.parse::<tracing::Level>().map_err(|_| format!("{v:?} is not one of error, warn, info, debug, trace")))?;
+        let node_id = self.get("node_id", |v| {
+            v.parse::<i32>().map_err(|_| format!("{v:?} is not a 32-bit integer")).and_then(|n| {
+                if n < 0 {
+                    Err("must not be negative".into())
+                } else {
+                    Ok(n)
+                }
+            })
+        })?;
+        let log_level = self.get("log_level", |v| {
+            v.parse::<tracing::Level>().map_err(|_| format!("{v:?} is not one of error, warn, info, debug, trace"))
+        })?;
         let auto_create_topics = self.get("auto_create_topics", parse_bool)?;
-        let num_partitions = self.get("num_partitions", |v| positive(v).and_then(|n| i32::try_from(n).map_err(|_| "too large".to_string())))?;
+        let num_partitions = self.get("num_partitions", |v| {
+            positive(v).and_then(|n| i32::try_from(n).map_err(|_| "too large".to_string()))
+        })?;
         let socket_request_max_bytes = self.get("socket_request_max_bytes", |v| positive(v).map(|n| n as usize))?;
         let connections_max = self.get("connections_max", |v| positive(v).map(|n| n as usize))?;
-        let data_dir = self.get("data_dir", |v| if v.is_empty() { Err("must not be empty".into()) } else { Ok(PathBuf::from(v)) })?;
+        let data_dir =
+            self.get(
+                "data_dir",
+                |v| if v.is_empty() { Err("must not be empty".into()) } else { Ok(PathBuf::from(v)) },
+            )?;
         let mut topic_defaults = BTreeMap::new();
         for (key, topic_key, min) in [
             ("message_max_bytes", "max.message.bytes", 0),

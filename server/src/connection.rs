@@ -27,7 +27,13 @@ enum Pending {
     Ready(BytesMut),
 }
 
-pub async fn serve(stream: TcpStream, conn: ConnId, core: mpsc::Sender<CoreInput>, request_bytes_max: usize, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    stream: TcpStream,
+    conn: ConnId,
+    core: mpsc::Sender<CoreInput>,
+    request_bytes_max: usize,
+    mut stop: watch::Receiver<bool>,
+) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -38,13 +44,15 @@ pub async fn serve(stream: TcpStream, conn: ConnId, core: mpsc::Sender<CoreInput
             let bytes = match item {
                 Pending::Ready(bytes) => bytes,
                 Pending::Waiting { api_key, api_version, correlation_id, reply } => match reply.await {
-                    Ok(ResponseBody::Message(body)) => match encode_response(api_key, api_version, correlation_id, &body) {
-                        Ok(bytes) => bytes,
-                        Err(e) => {
-                            error!(peer = %peer_for_writer, error = %e, "could not encode a response (a broker bug); closing the connection");
-                            break;
+                    Ok(ResponseBody::Message(body)) => {
+                        match encode_response(api_key, api_version, correlation_id, &body) {
+                            Ok(bytes) => bytes,
+                            Err(e) => {
+                                error!(peer = %peer_for_writer, error = %e, "could not encode a response (a broker bug); closing the connection");
+                                break;
+                            }
                         }
-                    },
+                    }
                     Ok(ResponseBody::Nothing) => continue,
                     Ok(ResponseBody::Close(reason)) => {
                         warn!(peer = %peer_for_writer, %reason, "closing connection");
@@ -116,7 +124,7 @@ impl Reader {
                     client_id: decoded.client_id,
                     body: decoded.body,
                 };
-                core.send(CoreInput::Request(request, reply_tx)).await.map_err(|_| ())?;
+                core.send(CoreInput::Request(Box::new(request), reply_tx)).await.map_err(|_| ())?;
                 Ok(Pending::Waiting {
                     api_key: decoded.api_key,
                     api_version: decoded.api_version,
@@ -124,7 +132,9 @@ impl Reader {
                     reply: reply_rx,
                 })
             }
-            Err(DecodeError::ApiVersionsTooNew { correlation_id }) => Ok(Pending::Ready(encode_api_versions_unsupported(correlation_id))),
+            Err(DecodeError::ApiVersionsTooNew { correlation_id }) => {
+                Ok(Pending::Ready(encode_api_versions_unsupported(correlation_id)))
+            }
             Err(e) => {
                 warn!(peer = %self.peer, error = %e, "bad request; closing the connection");
                 Err(())

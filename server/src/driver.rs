@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 
 /// Inputs to the core loop.
 pub enum CoreInput {
-    Request(Request, oneshot::Sender<ResponseBody>),
+    Request(Box<Request>, oneshot::Sender<ResponseBody>),
     IoDone(IoToken, io::Result<()>),
     /// Finish: answer what is parked, sync, checkpoint, then reply.
     Shutdown(oneshot::Sender<()>),
@@ -36,7 +36,7 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
                 match input {
                     CoreInput::Request(request, reply) => {
                         waiting.insert(request.id, reply);
-                        broker.handle_request(now_ms(), request);
+                        broker.handle_request(now_ms(), *request);
                     }
                     CoreInput::IoDone(token, result) => {
                         if let Err(e) = &result {

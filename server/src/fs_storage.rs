@@ -80,7 +80,13 @@ impl StorageFile for FsFile {
 impl Storage for FsStorage {
     fn open(&self, path: &str, create: bool) -> io::Result<FileRef> {
         let full = self.path(path);
-        let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(&full).map_err(|e| with_path(e, &full))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(&full)
+            .map_err(|e| with_path(e, &full))?;
         Ok(Arc::new(FsFile { file, path: full }))
     }
 

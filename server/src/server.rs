@@ -24,7 +24,8 @@ pub struct DataDirLock {
 }
 
 pub fn lock_data_dir(config: &ServerConfig) -> Result<DataDirLock, String> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
     let path = config.data_dir.join(".lock");
     let file = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     // SAFETY: flock on a valid descriptor we own; no memory is involved.
@@ -40,7 +41,8 @@ pub fn lock_data_dir(config: &ServerConfig) -> Result<DataDirLock, String> {
 pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
     let started = Instant::now();
     let _lock = lock_data_dir(&config)?;
-    let storage = Arc::new(FsStorage::new(&config.data_dir).map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?);
+    let storage =
+        Arc::new(FsStorage::new(&config.data_dir).map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?);
     let broker_config = BrokerConfig {
         node_id: config.node_id,
         advertised_host: config.advertise_host.clone(),
@@ -50,7 +52,8 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         topic_defaults: config.topic_defaults.clone(),
         seed: seed_from_os(),
     };
-    let (broker, report) = Broker::open(broker_config, storage, now_ms()).map_err(|e| format!("cannot open data_dir {}: {e}", config.data_dir.display()))?;
+    let (broker, report) = Broker::open(broker_config, storage, now_ms())
+        .map_err(|e| format!("cannot open data_dir {}: {e}", config.data_dir.display()))?;
     info!(
         topics = report.topics,
         partitions = report.partitions,
@@ -61,7 +64,9 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         cluster_id = broker.cluster_id(),
         "log recovered"
     );
-    let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {} (config key `listen`): {e}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (config key `listen`): {e}", config.listen))?;
     info!(
         listen = %config.listen,
         advertise = %format!("{}:{}", config.advertise_host, config.advertise_port),
@@ -109,7 +114,9 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         let _ = done_rx.await;
     }
     // Connections flush what they have; do not wait forever on a stuck client.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} })
+            .await;
     drop(core_tx);
     if let Err(e) = core_task.await {
         error!(error = %e, "core loop failed");

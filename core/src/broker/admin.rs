@@ -8,7 +8,9 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResourceResponse;
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
@@ -48,13 +50,22 @@ fn str_bytes(s: impl Into<String>) -> StrBytes {
 
 impl Broker {
     /// Creates a topic: its directories and empty logs, then the metadata entry.
-    pub(super) fn create_topic(&mut self, now_ms: i64, name: &str, partitions: i32, config: TopicConfig) -> Result<uuid::Uuid, AdminError> {
+    pub(super) fn create_topic(
+        &mut self,
+        now_ms: i64,
+        name: &str,
+        partitions: i32,
+        config: TopicConfig,
+    ) -> Result<uuid::Uuid, AdminError> {
         validate_topic_name(name).map_err(|e| (ErrorCode::InvalidTopicException, e))?;
         if self.topics.contains_key(name) {
             return Err((ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists")));
         }
-        if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
-            return Err((ErrorCode::InvalidPartitions, format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}")));
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
+            ));
         }
         let id = self.rng.uuid();
         let log_config = config.log_config(&self.config.topic_defaults);
@@ -63,13 +74,18 @@ impl Broker {
             let dir = partition_dir(name, index);
             if self.storage.exists(&dir) {
                 // Left over from something we do not know; never write over data.
-                return Err((ErrorCode::KafkaStorageError, format!("directory {dir} already exists in the data directory")));
+                return Err((
+                    ErrorCode::KafkaStorageError,
+                    format!("directory {dir} already exists in the data directory"),
+                ));
             }
-            let log = Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms).map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
+            let log = Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms)
+                .map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
             logs.push(log);
         }
         let record = TopicRecord { name: name.to_string(), id, partitions, configs: config.overrides.clone() };
-        let partitions = logs.into_iter().map(|log| Partition { log, producers: ProducerTable::default(), failed: false }).collect();
+        let partitions =
+            logs.into_iter().map(|log| Partition { log, producers: ProducerTable::default(), failed: false }).collect();
         self.topics.insert(name.to_string(), Topic { record, config, partitions });
         self.topic_names_by_id.insert(id, name.to_string());
         if let Err(e) = self.persist_metadata() {
@@ -80,7 +96,12 @@ impl Broker {
         Ok(id)
     }
 
-    pub(super) fn create_topics(&mut self, now_ms: i64, api_version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    pub(super) fn create_topics(
+        &mut self,
+        now_ms: i64,
+        api_version: i16,
+        request: CreateTopicsRequest,
+    ) -> CreateTopicsResponse {
         let mut response = CreateTopicsResponse::default();
         for wanted in request.topics {
             let name = wanted.name.0.to_string();
@@ -96,11 +117,17 @@ impl Broker {
                     .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
                 let partitions = if !wanted.assignments.is_empty() {
                     if wanted.num_partitions != -1 || wanted.replication_factor != -1 {
-                        return Err((ErrorCode::InvalidRequest, "give either assignments or partitions and replication factor".into()));
+                        return Err((
+                            ErrorCode::InvalidRequest,
+                            "give either assignments or partitions and replication factor".into(),
+                        ));
                     }
                     for assignment in &wanted.assignments {
                         if assignment.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != vec![self.config.node_id] {
-                            return Err((ErrorCode::InvalidReplicaAssignment, format!("this cluster has one broker, node {}", self.config.node_id)));
+                            return Err((
+                                ErrorCode::InvalidReplicaAssignment,
+                                format!("this cluster has one broker, node {}", self.config.node_id),
+                            ));
                         }
                     }
                     i32::try_from(wanted.assignments.len()).unwrap_or(i32::MAX)
@@ -108,22 +135,34 @@ impl Broker {
                     if wanted.replication_factor != -1 && wanted.replication_factor != 1 {
                         return Err((
                             ErrorCode::InvalidReplicationFactor,
-                            format!("replication factor {} is larger than the 1 available broker", wanted.replication_factor),
+                            format!(
+                                "replication factor {} is larger than the 1 available broker",
+                                wanted.replication_factor
+                            ),
                         ));
                     }
-                    if wanted.num_partitions == -1 { self.config.default_partitions } else { wanted.num_partitions }
+                    if wanted.num_partitions == -1 {
+                        self.config.default_partitions
+                    } else {
+                        wanted.num_partitions
+                    }
                 };
                 if self.topics.contains_key(&name) {
                     return Err((ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists")));
                 }
-                if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
-                    return Err((ErrorCode::InvalidPartitions, format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}")));
+                if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+                    return Err((
+                        ErrorCode::InvalidPartitions,
+                        format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
+                    ));
                 }
                 Ok((partitions, config))
             })();
             let outcome = match outcome {
                 Ok((partitions, config)) if request.validate_only => Ok((partitions, config, uuid::Uuid::nil())),
-                Ok((partitions, config)) => self.create_topic(now_ms, &name, partitions, config.clone()).map(|id| (partitions, config, id)),
+                Ok((partitions, config)) => {
+                    self.create_topic(now_ms, &name, partitions, config.clone()).map(|id| (partitions, config, id))
+                }
                 Err(e) => Err(e),
             };
             match outcome {
@@ -169,7 +208,10 @@ impl Broker {
     /// Deletes a topic: renames its directories to `*-delete` (so a crash midway cannot leave a
     /// half topic), persists the metadata without it, then removes the directories.
     fn delete_topic(&mut self, name: &str) -> Result<uuid::Uuid, AdminError> {
-        let topic = self.topics.remove(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let topic = self
+            .topics
+            .remove(name)
+            .ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
         self.topic_names_by_id.remove(&topic.record.id);
         let mut doomed = Vec::new();
         for (index, _) in topic.partitions.iter().enumerate() {
@@ -225,7 +267,11 @@ impl Broker {
         response
     }
 
-    pub(super) fn create_partitions(&mut self, now_ms: i64, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    pub(super) fn create_partitions(
+        &mut self,
+        now_ms: i64,
+        request: CreatePartitionsRequest,
+    ) -> CreatePartitionsResponse {
         let mut response = CreatePartitionsResponse::default();
         for wanted in request.topics {
             let name = wanted.name.0.to_string();
@@ -242,10 +288,16 @@ impl Broker {
 
     fn add_partitions(&mut self, now_ms: i64, name: &str, count: i32, validate_only: bool) -> Result<(), AdminError> {
         let defaults = self.config.topic_defaults.clone();
-        let topic = self.topics.get_mut(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let topic = self
+            .topics
+            .get_mut(name)
+            .ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
         let current = topic.record.partitions;
         if count <= current {
-            return Err((ErrorCode::InvalidPartitions, format!("topic '{name}' has {current} partitions; the new count must be larger")));
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!("topic '{name}' has {current} partitions; the new count must be larger"),
+            ));
         }
         if count > PARTITIONS_PER_TOPIC_MAX {
             return Err((ErrorCode::InvalidPartitions, format!("at most {PARTITIONS_PER_TOPIC_MAX} partitions")));
@@ -256,7 +308,8 @@ impl Broker {
         let log_config = topic.config.log_config(&defaults);
         for index in current..count {
             let dir = partition_dir(name, index);
-            let log = Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms).map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
+            let log = Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms)
+                .map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
             topic.partitions.push(Partition { log, producers: ProducerTable::default(), failed: false });
             topic.record.partitions = index + 1;
         }
@@ -264,7 +317,11 @@ impl Broker {
     }
 
     /// Every known topic config with its value in force, for DescribeConfigs and CreateTopics.
-    fn topic_config_entries(&self, config: &TopicConfig, only: Option<&[String]>) -> Vec<DescribeConfigsResourceResult> {
+    fn topic_config_entries(
+        &self,
+        config: &TopicConfig,
+        only: Option<&[String]>,
+    ) -> Vec<DescribeConfigsResourceResult> {
         TOPIC_CONFIGS
             .iter()
             .filter(|def| only.is_none_or(|keys| keys.iter().any(|k| k == def.name)))
@@ -285,18 +342,24 @@ impl Broker {
             .collect()
     }
 
-    pub(super) fn describe_configs(&self, api_version: i16, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    pub(super) fn describe_configs(
+        &self,
+        api_version: i16,
+        request: DescribeConfigsRequest,
+    ) -> DescribeConfigsResponse {
         let mut response = DescribeConfigsResponse::default();
         for resource in request.resources {
             let mut result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            let keys: Option<Vec<String>> = resource.configuration_keys.map(|keys| keys.iter().map(|k| k.to_string()).collect());
+            let keys: Option<Vec<String>> =
+                resource.configuration_keys.map(|keys| keys.iter().map(|k| k.to_string()).collect());
             match resource.resource_type {
                 RESOURCE_TOPIC => match self.topic(&resource.resource_name) {
                     None => {
                         result.error_code = ErrorCode::UnknownTopicOrPartition.code();
-                        result.error_message = Some(str_bytes(format!("topic '{}' does not exist", &*resource.resource_name)));
+                        result.error_message =
+                            Some(str_bytes(format!("topic '{}' does not exist", &*resource.resource_name)));
                     }
                     Some(topic) => {
                         result.configs = self.topic_config_entries(&topic.config, keys.as_deref());
@@ -364,7 +427,10 @@ impl Broker {
     /// Replaces a topic's overrides and applies the new log settings at once.
     fn set_topic_config(&mut self, name: &str, config: TopicConfig) -> Result<(), AdminError> {
         let defaults = self.config.topic_defaults.clone();
-        let topic = self.topics.get_mut(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let topic = self
+            .topics
+            .get_mut(name)
+            .ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
         let previous = std::mem::replace(&mut topic.config, config);
         topic.record.configs = topic.config.overrides.clone();
         if let Err(e) = self.persist_metadata() {
@@ -381,8 +447,14 @@ impl Broker {
         Ok(())
     }
 
-    fn alter_topic(&mut self, name: &str, validate_only: bool, change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), AdminError>) -> Result<(), AdminError> {
-        let topic = self.topic(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+    fn alter_topic(
+        &mut self,
+        name: &str,
+        validate_only: bool,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
+    ) -> Result<(), AdminError> {
+        let topic =
+            self.topic(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
         let mut overrides = topic.config.overrides.clone();
         change(&mut overrides)?;
         let config = TopicConfig::from_pairs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -401,8 +473,11 @@ impl Broker {
                 .with_resource_name(resource.resource_name.clone());
             let outcome = match resource.resource_type {
                 RESOURCE_TOPIC => {
-                    let pairs: Vec<(String, String)> =
-                        resource.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
+                    let pairs: Vec<(String, String)> = resource
+                        .configs
+                        .iter()
+                        .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                        .collect();
                     self.alter_topic(&resource.resource_name, request.validate_only, |overrides| {
                         // AlterConfigs replaces the whole set of overrides.
                         *overrides = pairs.into_iter().collect();
@@ -420,7 +495,10 @@ impl Broker {
         response
     }
 
-    pub(super) fn incremental_alter_configs(&mut self, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    pub(super) fn incremental_alter_configs(
+        &mut self,
+        request: IncrementalAlterConfigsRequest,
+    ) -> IncrementalAlterConfigsResponse {
         let mut response = IncrementalAlterConfigsResponse::default();
         for resource in request.resources {
             let mut result = IncrementalResourceResponse::default()
@@ -428,9 +506,14 @@ impl Broker {
                 .with_resource_name(resource.resource_name.clone());
             let outcome = match resource.resource_type {
                 RESOURCE_TOPIC => {
-                    let ops: Vec<(String, i8, Option<String>)> =
-                        resource.configs.iter().map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))).collect();
-                    self.alter_topic(&resource.resource_name, request.validate_only, |overrides| apply_incremental(overrides, ops))
+                    let ops: Vec<(String, i8, Option<String>)> = resource
+                        .configs
+                        .iter()
+                        .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                        .collect();
+                    self.alter_topic(&resource.resource_name, request.validate_only, |overrides| {
+                        apply_incremental(overrides, ops)
+                    })
                 }
                 _ => Err(static_broker_configs_error()),
             };
@@ -445,12 +528,19 @@ impl Broker {
 }
 
 fn static_broker_configs_error() -> AdminError {
-    (ErrorCode::InvalidRequest, "only topic configs can be altered; broker configs are set in the config file, flags or environment".into())
+    (
+        ErrorCode::InvalidRequest,
+        "only topic configs can be altered; broker configs are set in the config file, flags or environment".into(),
+    )
 }
 
-fn apply_incremental(overrides: &mut BTreeMap<String, String>, ops: Vec<(String, i8, Option<String>)>) -> Result<(), AdminError> {
+fn apply_incremental(
+    overrides: &mut BTreeMap<String, String>,
+    ops: Vec<(String, i8, Option<String>)>,
+) -> Result<(), AdminError> {
     for (key, op, value) in ops {
-        let def = config::definition(&key).ok_or((ErrorCode::InvalidConfig, format!("unknown topic config name {key}")))?;
+        let def =
+            config::definition(&key).ok_or((ErrorCode::InvalidConfig, format!("unknown topic config name {key}")))?;
         match op {
             OP_SET => {
                 let value = value.ok_or((ErrorCode::InvalidConfig, format!("{key}: SET needs a value")))?;
@@ -461,7 +551,10 @@ fn apply_incremental(overrides: &mut BTreeMap<String, String>, ops: Vec<(String,
             }
             OP_APPEND | OP_SUBTRACT => {
                 if def.kind != config::ConfigType::List {
-                    return Err((ErrorCode::InvalidConfig, format!("{key} is not a list; APPEND and SUBTRACT apply to lists")));
+                    return Err((
+                        ErrorCode::InvalidConfig,
+                        format!("{key} is not a list; APPEND and SUBTRACT apply to lists"),
+                    ));
                 }
                 let value = value.unwrap_or_default();
                 let current = overrides.get(&key).cloned().unwrap_or_else(|| def.default.to_string());

@@ -21,7 +21,13 @@ pub(crate) struct ParkedFetch {
 }
 
 impl Broker {
-    pub(super) fn fetch(&mut self, now_ms: i64, id: RequestId, api_version: i16, request: FetchRequest) -> Option<FetchResponse> {
+    pub(super) fn fetch(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: FetchRequest,
+    ) -> Option<FetchResponse> {
         if request.session_id != 0 {
             // We never hand out sessions, so any id is unknown: the client falls back to a
             // full fetch.
@@ -30,7 +36,10 @@ impl Broker {
         let wait_ms = i64::from(request.max_wait_ms).clamp(0, FETCH_WAIT_MS_MAX);
         let parked = ParkedFetch { id, api_version, request, deadline_ms: now_ms + wait_ms };
         match self.try_finish_fetch(now_ms, parked, false) {
-            Some(Response { body: ResponseBody::Message(ResponseKind::Fetch(body)), .. }) => Some(body),
+            Some(Response { body: ResponseBody::Message(body), .. }) => match *body {
+                ResponseKind::Fetch(body) => Some(body),
+                _ => unreachable!("try_finish_fetch only builds fetch responses"),
+            },
             _ => None,
         }
     }
@@ -40,13 +49,14 @@ impl Broker {
     pub(super) fn try_finish_fetch(&mut self, now_ms: i64, parked: ParkedFetch, force: bool) -> Option<Response> {
         let (response, bytes, errors) = self.build_fetch(parked.api_version, &parked.request);
         let enough = bytes >= i64::from(parked.request.min_bytes.max(0)) || bytes > 0 && parked.request.min_bytes <= 1;
-        let give_up = force || now_ms >= parked.deadline_ms || self.parked.len() >= crate::constants::PARKED_REQUESTS_MAX;
+        let give_up =
+            force || now_ms >= parked.deadline_ms || self.parked.len() >= crate::constants::PARKED_REQUESTS_MAX;
         if enough || errors || give_up {
             return Some(Response {
                 id: parked.id,
                 api_key: ApiKey::Fetch,
                 api_version: parked.api_version,
-                body: ResponseBody::Message(ResponseKind::Fetch(response)),
+                body: ResponseBody::Message(Box::new(ResponseKind::Fetch(response))),
             });
         }
         self.parked.push(Parked::Fetch(parked));
@@ -77,7 +87,8 @@ impl Broker {
                         }
                         if let Some(code) = leader_epoch_error(wanted.current_leader_epoch) {
                             data.error_code = code.code();
-                        } else if wanted.fetch_offset < log.log_start_offset() || wanted.fetch_offset > log.end_offset() {
+                        } else if wanted.fetch_offset < log.log_start_offset() || wanted.fetch_offset > log.end_offset()
+                        {
                             data.error_code = ErrorCode::OffsetOutOfRange.code();
                         } else {
                             let partition_max = usize::try_from(wanted.partition_max_bytes.max(0)).unwrap_or(0);

@@ -2,7 +2,9 @@
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, DescribeClusterRequest, DescribeClusterResponse, InitProducerIdRequest,
     InitProducerIdResponse, MetadataRequest, MetadataResponse, ProducerId, TopicName,
@@ -18,7 +20,9 @@ use crate::metadata::validate_topic_name;
 pub(super) fn api_versions(_api_version: i16) -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
-        .map(|&(key, min, max)| ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max))
+        .map(|&(key, min, max)| {
+            ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
+        })
         .collect();
     ApiVersionsResponse::default().with_api_keys(api_keys)
 }
@@ -31,10 +35,19 @@ pub fn api_versions_unsupported() -> ApiVersionsResponse {
 
 impl Broker {
     fn self_broker(&self) -> (BrokerId, StrBytes, i32) {
-        (BrokerId(self.config.node_id), StrBytes::from_string(self.config.advertised_host.clone()), self.config.advertised_port)
+        (
+            BrokerId(self.config.node_id),
+            StrBytes::from_string(self.config.advertised_host.clone()),
+            self.config.advertised_port,
+        )
     }
 
-    pub(super) fn metadata_response(&mut self, now_ms: i64, api_version: i16, request: MetadataRequest) -> MetadataResponse {
+    pub(super) fn metadata_response(
+        &mut self,
+        now_ms: i64,
+        api_version: i16,
+        request: MetadataRequest,
+    ) -> MetadataResponse {
         let (node_id, host, port) = self.self_broker();
         let mut response = MetadataResponse::default()
             .with_brokers(vec![MetadataResponseBroker::default().with_node_id(node_id).with_host(host).with_port(port)])
@@ -59,12 +72,15 @@ impl Broker {
                 None => self.topic_name_by_id(topic_id).map(str::to_string),
             };
             let Some(name) = name else {
-                let mut entry = MetadataResponseTopic::default().with_error_code(ErrorCode::UnknownTopicId.code()).with_topic_id(topic_id);
+                let mut entry = MetadataResponseTopic::default()
+                    .with_error_code(ErrorCode::UnknownTopicId.code())
+                    .with_topic_id(topic_id);
                 entry.name = None;
                 response.topics.push(entry);
                 continue;
             };
-            let mut entry = MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
+            let mut entry =
+                MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
             if let Err(_reason) = validate_topic_name(&name) {
                 entry.error_code = ErrorCode::InvalidTopicException.code();
                 response.topics.push(entry);
@@ -100,12 +116,19 @@ impl Broker {
         response
     }
 
-    pub(super) fn describe_cluster(&self, _api_version: i16, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+    pub(super) fn describe_cluster(
+        &self,
+        _api_version: i16,
+        _request: DescribeClusterRequest,
+    ) -> DescribeClusterResponse {
         let (node_id, host, port) = self.self_broker();
         DescribeClusterResponse::default()
             .with_cluster_id(StrBytes::from_string(self.cluster_id().to_string()))
             .with_controller_id(node_id)
-            .with_brokers(vec![DescribeClusterBroker::default().with_broker_id(node_id).with_host(host).with_port(port)])
+            .with_brokers(vec![DescribeClusterBroker::default()
+                .with_broker_id(node_id)
+                .with_host(host)
+                .with_port(port)])
     }
 
     /// Idempotent producers get a fresh id with epoch 0. A producer that sends back its id and
@@ -117,7 +140,11 @@ impl Broker {
             response.error_code = ErrorCode::TransactionalIdAuthorizationFailed.code();
             return response;
         }
-        if request.producer_id.0 >= 0 && request.producer_id.0 < self.next_producer_id && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
+        if request.producer_id.0 >= 0
+            && request.producer_id.0 < self.next_producer_id
+            && request.producer_epoch >= 0
+            && request.producer_epoch < i16::MAX - 1
+        {
             response.producer_id = request.producer_id;
             response.producer_epoch = request.producer_epoch + 1;
             return response;

@@ -70,7 +70,7 @@ pub struct Request {
 /// What goes back for a request.
 #[derive(Debug, Clone)]
 pub enum ResponseBody {
-    Message(ResponseKind),
+    Message(Box<ResponseKind>),
     /// acks=0 produce: Kafka sends nothing back.
     Nothing,
     /// The request was not acceptable at all (for example a body that does not match its
@@ -219,7 +219,8 @@ impl Broker {
                 let log = if storage.exists(&dir) {
                     let recovery_point = recovery_points.get(&key).copied().unwrap_or(0);
                     let start = start_offsets.get(&key).copied().unwrap_or(0);
-                    let (log, recovered) = Log::open(storage.clone(), &dir, log_config.clone(), recovery_point, start, now_ms)?;
+                    let (log, recovered) =
+                        Log::open(storage.clone(), &dir, log_config.clone(), recovery_point, start, now_ms)?;
                     report.recovery.segments += recovered.segments;
                     report.recovery.segments_scanned += recovered.segments_scanned;
                     report.recovery.truncated_bytes += recovered.truncated_bytes;
@@ -273,11 +274,13 @@ impl Broker {
     /// after later inputs (fsync completion, new data, a timeout).
     pub fn handle_request(&mut self, now_ms: i64, request: Request) {
         let Request { id, api_key, api_version, body, .. } = request;
-        let reply = |body: ResponseKind| ResponseBody::Message(body);
+        let reply = |body: ResponseKind| ResponseBody::Message(Box::new(body));
         let body = match body {
             RequestKind::ApiVersions(_) => reply(ResponseKind::ApiVersions(info::api_versions(api_version))),
             RequestKind::Metadata(r) => reply(ResponseKind::Metadata(self.metadata_response(now_ms, api_version, r))),
-            RequestKind::DescribeCluster(r) => reply(ResponseKind::DescribeCluster(self.describe_cluster(api_version, r))),
+            RequestKind::DescribeCluster(r) => {
+                reply(ResponseKind::DescribeCluster(self.describe_cluster(api_version, r)))
+            }
             RequestKind::InitProducerId(r) => reply(ResponseKind::InitProducerId(self.init_producer_id(r))),
             RequestKind::Produce(r) => match self.produce(now_ms, id, api_version, r) {
                 Some(body) => body,
@@ -288,17 +291,28 @@ impl Broker {
                 None => return self.after_input(),
             },
             RequestKind::ListOffsets(r) => reply(ResponseKind::ListOffsets(self.list_offsets(api_version, r))),
-            RequestKind::OffsetForLeaderEpoch(r) => reply(ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(r))),
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                reply(ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(r)))
+            }
             RequestKind::DeleteRecords(r) => reply(ResponseKind::DeleteRecords(self.delete_records(r))),
-            RequestKind::CreateTopics(r) => reply(ResponseKind::CreateTopics(self.create_topics(now_ms, api_version, r))),
+            RequestKind::CreateTopics(r) => {
+                reply(ResponseKind::CreateTopics(self.create_topics(now_ms, api_version, r)))
+            }
             RequestKind::DeleteTopics(r) => reply(ResponseKind::DeleteTopics(self.delete_topics(api_version, r))),
-            RequestKind::CreatePartitions(r) => reply(ResponseKind::CreatePartitions(self.create_partitions(now_ms, r))),
-            RequestKind::DescribeConfigs(r) => reply(ResponseKind::DescribeConfigs(self.describe_configs(api_version, r))),
+            RequestKind::CreatePartitions(r) => {
+                reply(ResponseKind::CreatePartitions(self.create_partitions(now_ms, r)))
+            }
+            RequestKind::DescribeConfigs(r) => {
+                reply(ResponseKind::DescribeConfigs(self.describe_configs(api_version, r)))
+            }
             RequestKind::AlterConfigs(r) => reply(ResponseKind::AlterConfigs(self.alter_configs(r))),
             RequestKind::IncrementalAlterConfigs(r) => {
                 reply(ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(r)))
             }
-            other => ResponseBody::Close(format!("no handler for {:?}", ApiKey::try_from(api_key as i16).map(|_| other_kind_name(&other)))),
+            other => ResponseBody::Close(format!(
+                "no handler for {:?}",
+                ApiKey::try_from(api_key as i16).map(|_| other_kind_name(&other))
+            )),
         };
         self.outputs.push_back(Output::Response(Response { id, api_key, api_version, body }));
         self.after_input();
@@ -471,28 +485,28 @@ impl Broker {
     }
 
     fn write_recovery_checkpoint(&self) -> io::Result<()> {
-        let entries: Vec<Vec<String>> = self
-            .topics
-            .values()
-            .flat_map(|t| {
-                t.partitions.iter().enumerate().filter(|(_, p)| !p.failed).map(move |(i, p)| {
-                    vec![t.record.name.clone(), i.to_string(), p.log.durable_offset().to_string()]
+        let entries: Vec<Vec<String>> =
+            self.topics
+                .values()
+                .flat_map(|t| {
+                    t.partitions.iter().enumerate().filter(|(_, p)| !p.failed).map(move |(i, p)| {
+                        vec![t.record.name.clone(), i.to_string(), p.log.durable_offset().to_string()]
+                    })
                 })
-            })
-            .collect();
+                .collect();
         checkpoint::write(self.storage.as_ref(), "", RECOVERY_CHECKPOINT, &entries)
     }
 
     pub(crate) fn write_log_start_checkpoint(&self) -> io::Result<()> {
-        let entries: Vec<Vec<String>> = self
-            .topics
-            .values()
-            .flat_map(|t| {
-                t.partitions.iter().enumerate().map(move |(i, p)| {
-                    vec![t.record.name.clone(), i.to_string(), p.log.log_start_offset().to_string()]
+        let entries: Vec<Vec<String>> =
+            self.topics
+                .values()
+                .flat_map(|t| {
+                    t.partitions.iter().enumerate().map(move |(i, p)| {
+                        vec![t.record.name.clone(), i.to_string(), p.log.log_start_offset().to_string()]
+                    })
                 })
-            })
-            .collect();
+                .collect();
         checkpoint::write(self.storage.as_ref(), "", LOG_START_CHECKPOINT, &entries)
     }
 
@@ -532,10 +546,7 @@ fn cluster_id_from(rng: &mut Rng) -> String {
 /// (recovery then scans more, which is safe).
 fn read_offsets_checkpoint(storage: &dyn Storage, name: &str) -> io::Result<BTreeMap<(String, i32), i64>> {
     let entries = checkpoint::read(storage, name, 3).unwrap_or_default();
-    Ok(entries
-        .into_iter()
-        .filter_map(|e| Some(((e[0].clone(), e[1].parse().ok()?), e[2].parse().ok()?)))
-        .collect())
+    Ok(entries.into_iter().filter_map(|e| Some(((e[0].clone(), e[1].parse().ok()?), e[2].parse().ok()?))).collect())
 }
 
 /// Finishes topic deletions a crash interrupted: directories renamed to `*-delete`.

@@ -35,7 +35,9 @@ impl Broker {
                             match wanted.timestamp {
                                 LATEST => Ok(Some((log.durable_offset(), -1))),
                                 EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
-                                MAX_TIMESTAMP => log.offset_of_max_timestamp().map_err(|_| ErrorCode::KafkaStorageError),
+                                MAX_TIMESTAMP => {
+                                    log.offset_of_max_timestamp().map_err(|_| ErrorCode::KafkaStorageError)
+                                }
                                 t if t >= 0 => log.offset_for_timestamp(t).map_err(|_| ErrorCode::KafkaStorageError),
                                 _ => Err(ErrorCode::InvalidRequest),
                             }

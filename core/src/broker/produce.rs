@@ -43,9 +43,15 @@ struct Appended {
 }
 
 impl Broker {
-    pub(super) fn produce(&mut self, now_ms: i64, id: RequestId, api_version: i16, request: ProduceRequest) -> Option<ResponseBody> {
+    pub(super) fn produce(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: ProduceRequest,
+    ) -> Option<ResponseBody> {
         let acks = request.acks;
-        let acks_valid = matches!(acks, 0 | 1 | -1);
+        let acks_valid = (-1..=1).contains(&acks);
         let transactional = request.transactional_id.is_some();
         let mut response = ProduceResponse::default();
         let mut waits = Vec::new();
@@ -99,11 +105,17 @@ impl Broker {
                 }
                 None
             }
-            _ => Some(ResponseBody::Message(ResponseKind::Produce(response))),
+            _ => Some(ResponseBody::Message(Box::new(ResponseKind::Produce(response)))),
         }
     }
 
-    fn append_partition(&mut self, now_ms: i64, topic: &str, index: i32, records: Option<Bytes>) -> Result<Appended, ErrorCode> {
+    fn append_partition(
+        &mut self,
+        now_ms: i64,
+        topic: &str,
+        index: i32,
+        records: Option<Bytes>,
+    ) -> Result<Appended, ErrorCode> {
         let defaults = self.config.topic_defaults.clone();
         let topic_state = self.topics.get_mut(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
         let message_bytes_max = topic_state.config.message_bytes_max(&defaults);
@@ -157,10 +169,16 @@ impl Broker {
 
     /// Finishes a parked acks=all produce if every partition is durable (or failed), or at its
     /// deadline, or when `force`d at shutdown. Otherwise parks it again.
-    pub(super) fn try_finish_produce(&mut self, now_ms: i64, mut parked: ParkedProduce, force: bool) -> Option<Response> {
+    pub(super) fn try_finish_produce(
+        &mut self,
+        now_ms: i64,
+        mut parked: ParkedProduce,
+        force: bool,
+    ) -> Option<Response> {
         // With the parking lot full, time out at once rather than grow without bound; the
         // producer retries and idempotence removes the duplicate.
-        let give_up = force || now_ms >= parked.deadline_ms || self.parked.len() >= crate::constants::PARKED_REQUESTS_MAX;
+        let give_up =
+            force || now_ms >= parked.deadline_ms || self.parked.len() >= crate::constants::PARKED_REQUESTS_MAX;
         let mut pending = false;
         for wait in &parked.waits {
             let (topic_index, partition_index) = wait.at;
@@ -187,7 +205,7 @@ impl Broker {
             id: parked.id,
             api_key: ApiKey::Produce,
             api_version: parked.api_version,
-            body: ResponseBody::Message(ResponseKind::Produce(parked.response)),
+            body: ResponseBody::Message(Box::new(ResponseKind::Produce(parked.response))),
         })
     }
 }

@@ -11,9 +11,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::*;
+use crate::error::ErrorCode;
 use crate::log::batch::build::{batch, simple, Idempotence};
 use crate::log::batch::BatchHeader;
-use crate::error::ErrorCode;
 use crate::storage::MemStorage;
 
 struct Harness {
@@ -39,7 +39,8 @@ impl Harness {
     fn send(&mut self, api_key: ApiKey, api_version: i16, body: RequestKind) -> RequestId {
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        self.broker.handle_request(self.now_ms, Request { id, conn: ConnId(1), api_key, api_version, client_id: None, body });
+        self.broker
+            .handle_request(self.now_ms, Request { id, conn: ConnId(1), api_key, api_version, client_id: None, body });
         id
     }
 
@@ -75,7 +76,7 @@ impl Harness {
         let responses = self.run_io();
         let response = responses.into_iter().find(|r| r.id == id).expect("a response");
         match response.body {
-            ResponseBody::Message(m) => m,
+            ResponseBody::Message(m) => *m,
             other => panic!("expected a message, got {other:?}"),
         }
     }
@@ -88,30 +89,44 @@ impl Harness {
             .with_configs(
                 configs
                     .iter()
-                    .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.to_string())).with_value(Some(StrBytes::from_string(v.to_string()))))
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
                     .collect(),
             );
-        let ResponseKind::CreateTopics(r) = self.one(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))) else {
+        let ResponseKind::CreateTopics(r) = self.one(
+            ApiKey::CreateTopics,
+            7,
+            RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic])),
+        ) else {
             panic!()
         };
         r.topics[0].error_code
     }
 }
 
-
 fn produce_request(topic: &str, partition: i32, acks: i16, records: Vec<u8>) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(records)))])]),
-    )
+    RequestKind::Produce(ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.into()))).with_partition_data(
+            vec![PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(records)))],
+        ),
+    ]))
 }
 
 fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32, min_bytes: i32) -> RequestKind {
     RequestKind::Fetch(
-        FetchRequest::default().with_max_wait_ms(max_wait_ms).with_min_bytes(min_bytes).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.into())))
-            .with_partitions(vec![FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)])]),
+        FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]),
     )
 }
 
@@ -150,6 +165,7 @@ fn acks_all_waits_for_the_sync() {
     let after = h.run_io();
     let response = after.into_iter().find(|r| r.id == id).expect("answered after the sync");
     let ResponseBody::Message(body) = response.body else { panic!() };
+    let body = *body;
     assert_eq!(produce_result(&body), (0, 0));
 }
 
@@ -194,7 +210,11 @@ fn idempotent_retry_gets_original_offset_and_gap_is_refused() {
     assert_eq!(produce_result(&h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, idempotent(5, 0, 0, 3)))), (0, 0));
     let gap = produce_result(&h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, idempotent(5, 0, 9, 1))));
     assert_eq!(gap.0, ErrorCode::OutOfOrderSequenceNumber.code());
-    let ResponseKind::ListOffsets(_) = h.one(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(ListOffsetsRequest::default())) else { panic!() };
+    let ResponseKind::ListOffsets(_) =
+        h.one(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(ListOffsetsRequest::default()))
+    else {
+        panic!()
+    };
     assert_eq!(h.broker.partition("t", 0).unwrap().log.end_offset(), 5, "the retry wrote nothing");
 }
 
@@ -210,7 +230,15 @@ fn idempotence_survives_restart() {
     assert_eq!(produce_result(&h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, idempotent(5, 0, 0, 3)))), (0, 0));
     assert_eq!(h.broker.partition("t", 0).unwrap().log.end_offset(), 3);
     // New producer ids never repeat one handed out before the restart.
-    let ResponseKind::InitProducerId(r) = h.one(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)))) else { panic!() };
+    let ResponseKind::InitProducerId(r) = h.one(
+        ApiKey::InitProducerId,
+        4,
+        RequestKind::InitProducerId(
+            InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)),
+        ),
+    ) else {
+        panic!()
+    };
     assert!(r.producer_id.0 > 5, "{r:?}");
 }
 
@@ -227,6 +255,7 @@ fn fetch_long_poll_wakes_on_durable_data() {
     let after_sync = h.run_io();
     let fetched = after_sync.into_iter().find(|r| r.id == fetch_id).expect("fetch woke up");
     let ResponseBody::Message(body) = fetched.body else { panic!() };
+    let body = *body;
     assert_eq!(fetched_offsets(&body), (0, 4, vec![0]));
 }
 
@@ -241,6 +270,7 @@ fn fetch_times_out_empty_and_checks_ranges() {
     h.broker.handle_timeout(h.now_ms);
     let r = h.run_io().into_iter().find(|r| r.id == id).expect("answered at its deadline");
     let ResponseBody::Message(body) = r.body else { panic!() };
+    let body = *body;
     assert_eq!(fetched_offsets(&body), (0, 0, vec![]));
     let out_of_range = h.one(ApiKey::Fetch, 12, fetch_request("t", 0, 99, 0, 1));
     assert_eq!(fetched_offsets(&out_of_range).0, ErrorCode::OffsetOutOfRange.code());
@@ -272,7 +302,9 @@ fn delete_topic_removes_data_and_allows_recreation() {
     let ResponseKind::DeleteTopics(r) = h.one(
         ApiKey::DeleteTopics,
         5,
-        RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topic_names(vec![TopicName(StrBytes::from_static_str("t"))])),
+        RequestKind::DeleteTopics(
+            DeleteTopicsRequest::default().with_topic_names(vec![TopicName(StrBytes::from_static_str("t"))]),
+        ),
     ) else {
         panic!()
     };
@@ -286,7 +318,8 @@ fn delete_topic_removes_data_and_allows_recreation() {
 fn metadata_auto_creates_and_lists() {
     let mut h = Harness::new();
     let request = MetadataRequest::default()
-        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("auto"))))]))
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("auto"))))]))
         .with_allow_auto_topic_creation(true);
     let ResponseKind::Metadata(r) = h.one(ApiKey::Metadata, 12, RequestKind::Metadata(request)) else { panic!() };
     assert_eq!(r.topics[0].error_code, 0);
@@ -305,6 +338,7 @@ fn sync_failure_fails_the_partition_not_the_broker() {
     h.broker.handle_io_done(h.now_ms, token, Err(std::io::Error::other("EIO")));
     let r = h.responses().into_iter().find(|r| r.id == id).unwrap();
     let ResponseBody::Message(body) = r.body else { panic!() };
+    let body = *body;
     assert_eq!(produce_result(&body).0, ErrorCode::KafkaStorageError.code());
     // The other partition still works.
     let ok = h.one(ApiKey::Produce, 9, produce_request("t", 1, -1, batch(&simple(1, 0), None)));

@@ -33,10 +33,8 @@ pub fn decode(bytes: &[u8], fields: usize) -> Result<Vec<Vec<String>>, String> {
         Some("0") => {}
         other => return Err(format!("unknown checkpoint version {other:?}")),
     }
-    let count: usize = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| "missing entry count".to_string())?;
+    let count: usize =
+        lines.next().and_then(|l| l.trim().parse().ok()).ok_or_else(|| "missing entry count".to_string())?;
     let mut entries = Vec::with_capacity(count.min(1 << 16));
     for _ in 0..count {
         let line = lines.next().ok_or_else(|| "fewer entries than the count says".to_string())?;
@@ -57,7 +55,9 @@ pub fn write(storage: &dyn Storage, dir: &str, name: &str, entries: &[Vec<String
 pub fn read(storage: &dyn Storage, path: &str, fields: usize) -> io::Result<Vec<Vec<String>>> {
     match read_file(storage, path)? {
         None => Ok(Vec::new()),
-        Some(bytes) => decode(&bytes, fields).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {e}"))),
+        Some(bytes) => {
+            decode(&bytes, fields).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {e}")))
+        }
     }
 }
 

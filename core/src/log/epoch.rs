@@ -18,11 +18,8 @@ pub struct LeaderEpochCache {
 impl LeaderEpochCache {
     pub fn load(storage: &dyn Storage, dir: &str, end_offset: i64) -> io::Result<LeaderEpochCache> {
         let path = format!("{dir}/{CHECKPOINT_NAME}");
-        let entries = match checkpoint::read(storage, &path, 2) {
-            Ok(entries) => entries,
-            // A malformed checkpoint is rebuilt from the next append; it only guides truncation.
-            Err(_) => Vec::new(),
-        };
+        // A malformed checkpoint is rebuilt from the next append; it only guides truncation.
+        let entries = checkpoint::read(storage, &path, 2).unwrap_or_default();
         let mut cache = LeaderEpochCache::default();
         for entry in entries {
             let (Ok(epoch), Ok(offset)) = (entry[0].parse::<i32>(), entry[1].parse::<i64>()) else {

@@ -56,7 +56,7 @@ impl OffsetIndex {
     /// Loads an index file. `None` if it is malformed or points past `segment_bytes`; the caller
     /// then rebuilds it from the segment.
     pub fn decode(bytes: &[u8], segment_bytes: u64) -> Option<OffsetIndex> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         let mut index = OffsetIndex::default();
@@ -119,7 +119,7 @@ impl TimeIndex {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<TimeIndex> {
-        if bytes.len() % 12 != 0 {
+        if !bytes.len().is_multiple_of(12) {
             return None;
         }
         let mut index = TimeIndex::default();

@@ -283,7 +283,9 @@ impl Log {
 
     /// Whether anything written is not yet covered by a sync.
     pub fn needs_sync(&self) -> bool {
-        self.durable_offset < self.end_offset || self.segments.iter().any(|s| s.unsynced) || !self.unsynced_index_files.is_empty()
+        self.durable_offset < self.end_offset
+            || self.segments.iter().any(|s| s.unsynced)
+            || !self.unsynced_index_files.is_empty()
     }
 
     /// Takes the files with unsynced writes. Once the driver has synced them all,
@@ -309,7 +311,13 @@ impl Log {
     /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes`, never
     /// past `limit_offset` (the high watermark). With `must_return_one`, a first batch larger
     /// than `max_bytes` is returned whole so the consumer can progress (KIP-74).
-    pub fn read(&self, offset: i64, max_bytes: usize, limit_offset: i64, must_return_one: bool) -> io::Result<ReadResult> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit_offset: i64,
+        must_return_one: bool,
+    ) -> io::Result<ReadResult> {
         let limit_offset = limit_offset.min(self.end_offset);
         if offset >= limit_offset || offset < self.log_start_offset {
             return Ok(ReadResult::default());
@@ -385,7 +393,9 @@ impl Log {
                 if header.max_timestamp >= timestamp {
                     let bytes = segment.file.read_at(position, size)?;
                     if let Some(records) = uncompressed_records(&bytes) {
-                        if let Some(r) = records.iter().find(|r| r.timestamp >= timestamp && r.offset >= self.log_start_offset) {
+                        if let Some(r) =
+                            records.iter().find(|r| r.timestamp >= timestamp && r.offset >= self.log_start_offset)
+                        {
                             return Ok(Some((r.offset, r.timestamp)));
                         }
                     } else {
@@ -415,7 +425,9 @@ impl Log {
             if header.max_timestamp == segment.max_timestamp && best.is_none() {
                 let bytes = segment.file.read_at(position, size)?;
                 best = match uncompressed_records(&bytes) {
-                    Some(records) => records.iter().find(|r| r.timestamp == header.max_timestamp).map(|r| (r.offset, r.timestamp)),
+                    Some(records) => {
+                        records.iter().find(|r| r.timestamp == header.max_timestamp).map(|r| (r.offset, r.timestamp))
+                    }
                     None => Some((header.last_offset(), header.max_timestamp)),
                 };
             }
@@ -457,7 +469,9 @@ impl Log {
             if next_base > self.durable_offset {
                 break;
             }
-            let expired = self.config.retention_ms >= 0 && oldest.max_timestamp >= 0 && now_ms - oldest.max_timestamp > self.config.retention_ms;
+            let expired = self.config.retention_ms >= 0
+                && oldest.max_timestamp >= 0
+                && now_ms - oldest.max_timestamp > self.config.retention_ms;
             let expired_empty = oldest.size_bytes == 0;
             let over_size = self.config.retention_bytes >= 0
                 && self.size_bytes().saturating_sub(oldest.size_bytes) >= self.config.retention_bytes as u64;

@@ -79,7 +79,12 @@ impl Segment {
 
     /// Opens a sealed segment. Its index files are trusted when well formed, so only the
     /// batches after the last index entry are read; otherwise every batch header is read.
-    pub fn open_sealed(storage: &dyn Storage, dir: &str, base_offset: i64, index_interval_bytes: u64) -> io::Result<Segment> {
+    pub fn open_sealed(
+        storage: &dyn Storage,
+        dir: &str,
+        base_offset: i64,
+        index_interval_bytes: u64,
+    ) -> io::Result<Segment> {
         let file = storage.open(&format!("{dir}/{}", log_file_name(base_offset)), false)?;
         let mut segment = Segment::empty(file, base_offset, 0);
         segment.unsynced = false;
@@ -97,7 +102,10 @@ impl Segment {
                 while position < size_bytes {
                     let header = segment.header_at(position)?;
                     let size = header.size_bytes().ok_or_else(|| {
-                        io::Error::new(io::ErrorKind::InvalidData, format!("segment {base_offset}: bad batch length at {position}"))
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("segment {base_offset}: bad batch length at {position}"),
+                        )
                     })?;
                     segment.next_offset = header.last_offset() + 1;
                     segment.max_timestamp = segment.max_timestamp.max(header.max_timestamp);
@@ -149,7 +157,10 @@ impl Segment {
             let Some(size) = header.size_bytes() else {
                 break;
             };
-            if position + size as u64 > file_len || header.base_offset < self.next_offset || header.last_offset_delta < 0 {
+            if position + size as u64 > file_len
+                || header.base_offset < self.next_offset
+                || header.last_offset_delta < 0
+            {
                 break;
             }
             if check_crc {
@@ -182,7 +193,8 @@ impl Segment {
 
     /// Updates indexes and counters for a batch now stored at `position`.
     fn note_batch(&mut self, header: &BatchHeader, position: u64, size: u64, index_interval_bytes: u64) {
-        let relative = u32::try_from(header.base_offset - self.base_offset).expect("segment offsets span less than 2^32");
+        let relative =
+            u32::try_from(header.base_offset - self.base_offset).expect("segment offsets span less than 2^32");
         if self.bytes_since_index_entry >= index_interval_bytes || position == 0 {
             if position > 0 {
                 self.offset_index.push(relative, u32::try_from(position).expect("segment smaller than 4 GiB"));
@@ -200,7 +212,12 @@ impl Segment {
     /// Appends a validated batch whose base offset is already patched to `next_offset`.
     pub fn append(&mut self, batch: &[u8], index_interval_bytes: u64) -> io::Result<()> {
         let header = BatchHeader::parse(batch).expect("appended batches were validated");
-        assert!(header.base_offset >= self.next_offset, "batch offset {} below segment end {}", header.base_offset, self.next_offset);
+        assert!(
+            header.base_offset >= self.next_offset,
+            "batch offset {} below segment end {}",
+            header.base_offset,
+            self.next_offset
+        );
         self.file.write_at(self.size_bytes, batch)?;
         let position = self.size_bytes;
         self.note_batch(&header, position, batch.len() as u64, index_interval_bytes);
@@ -230,7 +247,10 @@ impl Segment {
     pub fn header_at(&self, position: u64) -> io::Result<BatchHeader> {
         let bytes = self.file.read_at(position, BATCH_HEADER_BYTES)?;
         BatchHeader::parse(&bytes).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::UnexpectedEof, format!("segment {}: short batch header at {position}", self.base_offset))
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("segment {}: short batch header at {position}", self.base_offset),
+            )
         })
     }
 
@@ -247,7 +267,9 @@ impl Segment {
 
     /// Removes the segment's files.
     pub fn delete_files(&self, storage: &dyn Storage, dir: &str) -> io::Result<()> {
-        for name in [log_file_name(self.base_offset), index_file_name(self.base_offset), time_index_file_name(self.base_offset)] {
+        for name in
+            [log_file_name(self.base_offset), index_file_name(self.base_offset), time_index_file_name(self.base_offset)]
+        {
             let path = format!("{dir}/{name}");
             if storage.exists(&path) {
                 storage.remove_file(&path)?;

@@ -9,7 +9,13 @@ use super::*;
 use crate::storage::MemStorage;
 
 fn small_config() -> LogConfig {
-    LogConfig { segment_bytes: 1024, segment_ms: 1_000_000, retention_ms: -1, retention_bytes: -1, index_interval_bytes: 200 }
+    LogConfig {
+        segment_bytes: 1024,
+        segment_ms: 1_000_000,
+        retention_ms: -1,
+        retention_bytes: -1,
+        index_interval_bytes: 200,
+    }
 }
 
 fn append_n(log: &mut Log, batches: usize, records_per_batch: usize, now_ms: i64) -> Vec<i64> {

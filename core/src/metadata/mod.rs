@@ -19,7 +19,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name is longer than {} characters", crate::constants::TOPIC_NAME_BYTES_MAX));
     }
     if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-')) {
-        return Err(format!("topic name {name:?} has the illegal character {c:?}; legal are ASCII letters, digits, '.', '_' and '-'"));
+        return Err(format!(
+            "topic name {name:?} has the illegal character {c:?}; legal are ASCII letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }

@@ -46,7 +46,10 @@ impl MetadataStore {
                 let document: MetadataDocument = serde_json::from_slice(&bytes)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {e}")))?;
                 if document.version != 1 {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{path}: unknown version {}", document.version)));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{path}: unknown version {}", document.version),
+                    ));
                 }
                 Ok((MetadataStore { document }, false))
             }
@@ -76,7 +79,12 @@ mod tests {
         let storage = MemStorage::new();
         let (mut store, created) = MetadataStore::load_or_create(&storage, "c1".into()).unwrap();
         assert!(created);
-        store.document.topics.push(TopicRecord { name: "t".into(), id: uuid::Uuid::from_u128(5), partitions: 3, configs: BTreeMap::new() });
+        store.document.topics.push(TopicRecord {
+            name: "t".into(),
+            id: uuid::Uuid::from_u128(5),
+            partitions: 3,
+            configs: BTreeMap::new(),
+        });
         store.persist(&storage).unwrap();
         let (again, created) = MetadataStore::load_or_create(&storage, "other".into()).unwrap();
         assert!(!created);

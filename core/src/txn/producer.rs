@@ -64,10 +64,8 @@ impl ProducerTable {
             };
         }
         let last_sequence = header.last_sequence();
-        if let Some(batch) = entry
-            .batches
-            .iter()
-            .find(|b| b.first_sequence == header.base_sequence && b.last_sequence == last_sequence)
+        if let Some(batch) =
+            entry.batches.iter().find(|b| b.first_sequence == header.base_sequence && b.last_sequence == last_sequence)
         {
             return SequenceCheck::Duplicate { first_offset: batch.first_offset, last_offset: batch.last_offset };
         }
