@@ -17,6 +17,11 @@ use crate::constants::PRODUCER_ID_BLOCK_SIZE;
 use crate::error::ErrorCode;
 use crate::metadata::validate_topic_name;
 
+/// Authorized-operation bit sets for clients that ask (Metadata v8+, DescribeCluster). There are
+/// no ACLs yet, so every operation that applies is allowed. Bits are Kafka's AclOperation codes.
+const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
 pub(super) fn api_versions(_api_version: i16) -> ApiVersionsResponse {
     let api_keys = SUPPORTED
         .iter()
@@ -52,6 +57,10 @@ impl Broker {
         let mut response = MetadataResponse::default()
             .with_brokers(vec![MetadataResponseBroker::default().with_node_id(node_id).with_host(host).with_port(port)])
             .with_controller_id(node_id);
+        if (8..=10).contains(&api_version) && request.include_cluster_authorized_operations {
+            response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+        }
+        let topic_operations = api_version >= 8 && request.include_topic_authorized_operations;
         if api_version >= 2 {
             response.cluster_id = Some(StrBytes::from_string(self.cluster_id().to_string()));
         }
@@ -95,6 +104,9 @@ impl Broker {
                 Some(topic) => {
                     if api_version >= 10 {
                         entry.topic_id = topic.record.id;
+                    }
+                    if topic_operations {
+                        entry.topic_authorized_operations = TOPIC_OPERATIONS;
                     }
                     entry.partitions = (0..topic.record.partitions)
                         .map(|index| {
