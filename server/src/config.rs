@@ -96,18 +96,21 @@ impl RawConfig {
         Ok(())
     }
 
-    /// Reads `HEADWATER_<KEY>` variables. Unknown `HEADWATER_*` names are errors, so a typo
-    /// does not silently fall back to a default.
-    pub fn from_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    /// Reads `HEADWATER_<KEY>` variables. Returns the names of `HEADWATER_*` variables that
+    /// are not config keys (test harnesses set some); the caller logs them as a warning so a
+    /// typo does not go unnoticed.
+    pub fn from_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+        let mut ignored = Vec::new();
         for (name, value) in vars {
             let Some(key) = name.strip_prefix("HEADWATER_") else { continue };
-            // Variables the test harnesses and tools use, not configuration.
-            if matches!(key, "BIN" | "BOOTSTRAP" | "TEST_SEED") {
-                continue;
+            let key = key.to_ascii_lowercase();
+            if KEYS.iter().any(|(k, _, _)| *k == key) {
+                self.values.insert(key, Sourced { value, source: format!("environment variable {name}") });
+            } else {
+                ignored.push(name);
             }
-            self.set(&key.to_ascii_lowercase(), value, format!("environment variable {name}"))?;
         }
-        Ok(())
+        ignored
     }
 
     pub fn set_flag(&mut self, flag: &str, value: String) -> Result<(), ConfigError> {
@@ -245,7 +248,12 @@ mod tests {
     fn precedence_file_env_flag() {
         let mut raw = RawConfig::default();
         raw.from_toml("node_id = 3\nlisten = \"127.0.0.1:1000\"\nlog_retention_ms = 5000\n", "h.toml").unwrap();
-        raw.from_env([("HEADWATER_NODE_ID".to_string(), "4".to_string()), ("PATH".into(), "/bin".into())]).unwrap();
+        let ignored = raw.from_env([
+            ("HEADWATER_NODE_ID".to_string(), "4".to_string()),
+            ("PATH".into(), "/bin".into()),
+            ("HEADWATER_DATADIR".into(), "typo".into()),
+        ]);
+        assert_eq!(ignored, vec!["HEADWATER_DATADIR".to_string()]);
         raw.set_flag("--listen", "127.0.0.1:2000".into()).unwrap();
         let config = raw.build().unwrap();
         assert_eq!(config.node_id, 4);
@@ -263,8 +271,9 @@ mod tests {
         let error = raw.from_toml("lisen = \"x\"", "h.toml").unwrap_err().0;
         assert!(error.contains("`lisen`"), "{error}");
         let mut raw = RawConfig::default();
-        let error = raw.from_env([("HEADWATER_DATADIR".to_string(), "x".to_string())]).unwrap_err().0;
-        assert!(error.contains("HEADWATER_DATADIR"), "{error}");
+        raw.from_env([("HEADWATER_NUM_PARTITIONS".to_string(), "0".to_string())]);
+        let error = raw.build().unwrap_err().0;
+        assert!(error.contains("`num_partitions`") && error.contains("HEADWATER_NUM_PARTITIONS"), "{error}");
         let mut raw = RawConfig::default();
         raw.set_flag("--advertise", "nohost".into()).unwrap();
         assert!(raw.build().unwrap_err().0.contains("`advertise`"));

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &[String]) -> ExitCode {
-    let config = match parse_config(args) {
+    let (config, ignored_env) = match parse_config(args) {
         Ok(c) => c,
         Err(message) => {
             eprintln!("headwater: {message}");
@@ -42,6 +42,9 @@ fn serve(args: &[String]) -> ExitCode {
         }
     };
     tracing_subscriber::fmt().with_max_level(config.log_level).with_target(false).with_ansi(false).init();
+    if !ignored_env.is_empty() {
+        tracing::warn!(variables = ?ignored_env, "ignoring HEADWATER_* environment variables that are not config keys");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -60,7 +63,7 @@ fn serve(args: &[String]) -> ExitCode {
     }
 }
 
-fn parse_config(args: &[String]) -> Result<headwater_server::config::ServerConfig, String> {
+fn parse_config(args: &[String]) -> Result<(headwater_server::config::ServerConfig, Vec<String>), String> {
     let mut raw = RawConfig::default();
     let mut flags = Vec::new();
     let mut iter = args.iter();
@@ -79,11 +82,11 @@ fn parse_config(args: &[String]) -> Result<headwater_server::config::ServerConfi
         let text = std::fs::read_to_string(path).map_err(|e| format!("config file {path}: {e}"))?;
         raw.from_toml(&text, path).map_err(|e| e.to_string())?;
     }
-    raw.from_env(std::env::vars()).map_err(|e| e.to_string())?;
+    let ignored_env = raw.from_env(std::env::vars());
     for (flag, value) in flags.into_iter().filter(|(f, _)| f != "--config") {
         raw.set_flag(&flag, value).map_err(|e| e.to_string())?;
     }
-    raw.build().map_err(|e| e.to_string())
+    Ok((raw.build().map_err(|e| e.to_string())?, ignored_env))
 }
 
 async fn shutdown_signal() {

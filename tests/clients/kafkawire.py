@@ -1,0 +1,127 @@
+"""Hand-built Kafka frames, for tests that send what no well-behaved client would."""
+
+import socket
+import struct
+import time
+
+import crc32c
+
+
+def frame(api_key, version, correlation_id, body, client_id=b"bad-input-test", flexible=False):
+    """A request frame: size, header (v1, or v2 when flexible), body."""
+    header = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
+    if flexible:
+        header += b"\x00"  # no tagged fields
+    payload = header + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
+def read_response(sock):
+    size = struct.unpack(">i", recv_exact(sock, 4))[0]
+    return recv_exact(sock, size)
+
+
+def connect(bootstrap, timeout=5.0):
+    host, port = bootstrap.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+def closed_by_peer(sock, timeout=5.0):
+    """True if the broker closes the connection within `timeout` without sending anything."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def api_versions_v0(bootstrap):
+    """ApiVersions v0 on a fresh connection: (error_code, {api_key: (min, max)})."""
+    with connect(bootstrap) as sock:
+        sock.sendall(frame(18, 0, 1, b""))
+        body = read_response(sock)
+    correlation_id, error_code, count = struct.unpack(">ihi", body[:10])
+    assert correlation_id == 1
+    keys = {}
+    for i in range(count):
+        key, lo, hi = struct.unpack(">hhh", body[10 + 6 * i: 16 + 6 * i])
+        keys[key] = (lo, hi)
+    return error_code, keys
+
+
+def string(s):
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def varint(n):
+    n = (n << 1) ^ (n >> 63)
+    out = b""
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([byte | 0x80])
+        else:
+            return out + bytes([byte])
+
+
+def record_batch(values, timestamp_ms=None, attributes=0, producer=(-1, -1, -1)):
+    """An uncompressed RecordBatch v2 holding `values` (bytes), with a correct CRC-32C."""
+    timestamp_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    records = b""
+    for i, value in enumerate(values):
+        body = b"\x00" + varint(0) + varint(i) + varint(-1) + varint(len(value)) + value + varint(0)
+        records += varint(len(body)) + body
+    producer_id, producer_epoch, base_sequence = producer
+    after_crc = struct.pack(">hiqqqhii", attributes, len(values) - 1, timestamp_ms, timestamp_ms,
+                            producer_id, producer_epoch, base_sequence, len(values)) + records
+    crc = crc32c.crc32c(after_crc)
+    rest = struct.pack(">ibI", -1, 2, crc) + after_crc
+    return struct.pack(">qi", 0, len(rest)) + rest
+
+
+def produce_v3(topic, partition, records, acks=-1, timeout_ms=10000):
+    body = struct.pack(">hhi", -1, acks, timeout_ms)
+    body += struct.pack(">i", 1) + string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">i", partition) + struct.pack(">i", len(records)) + records
+    return body
+
+
+def produce_error(bootstrap, topic, partition, records, correlation_id=7):
+    """Sends Produce v3 and returns (error_code, base_offset) of the one partition."""
+    with connect(bootstrap) as sock:
+        sock.sendall(frame(0, 3, correlation_id, produce_v3(topic, partition, records)))
+        body = read_response(sock)
+    assert struct.unpack(">i", body[:4])[0] == correlation_id
+    at = 4
+    (topics,) = struct.unpack(">i", body[at:at + 4]); at += 4
+    assert topics == 1
+    (name_len,) = struct.unpack(">h", body[at:at + 2]); at += 2 + name_len
+    (partitions,) = struct.unpack(">i", body[at:at + 4]); at += 4
+    assert partitions == 1
+    index, error_code, base_offset = struct.unpack(">ihq", body[at:at + 14])
+    assert index == partition
+    return error_code, base_offset
+
+
+def metadata_v1(bootstrap, topics):
+    """Metadata v1 for `topics` (auto-creates them on a broker that allows it)."""
+    body = struct.pack(">i", len(topics)) + b"".join(string(t) for t in topics)
+    with connect(bootstrap) as sock:
+        sock.sendall(frame(3, 1, 3, body))
+        return read_response(sock)
