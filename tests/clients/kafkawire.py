@@ -125,3 +125,19 @@ def metadata_v1(bootstrap, topics):
     with connect(bootstrap) as sock:
         sock.sendall(frame(3, 1, 3, body))
         return read_response(sock)
+
+
+def offset_for_leader_epoch_v2(bootstrap, topic, partition, leader_epoch, current_leader_epoch=-1):
+    """Returns (error_code, leader_epoch, end_offset) for one partition."""
+    body = struct.pack(">i", 1) + string(topic) + struct.pack(">iiii", 1, partition, current_leader_epoch, leader_epoch)
+    with connect(bootstrap) as sock:
+        sock.sendall(frame(23, 2, 9, body))
+        response = read_response(sock)
+    at = 4 + 4  # correlation id, throttle time
+    (topics,) = struct.unpack(">i", response[at:at + 4]); at += 4
+    assert topics == 1
+    (name_len,) = struct.unpack(">h", response[at:at + 2]); at += 2 + name_len
+    (partitions,) = struct.unpack(">i", response[at:at + 4]); at += 4
+    error_code, index, epoch, end_offset = struct.unpack(">hiiq", response[at:at + 18])
+    assert index == partition
+    return error_code, epoch, end_offset
