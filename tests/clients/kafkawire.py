@@ -141,3 +141,9 @@ def offset_for_leader_epoch_v2(bootstrap, topic, partition, leader_epoch, curren
     error_code, index, epoch, end_offset = struct.unpack(">hiiq", response[at:at + 18])
     assert index == partition
     return error_code, epoch, end_offset
+
+
+def fetch_v4(topic, partition, offset, max_wait_ms, min_bytes=1, max_bytes=1 << 20):
+    body = struct.pack(">iiiib", -1, max_wait_ms, min_bytes, max_bytes, 0)
+    body += struct.pack(">i", 1) + string(topic) + struct.pack(">iiqi", 1, partition, offset, max_bytes)
+    return body

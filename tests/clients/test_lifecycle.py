@@ -71,3 +71,19 @@ def test_sigterm_is_graceful_and_keeps_acks_one_writes(headwater):
     consumer.close()
     assert values == [f"v{i}".encode() for i in range(2000)]
     assert "final sync done" in open(headwater.log_path).read()
+
+
+def test_topics_and_configs_survive_restart(headwater):
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+    admin = AdminClient({"bootstrap.servers": headwater.bootstrap})
+    admin.create_topics([NewTopic("persisted", num_partitions=3, replication_factor=1,
+                                  config={"retention.ms": "4242"})])["persisted"].result(10)
+    before = admin.list_topics(timeout=10).topics["persisted"]
+    headwater.kill()
+    headwater.start()
+    admin = AdminClient({"bootstrap.servers": headwater.bootstrap})
+    after = admin.list_topics(timeout=10).topics["persisted"]
+    assert len(after.partitions) == len(before.partitions) == 3
+    resource = ConfigResource(ResourceType.TOPIC, "persisted")
+    configs = admin.describe_configs([resource])[resource].result(10)
+    assert configs["retention.ms"].value == "4242"

@@ -15,3 +15,23 @@ def test_offset_for_leader_epoch(broker):
     assert error == 75  # UNKNOWN_LEADER_EPOCH
     error, _, _ = kw.offset_for_leader_epoch_v2(broker.bootstrap, "no-such-topic-xyz", 0, 0)
     assert error == 3
+
+
+def test_pipelined_responses_keep_request_order_and_other_connections_proceed(broker):
+    import struct
+    import time
+
+    topic = "ordering"
+    kw.metadata_v1(broker.bootstrap, [topic])
+    with kw.connect(broker.bootstrap, timeout=10) as slow:
+        # A long poll on an empty partition, then a quick request behind it on the same connection.
+        slow.sendall(kw.frame(1, 4, 100, kw.fetch_v4(topic, 0, 0, max_wait_ms=1500)) + kw.frame(18, 0, 101, b""))
+        time.sleep(0.2)
+        # Another connection is served while the first one's fetch waits.
+        started = time.monotonic()
+        error, _ = kw.api_versions_v0(broker.bootstrap)
+        assert error == 0 and time.monotonic() - started < 1.0
+        first = kw.read_response(slow)
+        second = kw.read_response(slow)
+        assert struct.unpack(">i", first[:4])[0] == 100, "the fetch was asked first, so it is answered first"
+        assert struct.unpack(">i", second[:4])[0] == 101
