@@ -25,6 +25,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("log_retention_bytes", "-1", "default retention.bytes of topics"),
     ("log_segment_bytes", "1073741824", "default segment.bytes of topics"),
     ("log_roll_ms", "604800000", "default segment.ms of topics"),
+    (
+        "log_retention_check_interval_ms",
+        "300000",
+        "how often retention and segment.ms rolls run (log.retention.check.interval.ms)",
+    ),
     ("connections_max", "10000", "most client connections at once"),
 ];
 
@@ -40,6 +45,7 @@ pub struct ServerConfig {
     pub num_partitions: i32,
     pub socket_request_max_bytes: usize,
     pub connections_max: usize,
+    pub retention_check_interval_ms: i64,
     /// Broker-wide topic config defaults, by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -180,6 +186,7 @@ impl RawConfig {
         })?;
         let socket_request_max_bytes = self.get("socket_request_max_bytes", |v| positive(v).map(|n| n as usize))?;
         let connections_max = self.get("connections_max", |v| positive(v).map(|n| n as usize))?;
+        let retention_check_interval_ms = self.get("log_retention_check_interval_ms", positive)?;
         let data_dir =
             self.get(
                 "data_dir",
@@ -213,6 +220,7 @@ impl RawConfig {
             num_partitions,
             socket_request_max_bytes,
             connections_max,
+            retention_check_interval_ms,
             topic_defaults,
         })
     }

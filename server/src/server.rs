@@ -51,6 +51,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         default_partitions: config.num_partitions,
         topic_defaults: config.topic_defaults.clone(),
         seed: seed_from_os(),
+        retention_check_interval_ms: config.retention_check_interval_ms,
     };
     let (broker, report) = Broker::open(broker_config, storage, now_ms())
         .map_err(|e| format!("cannot open data_dir {}: {e}", config.data_dir.display()))?;

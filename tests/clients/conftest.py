@@ -91,6 +91,7 @@ class HeadwaterBroker:
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc = None
+        self.extra_args = []
 
     def start(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -101,6 +102,7 @@ class HeadwaterBroker:
             "--advertise", self.bootstrap,
             "--data-dir", str(self.data_dir),
             "--node-id", "1",
+            *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== {time.strftime('%H:%M:%S')} starting: {' '.join(cmd)}\n".encode())

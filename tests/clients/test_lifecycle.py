@@ -87,3 +87,41 @@ def test_topics_and_configs_survive_restart(headwater):
     resource = ConfigResource(ResourceType.TOPIC, "persisted")
     configs = admin.describe_configs([resource])[resource].result(10)
     assert configs["retention.ms"].value == "4242"
+
+
+def test_retention_by_size_deletes_old_segments(broker, tmp_path):
+    """A broker with a fast retention check: a topic with tiny segments and a size limit
+    loses its oldest segments, and its earliest offset moves forward."""
+    if broker.kind != "headwater":
+        pytest.skip("starts its own headwater")
+    import time
+
+    from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+    from conftest import HeadwaterBroker
+    own = HeadwaterBroker(broker.binary, tmp_path)
+    own.extra_args = ["--log-retention-check-interval-ms", "200"]
+    own.start()
+    try:
+        admin = AdminClient({"bootstrap.servers": own.bootstrap})
+        admin.create_topics([NewTopic("retained", num_partitions=1, replication_factor=1,
+                                      config={"segment.bytes": "2048", "retention.bytes": "4096"})])["retained"].result(10)
+        producer = Producer({"bootstrap.servers": own.bootstrap, "linger.ms": 0})
+        for i in range(300):
+            producer.produce("retained", value=b"x" * 100)
+            producer.flush(10)
+        tp = TopicPartition("retained", 0)
+        deadline = time.monotonic() + 10
+        earliest = 0
+        while time.monotonic() < deadline:
+            earliest = admin.list_offsets({tp: OffsetSpec.earliest()})[tp].result(10).offset
+            if earliest > 0:
+                break
+            time.sleep(0.1)
+        latest = admin.list_offsets({tp: OffsetSpec.latest()})[tp].result(10).offset
+        assert latest == 300
+        assert 0 < earliest < 300, earliest
+        segments = sorted(p.name for p in (own.data_dir / "retained-0").glob("*.log"))
+        assert len(segments) <= 4, segments
+    finally:
+        own.close()

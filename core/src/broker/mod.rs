@@ -116,6 +116,8 @@ pub struct BrokerConfig {
     pub topic_defaults: BTreeMap<String, String>,
     /// Seed for ids (topic ids, cluster id).
     pub seed: u64,
+    /// `log.retention.check.interval.ms`: how often retention and `segment.ms` rolls run.
+    pub retention_check_interval_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -128,6 +130,7 @@ impl Default for BrokerConfig {
             default_partitions: 1,
             topic_defaults: BTreeMap::new(),
             seed: 0,
+            retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS,
         }
     }
 }
@@ -241,6 +244,7 @@ impl Broker {
         }
         report.topics = topics.len();
         let next_producer_id = metadata.document.producer_id_block_end.max(max_producer_id + 1);
+        let retention_check_interval_ms = config.retention_check_interval_ms;
         let mut broker = Broker {
             config,
             storage,
@@ -253,7 +257,7 @@ impl Broker {
             parked: Vec::new(),
             sync_in_flight: None,
             next_token: 1,
-            next_retention_check_ms: now_ms + RETENTION_CHECK_INTERVAL_MS,
+            next_retention_check_ms: now_ms + retention_check_interval_ms,
             next_recovery_checkpoint_ms: now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS,
         };
         broker.maybe_start_sync();
@@ -342,7 +346,7 @@ impl Broker {
     pub fn handle_timeout(&mut self, now_ms: i64) {
         self.release_parked(now_ms, false);
         if now_ms >= self.next_retention_check_ms {
-            self.next_retention_check_ms = now_ms + RETENTION_CHECK_INTERVAL_MS;
+            self.next_retention_check_ms = now_ms + self.config.retention_check_interval_ms;
             self.enforce_retention(now_ms);
         }
         if now_ms >= self.next_recovery_checkpoint_ms {
