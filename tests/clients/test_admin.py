@@ -154,3 +154,33 @@ def test_kafka_python_admin(broker):
     admin.delete_topics([name])
     assert name not in admin.list_topics()
     admin.close()
+
+
+@pytest.mark.parametrize("producer_kind", ["confluent", "kafka-python"])
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_offset_for_timestamp_inside_compressed_batches(admin, broker, codec, producer_kind):
+    """The answer is the exact record, even in the middle of a compressed batch (snappy from
+    librdkafka is raw; from kafka-python it is xerial-framed, like the Java client's)."""
+    name = fresh(f"ts-{codec}")
+    result(admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)]))
+    base = int(time.time() * 1000) - 1_000_000
+    if producer_kind == "confluent":
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec,
+                             "linger.ms": 1000, "batch.num.messages": 1000, "enable.idempotence": True})
+        for i in range(500):
+            producer.produce(name, value=f"value-{i}".encode() * 3, timestamp=base + i * 10)
+        assert producer.flush(30) == 0
+    else:
+        from kafka import KafkaProducer
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1000, batch_size=1 << 20,
+                                 compression_type=None if codec == "none" else codec)
+        for i in range(500):
+            producer.send(name, value=f"value-{i}".encode() * 3, timestamp_ms=base + i * 10)
+        producer.flush(30)
+        producer.close()
+    tp = TopicPartition(name, 0)
+    for i in [0, 1, 137, 250, 499]:
+        found = result(admin.list_offsets({tp: OffsetSpec.for_timestamp(base + i * 10 - 5)}))[tp]
+        assert (found.offset, found.timestamp) == (i, base + i * 10), (codec, i)
+    newest = result(admin.list_offsets({tp: OffsetSpec.max_timestamp()}))[tp]
+    assert (newest.offset, newest.timestamp) == (499, base + 4990)

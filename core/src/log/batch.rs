@@ -228,16 +228,22 @@ pub struct RecordView {
     pub timestamp: i64,
 }
 
-/// Lists the offsets and timestamps of the records in an uncompressed batch. Returns `None`
-/// for compressed batches or malformed record bytes.
-pub fn uncompressed_records(batch: &[u8]) -> Option<Vec<RecordView>> {
+/// Lists the offsets and timestamps of the records in a batch, decompressing its records if
+/// needed. `None` for malformed record bytes or a batch that fails to decompress.
+pub fn records_of(batch: &[u8]) -> Option<Vec<RecordView>> {
     let header = BatchHeader::parse(batch)?;
-    if header.compression() != 0 {
-        return None;
-    }
-    let mut reader = VarReader { bytes: &batch[BATCH_HEADER_BYTES..], position: 0 };
+    let size = header.size_bytes()?.min(batch.len());
+    let body = batch.get(BATCH_HEADER_BYTES..size)?;
+    let decompressed;
+    let records = if header.compression() == 0 {
+        body
+    } else {
+        decompressed = super::compression::decompress(header.compression(), body).ok()?;
+        &decompressed[..]
+    };
+    let mut reader = VarReader { bytes: records, position: 0 };
     let count = usize::try_from(header.records_count).ok()?;
-    let mut records = Vec::with_capacity(count.min(batch.len()));
+    let mut views = Vec::with_capacity(count.min(records.len()));
     for _ in 0..count {
         let length = usize::try_from(reader.varint()?).ok()?;
         let record_start = reader.position;
@@ -248,12 +254,12 @@ pub fn uncompressed_records(batch: &[u8]) -> Option<Vec<RecordView>> {
         if reader.position > reader.bytes.len() {
             return None;
         }
-        records.push(RecordView {
+        views.push(RecordView {
             offset: header.base_offset + i64::from(offset_delta),
             timestamp: header.base_timestamp.checked_add(timestamp_delta)?,
         });
     }
-    Some(records)
+    Some(views)
 }
 
 struct VarReader<'a> {
@@ -458,10 +464,10 @@ mod tests {
     }
 
     #[test]
-    fn records_of_uncompressed_batch() {
+    fn records_of_a_batch() {
         let mut batch = batch(&simple(4, 500), None);
         patch_offset_and_epoch(&mut batch, 10, 0);
-        let records = uncompressed_records(&batch).unwrap();
+        let records = records_of(&batch).unwrap();
         let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![10, 11, 12, 13]);
         assert_eq!(records[3].timestamp, 503);
@@ -488,7 +494,7 @@ mod tests {
                 prop_assert_eq!(position, bytes.len());
             }
             let _ = check_stored(&bytes);
-            let _ = uncompressed_records(&bytes);
+            let _ = records_of(&bytes);
         }
 
         #[test]

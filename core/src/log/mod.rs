@@ -14,6 +14,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod compression;
 pub mod epoch;
 pub mod index;
 pub mod segment;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use self::batch::{patch_offset_and_epoch, uncompressed_records, BatchHeader};
+use self::batch::{patch_offset_and_epoch, records_of, BatchHeader};
 use self::epoch::LeaderEpochCache;
 use self::segment::{parse_log_file_name, Segment};
 use crate::constants::BATCH_HEADER_BYTES;
@@ -371,9 +372,9 @@ impl Log {
     }
 
     /// ListOffsets by timestamp: the first offset whose record timestamp is at least
-    /// `timestamp`, with that timestamp, among durable records. Records inside compressed
-    /// batches are not decoded, so there the batch's first offset and max timestamp are
-    /// returned.
+    /// `timestamp`, with that timestamp, among durable records. Compressed batches are
+    /// decompressed to find the record; one that cannot be (corrupt inside, or over the
+    /// decompression cap) answers with its first offset and max timestamp.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
         for segment in &self.segments {
             if segment.max_timestamp < timestamp {
@@ -392,7 +393,7 @@ impl Log {
                 }
                 if header.max_timestamp >= timestamp {
                     let bytes = segment.file.read_at(position, size)?;
-                    if let Some(records) = uncompressed_records(&bytes) {
+                    if let Some(records) = records_of(&bytes) {
                         if let Some(r) =
                             records.iter().find(|r| r.timestamp >= timestamp && r.offset >= self.log_start_offset)
                         {
@@ -408,8 +409,8 @@ impl Log {
         Ok(None)
     }
 
-    /// ListOffsets MAX_TIMESTAMP: the offset and timestamp of the record with the largest
-    /// timestamp (the batch's last offset when its records are compressed).
+    /// ListOffsets MAX_TIMESTAMP: the offset and timestamp of the (first) record with the
+    /// largest timestamp.
     pub fn offset_of_max_timestamp(&self) -> io::Result<Option<(i64, i64)>> {
         let Some(segment) = self.segments.iter().filter(|s| s.size_bytes > 0).max_by_key(|s| s.max_timestamp) else {
             return Ok(None);
@@ -424,7 +425,7 @@ impl Log {
             }
             if header.max_timestamp == segment.max_timestamp && best.is_none() {
                 let bytes = segment.file.read_at(position, size)?;
-                best = match uncompressed_records(&bytes) {
+                best = match records_of(&bytes) {
                     Some(records) => {
                         records.iter().find(|r| r.timestamp == header.max_timestamp).map(|r| (r.offset, r.timestamp))
                     }
