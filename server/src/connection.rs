@@ -36,7 +36,11 @@ pub async fn serve(
 ) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
     let _ = stream.set_nodelay(true);
+    // madsim's simulated stream has no `into_split`; the generic split works on both.
+    #[cfg(not(madsim))]
     let (mut reader, mut writer) = stream.into_split();
+    #[cfg(madsim)]
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (pending_tx, mut pending_rx) = mpsc::channel::<Pending>(IN_FLIGHT_PER_CONNECTION_MAX);
     let peer_for_writer = peer.clone();
     let writer_task = tokio::spawn(async move {
@@ -62,7 +66,8 @@ pub async fn serve(
                     Err(_) => break,
                 },
             };
-            if writer.write_all(&bytes).await.is_err() {
+            // The flush is a no-op on a real socket; madsim's stream buffers until it.
+            if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }

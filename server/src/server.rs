@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use headwater_core::{Broker, BrokerConfig, ConnId};
+use headwater_core::{Broker, BrokerConfig, ConnId, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{error, info, warn};
@@ -37,12 +37,24 @@ pub fn lock_data_dir(config: &ServerConfig) -> Result<DataDirLock, String> {
     Ok(DataDirLock { _file: file })
 }
 
-/// Runs the broker until `shutdown` resolves, then shuts down gracefully.
+/// Runs the broker on real files in `config.data_dir` until `shutdown` resolves, then shuts
+/// down gracefully.
 pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
-    let started = Instant::now();
     let _lock = lock_data_dir(&config)?;
     let storage =
         Arc::new(FsStorage::new(&config.data_dir).map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?);
+    serve(config, storage, seed_from_os(), shutdown).await
+}
+
+/// Runs the broker on `storage` until `shutdown` resolves. The simulator calls this directly
+/// with its faulty disk and a seed derived from the run's seed.
+pub async fn serve(
+    config: ServerConfig,
+    storage: Arc<dyn Storage>,
+    seed: u64,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let started = Instant::now();
     let broker_config = BrokerConfig {
         node_id: config.node_id,
         advertised_host: config.advertise_host.clone(),
@@ -50,7 +62,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         auto_create_topics: config.auto_create_topics,
         default_partitions: config.num_partitions,
         topic_defaults: config.topic_defaults.clone(),
-        seed: seed_from_os(),
+        seed,
         retention_check_interval_ms: config.retention_check_interval_ms,
     };
     let (broker, report) = Broker::open(broker_config, storage, now_ms())
@@ -80,7 +92,7 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(config.connections_max));
     let mut next_conn = 1u64;
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -98,11 +110,11 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
                 let core = core_tx.clone();
                 let stop = stop_rx.clone();
                 let limit = config.socket_request_max_bytes;
-                tasks.spawn(async move {
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(tokio::spawn(async move {
                     crate::connection::serve(stream, conn, core, limit, stop).await;
                     drop(permit);
-                });
-                while tasks.try_join_next().is_some() {}
+                }));
             }
             _ = &mut shutdown => break,
         }
@@ -115,9 +127,12 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
         let _ = done_rx.await;
     }
     // Connections flush what they have; do not wait forever on a stuck client.
-    let _ =
-        tokio::time::timeout(std::time::Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} })
-            .await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        for task in tasks {
+            let _ = task.await;
+        }
+    })
+    .await;
     drop(core_tx);
     if let Err(e) = core_task.await {
         error!(error = %e, "core loop failed");
