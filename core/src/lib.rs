@@ -35,6 +35,7 @@ pub mod constants;
 pub mod error;
 pub mod log;
 pub mod metadata;
+pub mod planted;
 pub mod rng;
 pub mod storage;
 pub mod txn;

@@ -64,13 +64,7 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
                         warn!(id = response.id.0, "response for an unknown request");
                     }
                 }
-                Output::Io(IoCommand::Sync { token, files }) => {
-                    let done = io_done.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let result = files.iter().try_for_each(|f| f.sync());
-                        let _ = done.blocking_send(CoreInput::IoDone(token, result));
-                    });
-                }
+                Output::Io(IoCommand::Sync { token, files }) => run_sync(token, files, io_done.clone()),
             }
         }
         if shutdown_reply.is_some() && !broker.sync_pending() && !broker.has_unsynced() {
@@ -85,4 +79,25 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
             return;
         }
     }
+}
+
+/// Runs a sync off the core loop and reports its completion as an input.
+#[cfg(not(madsim))]
+fn run_sync(token: IoToken, files: Vec<headwater_core::FileRef>, done: mpsc::Sender<CoreInput>) {
+    tokio::task::spawn_blocking(move || {
+        let result = files.iter().try_for_each(|f| f.sync());
+        let _ = done.blocking_send(CoreInput::IoDone(token, result));
+    });
+}
+
+/// Under the simulator: a sync takes simulated time, so a node can be killed between a write
+/// and its fsync, and between the fsync and the reply.
+#[cfg(madsim)]
+fn run_sync(token: IoToken, files: Vec<headwater_core::FileRef>, done: mpsc::Sender<CoreInput>) {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+        let result = files.iter().try_for_each(|f| f.sync());
+        tokio::time::sleep(Duration::from_micros(500)).await;
+        let _ = done.send(CoreInput::IoDone(token, result)).await;
+    });
 }

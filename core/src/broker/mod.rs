@@ -233,7 +233,9 @@ impl Broker {
                     Log::create(storage.clone(), &dir, log_config.clone(), now_ms)?
                 };
                 let mut producers = ProducerTable::default();
-                log.for_each_batch_header(|header| producers.record(header, header.base_offset))?;
+                if !crate::planted::active(crate::planted::PlantedBug::ForgetProducerState) {
+                    log.for_each_batch_header(|header| producers.record(header, header.base_offset))?;
+                }
                 max_producer_id = max_producer_id.max(producers.max_producer_id().unwrap_or(NO_PRODUCER_ID));
                 report.producers += producers.len();
                 partitions.push(Partition { log, producers, failed: false });

@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{Broker, Parked, RequestId, Response, ResponseBody};
 use crate::error::ErrorCode;
+use crate::planted::{self, PlantedBug};
 use crate::log::batch::{set_log_append_time, validate_produce};
 use crate::txn::producer::SequenceCheck;
 
@@ -96,7 +97,7 @@ impl Broker {
         }
         match acks {
             0 => Some(ResponseBody::Nothing),
-            -1 if !waits.is_empty() => {
+            -1 if !waits.is_empty() && !planted::active(PlantedBug::AckBeforeFsync) => {
                 let deadline_ms = now_ms + i64::from(request.timeout_ms.max(0));
                 let parked = ParkedProduce { id, api_version, response, waits, deadline_ms };
                 // Answer at once if already durable (e.g. every batch was a synced duplicate).

@@ -176,6 +176,10 @@ impl Segment {
             position += size as u64;
             batches += 1;
         }
+        if check_crc && crate::planted::active(crate::planted::PlantedBug::KeepTornTail) {
+            // Planted bug: keep whatever follows the last good batch.
+            position = file_len;
+        }
         let truncated_bytes = file_len - position;
         if truncated_bytes > 0 {
             if !check_crc {

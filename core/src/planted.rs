@@ -1,0 +1,59 @@
+//! Planted bugs: mistakes a careless broker could make, compiled in only with the cargo
+//! feature `planted-bugs`, which only the simulator (`sim/`) enables. Each exists to show that
+//! the simulator's checkers can fail: `make sim` switches each one on in turn and requires the
+//! anomaly it causes to be reported. Without the feature, [`active`] is a constant `false` and
+//! the code paths compile away.
+
+/// The bugs, and the anomaly each must cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// acks=all is answered before the fsync completes. A crash then loses acknowledged
+    /// records: `lost-write`.
+    AckBeforeFsync = 1,
+    /// Recovery leaves a torn last batch in place instead of cutting it off; later appends land
+    /// behind unreadable bytes: `lost-write`.
+    KeepTornTail = 2,
+    /// Producer state is not rebuilt from the log after a restart, so a producer's retry of a
+    /// batch that was written before the crash is written again: `duplicate`.
+    ForgetProducerState = 3,
+}
+
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 3] = [PlantedBug::AckBeforeFsync, PlantedBug::KeepTornTail, PlantedBug::ForgetProducerState];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::AckBeforeFsync => "ack-before-fsync",
+            PlantedBug::KeepTornTail => "keep-torn-tail",
+            PlantedBug::ForgetProducerState => "forget-producer-state",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PlantedBug> {
+        PlantedBug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+#[cfg(feature = "planted-bugs")]
+static ACTIVE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Switches a planted bug on (or all off). Process-wide: the simulator runs one broker at a
+/// time per process.
+#[cfg(feature = "planted-bugs")]
+pub fn set(bug: Option<PlantedBug>) {
+    ACTIVE.store(bug.map_or(0, |b| b as u8), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether `bug` is switched on. Always false without the `planted-bugs` feature.
+#[inline]
+pub fn active(bug: PlantedBug) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    {
+        ACTIVE.load(std::sync::atomic::Ordering::SeqCst) == bug as u8
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        let _ = bug;
+        false
+    }
+}

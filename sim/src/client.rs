@@ -1,0 +1,155 @@
+//! A minimal Kafka client for simulated nodes: one request at a time per connection, every
+//! call bounded by a timeout (a killed broker never closes its sockets in the simulator).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Conn {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn timeout_error() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "request timed out")
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr) -> io::Result<Conn> {
+        let stream = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr)).await.map_err(|_| timeout_error())??;
+        Ok(Conn { stream, correlation_id: 0 })
+    }
+
+    /// Sends one request and waits for its response.
+    pub async fn call<R: Request>(&mut self, request: &R, version: i16) -> io::Result<R::Response> {
+        tokio::time::timeout(CALL_TIMEOUT, self.call_inner(request, version)).await.map_err(|_| timeout_error())?
+    }
+
+    async fn call_inner<R: Request>(&mut self, request: &R, version: i16) -> io::Result<R::Response> {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("sim")));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, R::header_version(version)).map_err(io::Error::other)?;
+        request.encode(&mut body, version).map_err(io::Error::other)?;
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).await?;
+        self.stream.flush().await?;
+        let size = self.stream.read_i32().await?;
+        let mut response = vec![0u8; usize::try_from(size).map_err(io::Error::other)?];
+        self.stream.read_exact(&mut response).await?;
+        let mut response = Bytes::from(response);
+        let header = ResponseHeader::decode(&mut response, R::Response::header_version(version)).map_err(io::Error::other)?;
+        if header.correlation_id != self.correlation_id {
+            return Err(io::Error::other(format!("correlation id {} != {}", header.correlation_id, self.correlation_id)));
+        }
+        let decoded = R::Response::decode(&mut response, version).map_err(io::Error::other)?;
+        let _ = response.remaining();
+        Ok(decoded)
+    }
+
+    pub async fn create_topic(&mut self, name: &str, partitions: i32) -> io::Result<i16> {
+        let request = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
+        let response = self.call(&request, 7).await?;
+        Ok(response.topics.first().map_or(-1, |t| t.error_code))
+    }
+
+    pub async fn delete_topic(&mut self, name: &str) -> io::Result<i16> {
+        let request = DeleteTopicsRequest::default().with_timeout_ms(5000).with_topic_names(vec![topic_name(name)]);
+        let response = self.call(&request, 5).await?;
+        Ok(response.responses.first().map_or(-1, |t| t.error_code))
+    }
+
+    pub async fn init_producer_id(&mut self) -> io::Result<(i16, i64, i16)> {
+        let request = InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+        let response = self.call(&request, 4).await?;
+        Ok((response.error_code, response.producer_id.0, response.producer_epoch))
+    }
+
+    /// Produce one batch to one partition: (error code, base offset). `None` for acks=0.
+    pub async fn produce(&mut self, topic: &str, partition: i32, acks: i16, batch: Vec<u8>) -> io::Result<(i16, i64)> {
+        let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch)))])]);
+        let response = self.call(&request, 9).await?;
+        let p = response
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or_else(|| io::Error::other("empty produce response"))?;
+        Ok((p.error_code, p.base_offset))
+    }
+
+    /// Fetch from one partition: (error code, high watermark, record bytes).
+    pub async fn fetch(&mut self, topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> io::Result<(i16, i64, Bytes)> {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(256 * 1024)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(64 * 1024)])]);
+        let response = self.call(&request, 12).await?;
+        if response.error_code != 0 {
+            return Ok((response.error_code, -1, Bytes::new()));
+        }
+        let p = response.responses.first().and_then(|t| t.partitions.first()).ok_or_else(|| io::Error::other("empty fetch response"))?;
+        Ok((p.error_code, p.high_watermark, p.records.clone().unwrap_or_default()))
+    }
+
+    /// ListOffsets: (error code, offset) for `timestamp` (-1 latest, -2 earliest).
+    pub async fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> io::Result<(i16, i64)> {
+        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
+        let response = self.call(&request, 7).await?;
+        let p = response.topics.first().and_then(|t| t.partitions.first()).ok_or_else(|| io::Error::other("empty list offsets response"))?;
+        Ok((p.error_code, p.offset))
+    }
+}
+
+/// A record as a consumer saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub offset: i64,
+    pub value: Vec<u8>,
+}
+
+/// Decodes fetched record bytes, checking every batch's CRC. `Err` names a corrupt batch.
+pub fn decode_records(mut bytes: Bytes) -> Result<Vec<Seen>, String> {
+    let mut out = Vec::new();
+    while bytes.has_remaining() {
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|e| e.to_string())?;
+        for record in set.records {
+            out.push(Seen { offset: record.offset, value: record.value.map(|v| v.to_vec()).unwrap_or_default() });
+        }
+    }
+    Ok(out)
+}

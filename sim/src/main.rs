@@ -1,0 +1,91 @@
+//! `headwater-sim`: runs seeds and prints a summary.
+//!
+//! ```text
+//! headwater-sim [--seeds N] [--first-seed S]      N seeds from S (default 1)
+//! headwater-sim --seed S                          replay one seed, with its anomalies
+//! headwater-sim --seed S --check-determinism      run it twice and compare
+//! headwater-sim --planted BUG [--seeds N]         expect BUG's anomaly within N seeds
+//! ```
+
+#[cfg(not(madsim))]
+fn main() {
+    eprintln!("headwater-sim must be built with RUSTFLAGS=\"--cfg madsim\"; run `make sim`");
+    std::process::exit(2);
+}
+
+#[cfg(madsim)]
+fn main() {
+    use headwater_core::planted::PlantedBug;
+    use headwater_sim::scenario::{run, RunReport};
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let seeds: u64 = value("--seeds").and_then(|v| v.parse().ok()).unwrap_or(20);
+    let first: u64 = value("--first-seed").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let single: Option<u64> = value("--seed").and_then(|v| v.parse().ok());
+    let planted = value("--planted").map(|name| PlantedBug::from_name(&name).unwrap_or_else(|| {
+        eprintln!("unknown planted bug {name}; known: {:?}", PlantedBug::ALL.map(|b| b.name()));
+        std::process::exit(2);
+    }));
+    let check_determinism = args.iter().any(|a| a == "--check-determinism");
+
+    let run_one = |seed: u64| -> RunReport {
+        let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        runtime.block_on(run(seed, planted))
+    };
+
+    if let (Some(seed), true) = (single, check_determinism) {
+        madsim::runtime::Runtime::check_determinism(seed, madsim::Config::default(), || async move {
+            let report = run(madsim::runtime::Handle::current().seed(), None).await;
+            assert!(report.acked > 0);
+        });
+        println!("sim: seed {seed} is deterministic");
+        return;
+    }
+
+    let seed_list: Vec<u64> = match single {
+        Some(seed) => vec![seed],
+        None => (first..first + seeds).collect(),
+    };
+    let (mut faults, mut acked, mut verified, mut anomalies) = (0u64, 0u64, 0u64, 0usize);
+    let mut failed_seeds = Vec::new();
+    let mut expected_found = false;
+    let mut seeds_run = 0usize;
+    for &seed in &seed_list {
+        let report = run_one(seed);
+        seeds_run += 1;
+        faults += report.faults;
+        acked += report.acked;
+        verified += report.verified;
+        anomalies += report.anomalies.len();
+        println!(
+            "seed {seed}: {} faults, {} acknowledged, {} verified, {} anomalies",
+            report.faults, report.acked, report.verified, report.anomalies.len()
+        );
+        if !report.anomalies.is_empty() {
+            let mut kinds: Vec<&str> = report.anomalies.iter().map(|a| a.kind).collect();
+            kinds.sort();
+            kinds.dedup();
+            for a in report.anomalies.iter().take(5) {
+                println!("  {}: {}", a.kind, a.detail);
+            }
+            let planted_flag = planted.map(|b| format!(" PLANTED={}", b.name())).unwrap_or_default();
+            println!("  anomalies {kinds:?}; replay with: make sim SEED={seed}{planted_flag}");
+            failed_seeds.push(seed);
+            if planted.is_some() {
+                expected_found = true;
+                break;
+            }
+        }
+    }
+    println!("sim: {seeds_run} seeds, {faults} faults injected, {acked} records acknowledged, {verified} verified, {anomalies} anomalies");
+    match planted {
+        Some(bug) if expected_found => println!("sim: planted bug {} was caught", bug.name()),
+        Some(bug) => {
+            println!("sim: planted bug {} was NOT caught in {seeds_run} seeds", bug.name());
+            std::process::exit(1);
+        }
+        None if !failed_seeds.is_empty() => std::process::exit(1),
+        None => {}
+    }
+}

@@ -1,0 +1,449 @@
+//! One simulated run, fully determined by its seed:
+//!
+//! 1. **Set-up**: a broker node on a [`SimDisk`], client nodes, topic `sim` (3 partitions).
+//! 2. **Fault phase**: idempotent producers (acks=all and acks=1), consumers reading from
+//!    random offsets, and topic churn run while the supervisor kills and restarts the broker
+//!    (the disk losing, tearing or garbling unsynced writes at each crash), clogs links
+//!    between clients and the broker, and the disk fails writes and syncs.
+//! 3. **Healing phase**: faults stop, links unclog, the broker restarts once more; every
+//!    producer must get an acknowledgement within [`HEAL_BOUND`] (liveness).
+//! 4. **Final read** of every partition, then the checkers run on the history.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use headwater_core::log::batch::build::{batch, Idempotence, Record};
+use headwater_core::planted::PlantedBug;
+use headwater_server::config::RawConfig;
+use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::{Handle, NodeHandle};
+use madsim::time::{sleep, Instant};
+
+use crate::checker::{check, Anomaly};
+use crate::client::{decode_records, Conn};
+use crate::disk::{DiskFaults, SimDisk};
+use crate::history::{Ack, History, Poll};
+
+pub const TOPIC: &str = "sim";
+pub const PARTITIONS: i32 = 3;
+const FAULT_PHASE: Duration = Duration::from_secs(20);
+/// After healing starts, every producer must be acknowledged within this.
+pub const HEAL_BOUND: Duration = Duration::from_secs(15);
+const BROKER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const BROKER_PORT: u16 = 9092;
+
+/// Kafka error codes the producers treat as "retry the same batch".
+const RETRIABLE: [i16; 5] = [6, 7, 3, 56, 15];
+
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub seed: u64,
+    pub faults: u64,
+    pub acked: u64,
+    pub verified: u64,
+    pub anomalies: Vec<Anomaly>,
+}
+
+struct Shared {
+    history: Mutex<History>,
+    stop: AtomicBool,
+    healing_started_ms: AtomicU64,
+    /// producer id -> last acknowledgement time (ms of simulated time since start)
+    last_ack_ms: Mutex<BTreeMap<u32, u64>>,
+    started: Instant,
+}
+
+impl Shared {
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+fn broker_addr() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(BROKER_IP), BROKER_PORT)
+}
+
+/// Runs one seed's scenario. Must be called inside a madsim runtime seeded with `seed`.
+pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
+    headwater_core::planted::set(planted);
+    let handle = Handle::current();
+    let disk = SimDisk::new();
+    let mut rng = thread_rng();
+    let faults = DiskFaults {
+        write_error: rng.gen_range(0.0..0.002),
+        sync_error: rng.gen_range(0.0..0.01),
+        torn_write: rng.gen_range(0.3..0.9),
+        garble: rng.gen_range(0.0..0.5),
+    };
+    let broker = start_broker(&handle, disk.clone(), seed);
+    let shared = Arc::new(Shared {
+        history: Mutex::new(History::default()),
+        stop: AtomicBool::new(false),
+        healing_started_ms: AtomicU64::new(u64::MAX),
+        last_ack_ms: Mutex::new(BTreeMap::new()),
+        started: Instant::now(),
+    });
+
+    let admin = client_node(&handle, "admin", 100);
+    let created = admin
+        .spawn(async move {
+            for _ in 0..100 {
+                if let Ok(mut conn) = Conn::connect(broker_addr()).await {
+                    if let Ok(code) = conn.create_topic(TOPIC, PARTITIONS).await {
+                        if code == 0 || code == 36 {
+                            return true;
+                        }
+                    }
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+    assert!(created, "seed {seed}: could not create the topic");
+
+    let mut clients = Vec::new();
+    let producer_specs: [(u32, i16); 4] = [(1, -1), (2, -1), (3, -1), (4, 1)];
+    for (id, acks) in producer_specs {
+        let node = client_node(&handle, &format!("producer-{id}"), id as u8);
+        node.spawn(producer(id, acks, shared.clone()));
+        clients.push(node);
+    }
+    for id in 0..2u32 {
+        let node = client_node(&handle, &format!("consumer-{id}"), 50 + id as u8);
+        node.spawn(consumer(id, shared.clone()));
+        clients.push(node);
+    }
+    admin.spawn(churn(shared.clone()));
+    clients.push(admin);
+
+    // Fault phase.
+    disk.set_faults(faults);
+    let net = NetSim::current();
+    let mut fault_count: u64 = 0;
+    let deadline = Instant::now() + FAULT_PHASE;
+    while Instant::now() < deadline {
+        sleep(Duration::from_millis(rng.gen_range(200..2500))).await;
+        match rng.gen_range(0..10) {
+            0..=3 => {
+                handle.kill(broker.id());
+                disk.crash();
+                sleep(Duration::from_millis(rng.gen_range(0..1500))).await;
+                handle.restart(broker.id());
+                fault_count += 1;
+            }
+            4..=6 => {
+                let client = &clients[rng.gen_range(0..clients.len())];
+                net.clog_link(client.id(), broker.id());
+                net.clog_link(broker.id(), client.id());
+                sleep(Duration::from_millis(rng.gen_range(100..4000))).await;
+                net.unclog_link(client.id(), broker.id());
+                net.unclog_link(broker.id(), client.id());
+                fault_count += 1;
+            }
+            7 => {
+                net.clog_node(broker.id());
+                sleep(Duration::from_millis(rng.gen_range(100..3000))).await;
+                net.unclog_node(broker.id());
+                fault_count += 1;
+            }
+            _ => {}
+        }
+    }
+
+    // Healing phase: no more faults; a clean restart brings back partitions a failed fsync
+    // took offline.
+    disk.set_faults(DiskFaults::default());
+    handle.kill(broker.id());
+    disk.crash();
+    handle.restart(broker.id());
+    fault_count += 1;
+    let heal_start = shared.elapsed_ms();
+    shared.healing_started_ms.store(heal_start, Ordering::SeqCst);
+    sleep(HEAL_BOUND).await;
+    {
+        let last = shared.last_ack_ms.lock().expect("acks lock");
+        let mut history = shared.history.lock().expect("history lock");
+        for (id, _) in producer_specs {
+            let healthy = last.get(&id).is_some_and(|&t| t >= heal_start);
+            if !healthy {
+                history.stuck.push(format!("producer {id} got no acknowledgement within {HEAL_BOUND:?} after healing"));
+            }
+        }
+    }
+    shared.stop.store(true, Ordering::SeqCst);
+    sleep(Duration::from_secs(1)).await;
+
+    // Final read of every partition.
+    let reader = client_node(&handle, "final-reader", 200);
+    let final_shared = shared.clone();
+    let complete = reader.spawn(async move { final_read(&final_shared).await }).await.unwrap_or(false);
+    if !complete {
+        shared.history.lock().expect("history lock").stuck.push("the final read could not complete".into());
+    }
+
+    let history = shared.history.lock().expect("history lock");
+    let (anomalies, verified) = check(&history);
+    let disk_faults = disk.counts().total();
+    headwater_core::planted::set(None);
+    RunReport {
+        seed,
+        faults: fault_count + disk_faults,
+        acked: history.acks.iter().filter(|a| a.durable).count() as u64,
+        verified,
+        anomalies,
+    }
+}
+
+fn start_broker(handle: &Handle, disk: SimDisk, seed: u64) -> NodeHandle {
+    handle
+        .create_node()
+        .name("broker")
+        .ip(IpAddr::V4(BROKER_IP))
+        .init(move || {
+            let disk = disk.clone();
+            async move {
+                let mut raw = RawConfig::default();
+                for (flag, value) in [
+                    ("--listen", format!("{BROKER_IP}:{BROKER_PORT}")),
+                    ("--data-dir", "sim".to_string()),
+                    ("--auto-create-topics", "false".to_string()),
+                ] {
+                    raw.set_flag(flag, value).expect("valid sim flag");
+                }
+                let config = raw.build().expect("valid sim config");
+                let storage: Arc<dyn headwater_core::Storage> = Arc::new(disk);
+                // A broker that cannot open its storage waits to be restarted.
+                if headwater_server::server::serve(config, storage, seed, std::future::pending()).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .build()
+}
+
+fn client_node(handle: &Handle, name: &str, host: u8) -> NodeHandle {
+    handle.create_node().name(name).ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, host))).build()
+}
+
+/// An idempotent producer. It retries a batch with the same sequence numbers until the broker
+/// answers, so a batch whose acknowledgement was lost is answered as a duplicate, not stored
+/// twice. On a sequence or epoch error it starts over with a new producer id and never resends
+/// the old values (their fate is unknown).
+async fn producer(id: u32, acks: i16, shared: Arc<Shared>) {
+    let mut rng = thread_rng();
+    let mut conn: Option<Conn> = None;
+    let mut identity: Option<(i64, i16)> = None;
+    let mut sequences = [0i32; PARTITIONS as usize];
+    let mut pending: Option<(i32, Vec<String>, u32)> = None;
+    let mut counter: u64 = 0;
+    let mut next_partition = rng.gen_range(0..PARTITIONS);
+    while !shared.stop.load(Ordering::SeqCst) {
+        if conn.is_none() {
+            match Conn::connect(broker_addr()).await {
+                Ok(c) => conn = Some(c),
+                Err(_) => {
+                    sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        if identity.is_none() {
+            match c.init_producer_id().await {
+                Ok((0, producer_id, epoch)) => {
+                    identity = Some((producer_id, epoch));
+                    sequences = [0; PARTITIONS as usize];
+                }
+                Ok(_) => {
+                    sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(_) => {
+                    conn = None;
+                    continue;
+                }
+            }
+        }
+        let (producer_id, epoch) = identity.expect("initialised above");
+        let (partition, values, attempts) = pending.take().unwrap_or_else(|| {
+            let partition = next_partition;
+            next_partition = (next_partition + 1) % PARTITIONS;
+            let count = rng.gen_range(1..=4);
+            let values = (0..count)
+                .map(|_| {
+                    counter += 1;
+                    format!("p{id}-{producer_id}-{counter}")
+                })
+                .collect();
+            (partition, values, 0)
+        });
+        {
+            let mut history = shared.history.lock().expect("history lock");
+            for v in &values {
+                history.sent.insert(v.clone());
+            }
+        }
+        let records: Vec<Record> = values
+            .iter()
+            .map(|v| Record { key: None, value: Some(v.clone().into_bytes()), headers: Vec::new(), timestamp: 1_000_000 })
+            .collect();
+        let sequence = sequences[partition as usize];
+        let bytes = batch(&records, Some(Idempotence { producer_id, producer_epoch: epoch, base_sequence: sequence }));
+        match c.produce(TOPIC, partition, acks, bytes).await {
+            Ok((0, base_offset)) => {
+                sequences[partition as usize] += values.len() as i32;
+                let mut history = shared.history.lock().expect("history lock");
+                for (i, value) in values.into_iter().enumerate() {
+                    history.acks.push(Ack { producer: id, durable: acks == -1, partition, offset: base_offset + i as i64, value });
+                }
+                drop(history);
+                shared.last_ack_ms.lock().expect("acks lock").insert(id, shared.elapsed_ms());
+            }
+            Ok((code, _)) if RETRIABLE.contains(&code) && attempts < 200 => {
+                pending = Some((partition, values, attempts + 1));
+                sleep(Duration::from_millis(50)).await;
+            }
+            Ok(_) => {
+                // Sequence/epoch errors (or too many retries): start over with a new id.
+                identity = None;
+            }
+            Err(_) => {
+                conn = None;
+                if attempts < 200 {
+                    pending = Some((partition, values, attempts + 1));
+                } else {
+                    identity = None;
+                }
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A consumer that reads one partition at a time from a random offset for a while.
+async fn consumer(id: u32, shared: Arc<Shared>) {
+    let mut rng = thread_rng();
+    let mut session: u64 = u64::from(id) << 32;
+    while !shared.stop.load(Ordering::SeqCst) {
+        session += 1;
+        let partition = rng.gen_range(0..PARTITIONS);
+        let Ok(mut conn) = Conn::connect(broker_addr()).await else {
+            sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (Ok((0, earliest)), Ok((0, latest))) =
+            (conn.list_offset(TOPIC, partition, -2).await, conn.list_offset(TOPIC, partition, -1).await)
+        else {
+            sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut position = if latest > earliest { rng.gen_range(earliest..=latest) } else { earliest };
+        for _ in 0..rng.gen_range(1..40) {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok((code, _, bytes)) = conn.fetch(TOPIC, partition, position, 300).await else { break };
+            if code != 0 {
+                break;
+            }
+            let records = match decode_records(bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    shared.history.lock().expect("history lock").corrupt_reads.push(format!(
+                        "consumer {id} partition {partition} at {position}: {e}"
+                    ));
+                    break;
+                }
+            };
+            if records.is_empty() {
+                continue;
+            }
+            let max_offset = records.iter().map(|r| r.offset).max();
+            let mut history = shared.history.lock().expect("history lock");
+            let mut offsets = Vec::new();
+            for record in records.iter().filter(|r| r.offset >= position) {
+                offsets.push(record.offset);
+                history.read(partition, record.offset, String::from_utf8_lossy(&record.value).into_owned());
+            }
+            history.polls.push(Poll { session, partition, position, offsets: offsets.clone(), max_offset });
+            drop(history);
+            if let Some(&last) = offsets.last() {
+                position = last + 1;
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// Creates and deletes short-lived topics alongside the workload.
+async fn churn(shared: Arc<Shared>) {
+    let mut rng = thread_rng();
+    let mut n = 0;
+    while !shared.stop.load(Ordering::SeqCst) {
+        sleep(Duration::from_millis(rng.gen_range(300..2000))).await;
+        n += 1;
+        let name = format!("churn-{n}");
+        if let Ok(mut conn) = Conn::connect(broker_addr()).await {
+            let _ = conn.create_topic(&name, 2).await;
+            let records = vec![Record { key: None, value: Some(b"churn".to_vec()), headers: Vec::new(), timestamp: 1 }];
+            let _ = conn.produce(&name, 0, 1, batch(&records, None)).await;
+            let _ = conn.delete_topic(&name).await;
+        }
+    }
+}
+
+/// Reads every partition from its start to its end into `final_log`.
+async fn final_read(shared: &Shared) -> bool {
+    for partition in 0..PARTITIONS {
+        let mut done = false;
+        for _ in 0..20 {
+            if let Some(log) = read_partition(partition).await {
+                let mut history = shared.history.lock().expect("history lock");
+                for (offset, value) in &log {
+                    history.read(partition, *offset, value.clone());
+                }
+                history.final_log.insert(partition, log);
+                done = true;
+                break;
+            }
+            sleep(Duration::from_millis(200)).await;
+        }
+        if !done {
+            return false;
+        }
+    }
+    true
+}
+
+async fn read_partition(partition: i32) -> Option<BTreeMap<i64, String>> {
+    let mut conn = Conn::connect(broker_addr()).await.ok()?;
+    let (0, earliest) = conn.list_offset(TOPIC, partition, -2).await.ok()? else { return None };
+    let (0, latest) = conn.list_offset(TOPIC, partition, -1).await.ok()? else { return None };
+    let mut log = BTreeMap::new();
+    let mut position = earliest;
+    while position < latest {
+        let (code, _, bytes) = conn.fetch(TOPIC, partition, position, 100).await.ok()?;
+        if code != 0 {
+            return None;
+        }
+        let records = decode_records(bytes).ok()?;
+        let before = position;
+        let from = position;
+        for record in records.into_iter().filter(|r| r.offset >= from) {
+            position = record.offset + 1;
+            log.insert(record.offset, String::from_utf8_lossy(&record.value).into_owned());
+        }
+        if position == before {
+            // No progress: unreadable bytes where records should be.
+            return Some(log);
+        }
+    }
+    Some(log)
+}
