@@ -19,7 +19,8 @@ pub enum PlantedBug {
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 3] = [PlantedBug::AckBeforeFsync, PlantedBug::KeepTornTail, PlantedBug::ForgetProducerState];
+    pub const ALL: [PlantedBug; 3] =
+        [PlantedBug::AckBeforeFsync, PlantedBug::KeepTornTail, PlantedBug::ForgetProducerState];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -28,6 +28,9 @@ pub fn now_ms() -> i64 {
 pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>, io_done: mpsc::Sender<CoreInput>) {
     let mut waiting: BTreeMap<RequestId, oneshot::Sender<ResponseBody>> = BTreeMap::new();
     let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
+    // Outputs from `Broker::open` (the sync of recovered segments) are drained before the first
+    // input arrives, so the high watermark reaches the recovered log end at once.
+    drain(&mut broker, &mut waiting, &io_done);
     loop {
         let sleep_ms = (broker.next_timeout_ms() - now_ms()).clamp(0, 60_000) as u64;
         tokio::select! {
@@ -54,19 +57,7 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
                 broker.handle_timeout(now_ms());
             }
         }
-        while let Some(output) = broker.poll_output() {
-            match output {
-                Output::Response(response) => {
-                    if let Some(reply) = waiting.remove(&response.id) {
-                        // The connection may be gone; then nobody needs the answer.
-                        let _ = reply.send(response.body);
-                    } else {
-                        warn!(id = response.id.0, "response for an unknown request");
-                    }
-                }
-                Output::Io(IoCommand::Sync { token, files }) => run_sync(token, files, io_done.clone()),
-            }
-        }
+        drain(&mut broker, &mut waiting, &io_done);
         if shutdown_reply.is_some() && !broker.sync_pending() && !broker.has_unsynced() {
             match broker.finish_shutdown() {
                 Ok(()) => info!("final sync done, recovery checkpoint written"),
@@ -77,6 +68,27 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
             }
             debug!("core loop finished");
             return;
+        }
+    }
+}
+
+/// Sends responses to their connections and starts I/O commands.
+fn drain(
+    broker: &mut Broker,
+    waiting: &mut BTreeMap<RequestId, oneshot::Sender<ResponseBody>>,
+    io_done: &mpsc::Sender<CoreInput>,
+) {
+    while let Some(output) = broker.poll_output() {
+        match output {
+            Output::Response(response) => {
+                if let Some(reply) = waiting.remove(&response.id) {
+                    // The connection may be gone; then nobody needs the answer.
+                    let _ = reply.send(response.body);
+                } else {
+                    warn!(id = response.id.0, "response for an unknown request");
+                }
+            }
+            Output::Io(IoCommand::Sync { token, files }) => run_sync(token, files, io_done.clone()),
         }
     }
 }

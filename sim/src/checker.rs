@@ -29,7 +29,10 @@ pub fn check(history: &History) -> (Vec<Anomaly>, u64) {
     for (key, values) in &history.reads {
         for value in values {
             if !history.sent.contains(value) {
-                anomalies.push(anomaly("garbage-read", format!("partition {} offset {}: {value:?} was never sent", key.0, key.1)));
+                anomalies.push(anomaly(
+                    "garbage-read",
+                    format!("partition {} offset {}: {value:?} was never sent", key.0, key.1),
+                ));
             }
         }
     }
@@ -47,11 +50,17 @@ fn lost_writes(history: &History, anomalies: &mut Vec<Anomaly>) -> u64 {
             Some(value) if *value == ack.value => verified += 1,
             Some(other) => anomalies.push(anomaly(
                 "lost-write",
-                format!("acked {:?} at partition {} offset {}, but the log holds {other:?} there", ack.value, ack.partition, ack.offset),
+                format!(
+                    "acked {:?} at partition {} offset {}, but the log holds {other:?} there",
+                    ack.value, ack.partition, ack.offset
+                ),
             )),
             None => anomalies.push(anomaly(
                 "lost-write",
-                format!("acked {:?} at partition {} offset {}, but the log has no record there", ack.value, ack.partition, ack.offset),
+                format!(
+                    "acked {:?} at partition {} offset {}, but the log has no record there",
+                    ack.value, ack.partition, ack.offset
+                ),
             )),
         }
     }
@@ -64,7 +73,10 @@ fn duplicates(history: &History, anomalies: &mut Vec<Anomaly>) {
     for (partition, log) in &history.final_log {
         for (offset, value) in log {
             if let Some((p, o)) = seen.insert(value, (*partition, *offset)) {
-                anomalies.push(anomaly("duplicate", format!("{value:?} stored at partition {p} offset {o} and partition {partition} offset {offset}")));
+                anomalies.push(anomaly(
+                    "duplicate",
+                    format!("{value:?} stored at partition {p} offset {o} and partition {partition} offset {offset}"),
+                ));
             }
         }
     }
@@ -78,7 +90,10 @@ fn inconsistent_offsets(history: &History, anomalies: &mut Vec<Anomaly>) {
         distinct.sort();
         distinct.dedup();
         if distinct.len() > 1 {
-            anomalies.push(anomaly("inconsistent-offsets", format!("partition {partition} offset {offset} read as {distinct:?}")));
+            anomalies.push(anomaly(
+                "inconsistent-offsets",
+                format!("partition {partition} offset {offset} read as {distinct:?}"),
+            ));
         }
     }
 }
@@ -91,7 +106,10 @@ fn polls(history: &History, anomalies: &mut Vec<Anomaly>) {
         if max < poll.position {
             anomalies.push(anomaly(
                 "nonmonotonic-poll",
-                format!("session {} partition {}: asked for offset {}, got records up to {max} only", poll.session, poll.partition, poll.position),
+                format!(
+                    "session {} partition {}: asked for offset {}, got records up to {max} only",
+                    poll.session, poll.partition, poll.position
+                ),
             ));
             continue;
         }
@@ -100,7 +118,12 @@ fn polls(history: &History, anomalies: &mut Vec<Anomaly>) {
             if offset < expected {
                 anomalies.push(anomaly(
                     "nonmonotonic-poll",
-                    format!("session {} partition {}: offset {offset} after {}", poll.session, poll.partition, expected - 1),
+                    format!(
+                        "session {} partition {}: offset {offset} after {}",
+                        poll.session,
+                        poll.partition,
+                        expected - 1
+                    ),
                 ));
                 break;
             }
@@ -109,7 +132,10 @@ fn polls(history: &History, anomalies: &mut Vec<Anomaly>) {
                 if exists {
                     anomalies.push(anomaly(
                         "poll-skip",
-                        format!("session {} partition {}: expected offset {expected}, got {offset}", poll.session, poll.partition),
+                        format!(
+                            "session {} partition {}: expected offset {expected}, got {offset}",
+                            poll.session, poll.partition
+                        ),
                     ));
                     break;
                 }
@@ -153,7 +179,9 @@ mod tests {
         h.polls.push(Poll { session: 1, partition: 0, position: 1, offsets: vec![2], max_offset: Some(2) });
         h.polls.push(Poll { session: 2, partition: 0, position: 2, offsets: vec![], max_offset: Some(1) });
         let kinds: Vec<&str> = check(&h).0.iter().map(|a| a.kind).collect();
-        for kind in ["lost-write", "duplicate", "inconsistent-offsets", "poll-skip", "nonmonotonic-poll", "garbage-read"] {
+        for kind in
+            ["lost-write", "duplicate", "inconsistent-offsets", "poll-skip", "nonmonotonic-poll", "garbage-read"]
+        {
             assert!(kinds.contains(&kind), "{kind} not reported: {kinds:?}");
         }
     }

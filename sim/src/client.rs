@@ -32,7 +32,8 @@ fn timeout_error() -> io::Error {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> io::Result<Conn> {
-        let stream = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr)).await.map_err(|_| timeout_error())??;
+        let stream =
+            tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr)).await.map_err(|_| timeout_error())??;
         Ok(Conn { stream, correlation_id: 0 })
     }
 
@@ -60,9 +61,13 @@ impl Conn {
         let mut response = vec![0u8; usize::try_from(size).map_err(io::Error::other)?];
         self.stream.read_exact(&mut response).await?;
         let mut response = Bytes::from(response);
-        let header = ResponseHeader::decode(&mut response, R::Response::header_version(version)).map_err(io::Error::other)?;
+        let header =
+            ResponseHeader::decode(&mut response, R::Response::header_version(version)).map_err(io::Error::other)?;
         if header.correlation_id != self.correlation_id {
-            return Err(io::Error::other(format!("correlation id {} != {}", header.correlation_id, self.correlation_id)));
+            return Err(io::Error::other(format!(
+                "correlation id {} != {}",
+                header.correlation_id, self.correlation_id
+            )));
         }
         let decoded = R::Response::decode(&mut response, version).map_err(io::Error::other)?;
         let _ = response.remaining();
@@ -85,16 +90,21 @@ impl Conn {
     }
 
     pub async fn init_producer_id(&mut self) -> io::Result<(i16, i64, i16)> {
-        let request = InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
         let response = self.call(&request, 4).await?;
         Ok((response.error_code, response.producer_id.0, response.producer_epoch))
     }
 
     /// Produce one batch to one partition: (error code, base offset). `None` for acks=0.
     pub async fn produce(&mut self, topic: &str, partition: i32, acks: i16, batch: Vec<u8>) -> io::Result<(i16, i64)> {
-        let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(topic))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch)))])]);
+        let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
+            TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
+                PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch))),
+            ]),
+        ]);
         let response = self.call(&request, 9).await?;
         let p = response
             .responses
@@ -105,32 +115,51 @@ impl Conn {
     }
 
     /// Fetch from one partition: (error code, high watermark, record bytes).
-    pub async fn fetch(&mut self, topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> io::Result<(i16, i64, Bytes)> {
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+    ) -> io::Result<(i16, i64, Bytes)> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(max_wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(256 * 1024)
             .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(64 * 1024)])]);
+            .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_partitions(vec![
+                FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(64 * 1024),
+            ])]);
         let response = self.call(&request, 12).await?;
         if response.error_code != 0 {
             return Ok((response.error_code, -1, Bytes::new()));
         }
-        let p = response.responses.first().and_then(|t| t.partitions.first()).ok_or_else(|| io::Error::other("empty fetch response"))?;
+        let p = response
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| io::Error::other("empty fetch response"))?;
         Ok((p.error_code, p.high_watermark, p.records.clone().unwrap_or_default()))
     }
 
     /// ListOffsets: (error code, offset) for `timestamp` (-1 latest, -2 earliest).
     pub async fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> io::Result<(i16, i64)> {
-        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
+        let request =
+            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)])]);
         let response = self.call(&request, 7).await?;
-        let p = response.topics.first().and_then(|t| t.partitions.first()).ok_or_else(|| io::Error::other("empty list offsets response"))?;
+        let p = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| io::Error::other("empty list offsets response"))?;
         Ok((p.error_code, p.offset))
     }
 }

@@ -135,7 +135,6 @@ impl SimDisk {
             }
         }
     }
-
 }
 
 impl SimFile {
@@ -249,7 +248,10 @@ impl Storage for SimDisk {
 
     fn remove_file(&self, path: &str) -> io::Result<()> {
         let mut tree = self.tree.lock().expect("tree lock");
-        tree.files.remove(path).map(|_| ()).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{path}: not found")))
+        tree.files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{path}: not found")))
     }
 
     fn remove_dir_all(&self, path: &str) -> io::Result<()> {

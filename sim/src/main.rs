@@ -19,14 +19,19 @@ fn main() {
     use headwater_sim::scenario::{run, RunReport};
 
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if std::env::var_os("HEADWATER_SIM_VERBOSE").is_some() {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_max_level(tracing::Level::INFO).init();
+    }
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let seeds: u64 = value("--seeds").and_then(|v| v.parse().ok()).unwrap_or(20);
     let first: u64 = value("--first-seed").and_then(|v| v.parse().ok()).unwrap_or(1);
     let single: Option<u64> = value("--seed").and_then(|v| v.parse().ok());
-    let planted = value("--planted").map(|name| PlantedBug::from_name(&name).unwrap_or_else(|| {
-        eprintln!("unknown planted bug {name}; known: {:?}", PlantedBug::ALL.map(|b| b.name()));
-        std::process::exit(2);
-    }));
+    let planted = value("--planted").map(|name| {
+        PlantedBug::from_name(&name).unwrap_or_else(|| {
+            eprintln!("unknown planted bug {name}; known: {:?}", PlantedBug::ALL.map(|b| b.name()));
+            std::process::exit(2);
+        })
+    });
     let check_determinism = args.iter().any(|a| a == "--check-determinism");
 
     let run_one = |seed: u64| -> RunReport {
@@ -60,7 +65,10 @@ fn main() {
         anomalies += report.anomalies.len();
         println!(
             "seed {seed}: {} faults, {} acknowledged, {} verified, {} anomalies",
-            report.faults, report.acked, report.verified, report.anomalies.len()
+            report.faults,
+            report.acked,
+            report.verified,
+            report.anomalies.len()
         );
         if !report.anomalies.is_empty() {
             let mut kinds: Vec<&str> = report.anomalies.iter().map(|a| a.kind).collect();

@@ -63,6 +63,15 @@ impl Shared {
     }
 }
 
+/// Debug trace, on with HEADWATER_SIM_VERBOSE=1 (simulated time in ms first).
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if std::env::var_os("HEADWATER_SIM_VERBOSE").is_some() {
+            eprintln!("[sim] {}", format!($($arg)*));
+        }
+    };
+}
+
 fn broker_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(BROKER_IP), BROKER_PORT)
 }
@@ -131,6 +140,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         sleep(Duration::from_millis(rng.gen_range(200..2500))).await;
         match rng.gen_range(0..10) {
             0..=3 => {
+                trace!("fault: kill and restart the broker");
                 handle.kill(broker.id());
                 disk.crash();
                 sleep(Duration::from_millis(rng.gen_range(0..1500))).await;
@@ -139,6 +149,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
             }
             4..=6 => {
                 let client = &clients[rng.gen_range(0..clients.len())];
+                trace!("fault: clog node {}", client.id());
                 net.clog_link(client.id(), broker.id());
                 net.clog_link(broker.id(), client.id());
                 sleep(Duration::from_millis(rng.gen_range(100..4000))).await;
@@ -147,6 +158,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
                 fault_count += 1;
             }
             7 => {
+                trace!("fault: clog the broker");
                 net.clog_node(broker.id());
                 sleep(Duration::from_millis(rng.gen_range(100..3000))).await;
                 net.unclog_node(broker.id());
@@ -158,6 +170,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
 
     // Healing phase: no more faults; a clean restart brings back partitions a failed fsync
     // took offline.
+    trace!("healing");
     disk.set_faults(DiskFaults::default());
     handle.kill(broker.id());
     disk.crash();
@@ -219,7 +232,10 @@ fn start_broker(handle: &Handle, disk: SimDisk, seed: u64) -> NodeHandle {
                 let config = raw.build().expect("valid sim config");
                 let storage: Arc<dyn headwater_core::Storage> = Arc::new(disk);
                 // A broker that cannot open its storage waits to be restarted.
-                if headwater_server::server::serve(config, storage, seed, std::future::pending()).await.is_err() {
+                if let Err(e) = headwater_server::server::serve(config, storage, seed, std::future::pending()).await {
+                    if std::env::var_os("HEADWATER_SIM_VERBOSE").is_some() {
+                        eprintln!("broker failed to start: {e}");
+                    }
                     std::future::pending::<()>().await;
                 }
             }
@@ -291,7 +307,12 @@ async fn producer(id: u32, acks: i16, shared: Arc<Shared>) {
         }
         let records: Vec<Record> = values
             .iter()
-            .map(|v| Record { key: None, value: Some(v.clone().into_bytes()), headers: Vec::new(), timestamp: 1_000_000 })
+            .map(|v| Record {
+                key: None,
+                value: Some(v.clone().into_bytes()),
+                headers: Vec::new(),
+                timestamp: 1_000_000,
+            })
             .collect();
         let sequence = sequences[partition as usize];
         let bytes = batch(&records, Some(Idempotence { producer_id, producer_epoch: epoch, base_sequence: sequence }));
@@ -300,7 +321,13 @@ async fn producer(id: u32, acks: i16, shared: Arc<Shared>) {
                 sequences[partition as usize] += values.len() as i32;
                 let mut history = shared.history.lock().expect("history lock");
                 for (i, value) in values.into_iter().enumerate() {
-                    history.acks.push(Ack { producer: id, durable: acks == -1, partition, offset: base_offset + i as i64, value });
+                    history.acks.push(Ack {
+                        producer: id,
+                        durable: acks == -1,
+                        partition,
+                        offset: base_offset + i as i64,
+                        value,
+                    });
                 }
                 drop(history);
                 shared.last_ack_ms.lock().expect("acks lock").insert(id, shared.elapsed_ms());
@@ -309,11 +336,15 @@ async fn producer(id: u32, acks: i16, shared: Arc<Shared>) {
                 pending = Some((partition, values, attempts + 1));
                 sleep(Duration::from_millis(50)).await;
             }
-            Ok(_) => {
+            Ok((code, _)) => {
                 // Sequence/epoch errors (or too many retries): start over with a new id.
+                trace!(
+                    "producer {id}: error {code} on partition {partition} after {attempts} attempts; new producer id"
+                );
                 identity = None;
             }
-            Err(_) => {
+            Err(e) => {
+                trace!("producer {id}: {e}");
                 conn = None;
                 if attempts < 200 {
                     pending = Some((partition, values, attempts + 1));
@@ -355,9 +386,12 @@ async fn consumer(id: u32, shared: Arc<Shared>) {
             let records = match decode_records(bytes) {
                 Ok(r) => r,
                 Err(e) => {
-                    shared.history.lock().expect("history lock").corrupt_reads.push(format!(
-                        "consumer {id} partition {partition} at {position}: {e}"
-                    ));
+                    shared
+                        .history
+                        .lock()
+                        .expect("history lock")
+                        .corrupt_reads
+                        .push(format!("consumer {id} partition {partition} at {position}: {e}"));
                     break;
                 }
             };
@@ -424,13 +458,16 @@ async fn final_read(shared: &Shared) -> bool {
 
 async fn read_partition(partition: i32) -> Option<BTreeMap<i64, String>> {
     let mut conn = Conn::connect(broker_addr()).await.ok()?;
-    let (0, earliest) = conn.list_offset(TOPIC, partition, -2).await.ok()? else { return None };
-    let (0, latest) = conn.list_offset(TOPIC, partition, -1).await.ok()? else { return None };
+    let earliest = conn.list_offset(TOPIC, partition, -2).await;
+    let latest = conn.list_offset(TOPIC, partition, -1).await;
+    trace!("final read: partition {partition} earliest {earliest:?} latest {latest:?}");
+    let (Ok((0, earliest)), Ok((0, latest))) = (earliest, latest) else { return None };
     let mut log = BTreeMap::new();
     let mut position = earliest;
     while position < latest {
         let (code, _, bytes) = conn.fetch(TOPIC, partition, position, 100).await.ok()?;
         if code != 0 {
+            trace!("final read: partition {partition} fetch at {position} error {code}");
             return None;
         }
         let records = decode_records(bytes).ok()?;

@@ -12,8 +12,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{Broker, Parked, RequestId, Response, ResponseBody};
 use crate::error::ErrorCode;
-use crate::planted::{self, PlantedBug};
 use crate::log::batch::{set_log_append_time, validate_produce};
+use crate::planted::{self, PlantedBug};
 use crate::txn::producer::SequenceCheck;
 
 /// A produce with acks=all waiting for its fsync.
