@@ -15,9 +15,15 @@
 #   KAFKA_JAVA_OPTS        extra JVM flags, e.g. to log every request:
 #                          -Dorg.slf4j.simpleLogger.log.kafka.request.logger=debug
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
+#   KAFKA_EXTRA_PROPS      extra server properties, one key=value per line,
+#                          appended to server.properties of a new broker (a
+#                          key given here overrides the same key above it), e.g.
+#                          KAFKA_EXTRA_PROPS='log.flush.interval.messages=1'
 #
 # Prints the broker's PID on stdout once it answers an ApiVersions request.
-# Writes <repo>/.deps/kafka-run/PORT.{pid,dir}; stop it with
+# Writes <repo>/.deps/kafka-run/PORT.{pid,dir,launched} (launched: the
+# wall-clock time, seconds since the epoch, just before the JVM is exec'd;
+# the benchmark measures start-up time from it); stop it with
 # bench/kafka/stop-kafka.sh [PORT]. The broker's output goes to
 # $KAFKA_WORK_DIR/kafka.log.
 set -euo pipefail
@@ -97,6 +103,9 @@ group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=4
 PROPS
+    if [[ -n "${KAFKA_EXTRA_PROPS:-}" ]]; then
+        { echo "# KAFKA_EXTRA_PROPS"; printf '%s\n' "$KAFKA_EXTRA_PROPS"; } >>"$props"
+    fi
 fi
 cport="$(sed -n 's/^controller.quorum.voters=1@127.0.0.1://p' "$props")"
 
@@ -121,6 +130,7 @@ fi
 
 # setsid: the broker outlives this script and any terminal it ran in.
 # The log is appended to, so a restart keeps the earlier run's output.
+echo "$EPOCHREALTIME" >"$run/$port.launched"
 setsid nohup java "${java_opts[@]}" -cp "$cp" kafka.Kafka "$props" >>"$log" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$run/$port.pid"

@@ -29,7 +29,7 @@ if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
         kill -KILL "$pid" 2>/dev/null || true
     fi
 fi
-rm -f "$run/$port.pid" "$run/$port.dir"
+rm -f "$run/$port.pid" "$run/$port.dir" "$run/$port.launched"
 if [[ "$keep" != "--keep" && -n "$work" && -d "$work" && "$work" == */headwater-kafka-* ]]; then
     rm -rf "$work"
 fi

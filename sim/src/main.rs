@@ -20,7 +20,11 @@ fn main() {
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     if std::env::var_os("HEADWATER_SIM_VERBOSE").is_some() {
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_max_level(tracing::Level::INFO).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .init();
     }
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let seeds: u64 = value("--seeds").and_then(|v| v.parse().ok()).unwrap_or(20);

@@ -276,11 +276,13 @@ async fn producer(id: u32, acks: i16, shared: Arc<Shared>) {
                     identity = Some((producer_id, epoch));
                     sequences = [0; PARTITIONS as usize];
                 }
-                Ok(_) => {
+                Ok((code, _, _)) => {
+                    trace!("producer {id}: InitProducerId error {code}");
                     sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                Err(_) => {
+                Err(e) => {
+                    trace!("producer {id}: InitProducerId {e}");
                     conn = None;
                     continue;
                 }
@@ -333,6 +335,9 @@ async fn producer(id: u32, acks: i16, shared: Arc<Shared>) {
                 shared.last_ack_ms.lock().expect("acks lock").insert(id, shared.elapsed_ms());
             }
             Ok((code, _)) if RETRIABLE.contains(&code) && attempts < 200 => {
+                if attempts % 20 == 0 {
+                    trace!("producer {id}: retriable error {code} on partition {partition}, attempt {attempts}");
+                }
                 pending = Some((partition, values, attempts + 1));
                 sleep(Duration::from_millis(50)).await;
             }

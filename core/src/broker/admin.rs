@@ -67,7 +67,12 @@ impl Broker {
                 format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
             ));
         }
-        let id = self.rng.uuid();
+        // Topic ids are never reused, not even those of deleted topics still named by an
+        // in-flight sync.
+        let mut id = self.rng.uuid();
+        while self.topic_names_by_id.contains_key(&id) || id.is_nil() {
+            id = self.rng.uuid();
+        }
         let log_config = config.log_config(&self.config.topic_defaults);
         let mut logs = Vec::new();
         for index in 0..partitions {

@@ -344,3 +344,18 @@ fn sync_failure_fails_the_partition_not_the_broker() {
     let ok = h.one(ApiKey::Produce, 9, produce_request("t", 1, -1, batch(&simple(1, 0), None)));
     assert_eq!(produce_result(&ok), (0, 0));
 }
+
+#[test]
+fn topic_ids_differ_across_restarts_with_the_same_seed() {
+    // Regression (simulator, seed 2): the id generator restarted from the same seed, so a
+    // topic created after a restart got the id of an existing topic, and fsync completions
+    // were applied to the wrong partitions.
+    let storage = MemStorage::new();
+    let mut h = Harness::on(storage.clone());
+    h.create_topic("first", 1, &[]);
+    let first = h.broker.topic("first").unwrap().record.id;
+    drop(h);
+    let mut h = Harness::on(storage);
+    h.create_topic("second", 1, &[]);
+    assert_ne!(h.broker.topic("second").unwrap().record.id, first);
+}

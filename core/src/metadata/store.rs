@@ -28,6 +28,9 @@ pub struct MetadataDocument {
     pub cluster_id: String,
     /// Producer ids below this may have been handed out; a restart continues from here.
     pub producer_id_block_end: i64,
+    /// How many times the broker has started on this data; seeds each start's id generator.
+    #[serde(default)]
+    pub incarnation: u64,
     pub topics: Vec<TopicRecord>,
 }
 
@@ -55,7 +58,13 @@ impl MetadataStore {
             }
             None => {
                 let store = MetadataStore {
-                    document: MetadataDocument { version: 1, cluster_id, producer_id_block_end: 0, topics: Vec::new() },
+                    document: MetadataDocument {
+                        version: 1,
+                        cluster_id,
+                        producer_id_block_end: 0,
+                        incarnation: 0,
+                        topics: Vec::new(),
+                    },
                 };
                 store.persist(storage)?;
                 Ok((store, true))

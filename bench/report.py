@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Turn bench/out/result-*.json (written by bench/run.sh) into
+bench/out/results.json and the Markdown summary docs/benchmarks.md.
+
+Run by bench/run.sh, which passes the run's context in the environment:
+CMD, RUN_START, RUN_END (epoch seconds), SYSTEMS, HW_VERSION, HW_REV,
+KAFKA_VERSION, JAVA_VERSION.
+
+Usage: report.py --out-dir bench/out --doc docs/benchmarks.md
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+
+LABELS = {
+    "headwater": "Headwater",
+    "kafka": "Kafka (default flush)",
+    "kafka-fsync": "Kafka (flush every message)",
+}
+BASELINES = ["kafka", "kafka-fsync"]
+
+
+def machine():
+    m = {"nproc": os.cpu_count(), "kernel": platform.release(), "arch": platform.machine()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    m["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    m["ram_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    # File system holding the brokers' data directories (bench/out/work).
+    try:
+        target = os.path.realpath("bench/out")
+        best = None
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, mnt, fstype = line.split()[:3]
+                if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and (
+                        best is None or len(mnt) > len(best[1])):
+                    best = (dev, mnt, fstype)
+        if best:
+            m["data_fs"] = f"{best[2]} on {best[0]}"
+    except OSError:
+        pass
+    return m
+
+
+def get(d, *path):
+    for p in path:
+        if not isinstance(d, dict) or d.get(p) is None:
+            return None
+        d = d[p]
+    return d
+
+
+def metric_values(r):
+    """The numbers the tables show, from one system's result."""
+    b = r.get("bench") or {}
+    t = b.get("throughput") or {}
+    lat = b.get("latency") or {}
+    return {
+        "records_per_sec": t.get("records_per_sec"),
+        "mb_per_sec": t.get("mb_per_sec"),
+        "produce_p50": get(lat, "produce_ms", "p50"),
+        "produce_p99": get(lat, "produce_ms", "p99"),
+        "produce_p999": get(lat, "produce_ms", "p99.9"),
+        "e2e_p50": get(lat, "e2e_ms", "p50"),
+        "e2e_p99": get(lat, "e2e_ms", "p99"),
+        "e2e_p999": get(lat, "e2e_ms", "p99.9"),
+        "vmhwm_mib": r["vmhwm_kb"] / 1024 if r.get("vmhwm_kb") else None,
+        "ready_ms": get(r, "ready", "ready_ms"),
+        "cpu_seconds": r.get("cpu_seconds"),
+    }
+
+
+def fmt(v, kind):
+    if v is None:
+        return "—"
+    if kind == "int":
+        return f"{v:,.0f}"
+    if kind == "ms":
+        return f"{v:.2f}" if v < 100 else f"{v:,.0f}"
+    if kind == "1":
+        return f"{v:,.1f}"
+    return str(v)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(x):
+    if x is None:
+        return "—"
+    return f"{x:.3f}×" if x < 0.1 else f"{x:.2f}×"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out-dir", default="bench/out")
+    ap.add_argument("--doc", default="docs/benchmarks.md")
+    a = ap.parse_args()
+    env = os.environ
+
+    systems = env.get("SYSTEMS", "headwater kafka kafka-fsync").split()
+    results = {}
+    for s in systems:
+        try:
+            with open(os.path.join(a.out_dir, f"result-{s}.json")) as f:
+                results[s] = json.load(f)
+        except (OSError, ValueError):
+            results[s] = None
+
+    start = float(env.get("RUN_START", "0"))
+    end = float(env.get("RUN_END", "0"))
+    when = datetime.datetime.fromtimestamp(start, datetime.timezone.utc) if start else None
+    mach = machine()
+    client = java = None
+    cfg = {}
+    for r in results.values():
+        b = (r or {}).get("bench") or {}
+        client = client or b.get("client")
+        java = java or b.get("java")
+        cfg = cfg or b.get("config") or {}
+
+    combined = {
+        "command": env.get("CMD"),
+        "started_utc": when.isoformat() if when else None,
+        "duration_seconds": round(end - start, 1) if start and end else None,
+        "machine": mach,
+        "headwater": f'{env.get("HW_VERSION", "")} ({env.get("HW_REV", "")})',
+        "kafka_broker": env.get("KAFKA_VERSION"),
+        "client": client,
+        "java": env.get("JAVA_VERSION"),
+        "results": results,
+    }
+    with open(os.path.join(a.out_dir, "results.json"), "w") as f:
+        json.dump(combined, f, indent=2)
+
+    vals = {s: metric_values(r) if r else {} for s, r in results.items()}
+    shown = [s for s in systems if s in LABELS]
+    hw = vals.get("headwater", {})
+
+    L = []
+    w = L.append
+    w("# Benchmarks: Headwater and Apache Kafka")
+    w("")
+    w("Written by `bench/run.sh` — do not edit by hand; rerun it (`make bench`) instead. One run,")
+    w("no repetitions: treat differences of a few percent as noise.")
+    w("")
+    w(f"- Command: `{env.get('CMD', 'bench/run.sh')}`")
+    if when:
+        w(f"- Date: {when.strftime('%Y-%m-%d %H:%M UTC')}; the whole run took "
+          f"{combined['duration_seconds']:.0f} s")
+    w(f"- Machine: {mach.get('nproc')} CPUs ({mach.get('cpu', 'unknown model')}), "
+      f"{mach.get('ram_gib')} GiB RAM, Linux {mach.get('kernel')} ({mach.get('arch')}); "
+      f"data directories on {mach.get('data_fs', 'unknown')}")
+    w(f"- Headwater: {combined['headwater']}, `target/release/headwater`")
+    w(f"- Apache Kafka broker: {combined['kafka_broker']} (Maven Central jars, KRaft, one combined "
+      f"broker+controller node), {env.get('JAVA_VERSION', 'java')}")
+    w(f"- Client for every system: Java {client or 'kafka-clients'} on {java or 'the same JVM'} "
+      f"(`bench/java/src/Bench.java`)")
+    loads = ", ".join(f"{LABELS[s]} {results[s]['loadavg_before']}" for s in shown if results.get(s))
+    w(f"- Load average (1/5/15 min) just before each system started: {loads}. The client and the "
+      f"broker share the machine's CPUs; anything else running at the same time (a compile, say) "
+      f"competes with both.")
+    w("")
+    w("## Systems")
+    w("")
+    w("| system | durability of an `acks=all` answer |")
+    w("| --- | --- |")
+    w("| Headwater | fsync of the log before the answer (group commit) |")
+    w("| Kafka (default flush) | Kafka's default flush policy: the write is in the page cache when "
+      "answered, **no fsync per write** (the OS writes it back later; a power loss or kernel crash "
+      "can lose acknowledged records on a single node) |")
+    w("| Kafka (flush every message) | `log.flush.interval.messages=1`: Kafka fsyncs the partition "
+      "log on every append (every produced batch) before answering — durability comparable to "
+      "Headwater's |")
+    w("")
+    w("Kafka runs with `-Xmx1g` (JVM default `-Xms`), G1 with `MaxGCPauseMillis=20` as Kafka's own "
+      "start scripts set, and Kafka's defaults otherwise (`num.network.threads=3`, "
+      "`num.io.threads=8`); the exact properties are in `bench/out/logs/<system>.server.properties`. "
+      "Headwater runs with its defaults. Each system gets a fresh data directory and runs alone.")
+    w("")
+    w("## Workload")
+    w("")
+    w(f"- One topic, {cfg.get('partitions', 8)} partitions, replication factor 1, created with the "
+      f"Admin client before anything is produced.")
+    w(f"- Records of {cfg.get('record_size', 1024)} bytes (value only, null key, random bytes, no "
+      f"compression), built-in partitioner.")
+    w(f"- Producer: `acks=all`, `enable.idempotence=true`, `linger.ms={cfg.get('linger_ms', 5)}`, "
+      f"`batch.size={cfg.get('batch_size', 65536)}`, `compression.type=none`, client defaults "
+      f"otherwise (`max.in.flight.requests.per.connection=5`, `buffer.memory=32 MiB`).")
+    w(f"- Warm-up: {cfg.get('warmup_records', 0):,} records, not measured.")
+    w(f"- Throughput run: {cfg.get('tput_records', 0):,} records sent as fast as the producer "
+      f"accepts them (cut after {cfg.get('tput_max_seconds', 0):g} s); rate = acknowledged records / "
+      f"(last acknowledgement − first send). MB = 10⁶ bytes of record values. The log's end "
+      f"offsets are checked to have grown by exactly the acknowledged count.")
+    w(f"- Latency run: {cfg.get('rate', 0):,} records/s for {cfg.get('lat_seconds', 0):g} s "
+      f"(paced sends), with a consumer in the same JVM assigned to all partitions (no group, "
+      f"client defaults) reading from the end of the log concurrently. Produce latency = "
+      f"acknowledgement callback − scheduled send time; end-to-end latency = the moment the "
+      f"consumer's `poll()` returns the record − scheduled send time (the scheduled time travels "
+      f"in the value). Every record must arrive exactly once with its payload intact.")
+    w("- Peak memory: `VmHWM` of the broker process from `/proc/PID/status` after both runs.")
+    w("- Start-up: wall time from launching the broker process (for Kafka: the `java kafka.Kafka` "
+      "exec after storage formatting, which is not counted) to the first answered ApiVersions "
+      "request; `bench/probe.py` sends a real ApiVersions v0 request on a new connection every "
+      "2 ms.")
+    w("")
+
+    def table(title, note, rows):
+        w(f"### {title}")
+        w("")
+        if note:
+            w(note)
+            w("")
+        head = "| metric | " + " | ".join(LABELS[s] for s in shown)
+        base = [s for s in BASELINES if s in shown]
+        if "headwater" in shown:
+            head += "".join(f" | Headwater / {LABELS[s]}" for s in base)
+        w(head + " |")
+        w("|" + " --- |" * (head.count("|")))
+        for label, key, kind in rows:
+            line = f"| {label} | " + " | ".join(fmt(vals[s].get(key), kind) for s in shown)
+            if "headwater" in shown:
+                line += "".join(f" | {fmt_ratio(ratio(hw.get(key), vals[s].get(key)))}" for s in base)
+            w(line + " |")
+        w("")
+
+    w("## Results")
+    w("")
+    table("Throughput (higher is better)", None,
+          [("records/s", "records_per_sec", "int"), ("MB/s", "mb_per_sec", "1")])
+    table(f"Produce latency at {cfg.get('rate', 0):,} records/s, ms (lower is better)", None,
+          [("p50", "produce_p50", "ms"), ("p99", "produce_p99", "ms"), ("p99.9", "produce_p999", "ms")])
+    table(f"End-to-end latency at {cfg.get('rate', 0):,} records/s, ms (lower is better)", None,
+          [("p50", "e2e_p50", "ms"), ("p99", "e2e_p99", "ms"), ("p99.9", "e2e_p999", "ms")])
+    table("Broker peak memory (lower is better)", None, [("VmHWM, MiB", "vmhwm_mib", "1")])
+    table("Start-up to first answered request (lower is better)", None, [("ms", "ready_ms", "1")])
+    table("Broker CPU time over the whole session (start-up, warm-up, both runs; for context)", None,
+          [("CPU seconds", "cpu_seconds", "1")])
+
+    # Detail: anything a reader needs to trust (or distrust) the numbers above.
+    w("### Run details")
+    w("")
+    w("| system | throughput records acked / sent (s) | latency run: sent at | acked | consumed | "
+      "errors / duplicates / corrupt | client problems |")
+    w("| --- | --- | --- | --- | --- | --- | --- |")
+    for s in shown:
+        r = results.get(s)
+        b = (r or {}).get("bench") or {}
+        t = b.get("throughput") or {}
+        lat = b.get("latency") or {}
+        if not r or not b:
+            w(f"| {LABELS[s]} | no results (see `bench/out/logs/`) | | | | | |")
+            continue
+        probs = "; ".join(b.get("problems") or []) or "none"
+        if not r.get("alive_after_run"):
+            probs += "; broker process was gone after the run"
+        w(f"| {LABELS[s]} | {t.get('acked', 0):,} / {t.get('sent', 0):,} ({t.get('seconds', 0):.1f} s"
+          f"{', cut by time limit' if t.get('cut_by_time_limit') else ''}) | "
+          f"{lat.get('achieved_send_rate', 0):,.0f} records/s | {lat.get('acked', 0):,} | "
+          f"{lat.get('consumed', 0):,} | {lat.get('errors', 0)} / {lat.get('duplicates', 0)} / "
+          f"{lat.get('corrupt', 0)} | {probs} |")
+    w("")
+
+    # ---- where we stand -----------------------------------------------------------
+    w("## Where we stand")
+    w("")
+    w("Targets: at least Kafka's throughput, at most half its p99 latency, at most a fifth of its "
+      "memory, ready in under 100 ms. Measured against both Kafka configurations; the one with "
+      "comparable durability is *flush every message*.")
+    w("")
+
+    def verdict(x, ok):
+        if x is None:
+            return "no data"
+        return "met" if ok(x) else "**not met**"
+
+    def against(key, ok, what):
+        parts = []
+        for s in BASELINES:
+            if s not in shown:
+                continue
+            x = ratio(hw.get(key), vals[s].get(key))
+            parts.append(f"{fmt_ratio(x)} {LABELS[s]} ({verdict(x, ok)})")
+        return f"- {what}: " + "; ".join(parts) + "."
+
+    if "headwater" not in shown or not hw:
+        w("- Headwater produced no results in this run; nothing to compare.")
+    else:
+        w(against("records_per_sec", lambda x: x >= 1.0,
+                  f"Throughput ≥ Kafka: Headwater {fmt(hw.get('records_per_sec'), 'int')} records/s is"))
+        w(against("produce_p99", lambda x: x <= 0.5,
+                  f"Produce p99 ≤ ½ Kafka: Headwater {fmt(hw.get('produce_p99'), 'ms')} ms is"))
+        w(against("e2e_p99", lambda x: x <= 0.5,
+                  f"End-to-end p99 ≤ ½ Kafka: Headwater {fmt(hw.get('e2e_p99'), 'ms')} ms is"))
+        w(against("vmhwm_mib", lambda x: x <= 0.2,
+                  f"Memory ≤ ⅕ Kafka: Headwater {fmt(hw.get('vmhwm_mib'), '1')} MiB peak RSS is"))
+        rm = hw.get("ready_ms")
+        w(f"- Ready < 100 ms: Headwater answered its first request {fmt(rm, '1')} ms after launch "
+          f"({verdict(rm, lambda x: x < 100)}).")
+        bad = [s for s in shown if not results.get(s) or not get(results[s], "bench", "ok")]
+        if bad:
+            w(f"- Runs with errors or missing data: {', '.join(LABELS[s] for s in bad)} — see the run "
+              f"details above and `bench/out/logs/`.")
+        else:
+            w("- Every system delivered every record of the latency run exactly once, intact, and "
+              "the throughput run's log growth matched the acknowledged count.")
+    w("")
+    w("Raw results: `bench/out/results.json` (per system: `bench/out/result-<system>.json`, "
+      "broker and client logs in `bench/out/logs/`).")
+    w("")
+
+    os.makedirs(os.path.dirname(a.doc) or ".", exist_ok=True)
+    with open(a.doc, "w") as f:
+        f.write("\n".join(L))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

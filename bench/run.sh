@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Benchmark Headwater against Apache Kafka 4.3.1 on this machine, one broker at
+# a time, with the same Java client (kafka-clients 4.3.1, bench/java/src/Bench.java)
+# and the same workload; write the raw results to bench/out/ and the summary
+# to docs/benchmarks.md.
+#
+# Systems (each on a fresh data directory under bench/out/work/):
+#   headwater     target/release/headwater (fsyncs before answering acks=all)
+#   kafka         Kafka 4.3.1 KRaft, default flush policy (no fsync per write)
+#   kafka-fsync   Kafka 4.3.1 KRaft, log.flush.interval.messages=1 (fsync per append)
+#
+# Per system: start-up time (launch -> first answered ApiVersions, bench/probe.py),
+# then Bench: create the topic, warm up, max-throughput run, fixed-rate latency
+# run with a concurrent consumer; then the broker's peak RSS (VmHWM) and CPU time
+# from /proc, then stop it.
+#
+# Assumes scripts/setup-test-deps.sh and `cargo build --release` have run
+# (`make bench` does both first). Fetches the Kafka jars if needed.
+#
+# Environment (defaults are what docs/benchmarks.md is written with):
+#   BENCH_SYSTEMS          systems to run, in order (default "headwater kafka kafka-fsync")
+#   BENCH_WARMUP_RECORDS   unmeasured records first (default 20000)
+#   BENCH_TPUT_RECORDS     records in the throughput run (default 500000)
+#   BENCH_TPUT_MAX_SECONDS cut the throughput run after this long (default 30)
+#   BENCH_RATE             records/s in the latency run (default 5000)
+#   BENCH_LAT_SECONDS      length of the latency run (default 20)
+#   BENCH_DOC              where to write the summary (default docs/benchmarks.md)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+systems="${BENCH_SYSTEMS:-headwater kafka kafka-fsync}"
+warmup="${BENCH_WARMUP_RECORDS:-20000}"
+tput_records="${BENCH_TPUT_RECORDS:-500000}"
+tput_max="${BENCH_TPUT_MAX_SECONDS:-30}"
+rate="${BENCH_RATE:-5000}"
+lat_seconds="${BENCH_LAT_SECONDS:-20}"
+doc="${BENCH_DOC:-docs/benchmarks.md}"
+
+out="bench/out"
+hw_bin="$root/target/release/headwater"
+classes=".deps/bench-classes"
+run_start="$EPOCHREALTIME"
+
+say() { echo "bench: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# --- prerequisites ----------------------------------------------------------------
+[[ -x "$hw_bin" ]] || die "$hw_bin missing; run: cargo build --release"
+compgen -G ".deps/java/kafka-clients-*.jar" >/dev/null \
+    || die ".deps/java has no kafka-clients jar; run: scripts/setup-test-deps.sh"
+command -v javac >/dev/null || die "javac not found; run: scripts/setup-test-deps.sh"
+command -v python3 >/dev/null || die "python3 not found"
+bench/kafka/fetch-kafka.sh
+
+src="bench/java/src/Bench.java"
+want="$(cat "$src" .deps/java/.stamp 2>/dev/null | sha256sum | cut -d' ' -f1)"
+if [[ "$(cat "$classes/.stamp" 2>/dev/null)" != "$want" ]]; then
+    say "compiling $src"
+    rm -rf "$classes"
+    mkdir -p "$classes"
+    javac -nowarn --release 17 -encoding UTF-8 -cp ".deps/java/*" -d "$classes" "$src"
+    echo "$want" >"$classes/.stamp"
+fi
+
+mkdir -p "$out/logs" "$out/work"
+rm -f "$out"/result-*.json "$out"/bench-*.json "$out"/ready-*.json "$out/results.json" "$out"/logs/*
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# --- clean-up of whatever is running when we exit ----------------------------------------
+cur_hw_pid=""
+cur_kafka_port=""
+cur_probe_pid=""
+cleanup() {
+    [[ -n "$cur_probe_pid" ]] && kill "$cur_probe_pid" 2>/dev/null || true
+    if [[ -n "$cur_hw_pid" ]] && kill -0 "$cur_hw_pid" 2>/dev/null; then
+        kill -TERM "$cur_hw_pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$cur_hw_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$cur_hw_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$cur_kafka_port" ]]; then
+        bench/kafka/stop-kafka.sh "$cur_kafka_port" --keep || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+proc_field() { # proc_field PID KEY -> value in kB from /proc/PID/status
+    awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"
+}
+cpu_seconds() { # user+system CPU time of PID, in seconds
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
+# --- one system ----------------------------------------------------------------------
+run_system() {
+    local name="$1" port work launched_file pid log bench_rc=0 loadavg
+    port="$(free_port)"
+    work="$root/$out/work/$name"
+    log="$out/logs/$name.log"
+    rm -rf "$work"
+    mkdir -p "$work"
+    loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
+    say "=== $name on 127.0.0.1:$port (load average before: $loadavg)"
+
+    case "$name" in
+        headwater) launched_file="$work/launched" ;;
+        kafka|kafka-fsync)
+            launched_file="$root/.deps/kafka-run/$port.launched"
+            rm -f "$launched_file" ;;
+        *) die "unknown system '$name'" ;;
+    esac
+
+    # The prober is polling before the broker is launched.
+    python3 bench/probe.py --port "$port" --launched-file "$launched_file" \
+        --started-file "$work/probe-started" --timeout 180 >"$out/ready-$name.json" &
+    cur_probe_pid=$!
+    for _ in $(seq 1 500); do [[ -e "$work/probe-started" ]] && break; sleep 0.01; done
+    [[ -e "$work/probe-started" ]] || die "readiness prober did not start"
+
+    case "$name" in
+        headwater)
+            # Read the binary once so a cold page cache (e.g. right after a
+            # rebuild) is not counted; Kafka's jars are read by its storage
+            # format step before its measured launch in the same way.
+            "$hw_bin" --version >/dev/null
+            echo "$EPOCHREALTIME" >"$launched_file"
+            "$hw_bin" serve --listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" \
+                --data-dir "$work/data" --node-id 1 >"$log" 2>&1 </dev/null &
+            pid=$!
+            cur_hw_pid=$pid
+            ;;
+        kafka|kafka-fsync)
+            # Kafka's own defaults for the thread pools (start-kafka.sh trims
+            # them for the test suite); -Xmx1g and the JVM's default -Xms.
+            local extra=$'num.network.threads=3\nnum.io.threads=8'
+            [[ "$name" == kafka-fsync ]] && extra+=$'\nlog.flush.interval.messages=1'
+            cur_kafka_port=$port
+            pid="$(KAFKA_WORK_DIR="$work/headwater-kafka-$name" KAFKA_HEAP_OPTS="-Xmx1g" \
+                   KAFKA_EXTRA_PROPS="$extra" KAFKA_START_TIMEOUT=180 \
+                   bench/kafka/start-kafka.sh "$port")" \
+                || { wait "$cur_probe_pid" || true; cur_probe_pid=""; die "$name did not start"; }
+            ;;
+    esac
+
+    if ! wait "$cur_probe_pid"; then
+        cur_probe_pid=""
+        say "$name never answered ApiVersions: $(cat "$out/ready-$name.json")"
+        [[ -f "$log" ]] && tail -n 40 "$log" >&2
+        return 1
+    fi
+    cur_probe_pid=""
+    say "$name ready: $(cat "$out/ready-$name.json")"
+
+    # Client logging: warnings, plus the fetch-session handler's notes.
+    timeout 600 java -Xmx1g -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+        -Dorg.slf4j.simpleLogger.log.org.apache.kafka.clients.FetchSessionHandler=info \
+        -Dorg.slf4j.simpleLogger.showDateTime=true -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS \
+        -cp "$classes:.deps/java/*" Bench --bootstrap "127.0.0.1:$port" \
+        --topic bench --partitions 8 --record-size 1024 --linger-ms 5 --batch-size 65536 \
+        --warmup-records "$warmup" --tput-records "$tput_records" --tput-max-seconds "$tput_max" \
+        --rate "$rate" --lat-seconds "$lat_seconds" \
+        >"$out/bench-$name.json" 2> >(tee "$out/logs/bench-$name.err" >&2) || bench_rc=$?
+
+    local alive=true hwm="" rss="" cpu=""
+    if kill -0 "$pid" 2>/dev/null; then
+        hwm="$(proc_field "$pid" VmHWM)"
+        rss="$(proc_field "$pid" VmRSS)"
+        cpu="$(cpu_seconds "$pid")"
+    else
+        alive=false
+        say "$name: broker process $pid is gone after the run"
+    fi
+    local du_kb
+    du_kb="$(du -sk "$work" | cut -f1)"
+
+    # Stop it.
+    case "$name" in
+        headwater)
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -0 "$pid" 2>/dev/null && { say "headwater did not exit on SIGTERM; killing"; kill -KILL "$pid"; }
+            wait "$pid" 2>/dev/null || true
+            cur_hw_pid=""
+            ;;
+        kafka|kafka-fsync)
+            bench/kafka/stop-kafka.sh "$port" --keep
+            cur_kafka_port=""
+            cp "$work/headwater-kafka-$name/kafka.log" "$log" 2>/dev/null || true
+            cp "$work/headwater-kafka-$name/server.properties" "$out/logs/$name.server.properties" 2>/dev/null || true
+            ;;
+    esac
+    rm -rf "$work"
+
+    NAME="$name" PORT="$port" PID="$pid" ALIVE="$alive" HWM="$hwm" RSS="$rss" CPU="$cpu" \
+    LOADAVG="$loadavg" BENCH_RC="$bench_rc" DU_KB="$du_kb" OUT="$out" python3 - <<'PY'
+import json, os
+o = os.environ
+def load(path):
+    try:
+        with open(path) as f:
+            lines = [l for l in f.read().splitlines() if l.strip()]
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+res = {
+    "system": o["NAME"],
+    "port": int(o["PORT"]),
+    "pid": int(o["PID"]),
+    "alive_after_run": o["ALIVE"] == "true",
+    "vmhwm_kb": int(o["HWM"]) if o["HWM"] else None,
+    "vmrss_kb": int(o["RSS"]) if o["RSS"] else None,
+    "cpu_seconds": float(o["CPU"]) if o["CPU"] else None,
+    "data_dir_kb_at_end": int(o["DU_KB"]),
+    "loadavg_before": o["LOADAVG"],
+    "bench_exit_code": int(o["BENCH_RC"]),
+    "ready": load(f'{o["OUT"]}/ready-{o["NAME"]}.json'),
+    "bench": load(f'{o["OUT"]}/bench-{o["NAME"]}.json'),
+}
+with open(f'{o["OUT"]}/result-{o["NAME"]}.json', "w") as f:
+    json.dump(res, f, indent=2)
+PY
+    if (( bench_rc != 0 )); then
+        say "$name: Bench exited with $bench_rc (see $out/logs/bench-$name.err and $log)"
+    fi
+    say "$name: VmHWM ${hwm:-?} kB, CPU ${cpu:-?} s"
+}
+
+for s in $systems; do
+    run_system "$s" || say "$s: failed; continuing with the next system"
+done
+
+# --- summary --------------------------------------------------------------------------
+if [[ -n "${MAKELEVEL:-}" ]]; then cmd="make bench"; else cmd="bench/run.sh"; fi
+overrides="$(env | grep -E '^BENCH_[A-Z_]+=' | sort | tr '\n' ' ' || true)"
+[[ -n "$overrides" ]] && cmd="$overrides$cmd"
+kafka_jar="$(basename "$(compgen -G ".deps/kafka/kafka_2.13-*.jar" | head -1)")"
+rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git diff --quiet HEAD 2>/dev/null || rev="$rev (with uncommitted changes)"
+
+CMD="$cmd" RUN_START="$run_start" RUN_END="$EPOCHREALTIME" SYSTEMS="$systems" \
+HW_VERSION="$("$hw_bin" --version 2>&1 | head -1)" HW_REV="$rev" \
+KAFKA_VERSION="$(basename "${kafka_jar#kafka_2.13-}" .jar)" JAVA_VERSION="$(java -version 2>&1 | head -1)" \
+    python3 bench/report.py --out-dir "$out" --doc "$doc"
+say "wrote $doc and $out/results.json in $(python3 -c "print(round($EPOCHREALTIME - $run_start))") s"
