@@ -271,6 +271,10 @@ def main():
             w(f"| {LABELS[s]} | no results (see `bench/out/logs/`) | | | | | |")
             continue
         probs = "; ".join(b.get("problems") or []) or "none"
+        notes = r.get("client_discarded_fetch_response_notes") or 0
+        if notes:
+            probs += (f"; the client logged {notes} “invalid full fetch response” note(s) "
+                      f"(it discarded that fetch response and fetched again)")
         if not r.get("alive_after_run"):
             probs += "; broker process was gone after the run"
         w(f"| {LABELS[s]} | {t.get('acked', 0):,} / {t.get('sent', 0):,} ({t.get('seconds', 0):.1f} s"
@@ -278,6 +282,12 @@ def main():
           f"{lat.get('achieved_send_rate', 0):,.0f} records/s | {lat.get('acked', 0):,} | "
           f"{lat.get('consumed', 0):,} | {lat.get('errors', 0)} / {lat.get('duplicates', 0)} / "
           f"{lat.get('corrupt', 0)} | {probs} |")
+    w("")
+    for s in shown:
+        eff = (results.get(s) or {}).get("broker_effective_config") or {}
+        if eff:
+            w(f"- {LABELS[s]} logged its effective settings as: "
+              + ", ".join(f"`{k} = {v}`" for k, v in sorted(eff.items())) + ".")
     w("")
 
     # ---- where we stand -----------------------------------------------------------
@@ -293,26 +303,23 @@ def main():
             return "no data"
         return "met" if ok(x) else "**not met**"
 
-    def against(key, ok, what):
+    def against(key, ok, what, kind, unit):
         parts = []
         for s in BASELINES:
             if s not in shown:
                 continue
             x = ratio(hw.get(key), vals[s].get(key))
-            parts.append(f"{fmt_ratio(x)} {LABELS[s]} ({verdict(x, ok)})")
-        return f"- {what}: " + "; ".join(parts) + "."
+            parts.append(f"{fmt_ratio(x)} {LABELS[s]}'s {fmt(vals[s].get(key), kind)} {unit} "
+                         f"({verdict(x, ok)})")
+        return f"- {what}: Headwater's {fmt(hw.get(key), kind)} {unit} is " + " and ".join(parts) + "."
 
     if "headwater" not in shown or not hw:
         w("- Headwater produced no results in this run; nothing to compare.")
     else:
-        w(against("records_per_sec", lambda x: x >= 1.0,
-                  f"Throughput ≥ Kafka: Headwater {fmt(hw.get('records_per_sec'), 'int')} records/s is"))
-        w(against("produce_p99", lambda x: x <= 0.5,
-                  f"Produce p99 ≤ ½ Kafka: Headwater {fmt(hw.get('produce_p99'), 'ms')} ms is"))
-        w(against("e2e_p99", lambda x: x <= 0.5,
-                  f"End-to-end p99 ≤ ½ Kafka: Headwater {fmt(hw.get('e2e_p99'), 'ms')} ms is"))
-        w(against("vmhwm_mib", lambda x: x <= 0.2,
-                  f"Memory ≤ ⅕ Kafka: Headwater {fmt(hw.get('vmhwm_mib'), '1')} MiB peak RSS is"))
+        w(against("records_per_sec", lambda x: x >= 1.0, "Throughput ≥ Kafka's", "int", "records/s"))
+        w(against("produce_p99", lambda x: x <= 0.5, "Produce p99 ≤ ½ Kafka's", "ms", "ms"))
+        w(against("e2e_p99", lambda x: x <= 0.5, "End-to-end p99 ≤ ½ Kafka's", "ms", "ms"))
+        w(against("vmhwm_mib", lambda x: x <= 0.2, "Peak memory ≤ ⅕ Kafka's", "1", "MiB"))
         rm = hw.get("ready_ms")
         w(f"- Ready < 100 ms: Headwater answered its first request {fmt(rm, '1')} ms after launch "
           f"({verdict(rm, lambda x: x < 100)}).")

@@ -196,7 +196,17 @@ run_system() {
     esac
     rm -rf "$work"
 
-    NAME="$name" PORT="$port" PID="$pid" ALIVE="$alive" HWM="$hwm" RSS="$rss" CPU="$cpu" \
+    # What the broker says it runs with (Kafka logs its effective config), and
+    # how often the client noted a fetch response it discarded.
+    local effective=""
+    if [[ "$name" != headwater && -f "$log" ]]; then
+        effective="$(grep -E '^\s*(log\.flush\.interval\.messages|log\.flush\.interval\.ms|num\.io\.threads|num\.network\.threads) = ' "$log" \
+                     | sed 's/^\s*//' | sort -u | paste -sd ';' || true)"
+    fi
+    local fetch_notes
+    fetch_notes="$(grep -c 'invalid full fetch response\|invalid incremental fetch response' "$out/logs/bench-$name.err" || true)"
+
+    EFFECTIVE="$effective" FETCH_NOTES="${fetch_notes:-0}" NAME="$name" PORT="$port" PID="$pid" ALIVE="$alive" HWM="$hwm" RSS="$rss" CPU="$cpu" \
     LOADAVG="$loadavg" BENCH_RC="$bench_rc" DU_KB="$du_kb" OUT="$out" python3 - <<'PY'
 import json, os
 o = os.environ
@@ -218,6 +228,8 @@ res = {
     "data_dir_kb_at_end": int(o["DU_KB"]),
     "loadavg_before": o["LOADAVG"],
     "bench_exit_code": int(o["BENCH_RC"]),
+    "broker_effective_config": dict(kv.split(" = ", 1) for kv in o["EFFECTIVE"].split(";") if " = " in kv),
+    "client_discarded_fetch_response_notes": int(o["FETCH_NOTES"]),
     "ready": load(f'{o["OUT"]}/ready-{o["NAME"]}.json'),
     "bench": load(f'{o["OUT"]}/bench-{o["NAME"]}.json'),
 }

@@ -37,14 +37,15 @@ fn main() {
         })
     });
     let check_determinism = args.iter().any(|a| a == "--check-determinism");
+    let verbose = args.iter().any(|a| a == "--verbose") || single.is_some();
 
     let run_one = |seed: u64| -> RunReport {
-        let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, network_config(seed));
         runtime.block_on(run(seed, planted))
     };
 
     if let (Some(seed), true) = (single, check_determinism) {
-        madsim::runtime::Runtime::check_determinism(seed, madsim::Config::default(), || async move {
+        madsim::runtime::Runtime::check_determinism(seed, network_config(seed), || async move {
             let report = run(madsim::runtime::Handle::current().seed(), None).await;
             assert!(report.acked > 0);
         });
@@ -67,13 +68,15 @@ fn main() {
         acked += report.acked;
         verified += report.verified;
         anomalies += report.anomalies.len();
-        println!(
-            "seed {seed}: {} faults, {} acknowledged, {} verified, {} anomalies",
-            report.faults,
-            report.acked,
-            report.verified,
-            report.anomalies.len()
-        );
+        if verbose || !report.anomalies.is_empty() {
+            println!(
+                "seed {seed}: {} faults, {} acknowledged, {} verified, {} anomalies",
+                report.faults,
+                report.acked,
+                report.verified,
+                report.anomalies.len()
+            );
+        }
         if !report.anomalies.is_empty() {
             let mut kinds: Vec<&str> = report.anomalies.iter().map(|a| a.kind).collect();
             kinds.sort();
@@ -100,4 +103,16 @@ fn main() {
         None if !failed_seeds.is_empty() => std::process::exit(1),
         None => {}
     }
+}
+
+/// Network latency and packet loss for a seed (TCP in madsim retransmits lost packets, so loss
+/// shows as delay). Derived from the seed with Headwater's own generator, outside the runtime.
+#[cfg(madsim)]
+fn network_config(seed: u64) -> madsim::Config {
+    let mut rng = headwater_core::rng::Rng::new(seed ^ 0x0005_EED0_F4E7);
+    let mut config = madsim::Config::default();
+    config.net.packet_loss_rate = (rng.next_u64() % 50) as f64 / 1000.0;
+    let latency_max_ms = 2 + rng.next_u64() % 20;
+    config.net.send_latency = std::time::Duration::from_millis(1)..std::time::Duration::from_millis(latency_max_ms);
+    config
 }
