@@ -163,7 +163,8 @@ def main():
     w("Written by `bench/run.sh` — do not edit by hand; rerun it (`make bench`) instead. One run,")
     w("no repetitions: treat differences of a few percent as noise.")
     w("")
-    w(f"- Command: `{env.get('CMD', 'bench/run.sh')}`")
+    w(f"- Command: `{env.get('CMD', 'bench/run.sh')}` (`make bench` runs `scripts/setup-test-deps.sh` and "
+      f"`cargo build --release --locked`, then `bench/run.sh`)")
     if when:
         w(f"- Date: {when.strftime('%Y-%m-%d %H:%M UTC')}; the whole run took "
           f"{combined['duration_seconds']:.0f} s")
