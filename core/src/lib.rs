@@ -33,6 +33,7 @@ pub mod alloc_guard;
 pub mod broker;
 pub mod constants;
 pub mod error;
+pub mod group;
 pub mod log;
 pub mod metadata;
 pub mod planted;
