@@ -62,7 +62,22 @@ fn main() {
     let mut expected_found = false;
     let mut seeds_run = 0usize;
     for &seed in &seed_list {
-        let report = run_one(seed);
+        // A panic anywhere (broker or harness) is reported with its seed, not a bare abort.
+        let report = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_one(seed))) {
+            Ok(report) => report,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".to_string());
+                RunReport {
+                    seed,
+                    anomalies: vec![headwater_sim::checker::Anomaly { kind: "panic", detail: message }],
+                    ..RunReport::default()
+                }
+            }
+        };
         seeds_run += 1;
         faults += report.faults;
         acked += report.acked;

@@ -30,6 +30,7 @@ use crate::history::{Ack, History, Poll};
 
 pub const TOPIC: &str = "sim";
 pub const PARTITIONS: i32 = 3;
+const CONSUMERS: u32 = 2;
 const FAULT_PHASE: Duration = Duration::from_secs(20);
 /// After healing starts, every producer must be acknowledged within this.
 pub const HEAL_BOUND: Duration = Duration::from_secs(15);
@@ -54,6 +55,8 @@ struct Shared {
     healing_started_ms: AtomicU64,
     /// producer id -> last acknowledgement time (ms of simulated time since start)
     last_ack_ms: Mutex<BTreeMap<u32, u64>>,
+    /// consumer id -> last time a fetch returned records
+    last_read_ms: Mutex<BTreeMap<u32, u64>>,
     started: Instant,
 }
 
@@ -94,6 +97,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         stop: AtomicBool::new(false),
         healing_started_ms: AtomicU64::new(u64::MAX),
         last_ack_ms: Mutex::new(BTreeMap::new()),
+        last_read_ms: Mutex::new(BTreeMap::new()),
         started: Instant::now(),
     });
 
@@ -123,7 +127,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         node.spawn(producer(id, acks, shared.clone()));
         clients.push(node);
     }
-    for id in 0..2u32 {
+    for id in 0..CONSUMERS {
         let node = client_node(&handle, &format!("consumer-{id}"), 50 + id as u8);
         node.spawn(consumer(id, shared.clone()));
         clients.push(node);
@@ -186,6 +190,12 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
             let healthy = last.get(&id).is_some_and(|&t| t >= heal_start);
             if !healthy {
                 history.stuck.push(format!("producer {id} got no acknowledgement within {HEAL_BOUND:?} after healing"));
+            }
+        }
+        let reads = shared.last_read_ms.lock().expect("reads lock");
+        for id in 0..CONSUMERS {
+            if !reads.get(&id).is_some_and(|&t| t >= heal_start) {
+                history.stuck.push(format!("consumer {id} read nothing within {HEAL_BOUND:?} after healing"));
             }
         }
     }
@@ -412,6 +422,7 @@ async fn consumer(id: u32, shared: Arc<Shared>) {
             }
             history.polls.push(Poll { session, partition, position, offsets: offsets.clone(), max_offset });
             drop(history);
+            shared.last_read_ms.lock().expect("reads lock").insert(id, shared.elapsed_ms());
             if let Some(&last) = offsets.last() {
                 position = last + 1;
             } else {

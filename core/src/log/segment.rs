@@ -157,8 +157,11 @@ impl Segment {
             let Some(size) = header.size_bytes() else {
                 break;
             };
+            // Batches in a segment are contiguous: the first starts at the segment's base offset
+            // and each follows the last. `baseOffset` lies outside the CRC, so a damaged one is
+            // caught here or not at all (found by the simulator, seed 566).
             if position + size as u64 > file_len
-                || header.base_offset < self.next_offset
+                || header.base_offset != self.next_offset
                 || header.last_offset_delta < 0
             {
                 break;

@@ -217,3 +217,21 @@ proptest::proptest! {
         proptest::prop_assert_eq!(base + 1, log.end_offset());
     }
 }
+
+#[test]
+fn recovery_cuts_at_a_batch_whose_base_offset_is_damaged() {
+    // Regression (simulator, seed 566): baseOffset lies outside the CRC; a bit flip there made
+    // recovery accept a batch far past the log end, and the next append panicked.
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage.clone(), "t-0", LogConfig::default(), 0).unwrap();
+    append_n(&mut log, 3, 2, 0);
+    sync_all(&mut log);
+    let second_batch_position = batch(&simple(2, 0), None).len();
+    drop(log);
+    storage.flip_bit("t-0/00000000000000000000.log", second_batch_position + 3, 6);
+    let (mut log, report) = Log::open(storage, "t-0", LogConfig::default(), 0, 0, 0).unwrap();
+    assert!(report.truncated_bytes > 0);
+    assert_eq!(log.end_offset(), 2);
+    let mut bytes = batch(&simple(1, 0), None);
+    assert_eq!(log.append(&mut bytes, 0, 0).unwrap(), 2);
+}
