@@ -31,6 +31,26 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "how often retention and segment.ms rolls run (log.retention.check.interval.ms)",
     ),
     ("connections_max", "10000", "most client connections at once"),
+    (
+        "group_initial_rebalance_delay_ms",
+        "3000",
+        "how long a new consumer group waits for more members (group.initial.rebalance.delay.ms)",
+    ),
+    (
+        "group_min_session_timeout_ms",
+        "6000",
+        "smallest session timeout a consumer may ask for (group.min.session.timeout.ms)",
+    ),
+    (
+        "group_max_session_timeout_ms",
+        "1800000",
+        "largest session timeout a consumer may ask for (group.max.session.timeout.ms)",
+    ),
+    (
+        "offsets_retention_minutes",
+        "10080",
+        "committed offsets of groups without members are deleted after this long (offsets.retention.minutes)",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +66,8 @@ pub struct ServerConfig {
     pub socket_request_max_bytes: usize,
     pub connections_max: usize,
     pub retention_check_interval_ms: i64,
+    pub group: headwater_core::group::GroupConfig,
+    pub offsets_retention_ms: i64,
     /// Broker-wide topic config defaults, by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -187,6 +209,28 @@ impl RawConfig {
         let socket_request_max_bytes = self.get("socket_request_max_bytes", |v| positive(v).map(|n| n as usize))?;
         let connections_max = self.get("connections_max", |v| positive(v).map(|n| n as usize))?;
         let retention_check_interval_ms = self.get("log_retention_check_interval_ms", positive)?;
+        let int_at_least = |min: i64| {
+            move |v: &str| -> Result<i32, String> {
+                let n: i32 = v.parse().map_err(|_| format!("{v:?} is not a 32-bit integer"))?;
+                if i64::from(n) < min {
+                    Err(format!("{n} must be at least {min}"))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        let group = headwater_core::group::GroupConfig {
+            initial_rebalance_delay_ms: i64::from(self.get("group_initial_rebalance_delay_ms", int_at_least(0))?),
+            session_timeout_min_ms: self.get("group_min_session_timeout_ms", int_at_least(1))?,
+            session_timeout_max_ms: self.get("group_max_session_timeout_ms", int_at_least(1))?,
+            ..headwater_core::group::GroupConfig::default()
+        };
+        if group.session_timeout_min_ms > group.session_timeout_max_ms {
+            return Err(ConfigError(
+                "config key `group_min_session_timeout_ms` is larger than `group_max_session_timeout_ms`".into(),
+            ));
+        }
+        let offsets_retention_ms = self.get("offsets_retention_minutes", positive)? * 60_000;
         let data_dir =
             self.get(
                 "data_dir",
@@ -221,6 +265,8 @@ impl RawConfig {
             socket_request_max_bytes,
             connections_max,
             retention_check_interval_ms,
+            group,
+            offsets_retention_ms,
             topic_defaults,
         })
     }

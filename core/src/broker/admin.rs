@@ -213,6 +213,12 @@ impl Broker {
     /// Deletes a topic: renames its directories to `*-delete` (so a crash midway cannot leave a
     /// half topic), persists the metadata without it, then removes the directories.
     fn delete_topic(&mut self, name: &str) -> Result<uuid::Uuid, AdminError> {
+        if Broker::is_internal(name) {
+            return Err((
+                ErrorCode::InvalidTopicException,
+                format!("{name} is an internal topic and cannot be deleted"),
+            ));
+        }
         let topic = self
             .topics
             .remove(name)

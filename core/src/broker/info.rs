@@ -105,6 +105,9 @@ impl Broker {
                     if api_version >= 10 {
                         entry.topic_id = topic.record.id;
                     }
+                    if api_version >= 1 {
+                        entry.is_internal = Broker::is_internal(&name);
+                    }
                     if topic_operations {
                         entry.topic_authorized_operations = TOPIC_OPERATIONS;
                     }

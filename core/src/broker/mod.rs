@@ -21,6 +21,7 @@
 
 mod admin;
 mod fetch;
+mod groups;
 mod info;
 mod offsets;
 mod produce;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use crate::constants::RETENTION_CHECK_INTERVAL_MS;
+use crate::group::{Coordinator, GroupConfig, OffsetStore, OFFSETS_TOPIC};
 use crate::log::batch::NO_PRODUCER_ID;
 use crate::log::checkpoint;
 use crate::log::{Log, RecoveryReport};
@@ -118,6 +120,11 @@ pub struct BrokerConfig {
     pub seed: u64,
     /// `log.retention.check.interval.ms`: how often retention and `segment.ms` rolls run.
     pub retention_check_interval_ms: i64,
+    /// Consumer-group settings.
+    pub group: GroupConfig,
+    /// `offsets.retention.minutes`, in ms: committed offsets of groups without members are
+    /// deleted after this long without a commit.
+    pub offsets_retention_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -131,6 +138,8 @@ impl Default for BrokerConfig {
             topic_defaults: BTreeMap::new(),
             seed: 0,
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS,
+            group: GroupConfig::default(),
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -143,6 +152,7 @@ pub struct StartupReport {
     pub partitions: usize,
     pub recovery: RecoveryReport,
     pub producers: usize,
+    pub committed_offsets: usize,
 }
 
 const RECOVERY_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
@@ -173,6 +183,7 @@ struct SyncInFlight {
 pub(crate) enum Parked {
     Produce(produce::ParkedProduce),
     Fetch(fetch::ParkedFetch),
+    Offsets(groups::ParkedOffsets),
 }
 
 pub struct Broker {
@@ -183,6 +194,8 @@ pub struct Broker {
     topic_names_by_id: BTreeMap<uuid::Uuid, String>,
     next_producer_id: i64,
     rng: Rng,
+    groups: Coordinator,
+    offsets: OffsetStore,
     outputs: VecDeque<Output>,
     parked: Vec<Parked>,
     sync_in_flight: Option<SyncInFlight>,
@@ -252,6 +265,8 @@ impl Broker {
         report.topics = topics.len();
         let next_producer_id = metadata.document.producer_id_block_end.max(max_producer_id + 1);
         let retention_check_interval_ms = config.retention_check_interval_ms;
+        let mut rng = rng;
+        let groups = Coordinator::new(config.group.clone(), rng.next_u64());
         let mut broker = Broker {
             config,
             storage,
@@ -260,6 +275,8 @@ impl Broker {
             topic_names_by_id,
             next_producer_id,
             rng,
+            groups,
+            offsets: OffsetStore::default(),
             outputs: VecDeque::new(),
             parked: Vec::new(),
             sync_in_flight: None,
@@ -267,6 +284,8 @@ impl Broker {
             next_retention_check_ms: now_ms + retention_check_interval_ms,
             next_recovery_checkpoint_ms: now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS,
         };
+        broker.open_offsets(now_ms)?;
+        report.committed_offsets = broker.offsets.len();
         broker.maybe_start_sync();
         Ok((broker, report))
     }
@@ -284,7 +303,7 @@ impl Broker {
     /// Handles one decoded request. Its response comes out of [`Broker::poll_output`], now or
     /// after later inputs (fsync completion, new data, a timeout).
     pub fn handle_request(&mut self, now_ms: i64, request: Request) {
-        let Request { id, api_key, api_version, body, .. } = request;
+        let Request { id, api_key, api_version, body, client_id: request_client_id, .. } = request;
         let reply = |body: ResponseKind| ResponseBody::Message(Box::new(body));
         let body = match body {
             RequestKind::ApiVersions(_) => reply(ResponseKind::ApiVersions(info::api_versions(api_version))),
@@ -320,6 +339,41 @@ impl Broker {
             RequestKind::IncrementalAlterConfigs(r) => {
                 reply(ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(r)))
             }
+            RequestKind::FindCoordinator(r) => {
+                reply(ResponseKind::FindCoordinator(self.find_coordinator(api_version, r)))
+            }
+            RequestKind::JoinGroup(r) => {
+                let client_id = request_client_id.unwrap_or_default();
+                self.groups.join(now_ms, id, api_version, &client_id, r);
+                self.drain_group_replies();
+                return self.after_input();
+            }
+            RequestKind::SyncGroup(r) => {
+                self.groups.sync(now_ms, id, api_version, r);
+                self.drain_group_replies();
+                return self.after_input();
+            }
+            RequestKind::Heartbeat(r) => reply(ResponseKind::Heartbeat(self.groups.heartbeat(now_ms, r))),
+            RequestKind::LeaveGroup(r) => {
+                let response = self.groups.leave(now_ms, api_version, r);
+                self.drain_group_replies();
+                reply(ResponseKind::LeaveGroup(response))
+            }
+            RequestKind::OffsetCommit(r) => match self.offset_commit(now_ms, id, api_version, r) {
+                Some(body) => reply(body),
+                None => return self.after_input(),
+            },
+            RequestKind::OffsetFetch(r) => reply(ResponseKind::OffsetFetch(self.offset_fetch(api_version, r))),
+            RequestKind::ListGroups(r) => reply(ResponseKind::ListGroups(self.list_groups(api_version, r))),
+            RequestKind::DescribeGroups(r) => reply(ResponseKind::DescribeGroups(self.describe_groups(api_version, r))),
+            RequestKind::DeleteGroups(r) => match self.delete_groups(now_ms, id, api_version, r) {
+                Some(body) => reply(body),
+                None => return self.after_input(),
+            },
+            RequestKind::OffsetDelete(r) => match self.offset_delete(now_ms, id, api_version, r) {
+                Some(body) => reply(body),
+                None => return self.after_input(),
+            },
             other => ResponseBody::Close(format!(
                 "no handler for {:?}",
                 ApiKey::try_from(api_key as i16).map(|_| other_kind_name(&other))
@@ -353,9 +407,12 @@ impl Broker {
     /// Time passed: expire waits, roll old segments, enforce retention, checkpoint.
     pub fn handle_timeout(&mut self, now_ms: i64) {
         self.release_parked(now_ms, false);
+        self.groups.tick(now_ms);
+        self.drain_group_replies();
         if now_ms >= self.next_retention_check_ms {
             self.next_retention_check_ms = now_ms + self.config.retention_check_interval_ms;
             self.enforce_retention(now_ms);
+            self.expire_offsets(now_ms);
         }
         if now_ms >= self.next_recovery_checkpoint_ms {
             self.next_recovery_checkpoint_ms = now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS;
@@ -369,6 +426,8 @@ impl Broker {
     /// then calls [`Broker::finish_shutdown`].
     pub fn begin_shutdown(&mut self, now_ms: i64) {
         self.release_parked(now_ms, true);
+        self.groups.abandon_parked();
+        self.drain_group_replies();
         self.after_input();
     }
 
@@ -403,7 +462,11 @@ impl Broker {
             next = next.min(match parked {
                 Parked::Produce(p) => p.deadline_ms,
                 Parked::Fetch(f) => f.deadline_ms,
+                Parked::Offsets(o) => o.deadline_ms,
             });
+        }
+        if let Some(deadline) = self.groups.next_deadline_ms() {
+            next = next.min(deadline);
         }
         next
     }
@@ -453,6 +516,11 @@ impl Broker {
                 }
                 Parked::Fetch(f) => {
                     if let Some(response) = self.try_finish_fetch(now_ms, f, force) {
+                        self.outputs.push_back(Output::Response(response));
+                    }
+                }
+                Parked::Offsets(o) => {
+                    if let Some(response) = self.try_finish_offsets(now_ms, o, force) {
                         self.outputs.push_back(Output::Response(response));
                     }
                 }
@@ -521,6 +589,29 @@ impl Broker {
                 })
                 .collect();
         checkpoint::write(self.storage.as_ref(), "", LOG_START_CHECKPOINT, &entries)
+    }
+
+    /// Creates the internal offsets topic if needed and replays it into the offset store.
+    fn open_offsets(&mut self, now_ms: i64) -> io::Result<()> {
+        if self.topic(OFFSETS_TOPIC).is_none() {
+            let config = TopicConfig::from_pairs([("cleanup.policy", "compact")]).expect("valid internal config");
+            self.create_topic(now_ms, OFFSETS_TOPIC, 1, config).map_err(|(_, message)| io::Error::other(message))?;
+        }
+        let mut store = OffsetStore::default();
+        if let Some(partition) = self.partition(OFFSETS_TOPIC, 0) {
+            partition.log.for_each_batch(|bytes| {
+                for record in crate::log::batch::payload_records(bytes).unwrap_or_default() {
+                    store.apply_record(record.key.as_deref(), record.value.as_deref());
+                }
+            })?;
+        }
+        self.offsets = store;
+        Ok(())
+    }
+
+    /// Topics only the broker writes.
+    pub(crate) fn is_internal(name: &str) -> bool {
+        name == OFFSETS_TOPIC
     }
 
     fn persist_metadata(&mut self) -> io::Result<()> {

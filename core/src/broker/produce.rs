@@ -63,6 +63,9 @@ impl Broker {
                 let mut entry = PartitionProduceResponse::default().with_index(partition_data.index);
                 let result = if !acks_valid {
                     Err(ErrorCode::InvalidRequiredAcks)
+                } else if Broker::is_internal(&name) {
+                    // Only the broker writes its internal topics.
+                    Err(ErrorCode::InvalidTopicException)
                 } else if transactional {
                     // Transactions are their own issue; refuse clearly rather than half-work.
                     Err(ErrorCode::TransactionalIdAuthorizationFailed)

@@ -37,7 +37,7 @@ use crate::error::ErrorCode;
 use crate::rng::Rng;
 
 /// Group settings, Kafka's broker configs of the same names.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupConfig {
     /// `group.min.session.timeout.ms`
     pub session_timeout_min_ms: i32,

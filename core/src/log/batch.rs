@@ -262,6 +262,46 @@ pub fn records_of(batch: &[u8]) -> Option<Vec<RecordView>> {
     Some(views)
 }
 
+/// A record's offset, key and value, for the broker's own internal logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadRecord {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Decodes the keys and values of a batch (decompressing if needed). `None` if malformed.
+pub fn payload_records(batch: &[u8]) -> Option<Vec<PayloadRecord>> {
+    let header = BatchHeader::parse(batch)?;
+    let size = header.size_bytes()?.min(batch.len());
+    let body = batch.get(BATCH_HEADER_BYTES..size)?;
+    let decompressed;
+    let records = if header.compression() == 0 {
+        body
+    } else {
+        decompressed = super::compression::decompress(header.compression(), body).ok()?;
+        &decompressed[..]
+    };
+    let mut reader = VarReader { bytes: records, position: 0 };
+    let count = usize::try_from(header.records_count).ok()?;
+    let mut out = Vec::with_capacity(count.min(records.len()));
+    for _ in 0..count {
+        let length = usize::try_from(reader.varint()?).ok()?;
+        let record_start = reader.position;
+        let _attributes = reader.byte()?;
+        let _timestamp_delta = reader.varlong()?;
+        let offset_delta = reader.varint()?;
+        let key = reader.bytes()?;
+        let value = reader.bytes()?;
+        reader.position = record_start.checked_add(length)?;
+        if reader.position > reader.bytes.len() {
+            return None;
+        }
+        out.push(PayloadRecord { offset: header.base_offset + i64::from(offset_delta), key, value });
+    }
+    Some(out)
+}
+
 struct VarReader<'a> {
     bytes: &'a [u8],
     position: usize,
@@ -288,6 +328,18 @@ impl VarReader<'_> {
 
     fn varint(&mut self) -> Option<i32> {
         i32::try_from(self.varlong()?).ok()
+    }
+
+    /// A length-prefixed byte string; length -1 is null.
+    fn bytes(&mut self) -> Option<Option<Vec<u8>>> {
+        let length = self.varint()?;
+        if length < 0 {
+            return Some(None);
+        }
+        let end = self.position.checked_add(usize::try_from(length).ok()?)?;
+        let bytes = self.bytes.get(self.position..end)?.to_vec();
+        self.position = end;
+        Some(Some(bytes))
     }
 }
 
@@ -474,6 +526,22 @@ mod tests {
     }
 
     #[test]
+    fn payload_records_round_trip() {
+        let mut records = simple(3, 0);
+        records[1].key = None;
+        records[2].value = None;
+        let mut bytes = batch(&records, None);
+        patch_offset_and_epoch(&mut bytes, 7, 0);
+        let decoded = payload_records(&bytes).unwrap();
+        assert_eq!(decoded.len(), 3);
+        assert_eq!(decoded[0].offset, 7);
+        assert_eq!(decoded[0].key.as_deref(), Some(&b"k0"[..]));
+        assert_eq!(decoded[1].key, None);
+        assert_eq!(decoded[2].value, None);
+        assert_eq!(decoded[2].offset, 9);
+    }
+
+    #[test]
     fn sequences_wrap() {
         assert_eq!(sequence_add(i32::MAX, 1), 0);
         assert_eq!(sequence_add(5, 3), 8);
@@ -495,6 +563,7 @@ mod tests {
             }
             let _ = check_stored(&bytes);
             let _ = records_of(&bytes);
+            let _ = payload_records(&bytes);
         }
 
         #[test]

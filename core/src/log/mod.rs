@@ -507,6 +507,21 @@ impl Log {
         Ok(())
     }
 
+    /// Calls `visit` with every stored batch's bytes, oldest first. Used at start-up to replay
+    /// the broker's internal logs.
+    pub fn for_each_batch(&self, mut visit: impl FnMut(&[u8])) -> io::Result<()> {
+        for segment in &self.segments {
+            let mut position = 0;
+            while position < segment.size_bytes {
+                let header = segment.header_at(position)?;
+                let size = header.size_bytes().expect("stored batches have sane sizes");
+                visit(&segment.file.read_at(position, size)?);
+                position += size as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the whole log from disk.
     pub fn delete(self) -> io::Result<()> {
         self.storage.remove_dir_all(&self.dir)

@@ -1,0 +1,500 @@
+//! The group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup (through the
+//! [`Coordinator`](crate::group::Coordinator)), and OffsetCommit, OffsetFetch, ListGroups,
+//! DescribeGroups, DeleteGroups and OffsetDelete over the committed-offset store.
+//!
+//! Committed offsets are records in the internal `__consumer_offsets` log. An OffsetCommit is
+//! answered only after the fsync that covers its record, and is applied to the in-memory store
+//! at that moment, so an offset a client was told is committed survives any crash and an offset
+//! that was not acknowledged is never served.
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Broker, Parked, RequestId, Response, ResponseBody};
+use crate::error::ErrorCode;
+use crate::group::offsets::{record, OffsetKey};
+use crate::group::{CommittedOffset, OFFSETS_TOPIC};
+use crate::log::batch::build::batch;
+
+/// `offset.metadata.max.bytes`
+const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+/// How long a commit may wait for its fsync before it is answered with a timeout.
+const COMMIT_WAIT_MS_MAX: i64 = 30_000;
+
+fn s(value: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+/// A write to the offsets log waiting for its fsync: commits, and the tombstones of
+/// OffsetDelete and DeleteGroups.
+pub(crate) struct ParkedOffsets {
+    id: RequestId,
+    api_key: ApiKey,
+    api_version: i16,
+    body: ResponseKind,
+    entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
+    offset_end: i64,
+    pub deadline_ms: i64,
+}
+
+impl Broker {
+    pub(super) fn find_coordinator(
+        &self,
+        api_version: i16,
+        request: FindCoordinatorRequest,
+    ) -> FindCoordinatorResponse {
+        let (node_id, host, port) =
+            (BrokerId(self.config.node_id), self.config.advertised_host.clone(), self.config.advertised_port);
+        let answer = |key_type: i8| -> (ErrorCode, Option<&'static str>) {
+            match key_type {
+                0 => (ErrorCode::None, None),
+                _ => (ErrorCode::CoordinatorNotAvailable, Some("Headwater does not support transactions yet")),
+            }
+        };
+        let mut response = FindCoordinatorResponse::default();
+        if api_version >= 4 {
+            for key in request.coordinator_keys {
+                let (code, message) = answer(request.key_type);
+                let mut entry = CoordinatorEntry::default().with_key(key).with_error_code(code.code());
+                if code == ErrorCode::None {
+                    entry = entry.with_node_id(node_id).with_host(s(host.clone())).with_port(port);
+                } else {
+                    entry = entry.with_node_id(BrokerId(-1)).with_port(-1).with_error_message(message.map(s));
+                }
+                response.coordinators.push(entry);
+            }
+        } else {
+            let (code, message) = answer(if api_version >= 1 { request.key_type } else { 0 });
+            response.error_code = code.code();
+            if code == ErrorCode::None {
+                response = response.with_node_id(node_id).with_host(s(host)).with_port(port);
+            } else {
+                response = response.with_node_id(BrokerId(-1)).with_port(-1);
+                if api_version >= 1 {
+                    response.error_message = message.map(s);
+                }
+            }
+        }
+        response
+    }
+
+    /// Moves the coordinator's finished replies to the outputs.
+    pub(super) fn drain_group_replies(&mut self) {
+        for reply in self.groups.drain() {
+            self.outputs.push_back(super::Output::Response(Response {
+                id: reply.id,
+                api_key: reply.api_key,
+                api_version: reply.api_version,
+                body: ResponseBody::Message(Box::new(reply.body)),
+            }));
+        }
+    }
+
+    /// Appends offset records and parks the reply until they are durable. Returns the reply
+    /// at once if the offsets log cannot take the write.
+    fn write_offsets(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_key: ApiKey,
+        api_version: i16,
+        body: ResponseKind,
+        entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
+    ) -> Option<ResponseKind> {
+        if entries.is_empty() {
+            return Some(body);
+        }
+        let records: Vec<_> = entries.iter().map(|(k, v)| record(k, v.as_ref(), now_ms)).collect();
+        let mut bytes = batch(&records, None);
+        let appended = match self.partition_mut(OFFSETS_TOPIC, 0) {
+            Some(p) if !p.failed => match p.log.append(&mut bytes, 0, now_ms) {
+                Ok(_) => Ok(p.log.end_offset()),
+                Err(_) => {
+                    p.failed = true;
+                    Err(())
+                }
+            },
+            _ => Err(()),
+        };
+        match appended {
+            Ok(offset_end) => {
+                self.parked.push(Parked::Offsets(ParkedOffsets {
+                    id,
+                    api_key,
+                    api_version,
+                    body,
+                    entries,
+                    offset_end,
+                    deadline_ms: now_ms + COMMIT_WAIT_MS_MAX,
+                }));
+                None
+            }
+            Err(()) => Some(with_error(body, ErrorCode::CoordinatorNotAvailable)),
+        }
+    }
+
+    /// Answers a parked offsets write once durable (applying it), failed or timed out.
+    pub(super) fn try_finish_offsets(&mut self, now_ms: i64, parked: ParkedOffsets, force: bool) -> Option<Response> {
+        let state = self.partition(OFFSETS_TOPIC, 0).map(|p| (p.failed, p.log.durable_offset()));
+        let body = match state {
+            Some((false, durable)) if durable >= parked.offset_end => {
+                for (key, value) in parked.entries {
+                    self.offsets.set(key, value);
+                }
+                parked.body
+            }
+            Some((false, _)) if !force && now_ms < parked.deadline_ms => {
+                self.parked.push(Parked::Offsets(parked));
+                return None;
+            }
+            Some((false, _)) => with_error(parked.body, ErrorCode::RequestTimedOut),
+            _ => with_error(parked.body, ErrorCode::CoordinatorNotAvailable),
+        };
+        Some(Response {
+            id: parked.id,
+            api_key: parked.api_key,
+            api_version: parked.api_version,
+            body: ResponseBody::Message(Box::new(body)),
+        })
+    }
+
+    pub(super) fn offset_commit(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: OffsetCommitRequest,
+    ) -> Option<ResponseKind> {
+        let group_id = request.group_id.0.to_string();
+        let membership = if group_id.is_empty() {
+            Err(ErrorCode::InvalidGroupId)
+        } else {
+            self.groups.validate_commit(
+                &group_id,
+                request.generation_id_or_member_epoch,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+            )
+        };
+        let mut response = OffsetCommitResponse::default();
+        let mut entries = Vec::new();
+        for topic in &request.topics {
+            let name = topic.name.0.to_string();
+            let mut topic_response = OffsetCommitResponseTopic::default().with_name(topic.name.clone());
+            for partition in &topic.partitions {
+                let code = match membership {
+                    Err(code) => code,
+                    Ok(()) if self.partition(&name, partition.partition_index).is_none() => {
+                        ErrorCode::UnknownTopicOrPartition
+                    }
+                    Ok(())
+                        if partition
+                            .committed_metadata
+                            .as_ref()
+                            .is_some_and(|m| m.len() > OFFSET_METADATA_BYTES_MAX) =>
+                    {
+                        ErrorCode::OffsetMetadataTooLarge
+                    }
+                    Ok(()) => {
+                        entries.push((
+                            (group_id.clone(), name.clone(), partition.partition_index),
+                            Some(CommittedOffset {
+                                offset: partition.committed_offset,
+                                leader_epoch: partition.committed_leader_epoch,
+                                metadata: partition.committed_metadata.as_deref().unwrap_or_default().to_string(),
+                                commit_ms: now_ms,
+                            }),
+                        ));
+                        ErrorCode::None
+                    }
+                };
+                topic_response.partitions.push(
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(code.code()),
+                );
+            }
+            response.topics.push(topic_response);
+        }
+        self.write_offsets(now_ms, id, ApiKey::OffsetCommit, api_version, ResponseKind::OffsetCommit(response), entries)
+    }
+
+    fn fetch_offsets_of(
+        &self,
+        group: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<(String, Vec<(i32, i64, i32, String, ErrorCode)>)> {
+        let wanted = wanted.unwrap_or_else(|| {
+            let mut all: Vec<(String, Vec<i32>)> = Vec::new();
+            for (topic, partition, _) in self.offsets.group(group) {
+                match all.last_mut() {
+                    Some((t, parts)) if t == topic => parts.push(partition),
+                    _ => all.push((topic.to_string(), vec![partition])),
+                }
+            }
+            all
+        });
+        wanted
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let rows = partitions
+                    .into_iter()
+                    .map(|p| match self.offsets.get(group, &topic, p) {
+                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone(), ErrorCode::None),
+                        None => (p, -1, -1, String::new(), ErrorCode::None),
+                    })
+                    .collect();
+                (topic, rows)
+            })
+            .collect()
+    }
+
+    pub(super) fn offset_fetch(&self, api_version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+        let mut response = OffsetFetchResponse::default();
+        if api_version >= 8 {
+            for group in request.groups {
+                let wanted = group
+                    .topics
+                    .map(|topics| topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+                let topics = self
+                    .fetch_offsets_of(&group.group_id.0, wanted)
+                    .into_iter()
+                    .map(|(topic, rows)| {
+                        OffsetFetchResponseTopics::default().with_name(TopicName(s(topic))).with_partitions(
+                            rows.into_iter()
+                                .map(|(p, offset, epoch, metadata, code)| {
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(offset)
+                                        .with_committed_leader_epoch(epoch)
+                                        .with_metadata(Some(s(metadata)))
+                                        .with_error_code(code.code())
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                response
+                    .groups
+                    .push(OffsetFetchResponseGroup::default().with_group_id(group.group_id).with_topics(topics));
+            }
+            return response;
+        }
+        let wanted = request
+            .topics
+            .map(|topics| topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+        response.topics = self
+            .fetch_offsets_of(&request.group_id.0, wanted)
+            .into_iter()
+            .map(|(topic, rows)| {
+                OffsetFetchResponseTopic::default().with_name(TopicName(s(topic))).with_partitions(
+                    rows.into_iter()
+                        .map(|(p, offset, epoch, metadata, code)| {
+                            let mut row = OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_metadata(Some(s(metadata)))
+                                .with_error_code(code.code());
+                            if api_version >= 5 {
+                                row.committed_leader_epoch = epoch;
+                            }
+                            row
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        response
+    }
+
+    pub(super) fn list_groups(&self, api_version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
+        let mut groups = self.groups.list();
+        for group in self.offsets.groups() {
+            if !groups.iter().any(|g| *g.group_id.0 == *group) {
+                groups.push(
+                    kafka_protocol::messages::list_groups_response::ListedGroup::default()
+                        .with_group_id(GroupId(s(group)))
+                        .with_protocol_type(s("consumer"))
+                        .with_group_state(s("Empty"))
+                        .with_group_type(s("classic")),
+                );
+            }
+        }
+        let states: Vec<String> = request.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let types: Vec<String> = request.types_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+        groups.retain(|g| {
+            (states.is_empty() || states.contains(&g.group_state.to_ascii_lowercase()))
+                && (types.is_empty() || types.contains(&g.group_type.to_ascii_lowercase()))
+        });
+        for g in &mut groups {
+            if api_version < 4 {
+                g.group_state = StrBytes::default();
+            }
+            if api_version < 5 {
+                g.group_type = StrBytes::default();
+            }
+        }
+        ListGroupsResponse::default().with_groups(groups)
+    }
+
+    pub(super) fn describe_groups(&self, api_version: i16, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+        let mut response = DescribeGroupsResponse::default();
+        for group in request.groups {
+            let mut described = self.groups.describe(&group.0);
+            if *described.group_state == *"Dead" && self.offsets.has_group(&group.0) {
+                described.group_state = s("Empty");
+                described.protocol_type = s("consumer");
+            }
+            for member in &mut described.members {
+                if api_version < 4 {
+                    member.group_instance_id = None;
+                }
+            }
+            if api_version >= 3 && request.include_authorized_operations {
+                // No ACLs yet: every group operation is allowed (READ, DELETE, DESCRIBE).
+                described.authorized_operations = (1 << 3) | (1 << 6) | (1 << 8);
+            }
+            response.groups.push(described);
+        }
+        response
+    }
+
+    pub(super) fn delete_groups(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: DeleteGroupsRequest,
+    ) -> Option<ResponseKind> {
+        let mut response = DeleteGroupsResponse::default();
+        let mut entries = Vec::new();
+        for group in request.groups_names {
+            let name = group.0.to_string();
+            let known = self.groups.state_of(&name).is_some() || self.offsets.has_group(&name);
+            let code = if !known {
+                ErrorCode::GroupIdNotFound
+            } else {
+                match self.groups.delete(&name) {
+                    Err(code) => code,
+                    Ok(()) => {
+                        for (topic, partition, _) in self.offsets.group(&name) {
+                            entries.push(((name.clone(), topic.to_string(), partition), None));
+                        }
+                        ErrorCode::None
+                    }
+                }
+            };
+            response.results.push(DeletableGroupResult::default().with_group_id(group).with_error_code(code.code()));
+        }
+        self.write_offsets(now_ms, id, ApiKey::DeleteGroups, api_version, ResponseKind::DeleteGroups(response), entries)
+    }
+
+    pub(super) fn offset_delete(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: OffsetDeleteRequest,
+    ) -> Option<ResponseKind> {
+        let group = request.group_id.0.to_string();
+        let mut response = OffsetDeleteResponse::default();
+        if self.groups.state_of(&group).is_none() && !self.offsets.has_group(&group) {
+            response.error_code = ErrorCode::GroupIdNotFound.code();
+            return Some(ResponseKind::OffsetDelete(response));
+        }
+        // A group with live members may be consuming these partitions; Kafka refuses when the
+        // group is subscribed to the topic. Without decoding subscriptions, any member refuses.
+        let active = self.groups.is_active(&group);
+        let mut entries = Vec::new();
+        for topic in request.topics {
+            let name = topic.name.0.to_string();
+            let mut topic_response = OffsetDeleteResponseTopic::default().with_name(topic.name.clone());
+            for partition in topic.partitions {
+                let code = if active {
+                    ErrorCode::GroupSubscribedToTopic
+                } else {
+                    if self.offsets.get(&group, &name, partition.partition_index).is_some() {
+                        entries.push(((group.clone(), name.clone(), partition.partition_index), None));
+                    }
+                    ErrorCode::None
+                };
+                topic_response.partitions.push(
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(code.code()),
+                );
+            }
+            response.topics.push(topic_response);
+        }
+        self.write_offsets(now_ms, id, ApiKey::OffsetDelete, api_version, ResponseKind::OffsetDelete(response), entries)
+    }
+
+    /// Deletes committed offsets of groups without members that have not committed for
+    /// `offsets.retention.minutes`. Applied at once; the tombstones follow in the log.
+    pub(super) fn expire_offsets(&mut self, now_ms: i64) {
+        let retention_ms = self.config.offsets_retention_ms;
+        let mut expired = Vec::new();
+        for group in self.offsets.groups() {
+            if self.groups.is_active(&group) {
+                continue;
+            }
+            let offsets = self.offsets.group(&group);
+            let newest = offsets.iter().map(|(_, _, c)| c.commit_ms).max().unwrap_or(0);
+            if now_ms - newest > retention_ms {
+                expired.extend(offsets.into_iter().map(|(t, p, _)| (group.clone(), t.to_string(), p)));
+            }
+        }
+        if expired.is_empty() {
+            return;
+        }
+        let records: Vec<_> = expired.iter().map(|k| record(k, None, now_ms)).collect();
+        let mut bytes = batch(&records, None);
+        if let Some(p) = self.partition_mut(OFFSETS_TOPIC, 0) {
+            if p.log.append(&mut bytes, 0, now_ms).is_ok() {
+                for key in expired {
+                    self.offsets.set(key, None);
+                }
+            }
+        }
+    }
+}
+
+/// One partition's answer to OffsetFetch: (partition, offset, leader epoch, metadata, error).
+type FetchedOffset = (i32, i64, i32, String, ErrorCode);
+
+/// Sets `code` on every entry of a response that carries per-partition errors.
+fn with_error(body: ResponseKind, code: ErrorCode) -> ResponseKind {
+    match body {
+        ResponseKind::OffsetCommit(mut r) => {
+            for t in &mut r.topics {
+                for p in &mut t.partitions {
+                    if p.error_code == 0 {
+                        p.error_code = code.code();
+                    }
+                }
+            }
+            ResponseKind::OffsetCommit(r)
+        }
+        ResponseKind::OffsetDelete(mut r) => {
+            r.error_code = code.code();
+            ResponseKind::OffsetDelete(r)
+        }
+        ResponseKind::DeleteGroups(mut r) => {
+            for g in &mut r.results {
+                if g.error_code == 0 {
+                    g.error_code = code.code();
+                }
+            }
+            ResponseKind::DeleteGroups(r)
+        }
+        other => other,
+    }
+}
