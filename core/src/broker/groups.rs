@@ -231,7 +231,7 @@ impl Broker {
         &self,
         group: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Vec<(String, Vec<(i32, i64, i32, String, ErrorCode)>)> {
+    ) -> Vec<(String, Vec<FetchedOffset>)> {
         let wanted = wanted.unwrap_or_else(|| {
             let mut all: Vec<(String, Vec<i32>)> = Vec::new();
             for (topic, partition, _) in self.offsets.group(group) {
