@@ -295,9 +295,12 @@ impl Coordinator {
                     if was_leader {
                         group.leader = Some(new_id.clone());
                     }
-                    if group.state == GroupState::Stable && unchanged && !was_leader {
-                        // No rebalance: answer with the current generation at once.
-                        let body = JoinGroupResponse::default()
+                    if group.state == GroupState::Stable && unchanged {
+                        // No rebalance: answer with the current generation at once. A returning
+                        // leader gets the member list (its SyncGroup in a stable group returns its
+                        // current assignment whatever it computes); from v9 it is told not to
+                        // assign at all (KIP-814).
+                        let mut body = JoinGroupResponse::default()
                             .with_generation_id(group.generation)
                             .with_protocol_type(group.protocol_type.clone().map(s))
                             .with_protocol_name(group.protocol.clone().map(s))
@@ -305,6 +308,26 @@ impl Coordinator {
                             .with_member_id(s(new_id.clone()));
                         member.awaiting_join = None;
                         group.members.insert(new_id.clone(), member);
+                        if was_leader {
+                            body.members = group
+                                .join_order
+                                .iter()
+                                .filter_map(|id| group.members.get(id))
+                                .map(|m| {
+                                    JoinGroupResponseMember::default()
+                                        .with_member_id(s(m.member_id.clone()))
+                                        .with_group_instance_id(m.instance_id.clone().map(s))
+                                        .with_metadata(group.metadata_for(m))
+                                })
+                                .collect();
+                            body.skip_assignment = api_version >= 9;
+                        }
+                        if api_version < 7 {
+                            body.protocol_type = None;
+                        }
+                        if api_version < 5 {
+                            body.members.iter_mut().for_each(|m| m.group_instance_id = None);
+                        }
                         self.reply_join(&parked, body);
                         return;
                     }

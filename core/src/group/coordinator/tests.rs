@@ -260,3 +260,28 @@ fn commits_are_fenced_by_generation() {
     );
     assert_eq!(t.c.validate_commit("g", 1, "x", None), Err(ErrorCode::UnknownMemberId));
 }
+
+#[test]
+fn restarted_static_leader_gets_members_without_a_rebalance() {
+    let mut t = T::with_delay(3_000);
+    let j1 = t.join("", Some("leader"));
+    t.join("", Some("follower"));
+    t.now = 3_000;
+    t.c.tick(t.now);
+    let joins = t.joins();
+    let leader = joins[&j1].member_id.to_string();
+    assert_eq!(joins[&j1].leader.to_string(), leader);
+    let follower = joins.values().find(|r| r.member_id.to_string() != leader).unwrap().member_id.to_string();
+    t.sync(&follower, 1, &[]);
+    t.sync(&leader, 1, &[(&leader, b"L"), (&follower, b"F")]);
+    t.c.drain();
+    let j = t.join("", Some("leader"));
+    let reply = t.joins().remove(&j).unwrap();
+    assert_eq!(reply.generation_id, 1);
+    assert_eq!(reply.members.len(), 2, "the returning leader sees the members");
+    assert_eq!(t.c.state_of("g"), Some(GroupState::Stable));
+    let new_leader = reply.member_id.to_string();
+    let s = t.sync(&new_leader, 1, &[(&new_leader, b"other"), (&follower, b"other")]);
+    assert_eq!(T::syncs(t.c.drain())[&s].assignment.as_ref(), b"L", "a stable group keeps its assignment");
+    assert_eq!(t.heartbeat(&follower, 1), 0);
+}

@@ -1,0 +1,66 @@
+"""A consumer-group member for the group tests, run as its own process so a test can SIGKILL
+it. It appends `partition offset value` for every record it processes to OUT, and commits
+after processing (at-least-once). SIGTERM closes it cleanly.
+
+usage: group_worker.py CLIENT BOOTSTRAP GROUP TOPIC OUT [INSTANCE_ID]
+CLIENT is confluent or kafka-python."""
+
+import signal
+import sys
+import time
+
+client, bootstrap, group, topic, out_path = sys.argv[1:6]
+instance_id = sys.argv[6] if len(sys.argv) > 6 else None
+stop = False
+
+
+def on_term(*_):
+    global stop
+    stop = True
+
+
+signal.signal(signal.SIGTERM, on_term)
+out = open(out_path, "a", buffering=1)
+
+
+def note(event):
+    out.write(f"# {event} {time.time():.3f}\n")
+
+
+if client == "confluent":
+    from confluent_kafka import Consumer
+
+    config = {
+        "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+        "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+    }
+    if instance_id:
+        config["group.instance.id"] = instance_id
+    consumer = Consumer(config)
+    consumer.subscribe([topic], on_assign=lambda c, ps: note("assign " + ",".join(str(p.partition) for p in ps)),
+                       on_revoke=lambda c, ps: note("revoke " + ",".join(str(p.partition) for p in ps)))
+    note("started")
+    while not stop:
+        message = consumer.poll(0.2)
+        if message is None or message.error():
+            continue
+        out.write(f"{message.partition()} {message.offset()} {message.value().decode()}\n")
+        time.sleep(0.002)
+        consumer.commit(message=message, asynchronous=False)
+    consumer.close()
+else:
+    from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                             enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=500,
+                             group_instance_id=instance_id)
+    consumer.subscribe([topic])
+    note("started")
+    while not stop:
+        for tp, records in consumer.poll(timeout_ms=200).items():
+            for record in records:
+                out.write(f"{record.partition} {record.offset} {record.value.decode()}\n")
+                time.sleep(0.002)
+                consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(record.offset + 1, "", -1)})
+    consumer.close()
+note("closed")
