@@ -3,7 +3,7 @@
 bench/out/results.json and the Markdown summary docs/benchmarks.md.
 
 Run by bench/run.sh, which passes the run's context in the environment:
-CMD, RUN_START, RUN_END (epoch seconds), SYSTEMS, HW_VERSION, HW_REV,
+CMD, RUN_START, RUN_END (epoch seconds), SYSTEMS, HW_VERSION, HW_REV, HW_BUILT,
 KAFKA_VERSION, JAVA_VERSION.
 
 Usage: report.py --out-dir bench/out --doc docs/benchmarks.md
@@ -83,6 +83,9 @@ def metric_values(r):
         "vmhwm_mib": r["vmhwm_kb"] / 1024 if r.get("vmhwm_kb") else None,
         "ready_ms": get(r, "ready", "ready_ms"),
         "cpu_seconds": r.get("cpu_seconds"),
+        "other_avg_cores": get(r, "interference", "other_avg_cores"),
+        "client_cpu_seconds": get(r, "interference", "client_cpu_seconds"),
+        "broker_run_cpu_seconds": get(r, "interference", "broker_cpu_seconds"),
     }
 
 
@@ -95,6 +98,8 @@ def fmt(v, kind):
         return f"{v:.2f}" if v < 100 else f"{v:,.0f}"
     if kind == "1":
         return f"{v:,.1f}"
+    if kind == "2":
+        return f"{v:,.2f}"
     return str(v)
 
 
@@ -143,7 +148,9 @@ def main():
         "started_utc": when.isoformat() if when else None,
         "duration_seconds": round(end - start, 1) if start and end else None,
         "machine": mach,
-        "headwater": f'{env.get("HW_VERSION", "")} ({env.get("HW_REV", "")})',
+        "headwater": env.get("HW_VERSION", ""),
+        "headwater_binary_built": env.get("HW_BUILT"),
+        "repository_revision": env.get("HW_REV"),
         "kafka_broker": env.get("KAFKA_VERSION"),
         "client": client,
         "java": env.get("JAVA_VERSION"),
@@ -171,7 +178,9 @@ def main():
     w(f"- Machine: {mach.get('nproc')} CPUs ({mach.get('cpu', 'unknown model')}), "
       f"{mach.get('ram_gib')} GiB RAM, Linux {mach.get('kernel')} ({mach.get('arch')}); "
       f"data directories on {mach.get('data_fs', 'unknown')}")
-    w(f"- Headwater: {combined['headwater']}, `target/release/headwater`")
+    w(f"- Headwater: {combined['headwater']}, `target/release/headwater` built "
+      f"{combined['headwater_binary_built'] or 'at an unknown time'}; repository at "
+      f"{combined['repository_revision'] or 'unknown'} when the run ended")
     w(f"- Apache Kafka broker: {combined['kafka_broker']} (Maven Central jars, KRaft, one combined "
       f"broker+controller node), {env.get('JAVA_VERSION', 'java')}")
     w(f"- Client for every system: Java {client or 'kafka-clients'} on {java or 'the same JVM'} "
@@ -257,6 +266,23 @@ def main():
     table("Broker CPU time over the whole session (start-up, warm-up, both runs; for context)", None,
           [("CPU seconds", "cpu_seconds", "1")])
 
+    w("### Interference from other processes")
+    w("")
+    w("CPU time the whole machine spent busy while the client ran (from `/proc/stat`), minus what "
+      "the broker and the client used: what everything else on the machine took at the same time. "
+      "Near 0 means the run had the machine to itself; on 2 CPUs, 0.5 cores or more means the "
+      "numbers of that system are pessimistic and not comparable with a quiet run.")
+    w("")
+    w("| | " + " | ".join(LABELS[s] for s in shown) + " |")
+    w("|" + " --- |" * (len(shown) + 1))
+    w("| other processes, average cores | "
+      + " | ".join(fmt(vals[s].get("other_avg_cores"), "2") if vals[s].get("other_avg_cores") is not None
+                   else "not measured" for s in shown) + " |")
+    w("| client CPU seconds | " + " | ".join(fmt(vals[s].get("client_cpu_seconds"), "1") for s in shown) + " |")
+    w("| broker CPU seconds while the client ran | "
+      + " | ".join(fmt(vals[s].get("broker_run_cpu_seconds"), "1") for s in shown) + " |")
+    w("")
+
     # Detail: anything a reader needs to trust (or distrust) the numbers above.
     w("### Run details")
     w("")
@@ -272,12 +298,23 @@ def main():
             w(f"| {LABELS[s]} | no results (see `bench/out/logs/`) | | | | | |")
             continue
         probs = "; ".join(b.get("problems") or []) or "none"
-        notes = r.get("client_discarded_fetch_response_notes") or 0
-        if notes:
-            probs += (f"; the client logged {notes} “invalid full fetch response” note(s) "
-                      f"(it discarded that fetch response and fetched again)")
+        notes = r.get("client_invalid_fetch_response_notes") or {}
+        if notes.get("while_reading"):
+            probs += (f"; the Java client logged {notes['while_reading']} “sent an invalid fetch "
+                      f"response” note(s) while reading (it discards such a response and fetches "
+                      f"again; see `bench/out/logs/bench-{s}.err`)")
+        if notes.get("unclassified"):
+            probs += (f"; the Java client logged {notes['unclassified']} “sent an invalid full fetch "
+                      f"response” note(s) (it discards such a response; not known whether during "
+                      f"reading or at close; see `bench/out/logs/bench-{s}.err`)")
+        if notes.get("while_closing"):
+            probs += (f"; the Java client logged {notes['while_closing']} “sent an invalid full "
+                      f"fetch response” note(s) while the consumer closed, after every record had "
+                      f"arrived (about the fetch still in flight at close)")
         if not r.get("alive_after_run"):
             probs += "; broker process was gone after the run"
+        if r.get("stopped_within_30s_of_sigterm") is False:
+            probs += "; broker did not exit within 30 s of SIGTERM and was killed"
         w(f"| {LABELS[s]} | {t.get('acked', 0):,} / {t.get('sent', 0):,} ({t.get('seconds', 0):.1f} s"
           f"{', cut by time limit' if t.get('cut_by_time_limit') else ''}) | "
           f"{lat.get('achieved_send_rate', 0):,.0f} records/s | {lat.get('acked', 0):,} | "
@@ -310,6 +347,9 @@ def main():
             if s not in shown:
                 continue
             x = ratio(hw.get(key), vals[s].get(key))
+            if x is None:
+                parts.append(f"not comparable with {LABELS[s]} (no data)")
+                continue
             parts.append(f"{fmt_ratio(x)} {LABELS[s]}'s {fmt(vals[s].get(key), kind)} {unit} "
                          f"({verdict(x, ok)})")
         return f"- {what}: Headwater's {fmt(hw.get(key), kind)} {unit} is " + " and ".join(parts) + "."
@@ -324,6 +364,16 @@ def main():
         rm = hw.get("ready_ms")
         w(f"- Ready < 100 ms: Headwater answered its first request {fmt(rm, '1')} ms after launch "
           f"({verdict(rm, lambda x: x < 100)}).")
+        busy = [s for s in shown if (vals[s].get("other_avg_cores") or 0) >= 0.25]
+        unknown = [s for s in shown if results.get(s) and vals[s].get("other_avg_cores") is None]
+        if busy:
+            w("- **Caution:** other processes used "
+              + ", ".join(f"{vals[s]['other_avg_cores']:.2f} cores during {LABELS[s]}'s run" for s in busy)
+              + " on average (see *Interference* above); those numbers are pessimistic, and the "
+              "comparison is only as fair as the interference was even. Rerun on a quiet machine.")
+        if unknown:
+            w("- Interference from other processes was not measured for "
+              + ", ".join(LABELS[s] for s in unknown) + "; the load averages above are the only hint.")
         bad = [s for s in shown if not results.get(s) or not get(results[s], "bench", "ok")]
         if bad:
             w(f"- Runs with errors or missing data: {', '.join(LABELS[s] for s in bad)} — see the run "

@@ -92,6 +92,9 @@ trap 'exit 130' INT TERM
 proc_field() { # proc_field PID KEY -> value in kB from /proc/PID/status
     awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"
 }
+machine_busy_seconds() { # CPU time all CPUs spent busy since boot (not idle, not iowait)
+    awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { print ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
+}
 cpu_seconds() { # user+system CPU time of PID, in seconds
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
 }
@@ -143,7 +146,16 @@ run_system() {
             pid="$(KAFKA_WORK_DIR="$work/headwater-kafka-$name" KAFKA_HEAP_OPTS="-Xmx1g" \
                    KAFKA_EXTRA_PROPS="$extra" KAFKA_START_TIMEOUT=180 \
                    bench/kafka/start-kafka.sh "$port")" \
-                || { wait "$cur_probe_pid" || true; cur_probe_pid=""; die "$name did not start"; }
+                || pid=""
+            if [[ -z "$pid" ]]; then
+                kill "$cur_probe_pid" 2>/dev/null || true
+                wait "$cur_probe_pid" 2>/dev/null || true
+                cur_probe_pid=""
+                cur_kafka_port=""
+                rm -rf "$work"
+                say "$name did not start (start-kafka.sh's message is above)"
+                return 1
+            fi
             ;;
     esac
 
@@ -151,10 +163,20 @@ run_system() {
         cur_probe_pid=""
         say "$name never answered ApiVersions: $(cat "$out/ready-$name.json")"
         [[ -f "$log" ]] && tail -n 40 "$log" >&2
+        cleanup
+        cur_hw_pid=""
+        cur_kafka_port=""
         return 1
     fi
     cur_probe_pid=""
     say "$name ready: $(cat "$out/ready-$name.json")"
+
+    # Interference check: the machine's busy CPU time across the client's run,
+    # minus what the broker and the client used = what everything else used.
+    local busy0 bcpu0 wall0 busy1="" bcpu1="" wall1
+    busy0="$(machine_busy_seconds)"
+    bcpu0="$(cpu_seconds "$pid")"
+    wall0="$EPOCHREALTIME"
 
     # Client logging: warnings, plus the fetch-session handler's notes.
     timeout 600 java -Xmx1g -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
@@ -166,8 +188,11 @@ run_system() {
         --rate "$rate" --lat-seconds "$lat_seconds" \
         >"$out/bench-$name.json" 2> >(tee "$out/logs/bench-$name.err" >&2) || bench_rc=$?
 
-    local alive=true hwm="" rss="" cpu=""
+    wall1="$EPOCHREALTIME"
+    busy1="$(machine_busy_seconds)"
+    local alive=true hwm="" rss="" cpu="" stopped_cleanly=true
     if kill -0 "$pid" 2>/dev/null; then
+        bcpu1="$(cpu_seconds "$pid")"
         hwm="$(proc_field "$pid" VmHWM)"
         rss="$(proc_field "$pid" VmRSS)"
         cpu="$(cpu_seconds "$pid")"
@@ -183,7 +208,11 @@ run_system() {
         headwater)
             kill -TERM "$pid" 2>/dev/null || true
             for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -0 "$pid" 2>/dev/null && { say "headwater did not exit on SIGTERM; killing"; kill -KILL "$pid"; }
+            if kill -0 "$pid" 2>/dev/null; then
+                say "headwater did not exit within 30 s of SIGTERM; killing it"
+                kill -KILL "$pid"
+                stopped_cleanly=false
+            fi
             wait "$pid" 2>/dev/null || true
             cur_hw_pid=""
             ;;
@@ -203,10 +232,16 @@ run_system() {
         effective="$(grep -E '^\s*(log\.flush\.interval\.messages|log\.flush\.interval\.ms|num\.io\.threads|num\.network\.threads) = ' "$log" \
                      | sed 's/^\s*//' | sort -u | paste -sd ';' || true)"
     fi
+    # The client's "sent an invalid ... fetch response" notes, split into those
+    # logged while the latency consumer was still reading and those logged after
+    # it had every record and was closing.
     local fetch_notes
-    fetch_notes="$(grep -c 'invalid full fetch response\|invalid incremental fetch response' "$out/logs/bench-$name.err" || true)"
+    fetch_notes="$(awk '/bench: consumer done/ { closing = 1 }
+                        /sent an invalid (full|incremental) fetch response/ { if (closing) c++; else r++ }
+                        END { printf "%d %d", r, c }' "$out/logs/bench-$name.err" 2>/dev/null || echo "0 0")"
 
-    EFFECTIVE="$effective" FETCH_NOTES="${fetch_notes:-0}" NAME="$name" PORT="$port" PID="$pid" ALIVE="$alive" HWM="$hwm" RSS="$rss" CPU="$cpu" \
+    BUSY0="$busy0" BUSY1="$busy1" BCPU0="$bcpu0" BCPU1="$bcpu1" WALL0="$wall0" WALL1="$wall1" \
+    STOPPED="$stopped_cleanly" EFFECTIVE="$effective" FETCH_NOTES="${fetch_notes:-0 0}" NAME="$name" PORT="$port" PID="$pid" ALIVE="$alive" HWM="$hwm" RSS="$rss" CPU="$cpu" \
     LOADAVG="$loadavg" BENCH_RC="$bench_rc" DU_KB="$du_kb" OUT="$out" python3 - <<'PY'
 import json, os
 o = os.environ
@@ -222,6 +257,7 @@ res = {
     "port": int(o["PORT"]),
     "pid": int(o["PID"]),
     "alive_after_run": o["ALIVE"] == "true",
+    "stopped_within_30s_of_sigterm": o["STOPPED"] == "true",
     "vmhwm_kb": int(o["HWM"]) if o["HWM"] else None,
     "vmrss_kb": int(o["RSS"]) if o["RSS"] else None,
     "cpu_seconds": float(o["CPU"]) if o["CPU"] else None,
@@ -229,10 +265,26 @@ res = {
     "loadavg_before": o["LOADAVG"],
     "bench_exit_code": int(o["BENCH_RC"]),
     "broker_effective_config": dict(kv.split(" = ", 1) for kv in o["EFFECTIVE"].split(";") if " = " in kv),
-    "client_discarded_fetch_response_notes": int(o["FETCH_NOTES"]),
+    "client_invalid_fetch_response_notes": {"while_reading": int(o["FETCH_NOTES"].split()[0]),
+                                            "while_closing": int(o["FETCH_NOTES"].split()[1])},
     "ready": load(f'{o["OUT"]}/ready-{o["NAME"]}.json'),
     "bench": load(f'{o["OUT"]}/bench-{o["NAME"]}.json'),
 }
+# Interference: CPU the rest of the machine used while the client ran.
+client_cpu = (res["bench"] or {}).get("client_cpu_seconds")
+if o["BCPU1"] and client_cpu is not None:
+    wall = float(o["WALL1"]) - float(o["WALL0"])
+    busy = float(o["BUSY1"]) - float(o["BUSY0"])
+    broker = float(o["BCPU1"]) - float(o["BCPU0"])
+    other = max(0.0, busy - broker - client_cpu)
+    res["interference"] = {
+        "wall_seconds": round(wall, 2),
+        "machine_busy_cpu_seconds": round(busy, 2),
+        "broker_cpu_seconds": round(broker, 2),
+        "client_cpu_seconds": round(client_cpu, 2),
+        "other_cpu_seconds": round(other, 2),
+        "other_avg_cores": round(other / wall, 3) if wall > 0 else None,
+    }
 with open(f'{o["OUT"]}/result-{o["NAME"]}.json', "w") as f:
     json.dump(res, f, indent=2)
 PY
@@ -254,6 +306,7 @@ kafka_jar="$(basename "$(compgen -G ".deps/kafka/kafka_2.13-*.jar" | head -1)")"
 rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git diff --quiet HEAD 2>/dev/null || rev="$rev (with uncommitted changes)"
 
+HW_BUILT="$(date -u -r "$hw_bin" '+%Y-%m-%d %H:%M:%S UTC')" \
 CMD="$cmd" RUN_START="$run_start" RUN_END="$EPOCHREALTIME" SYSTEMS="$systems" \
 HW_VERSION="$("$hw_bin" --version 2>&1 | head -1)" HW_REV="$rev" \
 KAFKA_VERSION="$(basename "${kafka_jar#kafka_2.13-}" .jar)" JAVA_VERSION="$(java -version 2>&1 | head -1)" \

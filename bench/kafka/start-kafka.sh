@@ -119,7 +119,12 @@ java_opts=(${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -XX:+UseG1GC -XX:MaxGCPauseMillis
 
 if (( ! restart )); then
     # A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # Not one starting with '-': the storage tool would take it for an option
+    # (Kafka's own Uuid.randomUuid() avoids those for the same reason).
+    cluster_id="-"
+    while [[ "$cluster_id" == -* ]]; do
+        cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
     if ! java "${java_opts[@]}" -cp "$cp" kafka.tools.StorageTool format \
             --cluster-id "$cluster_id" --config "$props" >"$work/format.log" 2>&1; then
         echo "start-kafka: storage format failed:" >&2

@@ -168,6 +168,12 @@ public final class Bench {
             ok = false;
         }
         ok &= problems.isEmpty();
+        // CPU time this JVM used (start-up included), so the caller can tell how
+        // much of the machine's CPU went to neither client nor broker.
+        java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+        if (os instanceof com.sun.management.OperatingSystemMXBean) {
+            out.put("client_cpu_seconds", ((com.sun.management.OperatingSystemMXBean) os).getProcessCpuTime() / 1e9);
+        }
         out.put("ok", ok);
         out.put("problems", new ArrayList<>(problems));
         System.out.println(toJson(out));
@@ -348,6 +354,10 @@ public final class Bench {
             } catch (Exception e) {
                 problem("consumer failed: " + e);
             } finally {
+                // Timestamped like the client's own log lines, so notes it logs
+                // while closing can be told from ones logged during the run.
+                System.err.println(java.time.LocalTime.now() + " bench: consumer done ("
+                        + consumed.get() + " records), closing it");
                 consumer.close();
             }
         }, "bench-consumer");
