@@ -150,6 +150,21 @@ impl Group {
         member.protocols.iter().find(|(name, _)| name == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
     }
 
+    /// The members in join order with their metadata for the chosen protocol, as the leader's
+    /// JoinGroup response lists them.
+    fn member_list(&self) -> Vec<JoinGroupResponseMember> {
+        self.join_order
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .map(|m| {
+                JoinGroupResponseMember::default()
+                    .with_member_id(s(m.member_id.clone()))
+                    .with_group_instance_id(m.instance_id.clone().map(s))
+                    .with_metadata(self.metadata_for(m))
+            })
+            .collect()
+    }
+
     /// Protocols every member supports.
     fn common_protocols(&self) -> Vec<String> {
         let mut members = self.members.values();
@@ -309,17 +324,7 @@ impl Coordinator {
                         member.awaiting_join = None;
                         group.members.insert(new_id.clone(), member);
                         if was_leader {
-                            body.members = group
-                                .join_order
-                                .iter()
-                                .filter_map(|id| group.members.get(id))
-                                .map(|m| {
-                                    JoinGroupResponseMember::default()
-                                        .with_member_id(s(m.member_id.clone()))
-                                        .with_group_instance_id(m.instance_id.clone().map(s))
-                                        .with_metadata(group.metadata_for(m))
-                                })
-                                .collect();
+                            body.members = group.member_list();
                             body.skip_assignment = api_version >= 9;
                         }
                         if api_version < 7 {
@@ -475,17 +480,7 @@ impl Coordinator {
         }
         group.state = GroupState::CompletingRebalance;
         let leader = group.leader.clone().unwrap_or_default();
-        let member_list: Vec<JoinGroupResponseMember> = group
-            .join_order
-            .iter()
-            .filter_map(|id| group.members.get(id))
-            .map(|m| {
-                JoinGroupResponseMember::default()
-                    .with_member_id(s(m.member_id.clone()))
-                    .with_group_instance_id(m.instance_id.clone().map(s))
-                    .with_metadata(group.metadata_for(m))
-            })
-            .collect();
+        let member_list = group.member_list();
         let mut replies = Vec::new();
         for member in group.members.values_mut() {
             let parked = member.awaiting_join.take().expect("every remaining member rejoined");

@@ -231,35 +231,7 @@ pub struct RecordView {
 /// Lists the offsets and timestamps of the records in a batch, decompressing its records if
 /// needed. `None` for malformed record bytes or a batch that fails to decompress.
 pub fn records_of(batch: &[u8]) -> Option<Vec<RecordView>> {
-    let header = BatchHeader::parse(batch)?;
-    let size = header.size_bytes()?.min(batch.len());
-    let body = batch.get(BATCH_HEADER_BYTES..size)?;
-    let decompressed;
-    let records = if header.compression() == 0 {
-        body
-    } else {
-        decompressed = super::compression::decompress(header.compression(), body).ok()?;
-        &decompressed[..]
-    };
-    let mut reader = VarReader { bytes: records, position: 0 };
-    let count = usize::try_from(header.records_count).ok()?;
-    let mut views = Vec::with_capacity(count.min(records.len()));
-    for _ in 0..count {
-        let length = usize::try_from(reader.varint()?).ok()?;
-        let record_start = reader.position;
-        let _attributes = reader.byte()?;
-        let timestamp_delta = reader.varlong()?;
-        let offset_delta = reader.varint()?;
-        reader.position = record_start.checked_add(length)?;
-        if reader.position > reader.bytes.len() {
-            return None;
-        }
-        views.push(RecordView {
-            offset: header.base_offset + i64::from(offset_delta),
-            timestamp: header.base_timestamp.checked_add(timestamp_delta)?,
-        });
-    }
-    Some(views)
+    Some(decode_records(batch)?.into_iter().map(|r| RecordView { offset: r.offset, timestamp: r.timestamp }).collect())
 }
 
 /// A record's offset, key and value, for the broker's own internal logs.
@@ -272,6 +244,22 @@ pub struct PayloadRecord {
 
 /// Decodes the keys and values of a batch (decompressing if needed). `None` if malformed.
 pub fn payload_records(batch: &[u8]) -> Option<Vec<PayloadRecord>> {
+    Some(
+        decode_records(batch)?
+            .into_iter()
+            .map(|r| PayloadRecord { offset: r.offset, key: r.key, value: r.value })
+            .collect(),
+    )
+}
+
+struct DecodedRecord {
+    offset: i64,
+    timestamp: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+fn decode_records(batch: &[u8]) -> Option<Vec<DecodedRecord>> {
     let header = BatchHeader::parse(batch)?;
     let size = header.size_bytes()?.min(batch.len());
     let body = batch.get(BATCH_HEADER_BYTES..size)?;
@@ -289,7 +277,7 @@ pub fn payload_records(batch: &[u8]) -> Option<Vec<PayloadRecord>> {
         let length = usize::try_from(reader.varint()?).ok()?;
         let record_start = reader.position;
         let _attributes = reader.byte()?;
-        let _timestamp_delta = reader.varlong()?;
+        let timestamp_delta = reader.varlong()?;
         let offset_delta = reader.varint()?;
         let key = reader.bytes()?;
         let value = reader.bytes()?;
@@ -297,7 +285,12 @@ pub fn payload_records(batch: &[u8]) -> Option<Vec<PayloadRecord>> {
         if reader.position > reader.bytes.len() {
             return None;
         }
-        out.push(PayloadRecord { offset: header.base_offset + i64::from(offset_delta), key, value });
+        out.push(DecodedRecord {
+            offset: header.base_offset + i64::from(offset_delta),
+            timestamp: header.base_timestamp.checked_add(timestamp_delta)?,
+            key,
+            value,
+        });
     }
     Some(out)
 }
