@@ -16,17 +16,25 @@ pub enum PlantedBug {
     /// Producer state is not rebuilt from the log after a restart, so a producer's retry of a
     /// batch that was written before the crash is written again: `duplicate`.
     ForgetProducerState = 3,
+    /// A rebalance does not start a new generation, so members of the old assignment and the
+    /// new one hold the same partitions under one generation number: `split-ownership`.
+    SameGeneration = 4,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 3] =
-        [PlantedBug::AckBeforeFsync, PlantedBug::KeepTornTail, PlantedBug::ForgetProducerState];
+    pub const ALL: [PlantedBug; 4] = [
+        PlantedBug::AckBeforeFsync,
+        PlantedBug::KeepTornTail,
+        PlantedBug::ForgetProducerState,
+        PlantedBug::SameGeneration,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             PlantedBug::AckBeforeFsync => "ack-before-fsync",
             PlantedBug::KeepTornTail => "keep-torn-tail",
             PlantedBug::ForgetProducerState => "forget-producer-state",
+            PlantedBug::SameGeneration => "same-generation",
         }
     }
 

@@ -36,6 +36,8 @@ pub fn check(history: &History) -> (Vec<Anomaly>, u64) {
             }
         }
     }
+    ownership(history, &mut anomalies);
+    commits(history, &mut anomalies);
     for detail in &history.stuck {
         anomalies.push(anomaly("liveness", detail.clone()));
     }
@@ -141,6 +143,49 @@ fn polls(history: &History, anomalies: &mut Vec<Anomaly>) {
                 }
             }
             expected = offset + 1;
+        }
+    }
+}
+
+/// split-ownership: two members own one partition in one generation.
+fn ownership(history: &History, anomalies: &mut Vec<Anomaly>) {
+    let mut owners: BTreeMap<(i32, i32), BTreeMap<&str, ()>> = BTreeMap::new();
+    for o in &history.ownership {
+        for &p in &o.partitions {
+            owners.entry((o.generation, p)).or_default().insert(o.member.as_str(), ());
+        }
+    }
+    for ((generation, partition), members) in owners {
+        if members.len() > 1 {
+            let names: Vec<&str> = members.keys().copied().collect();
+            anomalies.push(anomaly(
+                "split-ownership",
+                format!("generation {generation} partition {partition} owned by {names:?}"),
+            ));
+        }
+    }
+}
+
+/// lost-commit: a committed offset read back lower than one already acknowledged (commits
+/// must survive crashes and never move backwards).
+fn commits(history: &History, anomalies: &mut Vec<Anomaly>) {
+    let mut acked: BTreeMap<i32, i64> = BTreeMap::new();
+    for event in &history.commits {
+        match *event {
+            crate::history::CommitEvent::Acked { partition, offset } => {
+                let best = acked.entry(partition).or_insert(offset);
+                *best = (*best).max(offset);
+            }
+            crate::history::CommitEvent::Fetched { partition, offset } => {
+                if let Some(&best) = acked.get(&partition) {
+                    if offset < best {
+                        anomalies.push(anomaly(
+                            "lost-commit",
+                            format!("partition {partition}: committed offset read as {offset} after {best} was acknowledged"),
+                        ));
+                    }
+                }
+            }
         }
     }
 }

@@ -164,6 +164,126 @@ impl Conn {
     }
 }
 
+/// The answer to a JoinGroup: (error, generation, member id, leader, member ids if leader).
+pub struct Joined {
+    pub error: i16,
+    pub generation: i32,
+    pub member_id: String,
+    pub leader: String,
+    pub members: Vec<String>,
+}
+
+impl Conn {
+    pub async fn join_group(&mut self, group: &str, member_id: &str) -> io::Result<Joined> {
+        use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_session_timeout_ms(6_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("sim"))
+                .with_metadata(Bytes::new())]);
+        // The join may wait for a whole rebalance: longer than an ordinary call.
+        let response = tokio::time::timeout(Duration::from_secs(15), self.call_inner(&request, 5))
+            .await
+            .map_err(|_| timeout_error())??;
+        Ok(Joined {
+            error: response.error_code,
+            generation: response.generation_id,
+            member_id: response.member_id.to_string(),
+            leader: response.leader.to_string(),
+            members: response.members.iter().map(|m| m.member_id.to_string()).collect(),
+        })
+    }
+
+    /// SyncGroup; the leader passes every member's partitions. Returns (error, my partitions).
+    pub async fn sync_group(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: &[(String, Vec<i32>)],
+    ) -> io::Result<(i16, Vec<i32>)> {
+        use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+        let encode =
+            |partitions: &[i32]| Bytes::from(partitions.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","));
+        let request = SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_assignments(
+                assignments
+                    .iter()
+                    .map(|(m, ps)| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(StrBytes::from_string(m.clone()))
+                            .with_assignment(encode(ps))
+                    })
+                    .collect(),
+            );
+        let response = tokio::time::timeout(Duration::from_secs(15), self.call_inner(&request, 3))
+            .await
+            .map_err(|_| timeout_error())??;
+        let text = String::from_utf8_lossy(&response.assignment).into_owned();
+        let partitions = text.split(',').filter(|p| !p.is_empty()).filter_map(|p| p.parse().ok()).collect();
+        Ok((response.error_code, partitions))
+    }
+
+    pub async fn leave_group(&mut self, group: &str, member_id: &str) -> io::Result<i16> {
+        let request = LeaveGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_member_id(StrBytes::from_string(member_id.to_string()));
+        Ok(self.call(&request, 1).await?.error_code)
+    }
+
+    pub async fn heartbeat(&mut self, group: &str, generation: i32, member_id: &str) -> io::Result<i16> {
+        let request = HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member_id.to_string()));
+        Ok(self.call(&request, 3).await?.error_code)
+    }
+
+    pub async fn commit(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> io::Result<i16> {
+        use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_topics(vec![OffsetCommitRequestTopic::default().with_name(topic_name(topic)).with_partitions(vec![
+                OffsetCommitRequestPartition::default().with_partition_index(partition).with_committed_offset(offset),
+            ])]);
+        let response = self.call(&request, 7).await?;
+        Ok(response.topics.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code))
+    }
+
+    /// Committed offsets of `partitions` (-1 where none).
+    pub async fn committed(&mut self, group: &str, topic: &str, partitions: &[i32]) -> io::Result<Vec<(i32, i64)>> {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(partitions.to_vec())]));
+        let response = self.call(&request, 5).await?;
+        Ok(response
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset)))
+            .collect())
+    }
+}
+
 /// A record as a consumer saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {

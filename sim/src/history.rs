@@ -25,8 +25,27 @@ pub struct Poll {
     pub max_offset: Option<i64>,
 }
 
+/// A group member's view after a successful SyncGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub generation: i32,
+    pub member: String,
+    pub partitions: Vec<i32>,
+}
+
+/// An acknowledged OffsetCommit, or an OffsetFetch answer, in the order clients saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitEvent {
+    Acked { partition: i32, offset: i64 },
+    Fetched { partition: i32, offset: i64 },
+}
+
 #[derive(Debug, Default)]
 pub struct History {
+    /// Group assignments as members received them.
+    pub ownership: Vec<Ownership>,
+    /// Commits acknowledged and committed offsets read, in simulated-time order.
+    pub commits: Vec<CommitEvent>,
     pub acks: Vec<Ack>,
     pub polls: Vec<Poll>,
     /// (partition, offset) -> values read there, by consumers and by the final read.

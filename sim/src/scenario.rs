@@ -26,11 +26,13 @@ use madsim::time::{sleep, Instant};
 use crate::checker::{check, Anomaly};
 use crate::client::{decode_records, Conn};
 use crate::disk::{DiskFaults, SimDisk};
-use crate::history::{Ack, History, Poll};
+use crate::history::{Ack, CommitEvent, History, Ownership, Poll};
 
 pub const TOPIC: &str = "sim";
 pub const PARTITIONS: i32 = 3;
 const CONSUMERS: u32 = 2;
+const GROUP: &str = "sim-group";
+const GROUP_MEMBERS: u32 = 3;
 const FAULT_PHASE: Duration = Duration::from_secs(20);
 /// After healing starts, every producer must be acknowledged within this.
 pub const HEAL_BOUND: Duration = Duration::from_secs(15);
@@ -52,6 +54,8 @@ pub struct RunReport {
 struct Shared {
     history: Mutex<History>,
     stop: AtomicBool,
+    /// Group members keep consuming after `stop` until this, to show the group converges.
+    stop_group: AtomicBool,
     healing_started_ms: AtomicU64,
     /// producer id -> last acknowledgement time (ms of simulated time since start)
     last_ack_ms: Mutex<BTreeMap<u32, u64>>,
@@ -95,6 +99,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     let shared = Arc::new(Shared {
         history: Mutex::new(History::default()),
         stop: AtomicBool::new(false),
+        stop_group: AtomicBool::new(false),
         healing_started_ms: AtomicU64::new(u64::MAX),
         last_ack_ms: Mutex::new(BTreeMap::new()),
         last_read_ms: Mutex::new(BTreeMap::new()),
@@ -130,6 +135,11 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     for id in 0..CONSUMERS {
         let node = client_node(&handle, &format!("consumer-{id}"), 50 + id as u8);
         node.spawn(consumer(id, shared.clone()));
+        clients.push(node);
+    }
+    for id in 0..GROUP_MEMBERS {
+        let node = client_node(&handle, &format!("member-{id}"), 80 + id as u8);
+        node.spawn(group_member(id, shared.clone()));
         clients.push(node);
     }
     admin.spawn(churn(shared.clone()));
@@ -200,6 +210,47 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         }
     }
     shared.stop.store(true, Ordering::SeqCst);
+    sleep(Duration::from_secs(1)).await;
+
+    // The group converges: with producers stopped, its commits reach every partition's end.
+    let checker = client_node(&handle, "group-checker", 201);
+    let converged = checker
+        .spawn(async move {
+            let deadline = Instant::now() + HEAL_BOUND;
+            while Instant::now() < deadline {
+                if let Ok(mut conn) = Conn::connect(broker_addr()).await {
+                    let mut done = true;
+                    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+                    match conn.committed(GROUP, TOPIC, &partitions).await {
+                        Ok(committed) => {
+                            for (partition, offset) in committed {
+                                match conn.list_offset(TOPIC, partition, -1).await {
+                                    Ok((0, end)) if offset >= end => {}
+                                    _ => done = false,
+                                }
+                            }
+                        }
+                        Err(_) => done = false,
+                    }
+                    if done {
+                        return true;
+                    }
+                }
+                sleep(Duration::from_millis(500)).await;
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+    if !converged {
+        shared
+            .history
+            .lock()
+            .expect("history lock")
+            .stuck
+            .push(format!("the group's commits did not reach the end offsets within {HEAL_BOUND:?}"));
+    }
+    shared.stop_group.store(true, Ordering::SeqCst);
     sleep(Duration::from_secs(1)).await;
 
     // Final read of every partition.
@@ -428,6 +479,123 @@ async fn consumer(id: u32, shared: Arc<Shared>) {
             } else {
                 break;
             }
+        }
+    }
+}
+
+/// A consumer-group member: joins, (as leader) assigns partitions round-robin, fetches from the
+/// committed offsets, commits after each fetch, heartbeats, and rejoins when told to.
+async fn group_member(id: u32, shared: Arc<Shared>) {
+    let mut rng = thread_rng();
+    let mut member_id = String::new();
+    while !shared.stop_group.load(Ordering::SeqCst) {
+        let Ok(mut conn) = Conn::connect(broker_addr()).await else {
+            sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let joined = match conn.join_group(GROUP, &member_id).await {
+            Ok(j) => j,
+            Err(_) => continue,
+        };
+        match joined.error {
+            0 => {}
+            79 => {
+                member_id = joined.member_id;
+                continue;
+            }
+            25 => {
+                member_id.clear();
+                continue;
+            }
+            _ => {
+                sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        member_id = joined.member_id.clone();
+        let generation = joined.generation;
+        let assignments: Vec<(String, Vec<i32>)> = if joined.leader == member_id {
+            let mut members = joined.members.clone();
+            members.sort();
+            members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.clone(), (0..PARTITIONS).filter(|p| *p as usize % members.len() == i).collect()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let partitions = match conn.sync_group(GROUP, generation, &member_id, &assignments).await {
+            Ok((0, partitions)) => partitions,
+            Ok((25, _)) => {
+                member_id.clear();
+                continue;
+            }
+            _ => continue,
+        };
+        shared.history.lock().expect("history lock").ownership.push(Ownership {
+            generation,
+            member: format!("{id}:{member_id}"),
+            partitions: partitions.clone(),
+        });
+        let Ok(committed) = conn.committed(GROUP, TOPIC, &partitions).await else { continue };
+        let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+        {
+            let mut history = shared.history.lock().expect("history lock");
+            for (partition, offset) in committed {
+                history.commits.push(CommitEvent::Fetched { partition, offset });
+                positions.insert(partition, offset.max(0));
+            }
+        }
+        let mut last_heartbeat = Instant::now();
+        // Members come and go (until the workload stops), so the group rebalances while the
+        // broker is up, not only after restarts.
+        let leave_at = Instant::now() + Duration::from_millis(rng.gen_range(2_000..10_000));
+        'member: loop {
+            if shared.stop_group.load(Ordering::SeqCst) {
+                return;
+            }
+            if !shared.stop.load(Ordering::SeqCst) && Instant::now() >= leave_at {
+                let _ = conn.leave_group(GROUP, &member_id).await;
+                member_id.clear();
+                sleep(Duration::from_millis(rng.gen_range(0..2_000))).await;
+                break 'member;
+            }
+            for (&partition, position) in positions.iter_mut() {
+                let Ok((0, _, bytes)) = conn.fetch(TOPIC, partition, *position, 50).await else { break 'member };
+                let Ok(records) = decode_records(bytes) else { break 'member };
+                let Some(last) = records.iter().filter(|r| r.offset >= *position).map(|r| r.offset).max() else {
+                    continue;
+                };
+                match conn.commit(GROUP, generation, &member_id, TOPIC, partition, last + 1).await {
+                    Ok(0) => {
+                        *position = last + 1;
+                        shared
+                            .history
+                            .lock()
+                            .expect("history lock")
+                            .commits
+                            .push(CommitEvent::Acked { partition, offset: last + 1 });
+                    }
+                    Ok(25) => {
+                        member_id.clear();
+                        break 'member;
+                    }
+                    _ => break 'member,
+                }
+            }
+            if last_heartbeat.elapsed() >= Duration::from_millis(500) {
+                last_heartbeat = Instant::now();
+                match conn.heartbeat(GROUP, generation, &member_id).await {
+                    Ok(0) => {}
+                    Ok(25) => {
+                        member_id.clear();
+                        break 'member;
+                    }
+                    _ => break 'member,
+                }
+            }
+            sleep(Duration::from_millis(20)).await;
         }
     }
 }

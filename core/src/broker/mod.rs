@@ -266,7 +266,7 @@ impl Broker {
         let next_producer_id = metadata.document.producer_id_block_end.max(max_producer_id + 1);
         let retention_check_interval_ms = config.retention_check_interval_ms;
         let mut rng = rng;
-        let groups = Coordinator::new(config.group.clone(), rng.next_u64());
+        let groups = Coordinator::new(config.group.clone(), rng.next_u64(), metadata.document.incarnation);
         let mut broker = Broker {
             config,
             storage,

@@ -21,7 +21,7 @@ impl T {
 
     fn with_delay(initial_rebalance_delay_ms: i64) -> T {
         T {
-            c: Coordinator::new(GroupConfig { initial_rebalance_delay_ms, ..GroupConfig::default() }, 1),
+            c: Coordinator::new(GroupConfig { initial_rebalance_delay_ms, ..GroupConfig::default() }, 1, 0),
             now: 0,
             next_id: 1,
         }
@@ -284,4 +284,24 @@ fn restarted_static_leader_gets_members_without_a_rebalance() {
     let s = t.sync(&new_leader, 1, &[(&new_leader, b"other"), (&follower, b"other")]);
     assert_eq!(T::syncs(t.c.drain())[&s].assignment.as_ref(), b"L", "a stable group keeps its assignment");
     assert_eq!(t.heartbeat(&follower, 1), 0);
+}
+
+#[test]
+fn generations_do_not_repeat_across_broker_starts() {
+    let mut first = Coordinator::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() }, 1, 1);
+    let mut second = Coordinator::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() }, 1, 2);
+    let generation = |c: &mut Coordinator| {
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(s("range"))]);
+        c.join(0, RequestId(1), 3, "c", request);
+        match &c.drain()[0].body {
+            ResponseKind::JoinGroup(r) => r.generation_id,
+            _ => unreachable!(),
+        }
+    };
+    assert_ne!(generation(&mut first), generation(&mut second));
 }
