@@ -204,7 +204,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         }
         let reads = shared.last_read_ms.lock().expect("reads lock");
         for id in 0..CONSUMERS {
-            if !reads.get(&id).is_some_and(|&t| t >= heal_start) {
+            if reads.get(&id).is_none_or(|&t| t < heal_start) {
                 history.stuck.push(format!("consumer {id} read nothing within {HEAL_BOUND:?} after healing"));
             }
         }
