@@ -37,7 +37,7 @@ test-clients: deps build
 ## The deterministic simulator (madsim), built into its own target dir with --cfg madsim.
 ## `make sim` runs SIM_SEEDS seeds (about five minutes here), checks that each planted bug is
 ## caught and that a run is deterministic; `make sim SEED=S [PLANTED=bug]` replays one seed.
-SIM_SEEDS ?= 1000
+SIM_SEEDS ?= 700
 SIM_CARGO := RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim $(CARGO)
 SIM_BIN := target/sim/release/headwater-sim
 PLANTED_BUGS := ack-before-fsync keep-torn-tail forget-producer-state same-generation
