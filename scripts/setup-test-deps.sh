@@ -90,12 +90,12 @@ if [[ "$(cat .deps/java/.stamp 2>/dev/null)" != "$want" ]]; then
     rm -f .deps/java-classes/.stamp
 fi
 
-src="tests/clients/java/src/ClientCheck.java"
-want="$(checksum "$src" .deps/java/.stamp)"
+srcs=(tests/clients/java/src/*.java)
+want="$(checksum "${srcs[@]}" .deps/java/.stamp)"
 if [[ "$(cat .deps/java-classes/.stamp 2>/dev/null)" != "$want" ]]; then
-    say "compiling $src"
+    say "compiling ${srcs[*]}"
     rm -rf .deps/java-classes
     mkdir -p .deps/java-classes
-    javac -nowarn --release 17 -encoding UTF-8 -cp ".deps/java/*" -d .deps/java-classes "$src"
+    javac -nowarn --release 17 -encoding UTF-8 -cp ".deps/java/*" -d .deps/java-classes "${srcs[@]}"
     echo "$want" >.deps/java-classes/.stamp
 fi

@@ -24,8 +24,17 @@ def produce(bootstrap, topic, values):
     assert producer.flush(30) == 0
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 def start_worker(client, bootstrap, group, topic, out, instance=None):
-    args = [sys.executable, WORKER, client, bootstrap, group, topic, str(out)] + ([instance] if instance else [])
+    if client == "java":
+        args = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                "-cp", f"{REPO_ROOT / '.deps/java-classes'}:{REPO_ROOT / '.deps/java'}/*",
+                "GroupWorker", bootstrap, group, topic, str(out)]
+    else:
+        args = [sys.executable, WORKER, client, bootstrap, group, topic, str(out)]
+    args += [instance] if instance else []
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(str(out) + ".err", "w"))
 
 
@@ -79,7 +88,7 @@ def group_topic(broker):
     return admin, topic
 
 
-@pytest.mark.parametrize("clients", [("confluent", "confluent", "confluent"), ("confluent", "kafka-python", "confluent")])
+@pytest.mark.parametrize("clients", [("confluent", "confluent", "confluent"), ("java", "kafka-python", "confluent")])
 def test_killed_member_partitions_move_and_commits_survive_a_crash(broker, group_topic, tmp_path, clients):
     admin, topic = group_topic
     group = f"g-{uuid.uuid4().hex[:8]}"
