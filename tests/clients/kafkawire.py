@@ -147,3 +147,22 @@ def fetch_v4(topic, partition, offset, max_wait_ms, min_bytes=1, max_bytes=1 << 
     body = struct.pack(">iiiib", -1, max_wait_ms, min_bytes, max_bytes, 0)
     body += struct.pack(">i", 1) + string(topic) + struct.pack(">iiqi", 1, partition, offset, max_bytes)
     return body
+
+
+def offset_delete_v0(bootstrap, group, topic, partitions):
+    """OffsetDelete v0: returns (top-level error, {partition: error})."""
+    body = string(group) + struct.pack(">i", 1) + string(topic) + struct.pack(">i", len(partitions))
+    body += b"".join(struct.pack(">i", p) for p in partitions)
+    with connect(bootstrap) as sock:
+        sock.sendall(frame(47, 0, 11, body))
+        response = read_response(sock)
+    at = 4
+    error, _throttle, topics = struct.unpack(">hii", response[at:at + 10]); at += 10
+    results = {}
+    for _ in range(topics):
+        (name_len,) = struct.unpack(">h", response[at:at + 2]); at += 2 + name_len
+        (count,) = struct.unpack(">i", response[at:at + 4]); at += 4
+        for _ in range(count):
+            partition, code = struct.unpack(">ih", response[at:at + 6]); at += 6
+            results[partition] = code
+    return error, results
