@@ -66,6 +66,7 @@ pub async fn serve(
         retention_check_interval_ms: config.retention_check_interval_ms,
         group: config.group.clone(),
         offsets_retention_ms: config.offsets_retention_ms,
+        ..BrokerConfig::default()
     };
     let (broker, report) = Broker::open(broker_config, storage, now_ms())
         .map_err(|e| format!("cannot open data_dir {}: {e}", config.data_dir.display()))?;

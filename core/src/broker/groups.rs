@@ -470,6 +470,61 @@ impl Broker {
 /// One partition's answer to OffsetFetch: (partition, offset, leader epoch, metadata, error).
 type FetchedOffset = (i32, i64, i32, String, ErrorCode);
 
+impl Broker {
+    /// Bounds the offsets log (until log compaction exists): once it is larger than
+    /// `offsets_log_compact_bytes`, roll it and append every live offset again. When that
+    /// rewrite is durable, [`Broker::finish_offsets_rewrite`] deletes the segments before it.
+    /// Old segments are never deleted before the rewrite is on disk.
+    pub(super) fn compact_offsets(&mut self, now_ms: i64) {
+        let limit = self.config.offsets_log_compact_bytes;
+        if self.offsets_rewrite.is_some() {
+            return;
+        }
+        let entries: Vec<(OffsetKey, CommittedOffset)> = self
+            .offsets
+            .groups()
+            .into_iter()
+            .flat_map(|g| {
+                self.offsets
+                    .group(&g)
+                    .into_iter()
+                    .map(move |(t, p, c)| ((g.clone(), t.to_string(), p), c.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let Some(partition) = self.partition_mut(OFFSETS_TOPIC, 0) else { return };
+        if partition.failed || partition.log.size_bytes() <= limit {
+            return;
+        }
+        if partition.log.roll(now_ms).is_err() {
+            return;
+        }
+        let start = partition.log.end_offset();
+        for chunk in entries.chunks(500) {
+            let records: Vec<_> = chunk.iter().map(|(k, v)| record(k, Some(v), now_ms)).collect();
+            let mut bytes = batch(&records, None);
+            if partition.log.append(&mut bytes, 0, now_ms).is_err() {
+                partition.failed = true;
+                return;
+            }
+        }
+        self.offsets_rewrite = Some((start, partition.log.end_offset()));
+    }
+
+    /// Deletes the offsets log's segments before a rewrite once the rewrite is durable.
+    pub(super) fn finish_offsets_rewrite(&mut self) {
+        let Some((start, end)) = self.offsets_rewrite else { return };
+        let Some(partition) = self.partition_mut(OFFSETS_TOPIC, 0) else { return };
+        if partition.log.durable_offset() < end {
+            return;
+        }
+        if partition.log.delete_records_before(start).is_ok() {
+            let _ = self.write_log_start_checkpoint();
+        }
+        self.offsets_rewrite = None;
+    }
+}
+
 /// Sets `code` on every entry of a response that carries per-partition errors.
 fn with_error(body: ResponseKind, code: ErrorCode) -> ResponseKind {
     match body {

@@ -125,6 +125,9 @@ pub struct BrokerConfig {
     /// `offsets.retention.minutes`, in ms: committed offsets of groups without members are
     /// deleted after this long without a commit.
     pub offsets_retention_ms: i64,
+    /// When the offsets log grows past this, the live offsets are rewritten after it and the
+    /// older segments deleted once the rewrite is durable (see `groups.rs`).
+    pub offsets_log_compact_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -140,6 +143,7 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS,
             group: GroupConfig::default(),
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_log_compact_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -196,6 +200,8 @@ pub struct Broker {
     rng: Rng,
     groups: Coordinator,
     offsets: OffsetStore,
+    /// A rewrite of the offsets log waiting to be durable: (first offset of the rewrite, end).
+    offsets_rewrite: Option<(i64, i64)>,
     outputs: VecDeque<Output>,
     parked: Vec<Parked>,
     sync_in_flight: Option<SyncInFlight>,
@@ -277,6 +283,7 @@ impl Broker {
             rng,
             groups,
             offsets: OffsetStore::default(),
+            offsets_rewrite: None,
             outputs: VecDeque::new(),
             parked: Vec::new(),
             sync_in_flight: None,
@@ -401,6 +408,7 @@ impl Broker {
             }
         }
         self.release_parked(now_ms, false);
+        self.finish_offsets_rewrite();
         self.after_input();
     }
 
@@ -413,6 +421,7 @@ impl Broker {
             self.next_retention_check_ms = now_ms + self.config.retention_check_interval_ms;
             self.enforce_retention(now_ms);
             self.expire_offsets(now_ms);
+            self.compact_offsets(now_ms);
         }
         if now_ms >= self.next_recovery_checkpoint_ms {
             self.next_recovery_checkpoint_ms = now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS;

@@ -359,3 +359,53 @@ fn topic_ids_differ_across_restarts_with_the_same_seed() {
     h.create_topic("second", 1, &[]);
     assert_ne!(h.broker.topic("second").unwrap().record.id, first);
 }
+
+#[test]
+fn offsets_log_is_rewritten_and_old_segments_deleted_only_when_durable() {
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    let storage = MemStorage::new();
+    let config = BrokerConfig {
+        offsets_log_compact_bytes: 2_000,
+        retention_check_interval_ms: 1_000,
+        ..BrokerConfig::default()
+    };
+    let (broker, _) = Broker::open(config.clone(), Arc::new(storage.clone()), 1_000).unwrap();
+    let mut h = Harness { storage: storage.clone(), broker, now_ms: 1_000, next_id: 1, pending_io: Vec::new() };
+    h.run_io();
+    h.create_topic("t", 2, &[]);
+    let commit = |offset: i64| {
+        RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![
+                        OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset),
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(1)
+                            .with_committed_offset(offset * 2),
+                    ])]),
+        )
+    };
+    for i in 0..100 {
+        h.one(ApiKey::OffsetCommit, 8, commit(i));
+    }
+    let size_before = h.broker.partition(OFFSETS_TOPIC, 0).unwrap().log.size_bytes();
+    assert!(size_before > 2_000);
+    h.now_ms += 1_000;
+    h.broker.handle_timeout(h.now_ms);
+    // The rewrite is appended but not yet synced: nothing may be deleted.
+    h.responses();
+    assert_eq!(h.broker.partition(OFFSETS_TOPIC, 0).unwrap().log.log_start_offset(), 0);
+    h.run_io();
+    let log = &h.broker.partition(OFFSETS_TOPIC, 0).unwrap().log;
+    assert!(log.log_start_offset() > 0, "segments before the rewrite are gone");
+    assert!(log.size_bytes() < size_before);
+    drop(h);
+    storage.crash();
+    let (broker, report) = Broker::open(config, Arc::new(storage), 5_000).unwrap();
+    assert_eq!(report.committed_offsets, 2);
+    assert_eq!(broker.offsets.get("g", "t", 0).unwrap().offset, 99);
+    assert_eq!(broker.offsets.get("g", "t", 1).unwrap().offset, 198);
+}

@@ -507,15 +507,17 @@ impl Log {
         Ok(())
     }
 
-    /// Calls `visit` with every stored batch's bytes, oldest first. Used at start-up to replay
-    /// the broker's internal logs.
+    /// Calls `visit` with the bytes of every stored batch from the log start offset on, oldest
+    /// first. Used at start-up to replay the broker's internal logs.
     pub fn for_each_batch(&self, mut visit: impl FnMut(&[u8])) -> io::Result<()> {
         for segment in &self.segments {
             let mut position = 0;
             while position < segment.size_bytes {
                 let header = segment.header_at(position)?;
                 let size = header.size_bytes().expect("stored batches have sane sizes");
-                visit(&segment.file.read_at(position, size)?);
+                if header.last_offset() >= self.log_start_offset {
+                    visit(&segment.file.read_at(position, size)?);
+                }
                 position += size as u64;
             }
         }
