@@ -48,7 +48,7 @@ impl Broker {
     /// `force`d; otherwise parks it (again).
     pub(super) fn try_finish_fetch(&mut self, now_ms: i64, parked: ParkedFetch, force: bool) -> Option<Response> {
         let (response, bytes, errors) = self.build_fetch(parked.api_version, &parked.request);
-        let enough = bytes >= i64::from(parked.request.min_bytes.max(0)) || bytes > 0 && parked.request.min_bytes <= 1;
+        let enough = bytes >= i64::from(parked.request.min_bytes.max(0));
         let give_up =
             force || now_ms >= parked.deadline_ms || self.parked.len() >= crate::constants::PARKED_REQUESTS_MAX;
         if enough || errors || give_up {

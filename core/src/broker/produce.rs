@@ -120,10 +120,10 @@ impl Broker {
         index: i32,
         records: Option<Bytes>,
     ) -> Result<Appended, ErrorCode> {
-        let defaults = self.config.topic_defaults.clone();
+        let defaults = &self.config.topic_defaults;
         let topic_state = self.topics.get_mut(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
-        let message_bytes_max = topic_state.config.message_bytes_max(&defaults);
-        let log_append_time = topic_state.config.log_append_time(&defaults);
+        let message_bytes_max = topic_state.config.message_bytes_max(defaults);
+        let log_append_time = topic_state.config.log_append_time(defaults);
         let partition = usize::try_from(index)
             .ok()
             .and_then(|i| topic_state.partitions.get_mut(i))
