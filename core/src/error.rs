@@ -59,6 +59,11 @@ pub enum ErrorCode {
     InconsistentTopicId = 103,
     ProducerFenced = 90,
     ResourceNotFound = 91,
+    FencedMemberEpoch = 110,
+    UnreleasedInstanceId = 111,
+    UnsupportedAssignor = 112,
+    StaleMemberEpoch = 113,
+    InvalidRegularExpression = 128,
 }
 
 impl ErrorCode {

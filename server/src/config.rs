@@ -47,6 +47,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "largest session timeout a consumer may ask for (group.max.session.timeout.ms)",
     ),
     (
+        "group_consumer_session_timeout_ms",
+        "45000",
+        "consumer-protocol members that do not heartbeat for this long are removed (group.consumer.session.timeout.ms)",
+    ),
+    (
+        "group_consumer_heartbeat_interval_ms",
+        "5000",
+        "how often consumer-protocol members heartbeat (group.consumer.heartbeat.interval.ms)",
+    ),
+    (
+        "group_consumer_assignor",
+        "uniform",
+        "server-side assignor for consumer-protocol groups whose members name none: uniform or range",
+    ),
+    (
         "offsets_retention_minutes",
         "10080",
         "committed offsets of groups without members are deleted after this long (offsets.retention.minutes)",
@@ -67,6 +82,7 @@ pub struct ServerConfig {
     pub connections_max: usize,
     pub retention_check_interval_ms: i64,
     pub group: headwater_core::group::GroupConfig,
+    pub consumer_group: headwater_core::group::ConsumerGroupConfig,
     pub offsets_retention_ms: i64,
     /// Broker-wide topic config defaults, by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
@@ -230,6 +246,24 @@ impl RawConfig {
                 "config key `group_min_session_timeout_ms` is larger than `group_max_session_timeout_ms`".into(),
             ));
         }
+        let consumer_group = headwater_core::group::ConsumerGroupConfig {
+            session_timeout_ms: self.get("group_consumer_session_timeout_ms", int_at_least(1))?,
+            heartbeat_interval_ms: self.get("group_consumer_heartbeat_interval_ms", int_at_least(1))?,
+            default_assignor: self.get("group_consumer_assignor", |v| {
+                if headwater_core::group::consumer::ASSIGNORS.contains(&v) {
+                    Ok(v.to_string())
+                } else {
+                    Err(format!("{v:?} is not one of {:?}", headwater_core::group::consumer::ASSIGNORS))
+                }
+            })?,
+            ..headwater_core::group::ConsumerGroupConfig::default()
+        };
+        if consumer_group.heartbeat_interval_ms >= consumer_group.session_timeout_ms {
+            return Err(ConfigError(
+                "config key `group_consumer_heartbeat_interval_ms` must be smaller than `group_consumer_session_timeout_ms`"
+                    .into(),
+            ));
+        }
         let offsets_retention_ms = self.get("offsets_retention_minutes", positive)? * 60_000;
         let data_dir =
             self.get(
@@ -266,6 +300,7 @@ impl RawConfig {
             connections_max,
             retention_check_interval_ms,
             group,
+            consumer_group,
             offsets_retention_ms,
             topic_defaults,
         })

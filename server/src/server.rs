@@ -65,6 +65,7 @@ pub async fn serve(
         seed,
         retention_check_interval_ms: config.retention_check_interval_ms,
         group: config.group.clone(),
+        consumer_group: config.consumer_group.clone(),
         offsets_retention_ms: config.offsets_retention_ms,
         ..BrokerConfig::default()
     };

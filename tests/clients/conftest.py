@@ -216,7 +216,8 @@ class KafkaReferenceBroker:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
+def broker(tmp_path_factory, request):
+    """One broker per test module; a module may set BROKER_ARGS (extra `headwater serve` flags)."""
     external = os.environ.get("HEADWATER_BOOTSTRAP")
     if external:
         yield ExternalBroker(external)
@@ -233,6 +234,7 @@ def broker(tmp_path_factory):
             pytest.fail(f"Headwater binary not found at {binary} (build it, or set HEADWATER_BIN "
                         f"or HEADWATER_BOOTSTRAP)", pytrace=False)
         b = HeadwaterBroker(binary, workdir)
+        b.extra_args = list(getattr(request.module, "BROKER_ARGS", []))
     try:
         b.start()
     except RuntimeError as e:

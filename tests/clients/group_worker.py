@@ -3,14 +3,17 @@ it. It appends `partition offset value` for every record it processes to OUT, an
 after processing (at-least-once). SIGTERM closes it cleanly.
 
 usage: group_worker.py CLIENT BOOTSTRAP GROUP TOPIC OUT [INSTANCE_ID]
-CLIENT is confluent or kafka-python."""
+CLIENT is confluent or kafka-python. HEADWATER_GROUP_PROTOCOL=consumer makes the confluent
+client use the KIP-848 consumer protocol (the broker then owns session timeouts)."""
 
+import os
 import signal
 import sys
 import time
 
 client, bootstrap, group, topic, out_path = sys.argv[1:6]
 instance_id = sys.argv[6] if len(sys.argv) > 6 else None
+protocol = os.environ.get("HEADWATER_GROUP_PROTOCOL", "classic")
 stop = False
 
 
@@ -32,8 +35,10 @@ if client == "confluent":
 
     config = {
         "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-        "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+        "enable.auto.commit": False, "group.protocol": protocol,
     }
+    if protocol == "classic":
+        config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
     if instance_id:
         config["group.instance.id"] = instance_id
     consumer = Consumer(config)
@@ -49,6 +54,7 @@ if client == "confluent":
         consumer.commit(message=message, asynchronous=False)
     consumer.close()
 else:
+    assert protocol == "classic", "kafka-python speaks only the classic group protocol"
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",

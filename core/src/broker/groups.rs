@@ -1,6 +1,13 @@
 //! The group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup (through the
-//! [`Coordinator`](crate::group::Coordinator)), and OffsetCommit, OffsetFetch, ListGroups,
-//! DescribeGroups, DeleteGroups and OffsetDelete over the committed-offset store.
+//! classic [`Coordinator`](crate::group::Coordinator)), ConsumerGroupHeartbeat and
+//! ConsumerGroupDescribe (through [`ConsumerGroups`](crate::group::ConsumerGroups), KIP-848),
+//! and OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups and OffsetDelete over
+//! the committed-offset store.
+//!
+//! A group id belongs to one protocol at a time: while a group has members of one protocol,
+//! members of the other are refused (INCONSISTENT_GROUP_PROTOCOL for JoinGroup,
+//! GROUP_ID_NOT_FOUND for ConsumerGroupHeartbeat, as Kafka answers with migration disabled).
+//! An empty group changes protocol with its next member; its committed offsets stay.
 //!
 //! Committed offsets are records in the internal `__consumer_offsets` log. An OffsetCommit is
 //! answered only after the fsync that covers its record, and is applied to the in-memory store
@@ -29,6 +36,9 @@ const OFFSET_METADATA_BYTES_MAX: usize = 4096;
 /// How long a commit may wait for its fsync before it is answered with a timeout.
 const COMMIT_WAIT_MS_MAX: i64 = 30_000;
 
+/// No ACLs yet: every group operation is allowed (READ, DELETE, DESCRIBE).
+const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
 fn s(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
 }
@@ -46,6 +56,82 @@ pub(crate) struct ParkedOffsets {
 }
 
 impl Broker {
+    /// Refuses a classic JoinGroup for a group whose members use the consumer protocol; an
+    /// empty consumer-protocol group becomes a classic one.
+    pub(super) fn classic_join_refused(&mut self, request: &JoinGroupRequest) -> Option<JoinGroupResponse> {
+        let group_id = request.group_id.0.as_str();
+        if self.consumer_groups.is_active(group_id) {
+            return Some(
+                JoinGroupResponse::default()
+                    .with_error_code(ErrorCode::InconsistentGroupProtocol.code())
+                    .with_generation_id(-1)
+                    .with_member_id(request.member_id.clone()),
+            );
+        }
+        // Empty: forget its consumer-protocol state; the classic coordinator takes it over.
+        self.consumer_groups.delete(group_id).ok();
+        None
+    }
+
+    pub(super) fn consumer_group_heartbeat(
+        &mut self,
+        now_ms: i64,
+        api_version: i16,
+        client_id: &str,
+        request: ConsumerGroupHeartbeatRequest,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let group_id = request.group_id.0.as_str();
+        if self.groups.is_active(group_id) {
+            return ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(ErrorCode::GroupIdNotFound.code())
+                .with_error_message(Some(s(format!("Group {group_id} is not a consumer group."))));
+        }
+        if !self.consumer_groups.contains(group_id) {
+            // An empty classic group (or none): the consumer protocol takes it over.
+            self.groups.delete(group_id).ok();
+        }
+        let topics = &self.topics;
+        let lookup = |name: &str| topics.get(name).map(|t| (t.record.id, t.partitions.len() as i32));
+        self.consumer_groups.heartbeat(now_ms, api_version, client_id, &request, &lookup)
+    }
+
+    pub(super) fn consumer_group_describe(
+        &self,
+        api_version: i16,
+        request: ConsumerGroupDescribeRequest,
+    ) -> ConsumerGroupDescribeResponse {
+        let mut response = ConsumerGroupDescribeResponse::default();
+        for group in request.group_ids {
+            let described = match self.consumer_groups.describe(&group.0, api_version) {
+                Some(mut described) => {
+                    if request.include_authorized_operations {
+                        described.authorized_operations = GROUP_OPERATIONS;
+                    }
+                    described
+                }
+                None => {
+                    let message = if self.groups.state_of(&group.0).is_some() || self.offsets.has_group(&group.0) {
+                        format!("Group {} is not a consumer group.", group.0.as_str())
+                    } else {
+                        format!("Group {} not found.", group.0.as_str())
+                    };
+                    consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(group)
+                        .with_error_code(ErrorCode::GroupIdNotFound.code())
+                        .with_error_message(Some(s(message)))
+                        .with_authorized_operations(i32::MIN)
+                }
+            };
+            response.groups.push(described);
+        }
+        response
+    }
+
+    /// Whether a group has members of either protocol.
+    fn group_is_active(&self, group_id: &str) -> bool {
+        self.groups.is_active(group_id) || self.consumer_groups.is_active(group_id)
+    }
+
     pub(super) fn find_coordinator(
         &self,
         api_version: i16,
@@ -176,6 +262,8 @@ impl Broker {
         let group_id = request.group_id.0.to_string();
         let membership = if group_id.is_empty() {
             Err(ErrorCode::InvalidGroupId)
+        } else if self.consumer_groups.contains(&group_id) {
+            self.consumer_groups.validate_commit(&group_id, request.generation_id_or_member_epoch, &request.member_id)
         } else {
             self.groups.validate_commit(
                 &group_id,
@@ -317,6 +405,15 @@ impl Broker {
 
     pub(super) fn list_groups(&self, api_version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
         let mut groups = self.groups.list();
+        for (group_id, state) in self.consumer_groups.list() {
+            groups.push(
+                kafka_protocol::messages::list_groups_response::ListedGroup::default()
+                    .with_group_id(GroupId(s(group_id)))
+                    .with_protocol_type(s("consumer"))
+                    .with_group_state(s(state))
+                    .with_group_type(s("consumer")),
+            );
+        }
         for group in self.offsets.groups() {
             if !groups.iter().any(|g| *g.group_id.0 == *group) {
                 groups.push(
@@ -348,6 +445,21 @@ impl Broker {
     pub(super) fn describe_groups(&self, api_version: i16, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
         let mut response = DescribeGroupsResponse::default();
         for group in request.groups {
+            if self.consumer_groups.contains(&group.0) {
+                // Kafka's answer for a consumer-protocol group: describe it with
+                // ConsumerGroupDescribe.
+                response.groups.push(
+                    describe_groups_response::DescribedGroup::default()
+                        .with_group_id(group.clone())
+                        .with_error_code(ErrorCode::GroupIdNotFound.code())
+                        .with_group_state(s("Dead"))
+                        .with_error_message(
+                            (api_version >= 6)
+                                .then(|| s(format!("Group {} is not a classic group.", group.0.as_str()))),
+                        ),
+                );
+                continue;
+            }
             let mut described = self.groups.describe(&group.0);
             if *described.group_state == *"Dead" && self.offsets.has_group(&group.0) {
                 described.group_state = s("Empty");
@@ -359,8 +471,7 @@ impl Broker {
                 }
             }
             if api_version >= 3 && request.include_authorized_operations {
-                // No ACLs yet: every group operation is allowed (READ, DELETE, DESCRIBE).
-                described.authorized_operations = (1 << 3) | (1 << 6) | (1 << 8);
+                described.authorized_operations = GROUP_OPERATIONS;
             }
             response.groups.push(described);
         }
@@ -378,11 +489,13 @@ impl Broker {
         let mut entries = Vec::new();
         for group in request.groups_names {
             let name = group.0.to_string();
-            let known = self.groups.state_of(&name).is_some() || self.offsets.has_group(&name);
+            let known = self.groups.state_of(&name).is_some()
+                || self.consumer_groups.contains(&name)
+                || self.offsets.has_group(&name);
             let code = if !known {
                 ErrorCode::GroupIdNotFound
             } else {
-                match self.groups.delete(&name) {
+                match self.groups.delete(&name).and_then(|()| self.consumer_groups.delete(&name)) {
                     Err(code) => code,
                     Ok(()) => {
                         for (topic, partition, _) in self.offsets.group(&name) {
@@ -406,7 +519,10 @@ impl Broker {
     ) -> Option<ResponseKind> {
         let group = request.group_id.0.to_string();
         let mut response = OffsetDeleteResponse::default();
-        if self.groups.state_of(&group).is_none() && !self.offsets.has_group(&group) {
+        if self.groups.state_of(&group).is_none()
+            && !self.consumer_groups.contains(&group)
+            && !self.offsets.has_group(&group)
+        {
             response.error_code = ErrorCode::GroupIdNotFound.code();
             return Some(ResponseKind::OffsetDelete(response));
         }
@@ -418,7 +534,7 @@ impl Broker {
             let name = topic.name.0.to_string();
             let mut topic_response = OffsetDeleteResponseTopic::default().with_name(topic.name.clone());
             for partition in topic.partitions {
-                let code = if active {
+                let code = if active || self.consumer_groups.subscribes_to(&group, &name) {
                     ErrorCode::GroupSubscribedToTopic
                 } else {
                     if self.offsets.get(&group, &name, partition.partition_index).is_some() {
@@ -443,7 +559,7 @@ impl Broker {
         let retention_ms = self.config.offsets_retention_ms;
         let mut expired = Vec::new();
         for group in self.offsets.groups() {
-            if self.groups.is_active(&group) {
+            if self.group_is_active(&group) {
                 continue;
             }
             let offsets = self.offsets.group(&group);

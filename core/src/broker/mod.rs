@@ -36,7 +36,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use crate::constants::RETENTION_CHECK_INTERVAL_MS;
-use crate::group::{Coordinator, GroupConfig, OffsetStore, OFFSETS_TOPIC};
+use crate::group::{ConsumerGroupConfig, ConsumerGroups, Coordinator, GroupConfig, OffsetStore, OFFSETS_TOPIC};
 use crate::log::batch::NO_PRODUCER_ID;
 use crate::log::checkpoint;
 use crate::log::{Log, RecoveryReport};
@@ -120,8 +120,10 @@ pub struct BrokerConfig {
     pub seed: u64,
     /// `log.retention.check.interval.ms`: how often retention and `segment.ms` rolls run.
     pub retention_check_interval_ms: i64,
-    /// Consumer-group settings.
+    /// Consumer-group settings (classic protocol).
     pub group: GroupConfig,
+    /// Consumer-group settings (KIP-848 consumer protocol).
+    pub consumer_group: ConsumerGroupConfig,
     /// `offsets.retention.minutes`, in ms: committed offsets of groups without members are
     /// deleted after this long without a commit.
     pub offsets_retention_ms: i64,
@@ -142,6 +144,7 @@ impl Default for BrokerConfig {
             seed: 0,
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS,
             group: GroupConfig::default(),
+            consumer_group: ConsumerGroupConfig::default(),
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_log_compact_bytes: 64 * 1024 * 1024,
         }
@@ -199,6 +202,7 @@ pub struct Broker {
     next_producer_id: i64,
     rng: Rng,
     groups: Coordinator,
+    consumer_groups: ConsumerGroups,
     offsets: OffsetStore,
     /// A rewrite of the offsets log waiting to be durable: (first offset of the rewrite, end).
     offsets_rewrite: Option<(i64, i64)>,
@@ -273,6 +277,8 @@ impl Broker {
         let retention_check_interval_ms = config.retention_check_interval_ms;
         let mut rng = rng;
         let groups = Coordinator::new(config.group.clone(), rng.next_u64(), metadata.document.incarnation);
+        let consumer_groups =
+            ConsumerGroups::new(config.consumer_group.clone(), rng.next_u64(), metadata.document.incarnation);
         let mut broker = Broker {
             config,
             storage,
@@ -282,6 +288,7 @@ impl Broker {
             next_producer_id,
             rng,
             groups,
+            consumer_groups,
             offsets: OffsetStore::default(),
             offsets_rewrite: None,
             outputs: VecDeque::new(),
@@ -350,6 +357,9 @@ impl Broker {
                 reply(ResponseKind::FindCoordinator(self.find_coordinator(api_version, r)))
             }
             RequestKind::JoinGroup(r) => {
+                if let Some(refused) = self.classic_join_refused(&r) {
+                    return self.respond(id, api_key, api_version, reply(ResponseKind::JoinGroup(refused)));
+                }
                 let client_id = request_client_id.unwrap_or_default();
                 self.groups.join(now_ms, id, api_version, &client_id, r);
                 self.drain_group_replies();
@@ -377,6 +387,18 @@ impl Broker {
                 Some(body) => reply(body),
                 None => return self.after_input(),
             },
+            RequestKind::ConsumerGroupHeartbeat(r) => {
+                let client_id = request_client_id.unwrap_or_default();
+                reply(ResponseKind::ConsumerGroupHeartbeat(self.consumer_group_heartbeat(
+                    now_ms,
+                    api_version,
+                    &client_id,
+                    r,
+                )))
+            }
+            RequestKind::ConsumerGroupDescribe(r) => {
+                reply(ResponseKind::ConsumerGroupDescribe(self.consumer_group_describe(api_version, r)))
+            }
             RequestKind::OffsetDelete(r) => match self.offset_delete(now_ms, id, api_version, r) {
                 Some(body) => reply(body),
                 None => return self.after_input(),
@@ -386,6 +408,10 @@ impl Broker {
                 ApiKey::try_from(api_key as i16).map(|_| other_kind_name(&other))
             )),
         };
+        self.respond(id, api_key, api_version, body);
+    }
+
+    fn respond(&mut self, id: RequestId, api_key: ApiKey, api_version: i16, body: ResponseBody) {
         self.outputs.push_back(Output::Response(Response { id, api_key, api_version, body }));
         self.after_input();
     }
@@ -416,6 +442,7 @@ impl Broker {
     pub fn handle_timeout(&mut self, now_ms: i64) {
         self.release_parked(now_ms, false);
         self.groups.tick(now_ms);
+        self.consumer_groups.tick(now_ms);
         self.drain_group_replies();
         if now_ms >= self.next_retention_check_ms {
             self.next_retention_check_ms = now_ms + self.config.retention_check_interval_ms;
@@ -474,7 +501,8 @@ impl Broker {
                 Parked::Offsets(o) => o.deadline_ms,
             });
         }
-        if let Some(deadline) = self.groups.next_deadline_ms() {
+        for deadline in [self.groups.next_deadline_ms(), self.consumer_groups.next_deadline_ms()].into_iter().flatten()
+        {
             next = next.min(deadline);
         }
         next

@@ -1,8 +1,11 @@
-//! Consumer groups: the classic group protocol's coordinator ([`coordinator`]) and the
+//! Consumer groups: the classic group protocol's coordinator ([`coordinator`]), the KIP-848
+//! consumer protocol's ([`consumer`]), and the
 //! committed-offset store ([`offsets`]), persisted in the internal `__consumer_offsets` log.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod offsets;
 
+pub use consumer::{ConsumerGroupConfig, ConsumerGroups};
 pub use coordinator::{Coordinator, GroupConfig, GroupReply};
 pub use offsets::{CommittedOffset, OffsetStore, OFFSETS_TOPIC};

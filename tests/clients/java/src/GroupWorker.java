@@ -1,7 +1,8 @@
 // A consumer-group member for tests/clients/test_groups.py, the Java counterpart of
 // group_worker.py: it appends "partition offset value" for every record it processes to OUT,
 // commits after processing each poll (at-least-once), and logs assignments as "# assign ...".
-// SIGTERM closes it cleanly.
+// SIGTERM closes it cleanly. HEADWATER_GROUP_PROTOCOL=consumer selects the KIP-848 consumer
+// protocol, where session timeout and heartbeat interval are the broker's.
 //
 // usage: GroupWorker BOOTSTRAP GROUP TOPIC OUT [INSTANCE_ID]
 
@@ -37,9 +38,12 @@ public final class GroupWorker {
         props.put(ConsumerConfig.GROUP_ID_CONFIG, group);
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
-        props.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "6000");
-        props.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "500");
-        props.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+        String protocol = System.getenv().getOrDefault("HEADWATER_GROUP_PROTOCOL", "classic");
+        props.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
+        if (protocol.equals("classic")) {
+            props.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "6000");
+            props.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "500");
+        }
         props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         if (instance != null) {
