@@ -40,7 +40,7 @@ test-clients: deps build
 SIM_SEEDS ?= 700
 SIM_CARGO := RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim $(CARGO)
 SIM_BIN := target/sim/release/headwater-sim
-PLANTED_BUGS := ack-before-fsync keep-torn-tail forget-producer-state same-generation
+PLANTED_BUGS := ack-before-fsync keep-torn-tail forget-producer-state same-generation early-handover
 
 sim-build:
 	$(SIM_CARGO) build --release --locked -p headwater-sim

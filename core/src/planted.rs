@@ -19,14 +19,18 @@ pub enum PlantedBug {
     /// A rebalance does not start a new generation, so members of the old assignment and the
     /// new one hold the same partitions under one generation number: `split-ownership`.
     SameGeneration = 4,
+    /// The consumer protocol hands a partition to its new owner without waiting for the old
+    /// owner to revoke it: `double-holding`.
+    EarlyHandover = 5,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 5] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::KeepTornTail,
         PlantedBug::ForgetProducerState,
         PlantedBug::SameGeneration,
+        PlantedBug::EarlyHandover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +39,7 @@ impl PlantedBug {
             PlantedBug::KeepTornTail => "keep-torn-tail",
             PlantedBug::ForgetProducerState => "forget-producer-state",
             PlantedBug::SameGeneration => "same-generation",
+            PlantedBug::EarlyHandover => "early-handover",
         }
     }
 

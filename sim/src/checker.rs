@@ -37,6 +37,7 @@ pub fn check(history: &History) -> (Vec<Anomaly>, u64) {
         }
     }
     ownership(history, &mut anomalies);
+    holdings(history, &mut anomalies);
     commits(history, &mut anomalies);
     for detail in &history.stuck {
         anomalies.push(anomaly("liveness", detail.clone()));
@@ -166,26 +167,64 @@ fn ownership(history: &History, anomalies: &mut Vec<Anomaly>) {
     }
 }
 
-/// lost-commit: a committed offset read back lower than one already acknowledged (commits
-/// must survive crashes and never move backwards).
-fn commits(history: &History, anomalies: &mut Vec<Anomaly>) {
-    let mut acked: BTreeMap<i32, i64> = BTreeMap::new();
-    for event in &history.commits {
-        match *event {
-            crate::history::CommitEvent::Acked { partition, offset } => {
-                let best = acked.entry(partition).or_insert(offset);
-                *best = (*best).max(offset);
+/// double-holding (consumer protocol): a member was assigned a partition (and the coordinator
+/// then accepted its heartbeat reporting it) while another member still held it, and that
+/// other member was later told to give it back (so the coordinator had not presumed it dead).
+/// A member that abandons its partitions after an error may overlap: the coordinator may have
+/// expired it already.
+fn holdings(history: &History, anomalies: &mut Vec<Anomaly>) {
+    use crate::history::HoldEvent;
+    // partition -> members holding it, each with the members that took it meanwhile.
+    let mut held: BTreeMap<i32, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+    for h in &history.holdings {
+        let holders = held.entry(h.partition).or_default();
+        match h.event {
+            HoldEvent::Acquire => {
+                if h.confirmed {
+                    for overlapping in holders.values_mut() {
+                        overlapping.push(h.member.as_str());
+                    }
+                }
+                holders.insert(h.member.as_str(), Vec::new());
             }
-            crate::history::CommitEvent::Fetched { partition, offset } => {
-                if let Some(&best) = acked.get(&partition) {
-                    if offset < best {
+            HoldEvent::Release => {
+                if let Some(overlapping) = holders.remove(h.member.as_str()) {
+                    if !overlapping.is_empty() {
                         anomalies.push(anomaly(
-                            "lost-commit",
-                            format!("partition {partition}: committed offset read as {offset} after {best} was acknowledged"),
+                            "double-holding",
+                            format!(
+                                "partition {} assigned to {overlapping:?} while {} still held it",
+                                h.partition, h.member
+                            ),
                         ));
                     }
                 }
             }
+            HoldEvent::Abandon => {
+                holders.remove(h.member.as_str());
+            }
+        }
+    }
+}
+
+/// lost-commit: a committed offset read back lower than one already acknowledged (commits
+/// must survive crashes and never move backwards).
+fn commits(history: &History, anomalies: &mut Vec<Anomaly>) {
+    use crate::history::CommitEvent;
+    for event in &history.commits {
+        let CommitEvent::Fetched { group, partition, offset, sent_at } = *event else { continue };
+        let best = history.commits[..sent_at.min(history.commits.len())]
+            .iter()
+            .filter_map(|e| match *e {
+                CommitEvent::Acked { group: g, partition: p, offset } if g == group && p == partition => Some(offset),
+                _ => None,
+            })
+            .max();
+        if let Some(best) = best.filter(|best| offset < *best) {
+            anomalies.push(anomaly(
+                "lost-commit",
+                format!("group {group} partition {partition}: committed offset read as {offset} after {best} was acknowledged"),
+            ));
         }
     }
 }
@@ -229,5 +268,36 @@ mod tests {
         {
             assert!(kinds.contains(&kind), "{kind} not reported: {kinds:?}");
         }
+    }
+
+    #[test]
+    fn group_checkers_can_fail_and_allow_what_is_legitimate() {
+        use crate::history::{CommitEvent, HoldEvent, Holding};
+        let hold = |member: &str, event, confirmed| Holding { member: member.into(), partition: 0, event, confirmed };
+        let kinds = |h: &History| check(h).0.iter().map(|a| a.kind).collect::<Vec<_>>();
+        // b takes partition 0 (confirmed) while a holds it, and a is later told to give it up.
+        let mut h = base();
+        h.holdings = vec![
+            hold("a", HoldEvent::Acquire, true),
+            hold("b", HoldEvent::Acquire, true),
+            hold("a", HoldEvent::Release, false),
+        ];
+        assert!(kinds(&h).contains(&"double-holding"));
+        // The same after a gave up on an error, or with b's acquire never confirmed: allowed.
+        h.holdings[2].event = HoldEvent::Abandon;
+        assert!(kinds(&h).is_empty());
+        h.holdings[2].event = HoldEvent::Release;
+        h.holdings[1].confirmed = false;
+        assert!(kinds(&h).is_empty());
+        // A commit read back lower than one acknowledged before the read was sent; a late
+        // answer to a read sent before the commit is allowed.
+        let mut h = base();
+        h.commits = vec![
+            CommitEvent::Acked { group: "g", partition: 0, offset: 10 },
+            CommitEvent::Fetched { group: "g", partition: 0, offset: 5, sent_at: 0 },
+        ];
+        assert!(kinds(&h).is_empty());
+        h.commits.push(CommitEvent::Fetched { group: "g", partition: 0, offset: 5, sent_at: 1 });
+        assert!(kinds(&h).contains(&"lost-commit"));
     }
 }

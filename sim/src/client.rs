@@ -284,6 +284,53 @@ impl Conn {
     }
 }
 
+/// A ConsumerGroupHeartbeat (KIP-848) answer.
+#[derive(Debug, Clone)]
+pub struct Beat {
+    pub error: i16,
+    pub epoch: i32,
+    /// The member's whole assignment, when the coordinator sent one: (topic id, partitions).
+    pub assignment: Option<Vec<(uuid::Uuid, Vec<i32>)>>,
+}
+
+impl Conn {
+    /// ConsumerGroupHeartbeat v1. `epoch` 0 joins (subscribing to `topic`), -1 leaves; `owned`
+    /// reports the partitions the member holds.
+    pub async fn consumer_heartbeat(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        epoch: i32,
+        topic: &str,
+        owned: &[(uuid::Uuid, Vec<i32>)],
+    ) -> io::Result<Beat> {
+        use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+        let joining = epoch == 0;
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(if joining { 5_000 } else { -1 })
+            .with_subscribed_topic_names(joining.then(|| vec![topic_name(topic)]))
+            .with_topic_partitions((epoch >= 0).then(|| {
+                owned
+                    .iter()
+                    .map(|(id, partitions)| {
+                        TopicPartitions::default().with_topic_id(*id).with_partitions(partitions.clone())
+                    })
+                    .collect()
+            }));
+        let response = self.call(&request, 1).await?;
+        Ok(Beat {
+            error: response.error_code,
+            epoch: response.member_epoch,
+            assignment: response
+                .assignment
+                .map(|a| a.topic_partitions.into_iter().map(|t| (t.topic_id, t.partitions)).collect()),
+        })
+    }
+}
+
 /// A record as a consumer saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {

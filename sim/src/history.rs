@@ -36,14 +36,51 @@ pub struct Ownership {
 /// An acknowledged OffsetCommit, or an OffsetFetch answer, in the order clients saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitEvent {
-    Acked { partition: i32, offset: i64 },
-    Fetched { partition: i32, offset: i64 },
+    Acked {
+        group: &'static str,
+        partition: i32,
+        offset: i64,
+    },
+    /// `sent_at`: how many commit events were recorded when the OffsetFetch was sent. Only
+    /// commits acknowledged before then must be visible to it (an answer can arrive late).
+    Fetched {
+        group: &'static str,
+        partition: i32,
+        offset: i64,
+        sent_at: usize,
+    },
+}
+
+/// A consumer-protocol (KIP-848) member starting or stopping to use a partition, in the order
+/// members did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub member: String,
+    pub partition: i32,
+    pub event: HoldEvent,
+    /// For an acquire: a later heartbeat, reporting the partition held, succeeded. An
+    /// unconfirmed acquire may come from a stale response (a delayed packet from before a
+    /// restart) that the coordinator would have fenced.
+    pub confirmed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldEvent {
+    /// The coordinator assigned the partition.
+    Acquire,
+    /// The coordinator took it back, or the member left: the member lets go before telling it.
+    Release,
+    /// The member gave up after an error (fenced, unknown, lost connection): it may have been
+    /// presumed dead already, so another member may legitimately hold the partition meanwhile.
+    Abandon,
 }
 
 #[derive(Debug, Default)]
 pub struct History {
     /// Group assignments as members received them.
     pub ownership: Vec<Ownership>,
+    /// Consumer-protocol members' partitions, as they took and dropped them.
+    pub holdings: Vec<Holding>,
     /// Commits acknowledged and committed offsets read, in simulated-time order.
     pub commits: Vec<CommitEvent>,
     pub acks: Vec<Ack>,

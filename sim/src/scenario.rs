@@ -26,13 +26,16 @@ use madsim::time::{sleep, Instant};
 use crate::checker::{check, Anomaly};
 use crate::client::{decode_records, Conn};
 use crate::disk::{DiskFaults, SimDisk};
-use crate::history::{Ack, CommitEvent, History, Ownership, Poll};
+use crate::history::{Ack, CommitEvent, History, HoldEvent, Holding, Ownership, Poll};
 
 pub const TOPIC: &str = "sim";
 pub const PARTITIONS: i32 = 3;
 const CONSUMERS: u32 = 2;
 const GROUP: &str = "sim-group";
 const GROUP_MEMBERS: u32 = 3;
+/// A second group on the same topic, over the KIP-848 consumer protocol.
+const GROUP_848: &str = "sim-group-848";
+const GROUP_848_MEMBERS: u32 = 2;
 const FAULT_PHASE: Duration = Duration::from_secs(20);
 /// After healing starts, every producer must be acknowledged within this.
 pub const HEAL_BOUND: Duration = Duration::from_secs(15);
@@ -142,6 +145,11 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         node.spawn(group_member(id, shared.clone()));
         clients.push(node);
     }
+    for id in 0..GROUP_848_MEMBERS {
+        let node = client_node(&handle, &format!("member-848-{id}"), 90 + id as u8);
+        node.spawn(consumer_protocol_member(id, shared.clone()));
+        clients.push(node);
+    }
     admin.spawn(churn(shared.clone()));
     clients.push(admin);
 
@@ -221,16 +229,18 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
                 if let Ok(mut conn) = Conn::connect(broker_addr()).await {
                     let mut done = true;
                     let partitions: Vec<i32> = (0..PARTITIONS).collect();
-                    match conn.committed(GROUP, TOPIC, &partitions).await {
-                        Ok(committed) => {
-                            for (partition, offset) in committed {
-                                match conn.list_offset(TOPIC, partition, -1).await {
-                                    Ok((0, end)) if offset >= end => {}
-                                    _ => done = false,
+                    for group in [GROUP, GROUP_848] {
+                        match conn.committed(group, TOPIC, &partitions).await {
+                            Ok(committed) => {
+                                for (partition, offset) in committed {
+                                    match conn.list_offset(TOPIC, partition, -1).await {
+                                        Ok((0, end)) if offset >= end => {}
+                                        _ => done = false,
+                                    }
                                 }
                             }
+                            Err(_) => done = false,
                         }
-                        Err(_) => done = false,
                     }
                     if done {
                         return true;
@@ -248,7 +258,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
             .lock()
             .expect("history lock")
             .stuck
-            .push(format!("the group's commits did not reach the end offsets within {HEAL_BOUND:?}"));
+            .push(format!("the groups' commits did not reach the end offsets within {HEAL_BOUND:?}"));
     }
     shared.stop_group.store(true, Ordering::SeqCst);
     sleep(Duration::from_secs(1)).await;
@@ -287,6 +297,8 @@ fn start_broker(handle: &Handle, disk: SimDisk, seed: u64) -> NodeHandle {
                     ("--listen", format!("{BROKER_IP}:{BROKER_PORT}")),
                     ("--data-dir", "sim".to_string()),
                     ("--auto-create-topics", "false".to_string()),
+                    ("--group-consumer-session-timeout-ms", "6000".to_string()),
+                    ("--group-consumer-heartbeat-interval-ms", "500".to_string()),
                 ] {
                     raw.set_flag(flag, value).expect("valid sim flag");
                 }
@@ -538,15 +550,8 @@ async fn group_member(id: u32, shared: Arc<Shared>) {
             member: format!("{id}:{member_id}"),
             partitions: partitions.clone(),
         });
-        let Ok(committed) = conn.committed(GROUP, TOPIC, &partitions).await else { continue };
-        let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
-        {
-            let mut history = shared.history.lock().expect("history lock");
-            for (partition, offset) in committed {
-                history.commits.push(CommitEvent::Fetched { partition, offset });
-                positions.insert(partition, offset.max(0));
-            }
-        }
+        let Ok(committed) = read_committed(&shared, &mut conn, GROUP, &partitions).await else { continue };
+        let mut positions: BTreeMap<i32, i64> = committed.into_iter().map(|(p, offset)| (p, offset.max(0))).collect();
         let mut last_heartbeat = Instant::now();
         // Members come and go (until the workload stops), so the group rebalances while the
         // broker is up, not only after restarts.
@@ -570,12 +575,11 @@ async fn group_member(id: u32, shared: Arc<Shared>) {
                 match conn.commit(GROUP, generation, &member_id, TOPIC, partition, last + 1).await {
                     Ok(0) => {
                         *position = last + 1;
-                        shared
-                            .history
-                            .lock()
-                            .expect("history lock")
-                            .commits
-                            .push(CommitEvent::Acked { partition, offset: last + 1 });
+                        shared.history.lock().expect("history lock").commits.push(CommitEvent::Acked {
+                            group: GROUP,
+                            partition,
+                            offset: last + 1,
+                        });
                     }
                     Ok(25) => {
                         member_id.clear();
@@ -598,6 +602,151 @@ async fn group_member(id: u32, shared: Arc<Shared>) {
             sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A consumer-protocol (KIP-848) member of [`GROUP_848`]: heartbeats with the partitions it
+/// holds, takes and drops partitions as the coordinator says, fetches from the committed
+/// offsets and commits under its member epoch. It leaves now and then, and on any error drops
+/// everything and joins again.
+async fn consumer_protocol_member(id: u32, shared: Arc<Shared>) {
+    let mut rng = thread_rng();
+    let mut incarnation = 0;
+    let record = |member: &str, partitions: &mut dyn Iterator<Item = i32>, event: HoldEvent| {
+        let mut history = shared.history.lock().expect("history lock");
+        for partition in partitions {
+            trace!("848 {member}: {event:?} {partition}");
+            history.holdings.push(Holding { member: member.to_string(), partition, event, confirmed: false });
+        }
+    };
+    let mut left = true;
+    while !shared.stop_group.load(Ordering::SeqCst) {
+        // Version 1 members choose their own id, and keep it across rejoins after errors.
+        if left {
+            incarnation += 1;
+            left = false;
+        }
+        let member_id = format!("sim-848-{id}-{incarnation}");
+        let member = format!("{id}:{member_id}");
+        let Ok(mut conn) = Conn::connect(broker_addr()).await else {
+            sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let mut epoch = 0;
+        let mut topic_id = uuid::Uuid::nil();
+        let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+        // Indexes of this member's acquires no heartbeat has confirmed yet.
+        let mut unconfirmed: Vec<usize> = Vec::new();
+        let mut last_heartbeat = Instant::now() - Duration::from_secs(1);
+        let leave_at = Instant::now() + Duration::from_millis(rng.gen_range(3_000..12_000));
+        'member: loop {
+            if shared.stop_group.load(Ordering::SeqCst) {
+                return;
+            }
+            if !shared.stop.load(Ordering::SeqCst) && Instant::now() >= leave_at && epoch > 0 {
+                // Let go first, then tell the coordinator. If the coordinator no longer knew the
+                // member (a restart, an expired session), others may hold these partitions
+                // already: the release becomes an abandon.
+                let first = shared.history.lock().expect("history lock").holdings.len();
+                record(&member, &mut positions.keys().copied(), HoldEvent::Release);
+                positions.clear();
+                let known = matches!(
+                    conn.consumer_heartbeat(GROUP_848, &member_id, -1, TOPIC, &[]).await,
+                    Ok(beat) if beat.error == 0
+                );
+                if !known {
+                    let mut history = shared.history.lock().expect("history lock");
+                    for h in history.holdings[first..].iter_mut().filter(|h| h.member == member) {
+                        h.event = HoldEvent::Abandon;
+                    }
+                }
+                left = true;
+                sleep(Duration::from_millis(rng.gen_range(0..2_000))).await;
+                break 'member;
+            }
+            if last_heartbeat.elapsed() >= Duration::from_millis(500) {
+                last_heartbeat = Instant::now();
+                let owned = vec![(topic_id, positions.keys().copied().collect::<Vec<i32>>())];
+                let owned = if positions.is_empty() { Vec::new() } else { owned };
+                let beat = match conn.consumer_heartbeat(GROUP_848, &member_id, epoch, TOPIC, &owned).await {
+                    Ok(beat) if beat.error == 0 => {
+                        // The coordinator accepted this member holding what it reported.
+                        let mut history = shared.history.lock().expect("history lock");
+                        for i in unconfirmed.drain(..) {
+                            history.holdings[i].confirmed = true;
+                        }
+                        beat
+                    }
+                    other => {
+                        trace!("848 {member}: heartbeat at epoch {epoch} failed: {other:?}");
+                        break 'member;
+                    }
+                };
+                trace!("848 {member}: epoch {epoch} -> {}, assignment {:?}", beat.epoch, beat.assignment);
+                epoch = beat.epoch;
+                if let Some(assignment) = beat.assignment {
+                    let mut assigned: Vec<i32> = Vec::new();
+                    for (id, partitions) in assignment {
+                        topic_id = id;
+                        assigned.extend(partitions);
+                    }
+                    let dropped: Vec<i32> = positions.keys().copied().filter(|p| !assigned.contains(p)).collect();
+                    record(&member, &mut dropped.iter().copied(), HoldEvent::Release);
+                    positions.retain(|p, _| assigned.contains(p));
+                    let added: Vec<i32> = assigned.iter().copied().filter(|p| !positions.contains_key(p)).collect();
+                    if !added.is_empty() {
+                        let first = shared.history.lock().expect("history lock").holdings.len();
+                        record(&member, &mut added.iter().copied(), HoldEvent::Acquire);
+                        unconfirmed.extend(first..first + added.len());
+                        let Ok(committed) = read_committed(&shared, &mut conn, GROUP_848, &added).await else {
+                            break 'member;
+                        };
+                        positions.extend(committed.into_iter().map(|(p, offset)| (p, offset.max(0))));
+                    }
+                    // Report what it holds now, without waiting for the next interval.
+                    last_heartbeat = Instant::now() - Duration::from_secs(1);
+                }
+            }
+            for (&partition, position) in positions.iter_mut() {
+                let Ok((0, _, bytes)) = conn.fetch(TOPIC, partition, *position, 50).await else { break 'member };
+                let Ok(records) = decode_records(bytes) else { break 'member };
+                let Some(last) = records.iter().filter(|r| r.offset >= *position).map(|r| r.offset).max() else {
+                    continue;
+                };
+                let result = conn.commit(GROUP_848, epoch, &member_id, TOPIC, partition, last + 1).await;
+                trace!("848 {member}: commit {partition}@{} epoch {epoch}: {result:?}", last + 1);
+                match result {
+                    Ok(0) => {
+                        *position = last + 1;
+                        shared.history.lock().expect("history lock").commits.push(CommitEvent::Acked {
+                            group: GROUP_848,
+                            partition,
+                            offset: last + 1,
+                        });
+                    }
+                    _ => break 'member,
+                }
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+        // An error: whatever it held, it no longer trusts.
+        record(&member, &mut positions.keys().copied(), HoldEvent::Abandon);
+    }
+}
+
+/// OffsetFetch of `partitions` of [`TOPIC`], recorded in the history for the commit checker.
+async fn read_committed(
+    shared: &Shared,
+    conn: &mut Conn,
+    group: &'static str,
+    partitions: &[i32],
+) -> std::io::Result<Vec<(i32, i64)>> {
+    let sent_at = shared.history.lock().expect("history lock").commits.len();
+    let committed = conn.committed(group, TOPIC, partitions).await?;
+    let mut history = shared.history.lock().expect("history lock");
+    for &(partition, offset) in &committed {
+        history.commits.push(CommitEvent::Fetched { group, partition, offset, sent_at });
+    }
+    Ok(committed)
 }
 
 /// Creates and deletes short-lived topics alongside the workload.

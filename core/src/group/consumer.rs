@@ -227,7 +227,11 @@ impl Group {
         let mut waiting = false;
         for tp in &target {
             match self.owners.get(tp) {
-                Some(owner) if owner != member_id => waiting = true,
+                Some(owner)
+                    if owner != member_id && !crate::planted::active(crate::planted::PlantedBug::EarlyHandover) =>
+                {
+                    waiting = true
+                }
                 _ => {
                     self.owners.insert(*tp, member_id.to_string());
                     member.assigned.insert(*tp);
