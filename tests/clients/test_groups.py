@@ -62,6 +62,17 @@ def events(out):
             if line.startswith("# assign") or line.startswith("# revoke")]
 
 
+def holdings(out):
+    """The partitions a worker holds after its callbacks so far (a revoke removes, an assign
+    adds: right for eager and for incremental callbacks)."""
+    held = set()
+    for event in events(out):
+        kind, _, partitions = event.partition(" ")
+        parts = {int(p) for p in partitions.split(",") if p}
+        held = held - parts if kind == "revoke" else held | parts
+    return sorted(held)
+
+
 def wait_for(condition, what, limit_s=90):
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
@@ -159,9 +170,10 @@ def test_restarted_static_member_causes_no_rebalance(broker, group_topic, tmp_pa
         wait_for(lambda: len(group_members(admin, group)[1]) == 2 and group_members(admin, group)[0].name == "STABLE",
                  "two static members")
         wait_for(lambda: len(processed(outs)) >= 60, "all records processed")
-        # Over the consumer protocol, callbacks are incremental: a may first give up partitions
-        # it got before b joined. Wait until its last rebalance event is an assignment.
-        wait_for(lambda: events(outs[0])[-1].startswith("assign"), "member a to settle")
+        # Over the consumer protocol, callbacks are incremental: a member may first give up
+        # partitions it got before the other joined. Wait until the two hold all six.
+        wait_for(lambda: sorted(holdings(outs[0]) + holdings(outs[1])) == list(range(PARTITIONS)),
+                 "the members' callbacks to cover every partition once")
         events_before = events(outs[0])
         # Restart b: a static member's close does not leave the group, and it comes back
         # within its session timeout under the same instance id.

@@ -446,17 +446,12 @@ impl Broker {
         let mut response = DescribeGroupsResponse::default();
         for group in request.groups {
             if self.consumer_groups.contains(&group.0) {
-                // Kafka's answer for a consumer-protocol group: describe it with
-                // ConsumerGroupDescribe.
+                // Kafka's answer for a consumer-protocol group below v6 (v6 adds
+                // GROUP_ID_NOT_FOUND): Dead. ConsumerGroupDescribe describes it.
                 response.groups.push(
                     describe_groups_response::DescribedGroup::default()
                         .with_group_id(group.clone())
-                        .with_error_code(ErrorCode::GroupIdNotFound.code())
-                        .with_group_state(s("Dead"))
-                        .with_error_message(
-                            (api_version >= 6)
-                                .then(|| s(format!("Group {} is not a classic group.", group.0.as_str()))),
-                        ),
+                        .with_group_state(s("Dead")),
                 );
                 continue;
             }

@@ -300,6 +300,8 @@ impl Broker {
         };
         broker.open_offsets(now_ms)?;
         report.committed_offsets = broker.offsets.len();
+        let hold_ms = 2 * i64::from(broker.config.consumer_group.heartbeat_interval_ms);
+        broker.consumer_groups.hold_back(broker.offsets.groups(), now_ms + hold_ms);
         broker.maybe_start_sync();
         Ok((broker, report))
     }

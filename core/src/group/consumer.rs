@@ -119,6 +119,8 @@ struct Group {
     topics: BTreeMap<String, (Uuid, i32)>,
     /// The member holding each partition (assigned or still revoking).
     owners: BTreeMap<Tp, String>,
+    /// Until then no partition is handed out (see [`ConsumerGroups::hold_back`]).
+    hold_until_ms: i64,
 }
 
 impl Group {
@@ -181,7 +183,13 @@ impl Group {
         let subscriptions: BTreeMap<&str, &[String]> =
             self.members.iter().map(|(id, m)| (id.as_str(), m.subscribed.as_slice())).collect();
         self.target = if self.assignor == "range" {
-            assign_range(&subscriptions, &self.topics)
+            // Static members are ordered by instance id, so their ranges survive restarts.
+            let order: BTreeMap<&str, &str> = self
+                .members
+                .iter()
+                .map(|(id, m)| (id.as_str(), m.instance_id.as_deref().unwrap_or(id.as_str())))
+                .collect();
+            assign_range(&subscriptions, &order, &self.topics)
         } else {
             assign_uniform(&subscriptions, &self.topics, &self.target)
         };
@@ -195,10 +203,14 @@ impl Group {
         let target_epoch = self.target_epoch;
         let member = self.members.get_mut(member_id).expect("reconciling a member");
         if member.state == MemberState::UnrevokedPartitions {
-            // The target may have moved again while the member was revoking.
+            // The target may have moved again while the member was revoking: it gets the
+            // rebalance timeout again for the larger set.
             let dropped: BTreeSet<Tp> = member.assigned.difference(&target).copied().collect();
-            member.assigned.retain(|tp| target.contains(tp));
-            member.revoking.extend(dropped);
+            if !dropped.is_empty() {
+                member.assigned.retain(|tp| target.contains(tp));
+                member.revoking.extend(dropped);
+                member.revoke_deadline_ms = Some(now_ms + i64::from(member.rebalance_timeout_ms.max(0)));
+            }
             let done = owned.is_some_and(|owned| owned.is_disjoint(&member.revoking));
             if !done {
                 return;
@@ -215,17 +227,25 @@ impl Group {
         let dropped: BTreeSet<Tp> = member.assigned.difference(&target).copied().collect();
         if !dropped.is_empty() {
             member.assigned.retain(|tp| target.contains(tp));
-            member.revoking = dropped;
-            member.state = MemberState::UnrevokedPartitions;
-            member.revoke_deadline_ms = Some(now_ms + i64::from(member.rebalance_timeout_ms.max(0)));
-            return;
+            if owned.is_some_and(|owned| owned.is_disjoint(&dropped)) {
+                // The member says it does not hold them (it joined again, or never received
+                // them): as Kafka does, it moves on without a revocation round trip, which
+                // its client would never acknowledge (nothing changes for it).
+                self.release(member_id, &dropped);
+            } else {
+                member.revoking = dropped;
+                member.state = MemberState::UnrevokedPartitions;
+                member.revoke_deadline_ms = Some(now_ms + i64::from(member.rebalance_timeout_ms.max(0)));
+                return;
+            }
         }
+        let member = self.members.get_mut(member_id).expect("reconciling a member");
         if member.epoch != target_epoch {
             member.previous_epoch = member.epoch;
             member.epoch = target_epoch;
         }
         let mut waiting = false;
-        for tp in &target {
+        for tp in target.iter().filter(|_| now_ms >= self.hold_until_ms) {
             match self.owners.get(tp) {
                 Some(owner)
                     if owner != member_id && !crate::planted::active(crate::planted::PlantedBug::EarlyHandover) =>
@@ -238,6 +258,9 @@ impl Group {
                 }
             }
         }
+        if now_ms < self.hold_until_ms {
+            waiting = !target.is_empty();
+        }
         member.state = if waiting { MemberState::UnreleasedPartitions } else { MemberState::Stable };
     }
 }
@@ -249,6 +272,8 @@ pub struct ConsumerGroups {
     /// coordinator's generations, so an epoch never names two assignments across restarts.
     epoch_base: i32,
     groups: BTreeMap<String, Group>,
+    /// Groups that existed before this broker start, and until when they hand out nothing.
+    held_back: BTreeMap<String, i64>,
     rng: Rng,
 }
 
@@ -274,8 +299,19 @@ fn by_topic(partitions: &BTreeSet<Tp>) -> Vec<(Uuid, Vec<i32>)> {
 
 impl ConsumerGroups {
     pub fn new(config: ConsumerGroupConfig, seed: u64, incarnation: u64) -> ConsumerGroups {
-        let epoch_base = i32::try_from((incarnation % 32_768) << 16).expect("below 2^31");
-        ConsumerGroups { config, epoch_base, groups: BTreeMap::new(), rng: Rng::new(seed) }
+        // 32,000 ranges of 65,536 epochs stay clear of i32::MAX.
+        let epoch_base = i32::try_from((incarnation % 32_000) << 16).expect("below 2^31");
+        ConsumerGroups { config, epoch_base, groups: BTreeMap::new(), held_back: BTreeMap::new(), rng: Rng::new(seed) }
+    }
+
+    /// After a restart, membership is gone but the members of `groups` (known from their
+    /// committed offsets) may still be consuming until their next heartbeat is refused. Their
+    /// groups hand out no partition before `until_ms`, so the first member to rejoin does not
+    /// take partitions the others are still working on. A mitigation, not a guarantee: a
+    /// member that stalls longer is a zombie, fenced only when it commits (as in Kafka after a
+    /// session timeout). Persisting membership would remove the need for it.
+    pub fn hold_back(&mut self, groups: impl IntoIterator<Item = String>, until_ms: i64) {
+        self.held_back.extend(groups.into_iter().map(|g| (g, until_ms)));
     }
 
     /// ConsumerGroupHeartbeat. `topics` looks a topic up by name: (id, partition count).
@@ -307,8 +343,14 @@ impl ConsumerGroups {
         if group_id.is_empty() {
             return invalid("GroupId can't be empty.");
         }
-        if api_version >= 1 && request.member_id.is_empty() {
+        if (api_version >= 1 || epoch != 0) && request.member_id.is_empty() {
             return invalid("MemberId can't be empty.");
+        }
+        if request.instance_id.as_ref().is_some_and(|i| i.is_empty()) {
+            return invalid("InstanceId can't be empty.");
+        }
+        if request.rack_id.as_ref().is_some_and(|r| r.is_empty()) {
+            return invalid("RackId can't be empty.");
         }
         if epoch == 0 {
             if request.rebalance_timeout_ms == -1 {
@@ -343,6 +385,7 @@ impl ConsumerGroups {
             return Err((ErrorCode::UnknownMemberId, format!("group {group_id} has no member {}", request.member_id)));
         }
         let epoch_base = self.epoch_base;
+        let hold_until_ms = self.held_back.remove(&group_id).unwrap_or(0);
         let group = self.groups.entry(group_id.clone()).or_insert_with(|| Group {
             epoch: epoch_base,
             target_epoch: epoch_base,
@@ -352,6 +395,7 @@ impl ConsumerGroups {
             target: BTreeMap::new(),
             topics: BTreeMap::new(),
             owners: BTreeMap::new(),
+            hold_until_ms,
         });
 
         let owned: Option<BTreeSet<Tp>> = request
@@ -540,8 +584,16 @@ impl ConsumerGroups {
             return response;
         };
         if epoch == STATIC_LEAVE_EPOCH {
+            // It keeps what it holds for its return, but it has stopped consuming: partitions
+            // it was giving up are free now, and no revocation deadline can fence it.
             let member = group.members.get_mut(&resolved).expect("resolved");
             member.away = true;
+            member.revoke_deadline_ms = None;
+            let revoked = std::mem::take(&mut member.revoking);
+            if member.state == MemberState::UnrevokedPartitions {
+                member.state = MemberState::Stable;
+            }
+            group.release(&resolved, &revoked);
         } else {
             group.remove_member(&resolved);
             group.refresh_target(&self.config.default_assignor);
@@ -582,12 +634,13 @@ impl ConsumerGroups {
     /// Validates an OffsetCommit from a member of a consumer-protocol group.
     pub fn validate_commit(&self, group_id: &str, member_epoch: i32, member_id: &str) -> Result<(), ErrorCode> {
         let group = self.groups.get(group_id).ok_or(ErrorCode::GroupIdNotFound)?;
-        if member_epoch < 0 && member_id.is_empty() {
-            // An admin or `assign` commit: only into a group without members.
-            return if group.members.is_empty() { Ok(()) } else { Err(ErrorCode::UnknownMemberId) };
+        if member_epoch < 0 && group.members.is_empty() {
+            // An admin or `assign` commit into a group without members.
+            return Ok(());
         }
         let member = group.members.get(member_id).ok_or(ErrorCode::UnknownMemberId)?;
-        if member_epoch != member.epoch {
+        // A static member that is away (epoch -2) commits nothing until it returns.
+        if member.away || member_epoch != member.epoch {
             return Err(ErrorCode::StaleMemberEpoch);
         }
         Ok(())
@@ -638,7 +691,7 @@ impl ConsumerGroups {
                     .with_member_id(s(m.member_id.clone()))
                     .with_instance_id(m.instance_id.clone().map(s))
                     .with_rack_id(m.rack_id.clone().map(s))
-                    .with_member_epoch(m.epoch)
+                    .with_member_epoch(if m.away { STATIC_LEAVE_EPOCH } else { m.epoch })
                     .with_client_id(s(m.client_id.clone()))
                     .with_client_host(s("/127.0.0.1"))
                     .with_subscribed_topic_names(m.subscribed.iter().map(|t| TopicName(s(t.clone()))).collect())
@@ -694,15 +747,18 @@ fn partitions_of<'a>(topics: &'a BTreeMap<String, (Uuid, i32)>, names: &'a [Stri
     names.iter().filter_map(|n| topics.get(n)).flat_map(|&(id, count)| (0..count).map(move |p| (id, p)))
 }
 
-/// Range: for each topic, its members (sorted by id) take contiguous ranges of partitions, the
-/// first `count % members` one more than the rest.
+/// Range: for each topic, its members (in `order`: instance id, else member id) take
+/// contiguous ranges of partitions, the first `count % members` one more than the rest.
 fn assign_range(
     members: &BTreeMap<&str, &[String]>,
+    order: &BTreeMap<&str, &str>,
     topics: &BTreeMap<String, (Uuid, i32)>,
 ) -> BTreeMap<String, BTreeSet<Tp>> {
     let mut out: BTreeMap<String, BTreeSet<Tp>> = members.keys().map(|m| (m.to_string(), BTreeSet::new())).collect();
     for (name, &(id, count)) in topics {
-        let subscribers: Vec<&str> = members.iter().filter(|(_, subs)| subs.contains(name)).map(|(m, _)| *m).collect();
+        let mut subscribers: Vec<&str> =
+            members.iter().filter(|(_, subs)| subs.contains(name)).map(|(m, _)| *m).collect();
+        subscribers.sort_by_key(|m| (order.get(m).copied().unwrap_or(m), *m));
         if subscribers.is_empty() {
             continue;
         }

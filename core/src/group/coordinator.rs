@@ -194,7 +194,8 @@ pub struct Coordinator {
 
 impl Coordinator {
     pub fn new(config: GroupConfig, seed: u64, incarnation: u64) -> Coordinator {
-        let generation_base = i32::try_from((incarnation % 32_768) << 16).expect("below 2^31");
+        // 32,000 ranges of 65,536 generations stay clear of i32::MAX.
+        let generation_base = i32::try_from((incarnation % 32_000) << 16).expect("below 2^31");
         Coordinator { config, generation_base, groups: BTreeMap::new(), rng: Rng::new(seed), replies: Vec::new() }
     }
 

@@ -74,6 +74,83 @@ impl Client {
     }
 }
 
+/// How a modelled client reports the partitions it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// Every heartbeat.
+    Always,
+    /// Java's AsyncKafkaConsumer: only when its assignment changed, and in full after an error.
+    Java,
+    /// librdkafka: only when its assignment changed; a lost request is resent unchanged.
+    Librdkafka,
+}
+
+/// A client that may lose responses (the coordinator handled the request, the client never
+/// saw the answer) and reacts to errors as the real clients do.
+#[derive(Debug)]
+struct LossyClient {
+    style: Style,
+    epoch: i32,
+    owned: BTreeSet<Tp>,
+    /// What the coordinator was last sent, as far as the client knows.
+    reported: Option<BTreeSet<Tp>>,
+    /// The request to resend after a loss (librdkafka).
+    resend: Option<ConsumerGroupHeartbeatRequest>,
+    full_next: bool,
+}
+
+impl LossyClient {
+    fn new(style: Style) -> LossyClient {
+        LossyClient { style, epoch: 0, owned: BTreeSet::new(), reported: None, resend: None, full_next: false }
+    }
+
+    fn request(&mut self, id: &str, subs: &[&str]) -> ConsumerGroupHeartbeatRequest {
+        if let Some(request) = self.resend.take() {
+            return request;
+        }
+        if self.epoch == 0 {
+            return join(id, subs);
+        }
+        let send_owned = match self.style {
+            Style::Always => true,
+            Style::Java => self.full_next || self.reported.as_ref() != Some(&self.owned),
+            Style::Librdkafka => self.reported.as_ref() != Some(&self.owned),
+        };
+        self.full_next = false;
+        beat(id, self.epoch, send_owned.then_some(&self.owned))
+    }
+
+    fn heartbeat(&mut self, c: &mut ConsumerGroups, now_ms: i64, id: &str, subs: &[&str], lose: bool) {
+        let request = self.request(id, subs);
+        let response = c.heartbeat(now_ms, 1, "c", &request, &topics);
+        if lose {
+            match self.style {
+                Style::Librdkafka => self.resend = Some(request),
+                _ => self.full_next = true,
+            }
+            return;
+        }
+        if response.error_code != 0 {
+            // Fenced or unknown: drop everything and join again.
+            assert!(
+                [ErrorCode::FencedMemberEpoch.code(), ErrorCode::UnknownMemberId.code()].contains(&response.error_code),
+                "{:?}",
+                response.error_message
+            );
+            (self.epoch, self.owned, self.reported) = (0, BTreeSet::new(), None);
+            return;
+        }
+        if let Some(sent) = request.topic_partitions.as_ref() {
+            self.reported =
+                Some(sent.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p))).collect());
+        }
+        self.epoch = response.member_epoch;
+        if let Some(assigned) = assignment(&response) {
+            self.owned = assigned;
+        }
+    }
+}
+
 fn holders_are_unique(clients: &BTreeMap<String, Client>) {
     let mut seen: BTreeMap<Tp, &str> = BTreeMap::new();
     for (id, client) in clients {
@@ -315,4 +392,102 @@ fn random_membership_changes_never_double_assign() {
             assert_eq!(c.describe("g", 1).unwrap().group_state.as_str(), "Stable", "seed {seed}");
         }
     }
+}
+
+/// Random membership changes with clients of each reporting style that lose one response in
+/// eight: never two holders, and once responses stop getting lost, the group settles with
+/// every partition held (nobody waits on a revocation its client will never acknowledge).
+#[test]
+fn lost_responses_and_real_reporting_styles_neither_double_assign_nor_stall() {
+    for style in [Style::Always, Style::Java, Style::Librdkafka] {
+        for seed in 0..30 {
+            let mut rng = Rng::new(seed);
+            let mut c = groups();
+            let mut clients: BTreeMap<String, LossyClient> = BTreeMap::new();
+            let subs: &[&str] = &["orders", "audit"];
+            let mut now = 0;
+            for step in 0..400 {
+                now += 1 + (rng.next_u64() % 200) as i64;
+                let roll = rng.next_u64() % 12;
+                if roll == 0 && clients.len() < 4 {
+                    clients.insert(format!("m{step}"), LossyClient::new(style));
+                } else if roll == 1 && clients.len() > 1 {
+                    let id = clients.keys().nth((rng.next_u64() % clients.len() as u64) as usize).unwrap().clone();
+                    let client = clients.remove(&id).unwrap();
+                    c.heartbeat(now, 1, "c", &beat(&id, client.epoch, None).with_member_epoch(-1), &topics);
+                } else if !clients.is_empty() {
+                    let id = clients.keys().nth((rng.next_u64() % clients.len() as u64) as usize).unwrap().clone();
+                    let lose = rng.next_u64().is_multiple_of(8);
+                    clients.get_mut(&id).unwrap().heartbeat(&mut c, now, &id, subs, lose);
+                }
+                let mut seen: BTreeMap<Tp, &str> = BTreeMap::new();
+                for (id, client) in &clients {
+                    for tp in &client.owned {
+                        assert!(seen.insert(*tp, id).is_none(), "{style:?} seed {seed}: {tp:?} held twice");
+                    }
+                }
+            }
+            for _ in 0..8 {
+                now += 1;
+                let ids: Vec<String> = clients.keys().cloned().collect();
+                for id in ids {
+                    clients.get_mut(&id).unwrap().heartbeat(&mut c, now, &id, subs, false);
+                }
+            }
+            if !clients.is_empty() {
+                let held: usize = clients.values().map(|cl| cl.owned.len()).sum();
+                assert_eq!(held, 8, "{style:?} seed {seed}: {clients:?}");
+                assert_eq!(c.describe("g", 1).unwrap().group_state.as_str(), "Stable", "{style:?} seed {seed}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_member_that_rejoins_after_its_partitions_moved_is_not_left_revoking() {
+    let mut c = groups();
+    let a = ok(c.heartbeat(0, 1, "c", &join("a", &["orders"]), &topics));
+    // b joins; a is told to give up three partitions but is fenced before it answers.
+    ok(c.heartbeat(1, 1, "c", &join("b", &["orders"]), &topics));
+    let owned = assignment(&a).unwrap();
+    let kept = assignment(&ok(c.heartbeat(2, 1, "c", &beat("a", a.member_epoch, Some(&owned)), &topics))).unwrap();
+    assert_eq!(kept.len(), 3);
+    // a dropped everything and joins again with the same id: nothing is left to revoke.
+    let again = ok(c.heartbeat(3, 1, "c", &join("a", &["orders"]), &topics));
+    assert_eq!(assignment(&again).unwrap(), kept);
+    let b = ok(c.heartbeat(4, 1, "c", &beat("b", again.member_epoch, Some(&BTreeSet::new())), &topics));
+    assert_eq!(assignment(&b).unwrap().len(), 3, "the partitions a gave up went to b");
+    assert_eq!(c.next_deadline_ms(), Some(3 + 45_000 + 1), "no revocation deadline is pending");
+}
+
+#[test]
+fn a_static_member_leaving_while_revoking_frees_what_it_was_giving_up() {
+    let mut c = groups();
+    let a = ok(c.heartbeat(0, 1, "c", &join("a", &["orders"]).with_instance_id(Some(s("ia"))), &topics));
+    let owned = assignment(&a).unwrap();
+    ok(c.heartbeat(1, 1, "c", &join("b", &["orders"]), &topics));
+    let kept = assignment(&ok(c.heartbeat(2, 1, "c", &beat("a", a.member_epoch, Some(&owned)), &topics))).unwrap();
+    let leave = beat("a", a.member_epoch, None).with_member_epoch(-2).with_instance_id(Some(s("ia")));
+    ok(c.heartbeat(3, 1, "c", &leave, &topics));
+    let b = c.describe("g", 1).unwrap().members.iter().find(|m| m.member_id.as_str() == "b").unwrap().member_epoch;
+    let b = ok(c.heartbeat(4, 1, "c", &beat("b", b, Some(&BTreeSet::new())), &topics));
+    let b_owned = assignment(&b).unwrap();
+    assert_eq!(b_owned.len(), 3);
+    assert!(b_owned.is_disjoint(&kept));
+    // a is away: it keeps its three, shown with epoch -2, and cannot commit meanwhile.
+    let described = c.describe("g", 1).unwrap();
+    assert_eq!(described.members.iter().find(|m| m.member_id.as_str() == "a").unwrap().member_epoch, -2);
+    assert_eq!(c.validate_commit("g", a.member_epoch, "a"), Err(ErrorCode::StaleMemberEpoch));
+    c.tick(10_000);
+    assert_eq!(c.describe("g", 1).unwrap().members.len(), 2, "no revocation deadline removed a");
+}
+
+#[test]
+fn groups_known_before_a_restart_hand_out_nothing_for_a_while() {
+    let mut c = groups();
+    c.hold_back(["g".to_string()], 1_000);
+    let early = ok(c.heartbeat(0, 1, "c", &join("a", &["orders"]), &topics));
+    assert!(assignment(&early).unwrap().is_empty());
+    let later = ok(c.heartbeat(1_000, 1, "c", &beat("a", early.member_epoch, Some(&BTreeSet::new())), &topics));
+    assert_eq!(assignment(&later).unwrap().len(), 6);
 }
