@@ -4,5 +4,7 @@
 pub mod config;
 pub mod connection;
 pub mod driver;
+#[cfg(not(madsim))]
+pub mod embedded;
 pub mod fs_storage;
 pub mod server;

@@ -46,9 +46,32 @@ pub async fn run(config: ServerConfig, shutdown: impl std::future::Future<Output
     serve(config, storage, seed_from_os(), shutdown).await
 }
 
+/// [`run`] on a listener the caller already bound (the embedded broker binds port 0 itself to
+/// learn its port before starting).
+pub async fn run_on(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let _lock = lock_data_dir(&config)?;
+    let storage =
+        Arc::new(FsStorage::new(&config.data_dir).map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?);
+    serve_on(Some(listener), config, storage, seed_from_os(), shutdown).await
+}
+
 /// Runs the broker on `storage` until `shutdown` resolves. The simulator calls this directly
 /// with its faulty disk and a seed derived from the run's seed.
 pub async fn serve(
+    config: ServerConfig,
+    storage: Arc<dyn Storage>,
+    seed: u64,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    serve_on(None, config, storage, seed, shutdown).await
+}
+
+async fn serve_on(
+    listener: Option<TcpListener>,
     config: ServerConfig,
     storage: Arc<dyn Storage>,
     seed: u64,
@@ -81,9 +104,12 @@ pub async fn serve(
         cluster_id = broker.cluster_id(),
         "log recovered"
     );
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {} (config key `listen`): {e}", config.listen))?;
+    let listener = match listener {
+        Some(listener) => listener,
+        None => TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {} (config key `listen`): {e}", config.listen))?,
+    };
     info!(
         listen = %config.listen,
         advertise = %format!("{}:{}", config.advertise_host, config.advertise_port),

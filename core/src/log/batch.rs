@@ -252,14 +252,21 @@ pub fn payload_records(batch: &[u8]) -> Option<Vec<PayloadRecord>> {
     )
 }
 
-struct DecodedRecord {
-    offset: i64,
-    timestamp: i64,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
+/// One record with everything a consumer sees (clients decode fetched batches with this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord {
+    pub offset: i64,
+    /// Create time, or the broker's append time when the batch says so.
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    /// In order; a key may repeat.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-fn decode_records(batch: &[u8]) -> Option<Vec<DecodedRecord>> {
+/// Decodes every record of one batch (decompressing if needed), checking nothing but
+/// structure. `None` if malformed or if it fails to decompress.
+pub fn decode_records(batch: &[u8]) -> Option<Vec<DecodedRecord>> {
     let header = BatchHeader::parse(batch)?;
     let size = header.size_bytes()?.min(batch.len());
     let body = batch.get(BATCH_HEADER_BYTES..size)?;
@@ -281,15 +288,28 @@ fn decode_records(batch: &[u8]) -> Option<Vec<DecodedRecord>> {
         let offset_delta = reader.varint()?;
         let key = reader.bytes()?;
         let value = reader.bytes()?;
-        reader.position = record_start.checked_add(length)?;
-        if reader.position > reader.bytes.len() {
+        let header_count = usize::try_from(reader.varint()?).ok()?;
+        let mut headers = Vec::with_capacity(header_count.min(64));
+        for _ in 0..header_count {
+            let name = String::from_utf8(reader.bytes()??).ok()?;
+            headers.push((name, reader.bytes()?));
+        }
+        let record_end = record_start.checked_add(length)?;
+        if reader.position > record_end || record_end > reader.bytes.len() {
             return None;
         }
+        reader.position = record_end;
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.checked_add(timestamp_delta)?
+        };
         out.push(DecodedRecord {
             offset: header.base_offset + i64::from(offset_delta),
-            timestamp: header.base_timestamp.checked_add(timestamp_delta)?,
+            timestamp,
             key,
             value,
+            headers,
         });
     }
     Some(out)
@@ -359,6 +379,16 @@ pub mod build {
 
     /// An uncompressed batch holding `records`, with base offset 0.
     pub fn batch(records: &[Record], idempotence: Option<Idempotence>) -> Vec<u8> {
+        compressed_batch(records, idempotence, 0).expect("codec 0 cannot fail")
+    }
+
+    /// A batch holding `records` compressed with `codec` (0 none, 1 gzip, 2 snappy, 3 lz4,
+    /// 4 zstd), with base offset 0.
+    pub fn compressed_batch(
+        records: &[Record],
+        idempotence: Option<Idempotence>,
+        codec: i16,
+    ) -> Result<Vec<u8>, String> {
         assert!(!records.is_empty(), "a batch holds at least one record");
         let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
         let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
@@ -378,6 +408,7 @@ pub mod build {
             put_varlong(&mut body, encoded.len() as i64);
             body.extend_from_slice(&encoded);
         }
+        let body = crate::log::compression::compress(codec, &body)?;
         let (producer_id, producer_epoch, base_sequence) = match idempotence {
             Some(i) => (i.producer_id, i.producer_epoch, i.base_sequence),
             None => (NO_PRODUCER_ID, -1, -1),
@@ -390,7 +421,7 @@ pub mod build {
         batch.extend_from_slice(&(-1i32).to_be_bytes());
         batch.push(2);
         batch.extend_from_slice(&0u32.to_be_bytes());
-        batch.extend_from_slice(&0i16.to_be_bytes());
+        batch.extend_from_slice(&(codec & ATTR_COMPRESSION_MASK).to_be_bytes());
         batch.extend_from_slice(&(count - 1).to_be_bytes());
         batch.extend_from_slice(&base_timestamp.to_be_bytes());
         batch.extend_from_slice(&max_timestamp.to_be_bytes());
@@ -401,7 +432,7 @@ pub mod build {
         batch.extend_from_slice(&body);
         let crc = batch_crc(&batch);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        batch
+        Ok(batch)
     }
 
     fn put_varlong(out: &mut Vec<u8>, value: i64) {
