@@ -26,7 +26,7 @@ const VERSIONS_MAX: &[(i16, i16)] = &[
     (2, 8),  // ListOffsets
     (3, 12), // Metadata
     (8, 9),  // OffsetCommit
-    (9, 9),  // OffsetFetch
+    (9, 7),  // OffsetFetch: one group per request (v8 batches groups)
     (10, 4), // FindCoordinator
     (15, 5), // DescribeGroups
     (16, 5), // ListGroups
