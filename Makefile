@@ -4,7 +4,7 @@ CARGO ?= cargo
 PYTEST := .venv/bin/pytest
 HEADWATER := target/release/headwater
 
-.PHONY: run build test test-rust test-clients lint fmt deps bench clean sim sim-build sim-test
+.PHONY: run build test test-rust test-clients test-python python-wheel lint fmt deps bench clean sim sim-build sim-test
 
 ## Start a single broker on 127.0.0.1:9092 with its data under ./data.
 run: build
@@ -14,10 +14,19 @@ build:
 	$(CARGO) build --release --locked
 
 ## Install what the tests need, then run every test.
-test: lint test-rust deps build test-clients sim
+test: lint test-rust deps build test-clients test-python sim
 
 test-rust:
-	$(CARGO) test --release --locked --workspace
+	$(CARGO) test --release --locked --workspace --exclude headwater-python
+
+## The Python SDK: build its abi3 wheel with maturin, install it into .venv, run its tests.
+python-wheel: deps
+	rm -f target/wheels/headwater-*.whl
+	PYO3_PYTHON=$(CURDIR)/.venv/bin/python .venv/bin/maturin build --release --locked -m bindings/python/Cargo.toml -i .venv/bin/python
+	.venv/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps target/wheels/headwater-*.whl
+
+test-python: python-wheel
+	$(PYTEST) -q bindings/python/tests
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,150 @@
+"""The Python SDK against a broker inside this process (headwater.testing.EmbeddedBroker),
+and interop with kafka-python and confluent-kafka."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+import headwater
+from headwater import AdminClient, Consumer, Producer
+from headwater.testing import EmbeddedBroker
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with EmbeddedBroker(settings={"group_consumer_heartbeat_interval_ms": 200}) as b:
+        yield b
+
+
+def new_topic(broker, partitions=1):
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    AdminClient(broker.bootstrap).create_topic(name, partitions=partitions)
+    return name
+
+
+def drain(consumer, want, rounds=100):
+    out = []
+    for _ in range(rounds):
+        out.extend(consumer.poll(0.2))
+        if len(out) >= want:
+            break
+    return out
+
+
+def test_send_send_async_and_consume_everything_back(broker):
+    topic = new_topic(broker, partitions=2)
+    with Producer(broker.bootstrap, compression="zstd") as producer:
+        first = producer.send(topic, b"v0", key=b"k0", headers={"h": b"x"}, partition=0)
+        assert (first.topic, first.partition, first.offset) == (topic, 0, 0)
+        futures = [producer.send_async(topic, f"v{i}", key=f"k{i}", partition=i % 2) for i in range(1, 200)]
+        metadata = [f.result(timeout=30) for f in futures]
+    assert [m.offset for m in metadata if m.partition == 1] == list(range(100))
+    with Consumer(broker.bootstrap, auto_offset_reset="earliest") as consumer:
+        consumer.assign([(topic, 0), (topic, 1)])
+        records = drain(consumer, 200)
+    assert len(records) == 200
+    by_value = {r.value: r for r in records}
+    assert by_value[b"v0"].headers == [("h", b"x")] and by_value[b"v0"].key == b"k0"
+    assert {r.value for r in records} == {f"v{i}".encode() for i in range(200)}
+
+
+def test_a_group_consumer_commits_and_a_new_member_resumes_there(broker):
+    topic = new_topic(broker, partitions=3)
+    with Producer(broker.bootstrap) as producer:
+        for i in range(90):
+            producer.send_async(topic, f"m{i}", partition=i % 3)
+        producer.flush()
+    assigned = []
+    with Consumer(broker.bootstrap, group_id="g1", topics=[topic], auto_offset_reset="earliest",
+                  on_assign=assigned.extend) as consumer:
+        records = drain(consumer, 60)
+        consumer.commit()
+        seen = {(r.partition, r.offset) for r in records}
+        assert sorted(assigned) == [(topic, 0), (topic, 1), (topic, 2)]
+    with Consumer(broker.bootstrap, group_id="g1", topics=[topic], auto_offset_reset="earliest") as consumer:
+        rest = drain(consumer, 90 - len(seen))
+    assert seen.isdisjoint({(r.partition, r.offset) for r in rest})
+    assert len(seen) + len(rest) == 90
+
+
+def test_errors_are_typed_with_code_and_retriable(broker):
+    admin = AdminClient(broker.bootstrap)
+    topic = new_topic(broker)
+    with pytest.raises(headwater.HeadwaterError) as exists:
+        admin.create_topic(topic)
+    assert exists.value.code == 36 and not exists.value.retriable
+    with pytest.raises(headwater.ConfigError):
+        Producer(broker.bootstrap, acks=1)
+    with pytest.raises(ValueError):
+        Consumer(broker.bootstrap, auto_offset_reset="sometimes")
+    with Producer(broker.bootstrap) as producer:
+        with pytest.raises(headwater.UnknownTopicError) as unknown:
+            producer.send(topic, b"x", partition=7)
+    assert unknown.value.code == 3
+
+
+def test_records_cross_between_the_sdk_and_other_clients(broker):
+    from confluent_kafka import Consumer as ConfluentConsumer, Producer as ConfluentProducer
+    from kafka import KafkaConsumer
+
+    topic = new_topic(broker)
+    with Producer(broker.bootstrap, compression="lz4") as producer:
+        for i in range(50):
+            producer.send_async(topic, f"sdk-{i}", key=f"k{i}", headers=[("source", b"sdk")])
+        producer.flush()
+    kp = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                       consumer_timeout_ms=5000, enable_auto_commit=False)
+    from_kafka_python = [(m.offset, m.key, m.value, m.headers) for m in kp]
+    kp.close()
+    assert from_kafka_python == [(i, f"k{i}".encode(), f"sdk-{i}".encode(), [("source", b"sdk")]) for i in range(50)]
+    cc = ConfluentConsumer({"bootstrap.servers": broker.bootstrap, "group.id": f"cc-{topic}",
+                            "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    cc.subscribe([topic])
+    from_confluent = []
+    for _ in range(100):
+        m = cc.poll(0.5)
+        if m is not None and not m.error():
+            from_confluent.append(m.value())
+        if len(from_confluent) == 50:
+            break
+    cc.close()
+    assert from_confluent == [f"sdk-{i}".encode() for i in range(50)]
+    cp = ConfluentProducer({"bootstrap.servers": broker.bootstrap, "compression.type": "snappy"})
+    for i in range(30):
+        cp.produce(topic, value=f"confluent-{i}".encode(), headers=[("n", str(i).encode())])
+    assert cp.flush(30) == 0
+    with Consumer(broker.bootstrap, auto_offset_reset="earliest") as consumer:
+        consumer.assign([(topic, 0)])
+        consumer.seek(topic, 0, 50)
+        records = drain(consumer, 30)
+    assert [r.value for r in records] == [f"confluent-{i}".encode() for i in range(30)]
+    assert records[3].headers == [("n", b"3")]
+
+
+def test_ctrl_c_interrupts_a_blocking_poll(broker, tmp_path):
+    script = tmp_path / "poll.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from headwater import Consumer
+        consumer = Consumer({broker.bootstrap!r}, auto_offset_reset="earliest")
+        consumer.assign([("ctrl-c", 0)])
+        try:
+            print("polling", flush=True)
+            consumer.poll(600)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(0)
+        sys.exit(1)
+    """))
+    AdminClient(broker.bootstrap).create_topic("ctrl-c")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "polling"
+    proc.send_signal(signal.SIGINT)
+    # The poll would block for 600 s; the bound here only keeps a broken build from hanging.
+    assert proc.wait(timeout=60) == 0
+    assert proc.stdout.read().strip() == "interrupted"
