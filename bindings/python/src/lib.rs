@@ -18,6 +18,7 @@ use headwater_client::{
 use headwater_server::embedded::{EmbeddedBroker, EmbeddedOptions};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use pyo3::IntoPyObjectExt;
 
 /// How long a blocking call waits with the GIL released before checking for signals.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
@@ -72,6 +73,30 @@ fn wait<T: Send + 'static>(py: Python<'_>, work: impl Future<Output = T> + Send 
             }
         }
     }
+}
+
+/// Runs `work` on the runtime; then calls `callback(value, None)` or `callback(None, error)`
+/// from the runtime's thread (asyncio code resolves its future with `call_soon_threadsafe`).
+fn spawn_then<T, F>(callback: Py<PyAny>, work: F)
+where
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+{
+    runtime().spawn(async move {
+        let result = work.await;
+        Python::attach(|py| {
+            let outcome = match result {
+                Ok(value) => match value.into_py_any(py) {
+                    Ok(value) => callback.call1(py, (value, py.None())),
+                    Err(e) => callback.call1(py, (py.None(), e.into_value(py))),
+                },
+                Err(e) => callback.call1(py, (py.None(), to_py(e).into_value(py))),
+            };
+            if let Err(e) = outcome {
+                e.print(py);
+            }
+        });
+    });
 }
 
 fn client_config(bootstrap: &str, client_id: Option<String>, request_timeout_ms: Option<u64>) -> ClientConfig {
@@ -196,6 +221,21 @@ impl NativeProducer {
         let producer = self.producer.clone();
         wait(py, async move { producer.close().await })
     }
+
+    /// `flush`, reporting to `callback(None, error_or_None)` instead of blocking.
+    fn flush_then(&self, callback: Py<PyAny>) {
+        let producer = self.producer.clone();
+        spawn_then(callback, async move { producer.flush().await });
+    }
+
+    /// `close`, reporting to `callback` instead of blocking.
+    fn close_then(&self, callback: Py<PyAny>) {
+        let producer = self.producer.clone();
+        spawn_then(callback, async move {
+            producer.close().await;
+            Ok(())
+        });
+    }
 }
 
 /// ((topic, partition), committed offset or None)
@@ -292,6 +332,30 @@ impl NativeConsumer {
     fn commit(&self, py: Python<'_>) -> PyResult<()> {
         let consumer = self.consumer.clone();
         wait(py, async move { consumer.commit().await })?.map_err(to_py)
+    }
+
+    /// `poll`, reporting `callback(records, None)` instead of blocking.
+    fn poll_then(&self, timeout_s: f64, callback: Py<PyAny>) {
+        let consumer = self.consumer.clone();
+        let timeout = Duration::from_secs_f64(timeout_s.max(0.0));
+        spawn_then(callback, async move {
+            consumer.poll(timeout).await.map(|records| records.into_iter().map(record_tuple).collect::<Vec<_>>())
+        });
+    }
+
+    /// `commit`, reporting to `callback` instead of blocking.
+    fn commit_then(&self, callback: Py<PyAny>) {
+        let consumer = self.consumer.clone();
+        spawn_then(callback, async move { consumer.commit().await });
+    }
+
+    /// `close`, reporting to `callback` instead of blocking.
+    fn close_then(&self, callback: Py<PyAny>) {
+        let consumer = self.consumer.clone();
+        spawn_then(callback, async move {
+            consumer.close().await;
+            Ok(())
+        });
     }
 
     fn commit_offsets(&self, py: Python<'_>, offsets: Vec<((String, i32), i64)>) -> PyResult<()> {

@@ -148,3 +148,28 @@ def test_ctrl_c_interrupts_a_blocking_poll(broker, tmp_path):
     # The poll would block for 600 s; the bound here only keeps a broken build from hanging.
     assert proc.wait(timeout=60) == 0
     assert proc.stdout.read().strip() == "interrupted"
+
+
+def test_asyncio_producer_and_consumer_await_once_per_call(broker):
+    import asyncio
+
+    from headwater.aio import AsyncConsumer, AsyncProducer
+
+    topic = new_topic(broker)
+
+    async def main():
+        async with AsyncProducer(broker.bootstrap) as producer:
+            sent = await asyncio.gather(*(producer.send(topic, f"a{i}") for i in range(100)))
+            await producer.flush()
+        assert sorted(m.offset for m in sent) == list(range(100))
+        got = []
+        async with AsyncConsumer(broker.bootstrap, group_id=f"aio-{topic}", topics=[topic],
+                                 auto_offset_reset="earliest") as consumer:
+            async for record in consumer:
+                got.append(record.value)
+                if len(got) == 100:
+                    await consumer.commit()
+                    break
+        return got
+
+    assert asyncio.run(main()) == [f"a{i}".encode() for i in range(100)]
