@@ -26,6 +26,8 @@ python-wheel: deps
 	.venv/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps target/wheels/headwater-*.whl
 
 test-python: python-wheel
+	.venv/bin/python -m mypy.stubtest headwater._headwater
+	.venv/bin/python -m mypy bindings/python/python/headwater
 	$(PYTEST) -q bindings/python/tests
 
 lint:

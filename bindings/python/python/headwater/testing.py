@@ -17,7 +17,7 @@ from . import _headwater
 try:
     import pytest
 except ImportError:  # pytest is optional: the fixture exists only where pytest does.
-    pytest = None
+    pytest = None  # type: ignore[assignment]
 
 
 class EmbeddedBroker:

@@ -1,0 +1,96 @@
+# Hand-written stubs for the native module (bindings/python/src/lib.rs), checked against it by
+# `python -m mypy.stubtest headwater._headwater` in `make test`.
+from typing import Any, Callable, Dict, List, Optional, Tuple, final
+
+__all__ = ["NativeAdmin", "NativeBroker", "NativeConsumer", "NativeProducer", "__version__"]
+__version__: str
+
+_MetadataTuple = Tuple[str, int, int, int]
+_RecordTuple = Tuple[str, int, int, int, Optional[bytes], Optional[bytes], List[Tuple[str, Optional[bytes]]]]
+_Callback = Callable[[Any, Optional[BaseException]], None]
+
+@final
+class NativeProducer:
+    def __new__(
+        cls,
+        bootstrap: str,
+        acks: str,
+        linger_ms: int,
+        batch_bytes: int,
+        compression: str,
+        idempotence: bool,
+        client_id: Optional[str] = None,
+        request_timeout_ms: Optional[int] = None,
+        delivery_timeout_ms: Optional[int] = None,
+    ) -> NativeProducer: ...
+    def send(
+        self,
+        topic: str,
+        value: Optional[bytes],
+        key: Optional[bytes] = None,
+        headers: Optional[List[Tuple[str, Optional[bytes]]]] = None,
+        partition: Optional[int] = None,
+        timestamp: Optional[int] = None,
+    ) -> _MetadataTuple: ...
+    def send_async(
+        self,
+        callback: _Callback,
+        topic: str,
+        value: Optional[bytes],
+        key: Optional[bytes] = None,
+        headers: Optional[List[Tuple[str, Optional[bytes]]]] = None,
+        partition: Optional[int] = None,
+        timestamp: Optional[int] = None,
+    ) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+    def flush_then(self, callback: _Callback) -> None: ...
+    def close_then(self, callback: _Callback) -> None: ...
+
+@final
+class NativeConsumer:
+    def __new__(
+        cls,
+        bootstrap: str,
+        group_id: Optional[str] = None,
+        auto_offset_reset: str = "latest",
+        enable_auto_commit: bool = False,
+        max_poll_records: int = 500,
+        group_instance_id: Optional[str] = None,
+        client_id: Optional[str] = None,
+        request_timeout_ms: Optional[int] = None,
+    ) -> NativeConsumer: ...
+    def set_rebalance_listener(self, listener: Callable[[str, List[Tuple[str, int]]], None]) -> None: ...
+    def subscribe(self, topics: List[str]) -> None: ...
+    def assign(self, partitions: List[Tuple[str, int]]) -> None: ...
+    def assignment(self) -> List[Tuple[str, int]]: ...
+    def poll(self, timeout_s: float) -> List[_RecordTuple]: ...
+    def commit(self) -> None: ...
+    def poll_then(self, timeout_s: float, callback: _Callback) -> None: ...
+    def commit_then(self, callback: _Callback) -> None: ...
+    def close_then(self, callback: _Callback) -> None: ...
+    def commit_offsets(self, offsets: List[Tuple[Tuple[str, int], int]]) -> None: ...
+    def committed(self, partitions: List[Tuple[str, int]]) -> List[Tuple[Tuple[str, int], Optional[int]]]: ...
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
+    def close(self) -> None: ...
+
+@final
+class NativeAdmin:
+    def __new__(
+        cls, bootstrap: str, client_id: Optional[str] = None, request_timeout_ms: Optional[int] = None
+    ) -> NativeAdmin: ...
+    def create_topic(
+        self, name: str, partitions: int, replication_factor: int, config: Optional[Dict[str, str]] = None
+    ) -> None: ...
+    def delete_topic(self, name: str) -> None: ...
+    def list_topics(self) -> List[str]: ...
+    def describe_topic(self, name: str) -> Tuple[str, str, int]: ...
+
+@final
+class NativeBroker:
+    def __new__(
+        cls, data_dir: Optional[str] = None, settings: Optional[List[Tuple[str, str]]] = None
+    ) -> NativeBroker: ...
+    @property
+    def bootstrap(self) -> str: ...
+    def stop(self) -> None: ...
