@@ -171,6 +171,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// Every broker the last metadata named.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        self.state().brokers.keys().copied().collect()
+    }
+
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
         self.state().topics.get(name).cloned()
     }

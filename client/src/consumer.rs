@@ -362,8 +362,23 @@ impl Consumer {
         self.commit_offsets(&offsets).await
     }
 
-    /// Commits `offsets` (the next offset to read, per partition) for the group.
+    /// Commits `offsets` (the next offset to read, per partition) for the group. A commit
+    /// that races a heartbeat moving this member to a new epoch (STALE_MEMBER_EPOCH) is sent
+    /// again under the new epoch, as Kafka's clients do.
     pub async fn commit_offsets(&self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let mut attempts = 0;
+        loop {
+            match self.commit_once(offsets).await {
+                Err(e) if e.code == 113 && attempts < 20 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn commit_once(&self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
         let group_id = self.group_id()?;
         if offsets.is_empty() {
             return Ok(());

@@ -5,7 +5,7 @@
 //!   retries with backoff, one batch in flight per partition (order kept).
 //! - [`Consumer`]: `subscribe` with a group (KIP-848 consumer protocol: the broker assigns),
 //!   or `assign`; `poll`, commit, seek, pause and resume, a rebalance listener.
-//! - [`Admin`] for topics.
+//! - [`Admin`] for topics, topic configs and groups.
 //!
 //! Everything is async on tokio; background work (the producer's sender) runs as tasks on the
 //! runtime the client was created on.
@@ -19,7 +19,7 @@ mod group;
 pub mod producer;
 pub mod records;
 
-pub use admin::{Admin, NewTopic, TopicDescription};
+pub use admin::{Admin, GroupDescription, GroupListing, GroupMember, NewTopic, TopicDescription};
 pub use cluster::ClientConfig;
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, Rebalance, RebalanceListener, TopicPartition};
 pub use error::{Error, ErrorKind, Result};

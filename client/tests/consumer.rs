@@ -139,3 +139,39 @@ async fn a_group_shares_partitions_commits_and_takes_over_when_a_member_leaves()
     a.close().await;
     assert!(events_b.lock().unwrap().iter().any(|e| matches!(e, Rebalance::Assigned(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_lists_describes_and_deletes_groups_and_edits_topic_configs() {
+    let broker = broker();
+    let admin = Admin::new(ClientConfig::new(broker.bootstrap())).unwrap();
+    admin.create_topic(NewTopic::new("audit", 2)).await.unwrap();
+    produce(broker.bootstrap(), "audit", 2, 10, Compression::None).await;
+    let mut config = ConsumerConfig::new(broker.bootstrap());
+    config.group_id = Some("auditors".into());
+    config.auto_offset_reset = OffsetReset::Earliest;
+    let consumer = Consumer::new(config).unwrap();
+    consumer.subscribe(&["audit"]).await.unwrap();
+    drain(&consumer, 10).await;
+    consumer.commit().await.unwrap();
+    let listed = admin.list_groups().await.unwrap();
+    let ours = listed.iter().find(|g| g.group_id == "auditors").expect("listed");
+    assert_eq!(ours.group_type, "consumer");
+    let described = admin.describe_group("auditors").await.unwrap();
+    assert_eq!((described.group_type.as_str(), described.members.len()), ("consumer", 1));
+    let mut held = described.members[0].assignment.clone();
+    held.sort();
+    assert_eq!(held, vec![("audit".to_string(), 0), ("audit".to_string(), 1)]);
+    let offsets = admin.group_offsets("auditors").await.unwrap();
+    assert_eq!(offsets.values().sum::<i64>(), 10);
+    assert_eq!(admin.delete_group("auditors").await.unwrap_err().code, 68, "NON_EMPTY_GROUP while it has a member");
+    consumer.close().await;
+    admin.delete_group("auditors").await.unwrap();
+    assert!(admin.group_offsets("auditors").await.unwrap().is_empty());
+
+    let changes = BTreeMap::from([("retention.ms".to_string(), Some("60000".to_string()))]);
+    admin.alter_topic_config("audit", &changes).await.unwrap();
+    assert_eq!(
+        admin.describe_topic_config("audit").await.unwrap().get("retention.ms").map(String::as_str),
+        Some("60000")
+    );
+}

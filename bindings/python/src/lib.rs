@@ -238,6 +238,10 @@ impl NativeProducer {
     }
 }
 
+/// A member as `describe_group` returns it.
+type MemberTuple = (String, Option<String>, String, String, Vec<(String, i32)>);
+type GroupTuple = (String, String, String, String, Vec<MemberTuple>);
+
 /// ((topic, partition), committed offset or None)
 type CommittedTuple = ((String, i32), Option<i64>);
 
@@ -422,6 +426,50 @@ impl NativeAdmin {
     fn list_topics(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let admin = self.admin.clone();
         wait(py, async move { admin.list_topics().await })?.map_err(to_py)
+    }
+
+    /// [(group id, state, type)]
+    fn list_groups(&self, py: Python<'_>) -> PyResult<Vec<(String, String, String)>> {
+        let admin = self.admin.clone();
+        let groups = wait(py, async move { admin.list_groups().await })?.map_err(to_py)?;
+        Ok(groups.into_iter().map(|g| (g.group_id, g.state, g.group_type)).collect())
+    }
+
+    /// (group id, state, type, assignor, [(member id, instance id, client id, host, [(topic, partition)])])
+    fn describe_group(&self, py: Python<'_>, group: String) -> PyResult<GroupTuple> {
+        let admin = self.admin.clone();
+        let g = wait(py, async move { admin.describe_group(&group).await })?.map_err(to_py)?;
+        let members =
+            g.members.into_iter().map(|m| (m.member_id, m.instance_id, m.client_id, m.host, m.assignment)).collect();
+        Ok((g.group_id, g.state, g.group_type, g.assignor, members))
+    }
+
+    fn delete_group(&self, py: Python<'_>, group: String) -> PyResult<()> {
+        let admin = self.admin.clone();
+        wait(py, async move { admin.delete_group(&group).await })?.map_err(to_py)
+    }
+
+    fn group_offsets(&self, py: Python<'_>, group: String) -> PyResult<Vec<((String, i32), i64)>> {
+        let admin = self.admin.clone();
+        let offsets = wait(py, async move { admin.group_offsets(&group).await })?.map_err(to_py)?;
+        Ok(offsets.into_iter().collect())
+    }
+
+    fn describe_topic_config(&self, py: Python<'_>, topic: String) -> PyResult<Vec<(String, String)>> {
+        let admin = self.admin.clone();
+        let config = wait(py, async move { admin.describe_topic_config(&topic).await })?.map_err(to_py)?;
+        Ok(config.into_iter().collect())
+    }
+
+    fn alter_topic_config(
+        &self,
+        py: Python<'_>,
+        topic: String,
+        changes: Vec<(String, Option<String>)>,
+    ) -> PyResult<()> {
+        let admin = self.admin.clone();
+        let changes = changes.into_iter().collect();
+        wait(py, async move { admin.alter_topic_config(&topic, &changes).await })?.map_err(to_py)
     }
 
     /// (name, topic id, partitions)

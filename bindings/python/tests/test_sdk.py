@@ -68,8 +68,19 @@ def test_a_group_consumer_commits_and_a_new_member_resumes_there(broker):
         assert sorted(assigned) == [(topic, 0), (topic, 1), (topic, 2)]
     with Consumer(broker.bootstrap, group_id="g1", topics=[topic], auto_offset_reset="earliest") as consumer:
         rest = drain(consumer, 90 - len(seen))
+        consumer.commit()
+        admin = AdminClient(broker.bootstrap)
+        described = admin.describe_group("g1")
+        assert (described.group_type, len(described.members)) == ("consumer", 1)
+        assert sorted(described.members[0].assignment) == [(topic, 0), (topic, 1), (topic, 2)]
+        assert ("g1", "Stable", "consumer") in admin.list_groups()
     assert seen.isdisjoint({(r.partition, r.offset) for r in rest})
     assert len(seen) + len(rest) == 90
+    assert admin.group_offsets("g1") == {(topic, p): 30 for p in range(3)}
+    admin.delete_group("g1")
+    assert admin.group_offsets("g1") == {}
+    admin.alter_topic_config(topic, {"retention.ms": 3600000})
+    assert admin.topic_config(topic)["retention.ms"] == "3600000"
 
 
 def test_errors_are_typed_with_code_and_retriable(broker):

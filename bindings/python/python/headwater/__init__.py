@@ -32,8 +32,9 @@ from .errors import (
 )
 
 __all__ = [
-    "AdminClient", "CommitFailedError", "ConfigError", "Consumer", "FatalError", "HeadwaterError",
-    "HeadwaterTimeoutError", "Producer", "Record", "RecordMetadata", "TopicDescription", "UnknownTopicError",
+    "AdminClient", "CommitFailedError", "ConfigError", "Consumer", "FatalError", "GroupDescription", "GroupMember",
+    "HeadwaterError", "HeadwaterTimeoutError", "Producer", "Record", "RecordMetadata", "TopicDescription",
+    "UnknownTopicError",
 ]
 __version__ = _headwater.__version__
 
@@ -69,6 +70,26 @@ class TopicDescription:
     name: str
     topic_id: str
     partitions: int
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    member_id: str
+    instance_id: Optional[str]
+    client_id: str
+    host: str
+    assignment: List[Tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    """`group_type` is "consumer" (KIP-848 members) or "classic"."""
+
+    group_id: str
+    state: str
+    group_type: str
+    assignor: str
+    members: List[GroupMember]
 
 
 def _bytes(value: Optional[Bytes]) -> Optional[bytes]:
@@ -257,6 +278,28 @@ class AdminClient:
 
     def describe_topic(self, name: str) -> TopicDescription:
         return TopicDescription(*self._native.describe_topic(name))
+
+    def topic_config(self, name: str) -> Dict[str, str]:
+        return dict(self._native.describe_topic_config(name))
+
+    def alter_topic_config(self, name: str, changes: Dict[str, Optional[str]]) -> None:
+        """Sets configs; a value of None returns that config to its default."""
+        self._native.alter_topic_config(name, [(k, None if v is None else str(v)) for k, v in changes.items()])
+
+    def list_groups(self) -> List[Tuple[str, str, str]]:
+        """(group id, state, type) of every group."""
+        return self._native.list_groups()
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        group, state, kind, assignor, members = self._native.describe_group(group_id)
+        return GroupDescription(group, state, kind, assignor, [GroupMember(*m) for m in members])
+
+    def delete_group(self, group_id: str) -> None:
+        self._native.delete_group(group_id)
+
+    def group_offsets(self, group_id: str) -> Dict[Tuple[str, int], int]:
+        """The group's committed offsets (the next offset it will read), by partition."""
+        return dict(self._native.group_offsets(group_id))
 
     def __enter__(self) -> "AdminClient":
         return self
