@@ -172,8 +172,10 @@ def test_offset_for_timestamp_inside_compressed_batches(admin, broker, codec, pr
         assert producer.flush(30) == 0
     else:
         from kafka import KafkaProducer
+        # acks=all: answered once the records are below the high watermark (fsynced), which is
+        # what ListOffsets searches; acks=1 would race the fsync.
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1000, batch_size=1 << 20,
-                                 compression_type=None if codec == "none" else codec)
+                                 acks="all", compression_type=None if codec == "none" else codec)
         for i in range(500):
             producer.send(name, value=f"value-{i}".encode() * 3, timestamp_ms=base + i * 10)
         producer.flush(30)
