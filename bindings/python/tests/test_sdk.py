@@ -129,12 +129,21 @@ def test_records_cross_between_the_sdk_and_other_clients(broker):
     for i in range(30):
         cp.produce(topic, value=f"confluent-{i}".encode(), headers=[("n", str(i).encode())])
     assert cp.flush(30) == 0
+    from kafka import KafkaProducer
+
+    kp_producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="gzip")
+    for i in range(20):
+        kp_producer.send(topic, key=f"kp{i}".encode(), value=f"kafka-python-{i}".encode())
+    kp_producer.flush(30)
+    kp_producer.close()
     with Consumer(broker.bootstrap, auto_offset_reset="earliest") as consumer:
         consumer.assign([(topic, 0)])
         consumer.seek(topic, 0, 50)
-        records = drain(consumer, 30)
-    assert [r.value for r in records] == [f"confluent-{i}".encode() for i in range(30)]
+        records = drain(consumer, 50)
+    assert [r.value for r in records[:30]] == [f"confluent-{i}".encode() for i in range(30)]
     assert records[3].headers == [("n", b"3")]
+    assert [(r.key, r.value) for r in records[30:]] == [(f"kp{i}".encode(), f"kafka-python-{i}".encode())
+                                                         for i in range(20)]
 
 
 def test_ctrl_c_interrupts_a_blocking_poll(broker, tmp_path):
