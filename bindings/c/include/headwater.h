@@ -97,6 +97,27 @@ typedef int32_t HwOffsetReset;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Which way a group rebalance moved partitions.
+enum HwRebalance
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // These partitions are now the consumer's.
+  HW_REBALANCE_ASSIGNED = 0,
+  // These are about to go: commit what was processed now, the group waits for it.
+  HW_REBALANCE_REVOKED = 1,
+  // The membership was lost; these are gone already and may be another member's.
+  HW_REBALANCE_LOST = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum HwRebalance HwRebalance;
+#else
+typedef int32_t HwRebalance;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 typedef struct HwAdmin HwAdmin;
 
 // A broker running inside this process, on 127.0.0.1 and a free port.
@@ -164,6 +185,14 @@ typedef struct {
   uint32_t max_poll_records;
 } HwConsumerOptions;
 
+// Called inside a poll, on the library thread running it, each time the group moves
+// partitions; `partitions` is a list of (str topic, i32 partition), valid for the call. It
+// may block (to commit, say): the library moves its other work off that thread meanwhile.
+typedef void (*HwRebalanceCallback)(size_t context,
+                                    HwRebalance kind,
+                                    const uint8_t *partitions,
+                                    size_t partitions_len);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -230,7 +259,8 @@ uint64_t hw_consumer_subscribe(const HwConsumer *consumer,
                                size_t context);
 
 // Consumes exactly `partitions`: a list of (str topic, i32 partition, i64 offset), where an
-// offset of -1 starts from the committed offset or the reset policy.
+// offset of 0 or more is exact, -1 is the log's end, -2 its start, and -3 the committed
+// offset (else the reset policy).
 //
 // # Safety
 // `consumer` must be a live handle; `partitions` valid for `partitions_len` bytes.
@@ -257,6 +287,26 @@ uint64_t hw_consumer_poll(const HwConsumer *consumer,
 // # Safety
 // `consumer` must be a live handle.
 uint64_t hw_consumer_commit(const HwConsumer *consumer, HwCallback callback, size_t context);
+
+// Commits `offsets`: a list of (str topic, i32 partition, i64 offset), each the next offset
+// to read. Unlike `hw_consumer_commit` it may be called from a rebalance callback.
+//
+// # Safety
+// `consumer` must be a live handle; `offsets` valid for `offsets_len` bytes.
+uint64_t hw_consumer_commit_offsets(const HwConsumer *consumer,
+                                    const uint8_t *offsets,
+                                    size_t offsets_len,
+                                    HwCallback callback,
+                                    size_t context);
+
+// Sets the consumer's rebalance callback (NULL removes it). `context` must stay valid until
+// `hw_consumer_free`.
+//
+// # Safety
+// `consumer` must be a live handle.
+void hw_consumer_set_rebalance_callback(const HwConsumer *consumer,
+                                        HwRebalanceCallback callback,
+                                        size_t context);
 
 // Leaves the group (committing first when auto-commit is on) and closes.
 //

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use headwater_client::{
     Acks, Admin, ClientConfig, Compression, Consumer, ConsumerConfig, ConsumerRecord, Delivery, Error, ErrorKind,
-    NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+    NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord, Rebalance, RecordMetadata,
 };
 use headwater_server::embedded::{EmbeddedBroker, EmbeddedOptions};
 use tokio::sync::mpsc;
@@ -86,6 +86,24 @@ pub struct HwResult {
 /// Called exactly once per operation, from a library thread (or, after `hw_cancel`, from the
 /// cancelling thread). It must not block for long: the library's threads are few.
 pub type HwCallback = Option<unsafe extern "C" fn(context: usize, result: *const HwResult)>;
+
+/// Which way a group rebalance moved partitions.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HwRebalance {
+    /// These partitions are now the consumer's.
+    Assigned = 0,
+    /// These are about to go: commit what was processed now, the group waits for it.
+    Revoked = 1,
+    /// The membership was lost; these are gone already and may be another member's.
+    Lost = 2,
+}
+
+/// Called inside a poll, on the library thread running it, each time the group moves
+/// partitions; `partitions` is a list of (str topic, i32 partition), valid for the call. It
+/// may block (to commit, say): the library moves its other work off that thread meanwhile.
+pub type HwRebalanceCallback =
+    Option<unsafe extern "C" fn(context: usize, kind: HwRebalance, partitions: *const u8, partitions_len: usize)>;
 
 /// Settings every handle shares. Strings are NUL-terminated UTF-8; NULL means the default.
 #[repr(C)]
@@ -724,8 +742,25 @@ fn read_strings(buf: &[u8]) -> Result<Vec<String>, Error> {
     Ok(out)
 }
 
+/// `hw_consumer_assign`'s symbolic offsets; the first two are ListOffsets' own.
+const OFFSET_LATEST: i64 = -1;
+const OFFSET_EARLIEST: i64 = -2;
+const OFFSET_COMMITTED: i64 = -3;
+
+/// A list of (str topic, i32 partition, i64 offset).
+fn read_partition_offsets(buf: &[u8]) -> Result<Vec<((String, i32), i64)>, Error> {
+    let mut r = Reader::new(buf);
+    let mut out = Vec::new();
+    for _ in 0..r.count()? {
+        out.push(((r.str()?, r.i32()?), r.i64()?));
+    }
+    r.finish()?;
+    Ok(out)
+}
+
 /// Consumes exactly `partitions`: a list of (str topic, i32 partition, i64 offset), where an
-/// offset of -1 starts from the committed offset or the reset policy.
+/// offset of 0 or more is exact, -1 is the log's end, -2 its start, and -3 the committed
+/// offset (else the reset policy).
 ///
 /// # Safety
 /// `consumer` must be a live handle; `partitions` valid for `partitions_len` bytes.
@@ -739,16 +774,7 @@ pub unsafe extern "C" fn hw_consumer_assign(
 ) -> u64 {
     // SAFETY: promised by the caller.
     let (handle, buf) = unsafe { (&*consumer, bytes(partitions, partitions_len)) };
-    let parsed = (|| {
-        let mut r = Reader::new(buf);
-        let mut out = Vec::new();
-        for _ in 0..r.count()? {
-            out.push(((r.str()?, r.i32()?), r.i64()?));
-        }
-        r.finish()?;
-        Ok::<_, Error>(out)
-    })();
-    let wanted = match parsed {
+    let wanted = match read_partition_offsets(buf) {
         Ok(wanted) => wanted,
         Err(e) => return failed_op(callback, context, e),
     };
@@ -757,9 +783,18 @@ pub unsafe extern "C" fn hw_consumer_assign(
         let partitions: Vec<_> = wanted.iter().map(|(tp, _)| tp.clone()).collect();
         consumer.assign(&partitions).await?;
         for (tp, offset) in &wanted {
-            if *offset >= 0 {
-                consumer.seek(tp, *offset).await?;
-            }
+            let exact = match *offset {
+                OFFSET_COMMITTED => continue,
+                offset @ (OFFSET_LATEST | OFFSET_EARLIEST) => consumer.list_offset(tp, offset).await?,
+                offset if offset >= 0 => offset,
+                offset => {
+                    return Err(Error::config(format!(
+                        "offset {offset} for {}-{}: use 0 or more, -1, -2 or -3",
+                        tp.0, tp.1
+                    )))
+                }
+            };
+            consumer.seek(tp, exact).await?;
         }
         Ok(Vec::new())
     })
@@ -801,6 +836,67 @@ pub unsafe extern "C" fn hw_consumer_commit(consumer: *const HwConsumer, callbac
     })
 }
 
+/// Commits `offsets`: a list of (str topic, i32 partition, i64 offset), each the next offset
+/// to read. Unlike `hw_consumer_commit` it may be called from a rebalance callback.
+///
+/// # Safety
+/// `consumer` must be a live handle; `offsets` valid for `offsets_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hw_consumer_commit_offsets(
+    consumer: *const HwConsumer,
+    offsets: *const u8,
+    offsets_len: usize,
+    callback: HwCallback,
+    context: usize,
+) -> u64 {
+    // SAFETY: promised by the caller.
+    let (handle, buf) = unsafe { (&*consumer, bytes(offsets, offsets_len)) };
+    let offsets = match read_partition_offsets(buf) {
+        Ok(offsets) => offsets,
+        Err(e) => return failed_op(callback, context, e),
+    };
+    let consumer = handle.consumer.clone();
+    spawn_op(callback, context, async move {
+        consumer.commit_offsets(&offsets).await?;
+        Ok(Vec::new())
+    })
+}
+
+/// Sets the consumer's rebalance callback (NULL removes it). `context` must stay valid until
+/// `hw_consumer_free`.
+///
+/// # Safety
+/// `consumer` must be a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn hw_consumer_set_rebalance_callback(
+    consumer: *const HwConsumer,
+    callback: HwRebalanceCallback,
+    context: usize,
+) {
+    // SAFETY: promised by the caller.
+    let consumer = unsafe { &*consumer };
+    let Some(callback) = callback else {
+        consumer.consumer.set_rebalance_listener(Arc::new(|_| {}));
+        return;
+    };
+    consumer.consumer.set_rebalance_listener(Arc::new(move |event: &Rebalance| {
+        let (kind, partitions) = match event {
+            Rebalance::Assigned(p) => (HwRebalance::Assigned, p),
+            Rebalance::Revoked(p) => (HwRebalance::Revoked, p),
+            Rebalance::Lost(p) => (HwRebalance::Lost, p),
+        };
+        let mut w = Writer::default();
+        w.count(partitions.len());
+        for (topic, partition) in partitions {
+            w.str(topic).i32(*partition);
+        }
+        // The callback may block (a Go revocation handler commits): let the runtime move
+        // this worker's other tasks elsewhere while it runs.
+        // SAFETY: the caller gave this function pointer and context for this purpose.
+        tokio::task::block_in_place(|| unsafe { callback(context, kind, w.0.as_ptr(), w.0.len()) });
+    }));
+}
+
 /// Leaves the group (committing first when auto-commit is on) and closes.
 ///
 /// # Safety
@@ -823,7 +919,9 @@ pub unsafe extern "C" fn hw_consumer_close(consumer: *const HwConsumer, callback
 pub unsafe extern "C" fn hw_consumer_free(consumer: *mut HwConsumer) {
     if !consumer.is_null() {
         // SAFETY: promised by the caller.
-        drop(unsafe { Box::from_raw(consumer) });
+        let consumer = unsafe { Box::from_raw(consumer) };
+        // A task still holding the client must not call into a context the caller frees next.
+        consumer.consumer.set_rebalance_listener(Arc::new(|_| {}));
     }
 }
 
@@ -960,10 +1058,18 @@ pub unsafe extern "C" fn hw_admin_delete_topic(
 pub unsafe extern "C" fn hw_admin_list_topics(admin: *const HwAdmin, callback: HwCallback, context: usize) -> u64 {
     // SAFETY: promised by the caller.
     unsafe {
-        admin_op(admin, std::ptr::null(), 0, callback, context, |_| Ok(()), |admin, ()| async move {
-            let names = admin.list_topics().await?;
-            Ok(strings_bytes(names.iter().map(String::as_str)))
-        })
+        admin_op(
+            admin,
+            std::ptr::null(),
+            0,
+            callback,
+            context,
+            |_| Ok(()),
+            |admin, ()| async move {
+                let names = admin.list_topics().await?;
+                Ok(strings_bytes(names.iter().map(String::as_str)))
+            },
+        )
     }
 }
 
@@ -1003,15 +1109,23 @@ pub unsafe extern "C" fn hw_admin_describe_topic(
 pub unsafe extern "C" fn hw_admin_list_groups(admin: *const HwAdmin, callback: HwCallback, context: usize) -> u64 {
     // SAFETY: promised by the caller.
     unsafe {
-        admin_op(admin, std::ptr::null(), 0, callback, context, |_| Ok(()), |admin, ()| async move {
-            let groups = admin.list_groups().await?;
-            let mut w = Writer::default();
-            w.count(groups.len());
-            for g in &groups {
-                w.str(&g.group_id).str(&g.state).str(&g.group_type);
-            }
-            Ok(w.0)
-        })
+        admin_op(
+            admin,
+            std::ptr::null(),
+            0,
+            callback,
+            context,
+            |_| Ok(()),
+            |admin, ()| async move {
+                let groups = admin.list_groups().await?;
+                let mut w = Writer::default();
+                w.count(groups.len());
+                for g in &groups {
+                    w.str(&g.group_id).str(&g.state).str(&g.group_type);
+                }
+                Ok(w.0)
+            },
+        )
     }
 }
 

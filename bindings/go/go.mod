@@ -1,0 +1,3 @@
+module github.com/headwater/headwater-go
+
+go 1.22
