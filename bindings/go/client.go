@@ -75,13 +75,14 @@ func NewClient(opts ...Opt) (*Client, error) {
 	defer strs.free()
 	var eb errbuf
 	popts := C.HwProducerOptions{
-		client:              c.clientOptions(&strs),
-		acks:                C.HwAcks(cfg.acks.v),
-		linger_ms:           -1,
-		batch_bytes:         C.uint64_t(max(cfg.batchMaxBytes, 0)),
-		compression:         C.HwCompression(cfg.compression.v),
-		idempotence:         C.bool(cfg.idempotent),
-		delivery_timeout_ms: C.uint64_t(cfg.deliveryTimeout.Milliseconds()),
+		client:                c.clientOptions(&strs),
+		acks:                  C.HwAcks(cfg.acks.v),
+		linger_ms:             -1,
+		batch_bytes:           C.uint64_t(max(cfg.batchMaxBytes, 0)),
+		compression:           C.HwCompression(cfg.compression.v),
+		idempotence:           C.bool(cfg.idempotent),
+		delivery_timeout_ms:   C.uint64_t(cfg.deliveryTimeout.Milliseconds()),
+		unknown_topic_wait_ms: C.uint64_t(cfg.unknownTopicWait.Milliseconds()),
 	}
 	if cfg.lingerSet {
 		popts.linger_ms = C.int64_t(cfg.linger.Milliseconds())

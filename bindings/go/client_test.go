@@ -145,7 +145,7 @@ func TestGroupCommitsAndResumes(t *testing.T) {
 	b := headwatertest.NewBroker(t)
 	createTopic(t, newAdmin(t, b), "orders", 2)
 	ctx := testCtx(t)
-	p := newClient(t, headwater.SeedBrokers(b.Addrs()...))
+	p := newClient(t, headwater.SeedBrokers(b.Addrs()...), headwater.DefaultProduceTopic("orders"))
 	for i := 0; i < 10; i++ {
 		if err := p.ProduceSync(ctx, headwater.KeyStringRecord(fmt.Sprint(i), fmt.Sprint(i))).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -346,7 +346,8 @@ func TestErrorsWorkWithIsAndAs(t *testing.T) {
 		t.Fatal("an unknown-topic error also matched ErrTimeout")
 	}
 
-	c := newClient(t, headwater.SeedBrokers(b.Addrs()...))
+	// A record waits a while for a missing topic (it may be being created), then fails.
+	c := newClient(t, headwater.SeedBrokers(b.Addrs()...), headwater.UnknownTopicWait(time.Second))
 	res := c.ProduceSync(testCtx(t), &headwater.Record{Topic: "missing", Value: []byte("v")})
 	if !errors.Is(res.FirstErr(), headwater.ErrUnknownTopic) {
 		t.Fatalf("producing to a missing topic: %v", res.FirstErr())

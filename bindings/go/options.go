@@ -21,7 +21,9 @@ type config struct {
 	compression       Compression
 	idempotent        bool
 	deliveryTimeout   time.Duration
+	unknownTopicWait  time.Duration
 	manualPartitioner bool
+	defaultTopic      string
 
 	group              string
 	instanceID         string
@@ -97,9 +99,16 @@ func ProducerBatchCompression(codec Compression) Opt {
 // RecordDeliveryTimeout bounds how long a record may take, retries included (default 120s).
 func RecordDeliveryTimeout(d time.Duration) Opt { return func(c *config) { c.deliveryTimeout = d } }
 
+// UnknownTopicWait bounds how long a record waits for its topic to appear (it may be being
+// created) before it fails with ErrUnknownTopic (default 60s, Kafka's max.block.ms).
+func UnknownTopicWait(d time.Duration) Opt { return func(c *config) { c.unknownTopicWait = d } }
+
 // ManualPartitioner makes the producer send each record to its Record.Partition. Without it,
 // records go to a partition chosen by key hash (murmur2, as Kafka's Java client does).
 func ManualPartitioner() Opt { return func(c *config) { c.manualPartitioner = true } }
+
+// DefaultProduceTopic is the topic for records produced with an empty Topic.
+func DefaultProduceTopic(topic string) Opt { return func(c *config) { c.defaultTopic = topic } }
 
 // ConsumerGroup makes the client consume its ConsumeTopics as a member of group.
 func ConsumerGroup(group string) Opt { return func(c *config) { c.group = group } }

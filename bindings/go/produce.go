@@ -150,7 +150,10 @@ func (c *Client) produce(ctx context.Context, r *Record, promise func(*Record, e
 		return fail(err)
 	}
 	if r.Topic == "" {
-		return fail(configError("Record.Topic is empty"))
+		r.Topic = c.cfg.defaultTopic
+	}
+	if r.Topic == "" {
+		return fail(configError("Record.Topic is empty and there is no DefaultProduceTopic"))
 	}
 	partition := int32(-1)
 	if c.cfg.manualPartitioner {

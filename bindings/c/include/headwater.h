@@ -150,6 +150,9 @@ typedef struct {
   bool idempotence;
   // 0 for the default (120 s).
   uint64_t delivery_timeout_ms;
+  // How long a record waits for its topic to appear before it fails as unknown; 0 for the
+  // default (60 s, Kafka's `max.block.ms`).
+  uint64_t unknown_topic_wait_ms;
 } HwProducerOptions;
 
 // What an operation's callback receives.

@@ -146,6 +146,9 @@ pub struct HwProducerOptions {
     pub idempotence: bool,
     /// 0 for the default (120 s).
     pub delivery_timeout_ms: u64,
+    /// How long a record waits for its topic to appear before it fails as unknown; 0 for the
+    /// default (60 s, Kafka's `max.block.ms`).
+    pub unknown_topic_wait_ms: u64,
 }
 
 #[repr(i32)]
@@ -499,6 +502,9 @@ unsafe fn producer_config(options: &HwProducerOptions) -> Result<ProducerConfig,
     config.idempotence = options.idempotence;
     if options.delivery_timeout_ms > 0 {
         config.delivery_timeout = Duration::from_millis(options.delivery_timeout_ms);
+    }
+    if options.unknown_topic_wait_ms > 0 {
+        config.metadata_wait = Duration::from_millis(options.unknown_topic_wait_ms);
     }
     Ok(config)
 }
