@@ -4,7 +4,7 @@ CARGO ?= cargo
 PYTEST := .venv/bin/pytest
 HEADWATER := target/release/headwater
 
-.PHONY: run build test test-rust test-clients test-python python-wheel lint fmt deps bench clean sim sim-build sim-test
+.PHONY: run build test test-rust test-clients test-python python-wheel go-lib test-go lint fmt deps bench clean sim sim-build sim-test
 
 ## Start a single broker on 127.0.0.1:9092 with its data under ./data.
 run: build
@@ -14,7 +14,7 @@ build:
 	$(CARGO) build --release --locked
 
 ## Install what the tests need, then run every test.
-test: lint test-rust deps build test-clients test-python sim
+test: lint test-rust deps build test-clients test-python test-go sim
 
 test-rust:
 	$(CARGO) test --release --locked --workspace --exclude headwater-python
@@ -29,6 +29,16 @@ test-python: python-wheel
 	.venv/bin/python -m mypy.stubtest headwater._headwater
 	.venv/bin/python -m mypy bindings/python/python/headwater
 	$(PYTEST) -q bindings/python/tests
+
+## The Go SDK: the C ABI's static library (built by `build`) copied where cgo links it, then
+## go vet and go test -race over the package and its interop tests with franz-go.
+go-lib: build
+	mkdir -p bindings/go/lib
+	cp target/release/libheadwater_ffi.a bindings/go/lib/
+
+test-go: go-lib
+	cd bindings/go && gofmt -l . | (! grep .) && go vet ./... && go test -race -count=1 ./...
+	cd bindings/go/interop && go vet ./... && go test -race -count=1 ./...
 
 lint:
 	$(CARGO) fmt --all -- --check
