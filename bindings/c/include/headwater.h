@@ -404,7 +404,7 @@ uint64_t hw_admin_delete_group(const HwAdmin *admin,
 
 // Starts a broker in this process; returns once it accepts connections. `data_dir` NULL
 // means a fresh temporary directory, removed at stop. `settings` is a list of (str key, str
-// value) broker config keys, as in the config file (e.g. `num_partitions`). NULL (with a
+// value) broker config keys, as in the config file (e.g. `num_partitions`); NULL for none. NULL (with a
 // message in `errbuf`) when it cannot start or a setting is wrong.
 //
 // # Safety

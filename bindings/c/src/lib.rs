@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use headwater_client::{
     Acks, Admin, ClientConfig, Compression, Consumer, ConsumerConfig, ConsumerRecord, Delivery, Error, ErrorKind,
-    NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord, Rebalance, RecordMetadata,
+    NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord, Rebalance, RecordMetadata, TopicPartition,
 };
 use headwater_server::embedded::{EmbeddedBroker, EmbeddedOptions};
 use tokio::sync::mpsc;
@@ -754,7 +754,7 @@ const OFFSET_EARLIEST: i64 = -2;
 const OFFSET_COMMITTED: i64 = -3;
 
 /// A list of (str topic, i32 partition, i64 offset).
-fn read_partition_offsets(buf: &[u8]) -> Result<Vec<((String, i32), i64)>, Error> {
+fn read_partition_offsets(buf: &[u8]) -> Result<Vec<(TopicPartition, i64)>, Error> {
     let mut r = Reader::new(buf);
     let mut out = Vec::new();
     for _ in 0..r.count()? {
@@ -1205,7 +1205,7 @@ pub struct HwBroker {
 
 /// Starts a broker in this process; returns once it accepts connections. `data_dir` NULL
 /// means a fresh temporary directory, removed at stop. `settings` is a list of (str key, str
-/// value) broker config keys, as in the config file (e.g. `num_partitions`). NULL (with a
+/// value) broker config keys, as in the config file (e.g. `num_partitions`); NULL for none. NULL (with a
 /// message in `errbuf`) when it cannot start or a setting is wrong.
 ///
 /// # Safety
@@ -1224,7 +1224,8 @@ pub unsafe extern "C" fn hw_broker_start(
     let started = dir.map_err(|e| e.message).and_then(|dir| {
         let mut r = Reader::new(buf);
         let mut pairs = Vec::new();
-        let count = r.count().map_err(|e| e.message)?;
+        // No buffer at all means no settings.
+        let count = if buf.is_empty() { 0 } else { r.count().map_err(|e| e.message)? };
         for _ in 0..count {
             pairs.push((r.str().map_err(|e| e.message)?, r.str().map_err(|e| e.message)?));
         }

@@ -29,7 +29,7 @@ fn header_matches_the_source() {
             .lines()
             .zip(generated.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(|| checked_in.lines().count().min(generated.lines().count()), |i| i);
+            .unwrap_or_else(|| checked_in.lines().count().min(generated.lines().count()));
         panic!(
             "bindings/c/include/headwater.h is out of date with bindings/c/src (first difference at line {}).\n\
              Regenerate it with: HEADWATER_UPDATE_HEADER=1 cargo test -p headwater-ffi --test header",
