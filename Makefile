@@ -80,8 +80,9 @@ sim: sim-build sim-test
 	$(SIM_BIN) --seeds $(SIM_SEEDS)
 endif
 
-## Benchmark Headwater against Apache Kafka on this machine; writes docs/benchmarks.md.
-bench: deps build
+## Benchmark Headwater against Apache Kafka on this machine, and the SDKs against confluent-kafka
+## and franz-go; writes docs/benchmarks.md.
+bench: deps build python-wheel go-lib
 	bench/run.sh
 
 clean:

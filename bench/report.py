@@ -115,6 +115,53 @@ def fmt_ratio(x):
     return f"{x:.3f}×" if x < 0.1 else f"{x:.2f}×"
 
 
+SDK_LABELS = {
+    "headwater-python": "Headwater Python SDK",
+    "confluent-kafka": "confluent-kafka",
+    "headwater-go": "Headwater Go SDK",
+    "franz-go": "franz-go",
+}
+# Each SDK against the client its users would otherwise pick.
+SDK_PAIRS = [("headwater-python", "confluent-kafka"), ("headwater-go", "franz-go")]
+
+
+def minutes_seconds(text):
+    """Seconds from bash's `times` notation, e.g. 1m2.345s."""
+    m, _, rest = text.partition("m")
+    return int(m) * 60 + float(rest.rstrip("s"))
+
+
+def load_sdk(out_dir, name):
+    """One SDK client's result: its JSON, and its CPU time from `times` (children's line)."""
+    r = {}
+    try:
+        with open(os.path.join(out_dir, f"sdk-{name}.json")) as f:
+            r = json.load(f)
+    except (OSError, ValueError):
+        return None
+    try:
+        with open(os.path.join(out_dir, f"sdk-{name}.times")) as f:
+            lines = [line.split() for line in f.read().splitlines() if line.strip()]
+        user, system = lines[-1]
+        r["client_cpu_seconds"] = minutes_seconds(user) + minutes_seconds(system)
+    except (OSError, ValueError, IndexError):
+        pass
+    return r
+
+
+def sdk_values(r):
+    t = r.get("throughput") or {}
+    lat = r.get("latency") or {}
+    return {
+        "records_per_sec": t.get("records_per_sec"),
+        "mb_per_sec": t.get("mb_per_sec"),
+        "produce_p50": get(lat, "produce_ms", "p50"),
+        "produce_p99": get(lat, "produce_ms", "p99"),
+        "produce_p999": get(lat, "produce_ms", "p99.9"),
+        "client_cpu_seconds": r.get("client_cpu_seconds"),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", default="bench/out")
@@ -156,6 +203,9 @@ def main():
         "java": env.get("JAVA_VERSION"),
         "results": results,
     }
+    sdk_names = env.get("SDK_CLIENTS", "").split()
+    sdk = {n: load_sdk(a.out_dir, n) for n in sdk_names}
+    combined["sdk_results"] = sdk
     with open(os.path.join(a.out_dir, "results.json"), "w") as f:
         json.dump(combined, f, indent=2)
 
@@ -170,8 +220,8 @@ def main():
     w("Written by `bench/run.sh` — do not edit by hand; rerun it (`make bench`) instead. One run,")
     w("no repetitions: treat differences of a few percent as noise.")
     w("")
-    w(f"- Command: `{env.get('CMD', 'bench/run.sh')}` (`make bench` runs `scripts/setup-test-deps.sh` and "
-      f"`cargo build --release --locked`, then `bench/run.sh`)")
+    w(f"- Command: `{env.get('CMD', 'bench/run.sh')}` (`make bench` runs `scripts/setup-test-deps.sh`, "
+      f"`cargo build --release --locked`, `make python-wheel` and `make go-lib`, then `bench/run.sh`)")
     if when:
         w(f"- Date: {when.strftime('%Y-%m-%d %H:%M UTC')}; the whole run took "
           f"{combined['duration_seconds']:.0f} s")
@@ -327,6 +377,64 @@ def main():
             w(f"- {LABELS[s]} logged its effective settings as: "
               + ", ".join(f"`{k} = {v}`" for k, v in sorted(eff.items())) + ".")
     w("")
+
+    # ---- the SDKs ------------------------------------------------------------------
+    if sdk_names:
+        w("## SDK producers against Headwater")
+        w("")
+        w("Each SDK next to the client its users would otherwise pick, one after another against "
+          "one fresh Headwater broker (each on its own topic of 8 partitions), on the same "
+          "machine in the same run: the Headwater Python SDK (`Producer.send_async` futures) and "
+          "confluent-kafka (librdkafka, `produce` with `on_delivery`, `poll()` between sends), "
+          "the Headwater Go SDK and franz-go (both `Produce` with a promise). Every client: "
+          "`acks=all`, idempotence on, `linger 5 ms`, `batch 65536 bytes`, no compression, "
+          "1024-byte values, null keys. "
+          f"{env.get('PY_VERSION', 'Python')}; {env.get('GO_VERSION', 'go')}.")
+        w("")
+        cfg_sdk = next((r.get("config") for r in sdk.values() if r and r.get("config")), {}) or {}
+        w(f"- Throughput run: {cfg_sdk.get('tput_records', 0):,} records sent as fast as the client "
+          f"takes them, after {cfg_sdk.get('warmup_records', 0):,} unmeasured; rate = acknowledged "
+          f"records / (last acknowledgement − first send).")
+        w(f"- Latency run: {cfg_sdk.get('rate', 0):,} records/s for {cfg_sdk.get('lat_seconds', 0):g} s, "
+          f"paced; latency = acknowledgement as the application sees it (future resolved, callback "
+          f"or promise run) − scheduled send time.")
+        w("- Client CPU: user + system CPU seconds of the client process over its whole run "
+          "(warm-up, both runs), from bash's `times`.")
+        w("")
+        sv = {n: sdk_values(r) if r else {} for n, r in sdk.items()}
+        pairs = [(x, y) for x, y in SDK_PAIRS if x in sdk and y in sdk]
+        head = "| metric |"
+        for x, y in pairs:
+            head += f" {SDK_LABELS[x]} | {SDK_LABELS[y]} | {SDK_LABELS[x]} / {SDK_LABELS[y]} |"
+        w(head)
+        w("|" + " --- |" * (1 + 3 * len(pairs)))
+        rows = [("throughput, records/s (higher is better)", "records_per_sec", "int"),
+                ("throughput, MB/s", "mb_per_sec", "1"),
+                ("produce latency p50, ms (lower is better)", "produce_p50", "ms"),
+                ("produce latency p99, ms", "produce_p99", "ms"),
+                ("produce latency p99.9, ms", "produce_p999", "ms"),
+                ("client CPU seconds (lower is better)", "client_cpu_seconds", "1")]
+        for label, key, kind in rows:
+            line = f"| {label} |"
+            for x, y in pairs:
+                line += (f" {fmt(sv[x].get(key), kind)} | {fmt(sv[y].get(key), kind)} | "
+                         f"{fmt_ratio(ratio(sv[x].get(key), sv[y].get(key)))} |")
+            w(line)
+        w("")
+        for n in sdk_names:
+            r = sdk.get(n)
+            if not r:
+                w(f"- {SDK_LABELS.get(n, n)}: no results (see `bench/out/logs/sdk-{n}.err`).")
+            elif not r.get("ok"):
+                errs = [x.get("first_error") for x in (r.get("throughput") or {}, r.get("latency") or {})
+                        if x.get("first_error")]
+                w(f"- {SDK_LABELS.get(n, n)} ({r.get('version')}): **errors** in the run: "
+                  + ("; ".join(errs) or "records missing") + ".")
+            else:
+                lat = r.get("latency") or {}
+                w(f"- {SDK_LABELS.get(n, n)} ({r.get('version')}): every record acknowledged without "
+                  f"error; the latency run sent at {lat.get('achieved_send_rate', 0):,.0f} records/s.")
+        w("")
 
     # ---- where we stand -----------------------------------------------------------
     w("## Where we stand")

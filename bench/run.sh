@@ -25,6 +25,11 @@
 #   BENCH_RATE             records/s in the latency run (default 5000)
 #   BENCH_LAT_SECONDS      length of the latency run (default 20)
 #   BENCH_DOC              where to write the summary (default docs/benchmarks.md)
+#   BENCH_SDK_CLIENTS      SDK producers to run after the systems, on a fresh Headwater broker
+#                          (default "headwater-python confluent-kafka headwater-go franz-go";
+#                          empty for none)
+#   BENCH_SDK_TPUT_RECORDS, BENCH_SDK_WARMUP_RECORDS, BENCH_SDK_LAT_SECONDS
+#                          their workload (defaults 200000, 10000, 10; the rate is BENCH_RATE)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -298,6 +303,59 @@ for s in $systems; do
     run_system "$s" || say "$s: failed; continuing with the next system"
 done
 
+# --- the SDKs' producers, next to the clients their users know, on one Headwater broker ---
+# bench/sdk/producer_bench.py (Python: the headwater SDK, confluent-kafka) and
+# bench/sdk/go (Go: the headwater SDK, franz-go), one after another on the same broker, each
+# on its own topic. Needs the wheel in .venv and bindings/go/lib (make bench does both).
+run_sdks() {
+    local port work pid c rc
+    port="$(free_port)"
+    work="$root/$out/work/sdk"
+    rm -rf "$work"
+    mkdir -p "$work"
+    say "=== SDK producers on headwater at 127.0.0.1:$port"
+    (cd bench/sdk/go && go build -o "$root/$out/sdk-bench-go" .) || { say "building bench/sdk/go failed"; return 1; }
+    "$hw_bin" serve --listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" \
+        --data-dir "$work/data" --node-id 1 >"$out/logs/sdk-headwater.log" 2>&1 </dev/null &
+    pid=$!
+    cur_hw_pid=$pid
+    for _ in $(seq 1 500); do
+        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+        sleep 0.02
+    done
+    local common=(--bootstrap "127.0.0.1:$port" --partitions 8 --record-size 1024 --linger-ms 5
+                  --batch-size 65536 --warmup-records "$sdk_warmup" --tput-records "$sdk_tput"
+                  --rate "$rate" --lat-seconds "$sdk_lat_seconds")
+    for c in $sdk_clients; do
+        local cmd=()
+        case "$c" in
+            headwater-python) cmd=(.venv/bin/python bench/sdk/producer_bench.py --client headwater) ;;
+            confluent-kafka) cmd=(.venv/bin/python bench/sdk/producer_bench.py --client confluent) ;;
+            headwater-go) cmd=("$out/sdk-bench-go" -client headwater) ;;
+            franz-go) cmd=("$out/sdk-bench-go" -client franz) ;;
+            *) say "unknown SDK client '$c'"; continue ;;
+        esac
+        say "$c"
+        rc=0
+        # `times` in the subshell reports the CPU time of this client alone.
+        ( timeout 600 "${cmd[@]}" "${common[@]}" --topic "sdk-$c" >"$out/sdk-$c.json" 2>"$out/logs/sdk-$c.err"
+          echo "rc $?"; times ) >"$out/sdk-$c.times" || rc=$?
+        grep -q '^rc 0$' "$out/sdk-$c.times" || say "$c failed (see $out/logs/sdk-$c.err)"
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    cur_hw_pid=""
+    rm -rf "$work"
+}
+sdk_clients="${BENCH_SDK_CLIENTS:-headwater-python confluent-kafka headwater-go franz-go}"
+sdk_warmup="${BENCH_SDK_WARMUP_RECORDS:-10000}"
+sdk_tput="${BENCH_SDK_TPUT_RECORDS:-200000}"
+sdk_lat_seconds="${BENCH_SDK_LAT_SECONDS:-10}"
+rm -f "$out"/sdk-*.json "$out"/sdk-*.times
+[[ -n "$sdk_clients" ]] && { run_sdks || say "SDK benchmarks failed"; }
+
 # --- summary --------------------------------------------------------------------------
 if [[ -n "${MAKELEVEL:-}" ]]; then cmd="make bench"; else cmd="bench/run.sh"; fi
 overrides="$(env | grep -E '^BENCH_[A-Z_]+=' | sort | tr '\n' ' ' || true)"
@@ -310,5 +368,6 @@ HW_BUILT="$(date -u -r "$hw_bin" '+%Y-%m-%d %H:%M:%S UTC')" \
 CMD="$cmd" RUN_START="$run_start" RUN_END="$EPOCHREALTIME" SYSTEMS="$systems" \
 HW_VERSION="$("$hw_bin" --version 2>&1 | head -1)" HW_REV="$rev" \
 KAFKA_VERSION="$(basename "${kafka_jar#kafka_2.13-}" .jar)" JAVA_VERSION="$(java -version 2>&1 | head -1)" \
+SDK_CLIENTS="$sdk_clients" GO_VERSION="$(go version 2>/dev/null)" PY_VERSION="$(.venv/bin/python --version 2>&1)" \
     python3 bench/report.py --out-dir "$out" --doc "$doc"
 say "wrote $doc and $out/results.json in $(python3 -c "print(round($EPOCHREALTIME - $run_start))") s"
