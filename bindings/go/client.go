@@ -24,6 +24,8 @@ type Client struct {
 	lifeIdle *sync.Cond
 	inFlight int
 	closed   bool
+	// closing lets calls in again while Close runs OnPartitionsRevoked, so it can commit.
+	closing bool
 
 	producer *C.HwProducer
 	promises *promiseQueue
@@ -33,12 +35,14 @@ type Client struct {
 	// subscribed is set once the consumer has joined its group or taken its partitions.
 	subscribeMu sync.Mutex
 	subscribed  bool
-	// polled holds records a poll returned beyond what PollRecords asked for.
+	// pollMu keeps polls one at a time.
 	pollMu sync.Mutex
-	polled []*Record
+	// offsetsMu guards uncommitted and assigned.
+	offsetsMu sync.Mutex
 	// uncommitted is, per partition, the offset after the last record handed to the caller.
-	offsetsMu   sync.Mutex
 	uncommitted map[topicPartition]int64
+	// assigned is what the group has given this member, for OnPartitionsRevoked at Close.
+	assigned map[topicPartition]bool
 }
 
 type topicPartition struct {
@@ -68,7 +72,7 @@ func NewClient(opts ...Opt) (*Client, error) {
 	if cfg.group != "" && len(cfg.topics) == 0 {
 		return nil, configError("ConsumerGroup needs ConsumeTopics")
 	}
-	c := &Client{cfg: cfg, uncommitted: map[topicPartition]int64{}}
+	c := &Client{cfg: cfg, uncommitted: map[topicPartition]int64{}, assigned: map[topicPartition]bool{}}
 	c.lifeIdle = sync.NewCond(&c.life)
 
 	var strs cstrings
@@ -76,10 +80,10 @@ func NewClient(opts ...Opt) (*Client, error) {
 	var eb errbuf
 	popts := C.HwProducerOptions{
 		client:                c.clientOptions(&strs),
-		acks:                  C.HwAcks(cfg.acks.v),
+		acks:                  C.int32_t(cfg.acks.v),
 		linger_ms:             -1,
 		batch_bytes:           C.uint64_t(max(cfg.batchMaxBytes, 0)),
-		compression:           C.HwCompression(cfg.compression.v),
+		compression:           C.int32_t(cfg.compression.v),
 		idempotence:           C.bool(cfg.idempotent),
 		delivery_timeout_ms:   C.uint64_t(cfg.deliveryTimeout.Milliseconds()),
 		unknown_topic_wait_ms: C.uint64_t(cfg.unknownTopicWait.Milliseconds()),
@@ -112,7 +116,7 @@ func (c *Client) clientOptions(strs *cstrings) C.HwClientOptions {
 }
 
 func (c *Client) newConsumer(strs *cstrings) error {
-	reset := C.HwOffsetReset(C.HW_OFFSET_RESET_EARLIEST)
+	reset := C.int32_t(C.HW_OFFSET_RESET_EARLIEST)
 	switch c.cfg.resetOffset.at {
 	case offsetStart:
 	case offsetEnd:
@@ -151,7 +155,7 @@ func (c *Client) newConsumer(strs *cstrings) error {
 func (c *Client) enter() bool {
 	c.life.Lock()
 	defer c.life.Unlock()
-	if c.closed {
+	if c.closed && !c.closing {
 		return false
 	}
 	c.inFlight++
@@ -167,8 +171,10 @@ func (c *Client) exit() {
 	c.life.Unlock()
 }
 
-// Close sends what is buffered, commits polled offsets when auto-commit is on, leaves the
-// group and releases the client. Calls made after Close fail with ErrClientClosed.
+// Close sends what is buffered, calls OnPartitionsRevoked for what the group had given this
+// member (it may commit there), commits polled offsets when auto-commit is on, leaves the
+// group and releases the client. Calls made after Close fail with ErrClientClosed, and a
+// PollFetches in another goroutine returns ErrClientClosed.
 func (c *Client) Close() {
 	c.life.Lock()
 	if c.closed {
@@ -182,12 +188,31 @@ func (c *Client) Close() {
 	c.life.Unlock()
 
 	ctx := context.Background()
+	if c.cfg.onRevoked != nil {
+		c.offsetsMu.Lock()
+		held := map[string][]int32{}
+		for tp := range c.assigned {
+			held[tp.topic] = append(held[tp.topic], tp.partition)
+		}
+		c.offsetsMu.Unlock()
+		if len(held) > 0 {
+			c.life.Lock()
+			c.closing = true
+			c.life.Unlock()
+			c.cfg.onRevoked(ctx, c, held)
+			c.life.Lock()
+			c.closing = false
+			for c.inFlight > 0 {
+				c.lifeIdle.Wait()
+			}
+			c.life.Unlock()
+		}
+	}
 	await(ctx, func(cb C.HwCallback, cx C.size_t) C.uint64_t { return C.hw_producer_flush(c.producer, cb, cx) })
 	c.freeProducer()
 	if c.consumer != nil {
 		await(ctx, func(cb C.HwCallback, cx C.size_t) C.uint64_t { return C.hw_consumer_close(c.consumer, cb, cx) })
 		C.hw_consumer_free(c.consumer)
-		c.consumer = nil
 		if c.rebalance != 0 {
 			c.rebalance.Delete()
 		}

@@ -434,3 +434,54 @@ func contains(xs []string, x string) bool {
 	}
 	return false
 }
+
+func TestCloseEndsAPollInAnotherGoroutine(t *testing.T) {
+	b := headwatertest.NewBroker(t)
+	createTopic(t, newAdmin(t, b), "idle", 1)
+	c, err := headwater.NewClient(headwater.SeedBrokers(b.Addrs()...), headwater.ConsumeTopics("idle"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	polled := make(chan headwater.Fetches, 1)
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		polled <- c.PollFetches(context.Background())
+	}()
+	<-started
+	c.Close()
+	if f := <-polled; !f.IsClientClosed() {
+		t.Fatalf("PollFetches during Close returned %v", f.Err())
+	}
+}
+
+func TestCloseRevokesAndTheCallbackCommits(t *testing.T) {
+	b := headwatertest.NewBroker(t)
+	a := newAdmin(t, b)
+	createTopic(t, a, "closing", 1)
+	ctx := testCtx(t)
+	p := newClient(t, headwater.SeedBrokers(b.Addrs()...), headwater.DefaultProduceTopic("closing"))
+	if err := p.ProduceSync(ctx, headwater.StringRecord("a"), headwater.StringRecord("b")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var revoked map[string][]int32
+	var commitErr error
+	c, err := headwater.NewClient(headwater.SeedBrokers(b.Addrs()...), headwater.ConsumerGroup("closing"),
+		headwater.ConsumeTopics("closing"), headwater.DisableAutoCommit(),
+		headwater.OnPartitionsRevoked(func(ctx context.Context, c *headwater.Client, m map[string][]int32) {
+			revoked = m
+			commitErr = c.CommitUncommittedOffsets(ctx)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollN(t, ctx, c, 2)
+	c.Close()
+	if commitErr != nil || len(revoked["closing"]) != 1 {
+		t.Fatalf("at Close: revoked %v, commit error %v", revoked, commitErr)
+	}
+	g, err := a.DescribeGroup(ctx, "closing")
+	if err != nil || g.Committed["closing"][0] != 2 {
+		t.Fatalf("committed after Close: %v (%v)", g.Committed, err)
+	}
+}

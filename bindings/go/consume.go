@@ -60,29 +60,32 @@ func (f Fetches) Empty() bool { return len(f.records) == 0 }
 // NumRecords is how many records there are.
 func (f Fetches) NumRecords() int { return len(f.records) }
 
-// PollFetches waits until records are available or ctx ends, and returns them. The first
-// call joins the group (or takes the partitions). Records returned count as consumed: they
-// are what CommitUncommittedOffsets and auto-commit commit.
-func (c *Client) PollFetches(ctx context.Context) Fetches { return c.PollRecords(ctx, 0) }
-
-// PollRecords is PollFetches returning at most maxPollRecords records (0 for no limit beyond
-// MaxPollRecords).
-func (c *Client) PollRecords(ctx context.Context, maxPollRecords int) Fetches {
-	if c.consumer == nil && !c.isClosed() {
-		return Fetches{err: configError("this client consumes nothing: give it ConsumeTopics or ConsumePartitions")}
-	}
+// PollFetches waits until records are available or ctx ends, and returns them (at most
+// MaxPollRecords). The first call joins the group (or takes the partitions). Records
+// returned count as consumed: they are what CommitUncommittedOffsets and auto-commit commit.
+//
+// ctx is checked between native polls of at most 200 ms; a poll under way finishes first,
+// and one that must first find its partitions' offsets or refresh metadata can take up to a
+// request timeout. Close in another goroutine makes PollFetches return ErrClientClosed.
+func (c *Client) PollFetches(ctx context.Context) Fetches {
 	if !c.enter() {
 		return Fetches{err: ErrClientClosed}
 	}
 	defer c.exit()
+	if c.consumer == nil {
+		return Fetches{err: configError("this client consumes nothing: give it ConsumeTopics or ConsumePartitions")}
+	}
 	if err := c.subscribe(ctx); err != nil {
 		return Fetches{err: err}
 	}
 	c.pollMu.Lock()
 	defer c.pollMu.Unlock()
-	for len(c.polled) == 0 {
+	for {
 		if err := ctx.Err(); err != nil {
 			return Fetches{err: err}
+		}
+		if c.isClosed() {
+			return Fetches{err: ErrClientClosed}
 		}
 		slice := pollSlice
 		if deadline, ok := ctx.Deadline(); ok {
@@ -98,20 +101,18 @@ func (c *Client) PollRecords(ctx context.Context, maxPollRecords int) Fetches {
 		if err != nil {
 			return Fetches{err: err}
 		}
-		c.polled = records
+		if len(records) == 0 {
+			continue
+		}
+		// Every record the native poll returned goes to the caller: the native consumer has
+		// already counted them as consumed (auto-commit commits them).
+		c.offsetsMu.Lock()
+		for _, r := range records {
+			c.uncommitted[topicPartition{r.Topic, r.Partition}] = r.Offset + 1
+		}
+		c.offsetsMu.Unlock()
+		return Fetches{records: records}
 	}
-	n := len(c.polled)
-	if maxPollRecords > 0 && maxPollRecords < n {
-		n = maxPollRecords
-	}
-	out := c.polled[:n:n]
-	c.polled = c.polled[n:]
-	c.offsetsMu.Lock()
-	for _, r := range out {
-		c.uncommitted[topicPartition{r.Topic, r.Partition}] = r.Offset + 1
-	}
-	c.offsetsMu.Unlock()
-	return Fetches{records: out}
 }
 
 func (c *Client) isClosed() bool {
@@ -242,6 +243,13 @@ func (c *Client) onRebalance(kind C.HwRebalance, moved map[string][]int32) {
 	ctx := context.Background()
 	switch kind {
 	case C.HW_REBALANCE_ASSIGNED:
+		c.offsetsMu.Lock()
+		for topic, ps := range moved {
+			for _, p := range ps {
+				c.assigned[topicPartition{topic, p}] = true
+			}
+		}
+		c.offsetsMu.Unlock()
 		if c.cfg.onAssigned != nil {
 			c.cfg.onAssigned(ctx, c, moved)
 		}
@@ -262,6 +270,7 @@ func (c *Client) onRebalance(kind C.HwRebalance, moved map[string][]int32) {
 	for topic, ps := range moved {
 		for _, p := range ps {
 			delete(c.uncommitted, topicPartition{topic, p})
+			delete(c.assigned, topicPartition{topic, p})
 		}
 	}
 	c.offsetsMu.Unlock()

@@ -68,8 +68,9 @@ func (rs ProduceResults) First() (*Record, error) {
 
 // Produce sends r and calls promise once with its outcome. Promises run one at a time, in
 // the order records were produced, on a goroutine of the client's (they need no polling).
-// Ending ctx before the broker answers fails the record's promise with ctx's error; the
-// record may still be written. A nil promise ignores the outcome.
+// Ending ctx before the broker answers fails the record's promise with ctx's error at once,
+// possibly before the promises of earlier records; the record may still be written. A nil
+// promise ignores the outcome.
 func (c *Client) Produce(ctx context.Context, r *Record, promise func(*Record, error)) {
 	if promise == nil {
 		promise = func(*Record, error) {}

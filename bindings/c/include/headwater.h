@@ -7,42 +7,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum HwAcks
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  HW_ACKS_ALL = -1,
-  HW_ACKS_NONE = 0,
-  HW_ACKS_LEADER = 1,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum HwAcks HwAcks;
-#else
-typedef int32_t HwAcks;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+// `HwProducerOptions::acks`: wait for every in-sync replica (after fsync).
+#define HW_ACKS_ALL -1
 
-// Kafka's codec ids.
-enum HwCompression
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  HW_COMPRESSION_NONE = 0,
-  HW_COMPRESSION_GZIP = 1,
-  HW_COMPRESSION_SNAPPY = 2,
-  HW_COMPRESSION_LZ4 = 3,
-  HW_COMPRESSION_ZSTD = 4,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum HwCompression HwCompression;
-#else
-typedef int32_t HwCompression;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+// `HwProducerOptions::acks`: wait for nothing.
+#define HW_ACKS_NONE 0
+
+// `HwProducerOptions::acks`: wait for the leader.
+#define HW_ACKS_LEADER 1
+
+// `HwProducerOptions::compression`, Kafka's codec ids.
+#define HW_COMPRESSION_NONE 0
+
+#define HW_COMPRESSION_GZIP 1
+
+#define HW_COMPRESSION_SNAPPY 2
+
+#define HW_COMPRESSION_LZ4 3
+
+#define HW_COMPRESSION_ZSTD 4
+
+// `HwConsumerOptions::offset_reset`: a partition without a committed offset starts at the
+// log's start.
+#define HW_OFFSET_RESET_EARLIEST 0
+
+// ... at the log's end.
+#define HW_OFFSET_RESET_LATEST 1
+
+// ... fails instead.
+#define HW_OFFSET_RESET_NONE 2
 
 // How an operation ended. Values other than `HW_STATUS_OK` name the kind of error; they are
 // the client's error kinds, plus `HW_STATUS_CANCELLED`.
@@ -76,24 +69,6 @@ enum HwStatus
 typedef enum HwStatus HwStatus;
 #else
 typedef int32_t HwStatus;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-enum HwOffsetReset
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  HW_OFFSET_RESET_EARLIEST = 0,
-  HW_OFFSET_RESET_LATEST = 1,
-  // Fail when a partition has no committed offset.
-  HW_OFFSET_RESET_NONE = 2,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum HwOffsetReset HwOffsetReset;
-#else
-typedef int32_t HwOffsetReset;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -141,12 +116,14 @@ typedef struct {
 
 typedef struct {
   HwClientOptions client;
-  HwAcks acks;
+  // One of the `HW_ACKS_*` constants.
+  int32_t acks;
   // Negative for the default (5 ms).
   int64_t linger_ms;
   // 0 for the default (16 KiB).
   uint64_t batch_bytes;
-  HwCompression compression;
+  // One of the `HW_COMPRESSION_*` constants.
+  int32_t compression;
   bool idempotence;
   // 0 for the default (120 s).
   uint64_t delivery_timeout_ms;
@@ -180,7 +157,8 @@ typedef struct {
   const char *group_id;
   // Static membership (KIP-345); NULL for none.
   const char *instance_id;
-  HwOffsetReset offset_reset;
+  // One of the `HW_OFFSET_RESET_*` constants.
+  int32_t offset_reset;
   bool auto_commit;
   // 0 for the default (5 s).
   uint64_t auto_commit_interval_ms;
@@ -200,9 +178,10 @@ typedef void (*HwRebalanceCallback)(size_t context,
 extern "C" {
 #endif // __cplusplus
 
-// Ends operation `operation` now if it is still running and cancellable: its callback runs
-// on this thread with `HW_STATUS_CANCELLED`. Returns whether it did; false for an operation
-// that already reported (ids are never reused) or cannot be cancelled.
+// Releases the waiter of operation `operation` if it is still running and cancellable: its
+// callback runs on this thread with `HW_STATUS_CANCELLED`, and the work's own result, when
+// it comes, is dropped. Returns whether it did; false for an operation that already
+// reported (ids are never reused) or cannot be cancelled.
 bool hw_cancel(uint64_t operation);
 
 // Creates a producer; NULL (with a message in `errbuf`) when a setting is invalid.
@@ -251,7 +230,7 @@ void hw_producer_free(HwProducer *producer);
 HwConsumer *hw_consumer_new(const HwConsumerOptions *options, char *errbuf, size_t errbuf_len);
 
 // Consumes `topics` (a list of str): through the group when the consumer has one, else every
-// partition of each topic, directly.
+// partition of each topic, directly. Not cancellable (a join must not be half-known).
 //
 // # Safety
 // `consumer` must be a live handle; `topics` valid for `topics_len` bytes.
@@ -263,7 +242,7 @@ uint64_t hw_consumer_subscribe(const HwConsumer *consumer,
 
 // Consumes exactly `partitions`: a list of (str topic, i32 partition, i64 offset), where an
 // offset of 0 or more is exact, -1 is the log's end, -2 its start, and -3 the committed
-// offset (else the reset policy).
+// offset (else the reset policy). Not cancellable.
 //
 // # Safety
 // `consumer` must be a live handle; `partitions` valid for `partitions_len` bytes.

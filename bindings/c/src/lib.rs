@@ -12,13 +12,19 @@
 //!   library's threads. `result` and everything it points to live only for the duration of
 //!   the callback: copy what you keep. `context` is the caller's own value (the Go SDK passes
 //!   a `cgo.Handle`).
-//! - **`hw_cancel(id)`** ends a cancellable operation early: its callback runs at once with
-//!   `HW_STATUS_CANCELLED` (on the cancelling thread), and the work stops. A record already
-//!   queued is still sent; cancelling only releases the waiter. Polls are not cancellable,
-//!   because records a poll returns count as consumed.
+//! - **`hw_cancel(id)`** releases the waiter of a cancellable operation: its callback runs at
+//!   once with `HW_STATUS_CANCELLED` (on the cancelling thread). The work itself runs on to its
+//!   end and its result is dropped: aborting a request half-written to a connection shared
+//!   with other requests would corrupt that connection. So a cancelled record may still be
+//!   written, a cancelled commit may still land. Polls, subscriptions and closes are not
+//!   cancellable: what they do (records consumed, a group joined) must reach the caller.
+//! - **Every operation reports, even on a bug:** an operation dropped without reporting (its
+//!   task panicked) reports `HW_STATUS_FATAL` as it is dropped.
 //! - **Inputs** are copied before the call returns. Variable-length inputs and outputs use the
 //!   little-endian layout documented in `wire.rs` (strings, nullable byte strings, lists).
-//! - Panics never cross the ABI: work runs on tokio tasks, whose panics become errors.
+//! - Panics never cross the ABI: work runs on tokio tasks, and enum-like settings arrive as
+//!   plain `int32_t` (the `HW_ACKS_*`, `HW_COMPRESSION_*`, `HW_OFFSET_RESET_*` constants) and
+//!   are checked, so no value a C caller passes is undefined behaviour here.
 
 #![allow(unsafe_code)]
 
@@ -28,7 +34,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, CStr};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use headwater_client::{
@@ -37,7 +43,6 @@ use headwater_client::{
 };
 use headwater_server::embedded::{EmbeddedBroker, EmbeddedOptions};
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
 use crate::wire::{Reader, Writer};
 
@@ -115,34 +120,31 @@ pub struct HwClientOptions {
     pub request_timeout_ms: u64,
 }
 
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HwAcks {
-    All = -1,
-    None = 0,
-    Leader = 1,
-}
+/// `HwProducerOptions::acks`: wait for every in-sync replica (after fsync).
+pub const HW_ACKS_ALL: i32 = -1;
+/// `HwProducerOptions::acks`: wait for nothing.
+pub const HW_ACKS_NONE: i32 = 0;
+/// `HwProducerOptions::acks`: wait for the leader.
+pub const HW_ACKS_LEADER: i32 = 1;
 
-/// Kafka's codec ids.
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HwCompression {
-    None = 0,
-    Gzip = 1,
-    Snappy = 2,
-    Lz4 = 3,
-    Zstd = 4,
-}
+/// `HwProducerOptions::compression`, Kafka's codec ids.
+pub const HW_COMPRESSION_NONE: i32 = 0;
+pub const HW_COMPRESSION_GZIP: i32 = 1;
+pub const HW_COMPRESSION_SNAPPY: i32 = 2;
+pub const HW_COMPRESSION_LZ4: i32 = 3;
+pub const HW_COMPRESSION_ZSTD: i32 = 4;
 
 #[repr(C)]
 pub struct HwProducerOptions {
     pub client: HwClientOptions,
-    pub acks: HwAcks,
+    /// One of the `HW_ACKS_*` constants.
+    pub acks: i32,
     /// Negative for the default (5 ms).
     pub linger_ms: i64,
     /// 0 for the default (16 KiB).
     pub batch_bytes: u64,
-    pub compression: HwCompression,
+    /// One of the `HW_COMPRESSION_*` constants.
+    pub compression: i32,
     pub idempotence: bool,
     /// 0 for the default (120 s).
     pub delivery_timeout_ms: u64,
@@ -151,14 +153,13 @@ pub struct HwProducerOptions {
     pub unknown_topic_wait_ms: u64,
 }
 
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HwOffsetReset {
-    Earliest = 0,
-    Latest = 1,
-    /// Fail when a partition has no committed offset.
-    None = 2,
-}
+/// `HwConsumerOptions::offset_reset`: a partition without a committed offset starts at the
+/// log's start.
+pub const HW_OFFSET_RESET_EARLIEST: i32 = 0;
+/// ... at the log's end.
+pub const HW_OFFSET_RESET_LATEST: i32 = 1;
+/// ... fails instead.
+pub const HW_OFFSET_RESET_NONE: i32 = 2;
 
 #[repr(C)]
 pub struct HwConsumerOptions {
@@ -167,7 +168,8 @@ pub struct HwConsumerOptions {
     pub group_id: *const c_char,
     /// Static membership (KIP-345); NULL for none.
     pub instance_id: *const c_char,
-    pub offset_reset: HwOffsetReset,
+    /// One of the `HW_OFFSET_RESET_*` constants.
+    pub offset_reset: i32,
     pub auto_commit: bool,
     /// 0 for the default (5 s).
     pub auto_commit_interval_ms: u64,
@@ -204,17 +206,18 @@ impl From<Result<Vec<u8>, Error>> for Outcome {
     }
 }
 
-/// An operation in flight: whoever takes `callback` first (its task finishing, or
-/// `hw_cancel`) reports, so the callback runs exactly once.
+/// An operation in flight: whoever takes `callback` first (its task finishing, `hw_cancel`,
+/// or the last reference going away) reports, so the callback runs exactly once.
 struct Op {
     id: u64,
     callback: Mutex<Option<(unsafe extern "C" fn(usize, *const HwResult), usize)>>,
-    abort: Mutex<Option<AbortHandle>>,
     cancellable: bool,
 }
 
-fn ops() -> &'static Mutex<HashMap<u64, Arc<Op>>> {
-    static OPS: OnceLock<Mutex<HashMap<u64, Arc<Op>>>> = OnceLock::new();
+/// Operations by id, for `hw_cancel`. Weak, so that an operation whose task died unfinished
+/// is dropped, and reports as it goes (`Drop for Op`).
+fn ops() -> &'static Mutex<HashMap<u64, Weak<Op>>> {
+    static OPS: OnceLock<Mutex<HashMap<u64, Weak<Op>>>> = OnceLock::new();
     OPS.get_or_init(Mutex::default)
 }
 
@@ -226,10 +229,9 @@ impl Op {
         let op = Arc::new(Op {
             id: NEXT_OP.fetch_add(1, Ordering::Relaxed),
             callback: Mutex::new(callback.map(|f| (f, context))),
-            abort: Mutex::new(None),
             cancellable,
         });
-        ops().lock().expect("ops lock").insert(op.id, op.clone());
+        ops().lock().expect("ops lock").insert(op.id, Arc::downgrade(&op));
         op
     }
 
@@ -238,6 +240,18 @@ impl Op {
         let taken = self.callback.lock().expect("op lock").take();
         if let Some((callback, context)) = taken {
             report(callback, context, outcome);
+        }
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        let taken = self.callback.get_mut().map(Option::take).unwrap_or(None);
+        if let Some((callback, context)) = taken {
+            // Reached only when the work ended without reporting: a bug (a panic in a task).
+            ops().lock().expect("ops lock").remove(&self.id);
+            let error = Error::new(ErrorKind::Fatal, "the operation ended without a result (a bug in headwater-ffi)");
+            report(callback, context, Outcome::Failed(error));
         }
     }
 }
@@ -288,13 +302,12 @@ where
     F: Future<Output = Result<Vec<u8>, Error>> + Send + 'static,
 {
     let op = Op::register(callback, context, cancellable);
-    let task_op = op.clone();
-    let handle = runtime().spawn(async move {
+    let id = op.id;
+    runtime().spawn(async move {
         let outcome = Outcome::from(work.await);
-        task_op.finish(outcome);
+        op.finish(outcome);
     });
-    *op.abort.lock().expect("op lock") = Some(handle.abort_handle());
-    op.id
+    id
 }
 
 /// Reports `error` through `callback` for an operation that could not start.
@@ -304,22 +317,19 @@ fn failed_op(callback: HwCallback, context: usize, error: Error) -> u64 {
     op.id
 }
 
-/// Ends operation `operation` now if it is still running and cancellable: its callback runs
-/// on this thread with `HW_STATUS_CANCELLED`. Returns whether it did; false for an operation
-/// that already reported (ids are never reused) or cannot be cancelled.
+/// Releases the waiter of operation `operation` if it is still running and cancellable: its
+/// callback runs on this thread with `HW_STATUS_CANCELLED`, and the work's own result, when
+/// it comes, is dropped. Returns whether it did; false for an operation that already
+/// reported (ids are never reused) or cannot be cancelled.
 #[no_mangle]
 pub extern "C" fn hw_cancel(operation: u64) -> bool {
-    let op = {
-        let mut ops = ops().lock().expect("ops lock");
-        match ops.get(&operation) {
-            Some(op) if op.cancellable => ops.remove(&operation),
-            _ => None,
-        }
-    };
-    let Some(op) = op else { return false };
-    if let Some(abort) = op.abort.lock().expect("op lock").take() {
-        abort.abort();
+    // The lock is never held while an `Op` may drop: its `Drop` takes the lock too.
+    let weak = ops().lock().expect("ops lock").get(&operation).cloned();
+    let Some(op) = weak.and_then(|w| w.upgrade()) else { return false };
+    if !op.cancellable {
+        return false;
     }
+    ops().lock().expect("ops lock").remove(&operation);
     let taken = op.callback.lock().expect("op lock").take();
     match taken {
         Some((callback, context)) => {
@@ -482,9 +492,10 @@ unsafe fn producer_config(options: &HwProducerOptions) -> Result<ProducerConfig,
     let mut config = ProducerConfig::new("");
     config.client = client;
     config.acks = match options.acks {
-        HwAcks::All => Acks::All,
-        HwAcks::Leader => Acks::Leader,
-        HwAcks::None => Acks::None,
+        HW_ACKS_ALL => Acks::All,
+        HW_ACKS_LEADER => Acks::Leader,
+        HW_ACKS_NONE => Acks::None,
+        other => return Err(Error::config(format!("acks: {other} is not one of -1, 0, 1"))),
     };
     if options.linger_ms >= 0 {
         config.linger = Duration::from_millis(options.linger_ms as u64);
@@ -493,11 +504,12 @@ unsafe fn producer_config(options: &HwProducerOptions) -> Result<ProducerConfig,
         config.batch_bytes = usize::try_from(options.batch_bytes).unwrap_or(usize::MAX);
     }
     config.compression = match options.compression {
-        HwCompression::None => Compression::None,
-        HwCompression::Gzip => Compression::Gzip,
-        HwCompression::Snappy => Compression::Snappy,
-        HwCompression::Lz4 => Compression::Lz4,
-        HwCompression::Zstd => Compression::Zstd,
+        HW_COMPRESSION_NONE => Compression::None,
+        HW_COMPRESSION_GZIP => Compression::Gzip,
+        HW_COMPRESSION_SNAPPY => Compression::Snappy,
+        HW_COMPRESSION_LZ4 => Compression::Lz4,
+        HW_COMPRESSION_ZSTD => Compression::Zstd,
+        other => return Err(Error::config(format!("compression: {other} is not a codec id (0 to 4)"))),
     };
     config.idempotence = options.idempotence;
     if options.delivery_timeout_ms > 0 {
@@ -518,7 +530,13 @@ fn start_producer(producer: Producer) -> HwProducer {
         while let Some(command) = queued.recv().await {
             let completion = match command {
                 ProducerCommand::Send(record, op) => Completion::Delivery(sender.send(record).await, op),
-                ProducerCommand::Flush(op) => Completion::Flush(op),
+                ProducerCommand::Flush(op) => {
+                    // Send what lingers now; the completion task reports the flush once every
+                    // earlier record has reported.
+                    let producer = sender.clone();
+                    tokio::spawn(async move { producer.flush().await });
+                    Completion::Flush(op)
+                }
             };
             if completions.send(completion).is_err() {
                 break;
@@ -688,9 +706,10 @@ unsafe fn consumer_config(options: &HwConsumerOptions) -> Result<ConsumerConfig,
     // SAFETY: promised by the caller.
     config.group_instance_id = unsafe { c_str(options.instance_id, "instance_id") }?.filter(|i| !i.is_empty());
     config.auto_offset_reset = match options.offset_reset {
-        HwOffsetReset::Earliest => OffsetReset::Earliest,
-        HwOffsetReset::Latest => OffsetReset::Latest,
-        HwOffsetReset::None => OffsetReset::None,
+        HW_OFFSET_RESET_EARLIEST => OffsetReset::Earliest,
+        HW_OFFSET_RESET_LATEST => OffsetReset::Latest,
+        HW_OFFSET_RESET_NONE => OffsetReset::None,
+        other => return Err(Error::config(format!("offset_reset: {other} is not one of 0, 1, 2"))),
     };
     config.enable_auto_commit = options.auto_commit && config.group_id.is_some();
     if options.auto_commit_interval_ms > 0 {
@@ -703,7 +722,7 @@ unsafe fn consumer_config(options: &HwConsumerOptions) -> Result<ConsumerConfig,
 }
 
 /// Consumes `topics` (a list of str): through the group when the consumer has one, else every
-/// partition of each topic, directly.
+/// partition of each topic, directly. Not cancellable (a join must not be half-known).
 ///
 /// # Safety
 /// `consumer` must be a live handle; `topics` valid for `topics_len` bytes.
@@ -722,7 +741,7 @@ pub unsafe extern "C" fn hw_consumer_subscribe(
         Err(e) => return failed_op(callback, context, e),
     };
     let (consumer, admin, grouped) = (handle.consumer.clone(), handle.admin.clone(), handle.grouped);
-    spawn_op(callback, context, async move {
+    spawn_op_with(callback, context, false, async move {
         if grouped {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             consumer.subscribe(&refs).await?;
@@ -766,7 +785,7 @@ fn read_partition_offsets(buf: &[u8]) -> Result<Vec<(TopicPartition, i64)>, Erro
 
 /// Consumes exactly `partitions`: a list of (str topic, i32 partition, i64 offset), where an
 /// offset of 0 or more is exact, -1 is the log's end, -2 its start, and -3 the committed
-/// offset (else the reset policy).
+/// offset (else the reset policy). Not cancellable.
 ///
 /// # Safety
 /// `consumer` must be a live handle; `partitions` valid for `partitions_len` bytes.
@@ -785,7 +804,7 @@ pub unsafe extern "C" fn hw_consumer_assign(
         Err(e) => return failed_op(callback, context, e),
     };
     let consumer = handle.consumer.clone();
-    spawn_op(callback, context, async move {
+    spawn_op_with(callback, context, false, async move {
         let partitions: Vec<_> = wanted.iter().map(|(tp, _)| tp.clone()).collect();
         consumer.assign(&partitions).await?;
         for (tp, offset) in &wanted {

@@ -48,10 +48,10 @@ fn sends_report_once_and_malformed_buffers_are_config_errors() {
         let address = hw_broker_address(broker);
         let options = HwProducerOptions {
             client: HwClientOptions { bootstrap: address, client_id: std::ptr::null(), request_timeout_ms: 0 },
-            acks: HwAcks::All,
+            acks: HW_ACKS_ALL,
             linger_ms: 0,
             batch_bytes: 0,
-            compression: HwCompression::None,
+            compression: HW_COMPRESSION_NONE,
             idempotence: true,
             delivery_timeout_ms: 0,
             unknown_topic_wait_ms: 0,
@@ -94,6 +94,24 @@ fn sends_report_once_and_malformed_buffers_are_config_errors() {
 #[test]
 fn constructors_name_the_bad_setting() {
     let mut errbuf = [0 as c_char; 64];
+    let bootstrap = c"127.0.0.1:1";
+    let options = HwProducerOptions {
+        client: HwClientOptions { bootstrap: bootstrap.as_ptr(), client_id: std::ptr::null(), request_timeout_ms: 0 },
+        acks: 7,
+        linger_ms: -1,
+        batch_bytes: 0,
+        compression: HW_COMPRESSION_NONE,
+        idempotence: true,
+        delivery_timeout_ms: 0,
+        unknown_topic_wait_ms: 0,
+    };
+    // SAFETY: valid pointers; an out-of-range acks is a config error, not undefined behaviour.
+    let message = unsafe {
+        assert!(hw_producer_new(&options, errbuf.as_mut_ptr(), errbuf.len()).is_null());
+        CStr::from_ptr(errbuf.as_ptr()).to_string_lossy().into_owned()
+    };
+    assert!(message.starts_with("acks"), "{message}");
+
     let options = HwClientOptions { bootstrap: std::ptr::null(), client_id: std::ptr::null(), request_timeout_ms: 0 };
     // SAFETY: valid pointers; the message is truncated to the buffer and NUL-terminated.
     let message = unsafe {
