@@ -107,8 +107,6 @@ struct PartitionState {
 #[derive(Default)]
 struct State {
     partitions: BTreeMap<TopicPartition, PartitionState>,
-    /// Positions as of the last `poll`'s return: what auto-commit commits.
-    consumed: BTreeMap<TopicPartition, i64>,
     next_auto_commit: Option<Instant>,
     closed: bool,
 }
@@ -119,6 +117,10 @@ pub struct Consumer {
     state: Mutex<State>,
     membership: std::sync::Mutex<Option<Arc<Membership>>>,
     listener: std::sync::Mutex<Option<RebalanceListener>>,
+    /// Positions as of the last `poll`'s return: what `commit` and auto-commit commit. Apart
+    /// from `state` so that `commit` works from a rebalance listener, which runs inside `poll`
+    /// while `state` is held.
+    consumed: std::sync::Mutex<BTreeMap<TopicPartition, i64>>,
 }
 
 fn s(value: &str) -> StrBytes {
@@ -136,6 +138,7 @@ impl Consumer {
             state: Mutex::new(State::default()),
             membership: std::sync::Mutex::new(None),
             listener: std::sync::Mutex::new(None),
+            consumed: std::sync::Mutex::default(),
         })
     }
 
@@ -226,6 +229,13 @@ impl Consumer {
 
     /// Waits up to `timeout` for records; returns at most `max_poll_records`.
     pub async fn poll(&self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        self.poll_max(timeout, self.config.max_poll_records).await
+    }
+
+    /// `poll` returning at most `max` records (and never more than `max_poll_records`); the
+    /// rest stay buffered here, not counted as consumed.
+    pub async fn poll_max(&self, timeout: Duration, max: usize) -> Result<Vec<ConsumerRecord>> {
+        let max = max.clamp(1, self.config.max_poll_records);
         let deadline = Instant::now() + timeout;
         loop {
             let mut state = self.state.lock().await;
@@ -234,10 +244,11 @@ impl Consumer {
             }
             self.reconcile(&mut state).await?;
             self.maybe_auto_commit(&mut state).await;
-            let records = take_records(&mut state, self.config.max_poll_records);
+            let records = take_records(&mut state, max);
             if !records.is_empty() {
+                let mut consumed = self.consumed();
                 for record in &records {
-                    state.consumed.insert((record.topic.clone(), record.partition), record.offset + 1);
+                    consumed.insert((record.topic.clone(), record.partition), record.offset + 1);
                 }
                 return Ok(records);
             }
@@ -277,7 +288,7 @@ impl Consumer {
         };
         if lost && !state.partitions.is_empty() {
             let gone: Vec<TopicPartition> = std::mem::take(&mut state.partitions).into_keys().collect();
-            state.consumed.clear();
+            self.consumed().clear();
             self.notify(&Rebalance::Lost(gone));
         }
         let Some(target) = target else { return Ok(()) };
@@ -300,8 +311,7 @@ impl Consumer {
         let added: Vec<TopicPartition> = named.difference(&current).cloned().collect();
         if !revoked.is_empty() {
             if self.config.enable_auto_commit {
-                let offsets: Vec<(TopicPartition, i64)> =
-                    revoked.iter().filter_map(|tp| state.consumed.get(tp).map(|o| (tp.clone(), *o))).collect();
+                let offsets: Vec<(TopicPartition, i64)> = self.consumed_of(&revoked);
                 if let Err(e) = self.commit_offsets(&offsets).await {
                     tracing::debug!(error = %e, "auto-commit before revocation failed");
                 }
@@ -309,7 +319,7 @@ impl Consumer {
             self.notify(&Rebalance::Revoked(revoked.clone()));
             for tp in &revoked {
                 state.partitions.remove(tp);
-                state.consumed.remove(tp);
+                self.consumed().remove(tp);
             }
         }
         for tp in &added {
@@ -343,23 +353,37 @@ impl Consumer {
         }
         let now = Instant::now();
         let due = *state.next_auto_commit.get_or_insert(now + self.config.auto_commit_interval);
-        if now < due || state.consumed.is_empty() {
+        if now < due {
+            return;
+        }
+        let offsets = self.consumed_all();
+        if offsets.is_empty() {
             return;
         }
         state.next_auto_commit = Some(now + self.config.auto_commit_interval);
-        let offsets: Vec<(TopicPartition, i64)> = state.consumed.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
         if let Err(e) = self.commit_offsets(&offsets).await {
             tracing::debug!(error = %e, "auto-commit failed");
         }
     }
 
     /// Commits the position after the last record `poll` returned, for every partition held.
+    /// May be called from the rebalance listener (to commit what is being revoked).
     pub async fn commit(&self) -> Result<()> {
-        let offsets: Vec<(TopicPartition, i64)> = {
-            let state = self.state.lock().await;
-            state.consumed.iter().map(|(tp, o)| (tp.clone(), *o)).collect()
-        };
+        let offsets = self.consumed_all();
         self.commit_offsets(&offsets).await
+    }
+
+    fn consumed(&self) -> std::sync::MutexGuard<'_, BTreeMap<TopicPartition, i64>> {
+        self.consumed.lock().expect("consumed lock")
+    }
+
+    fn consumed_all(&self) -> Vec<(TopicPartition, i64)> {
+        self.consumed().iter().map(|(tp, o)| (tp.clone(), *o)).collect()
+    }
+
+    fn consumed_of(&self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, i64)> {
+        let consumed = self.consumed();
+        partitions.iter().filter_map(|tp| consumed.get(tp).map(|o| (tp.clone(), *o))).collect()
     }
 
     /// Commits `offsets` (the next offset to read, per partition) for the group. A commit
@@ -636,8 +660,8 @@ impl Consumer {
         if state.closed {
             return;
         }
-        if self.config.enable_auto_commit && !state.consumed.is_empty() {
-            let offsets: Vec<(TopicPartition, i64)> = state.consumed.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
+        let offsets = self.consumed_all();
+        if self.config.enable_auto_commit && !offsets.is_empty() {
             let _ = self.commit_offsets(&offsets).await;
         }
         state.closed = true;

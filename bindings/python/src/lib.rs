@@ -299,10 +299,14 @@ impl NativeConsumer {
                 Rebalance::Revoked(p) => ("revoked", p.clone()),
                 Rebalance::Lost(p) => ("lost", p.clone()),
             };
-            Python::attach(|py| {
-                if let Err(e) = listener.call1(py, (kind, partitions)) {
-                    e.print(py);
-                }
+            // The listener may block (an on_revoke that commits waits for the commit): let
+            // the runtime move this worker's other tasks elsewhere meanwhile.
+            tokio::task::block_in_place(|| {
+                Python::attach(|py| {
+                    if let Err(e) = listener.call1(py, (kind, partitions)) {
+                        e.print(py);
+                    }
+                })
             });
         }));
     }
@@ -326,10 +330,12 @@ impl NativeConsumer {
         wait(py, async move { consumer.assignment().await })
     }
 
-    fn poll(&self, py: Python<'_>, timeout_s: f64) -> PyResult<Vec<RecordTuple>> {
+    #[pyo3(signature = (timeout_s, max_records=None))]
+    fn poll(&self, py: Python<'_>, timeout_s: f64, max_records: Option<usize>) -> PyResult<Vec<RecordTuple>> {
         let consumer = self.consumer.clone();
         let timeout = Duration::from_secs_f64(timeout_s.max(0.0));
-        let records = wait(py, async move { consumer.poll(timeout).await })?.map_err(to_py)?;
+        let max = max_records.unwrap_or(usize::MAX);
+        let records = wait(py, async move { consumer.poll_max(timeout, max).await })?.map_err(to_py)?;
         Ok(records.into_iter().map(record_tuple).collect())
     }
 

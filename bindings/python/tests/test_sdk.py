@@ -83,6 +83,57 @@ def test_a_group_consumer_commits_and_a_new_member_resumes_there(broker):
     assert admin.topic_config(topic)["retention.ms"] == "3600000"
 
 
+def test_on_revoke_can_commit_what_is_being_revoked(broker):
+    topic = new_topic(broker, partitions=2)
+    with Producer(broker.bootstrap) as producer:
+        for i in range(20):
+            producer.send_async(topic, f"r{i}", partition=i % 2)
+        producer.flush()
+    revoked, commit_errors = [], []
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    def on_revoke(partitions):
+        try:
+            first.commit()  # inside poll: must neither deadlock nor fail
+        except Exception as e:  # noqa: BLE001 - the test reports it below
+            commit_errors.append(e)
+        revoked.extend(partitions)
+
+    first = Consumer(broker.bootstrap, group_id=group, topics=[topic], auto_offset_reset="earliest",
+                     enable_auto_commit=False, on_revoke=on_revoke)
+    assert len(drain(first, 20)) == 20
+    with Consumer(broker.bootstrap, group_id=group, topics=[topic], auto_offset_reset="earliest",
+                  enable_auto_commit=False) as second:
+        for _ in range(100):
+            first.poll(0.1)
+            second.poll(0.1)
+            if revoked:
+                break
+        assert revoked and not commit_errors, (revoked, commit_errors)
+        committed = AdminClient(broker.bootstrap).group_offsets(group)
+        assert committed[revoked[0]] == 10, committed
+    first.close()
+
+
+def test_poll_max_records_leaves_the_rest_unconsumed(broker):
+    topic = new_topic(broker)
+    with Producer(broker.bootstrap) as producer:
+        for i in range(5):
+            producer.send_async(topic, f"p{i}")
+        producer.flush()
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    with Consumer(broker.bootstrap, group_id=group, topics=[topic], auto_offset_reset="earliest",
+                  enable_auto_commit=True) as consumer:
+        got = []
+        for _ in range(100):
+            got = consumer.poll(0.2, max_records=2)
+            if got:
+                break
+        assert [r.offset for r in got] == [0, 1]
+    # Closing auto-commits what poll returned, and only that.
+    assert AdminClient(broker.bootstrap).group_offsets(group) == {(topic, 0): 2}
+
+
 def test_errors_are_typed_with_code_and_retriable(broker):
     admin = AdminClient(broker.bootstrap)
     topic = new_topic(broker)

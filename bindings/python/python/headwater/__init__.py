@@ -198,7 +198,6 @@ class Consumer:
             bootstrap, group_id, auto_offset_reset, enable_auto_commit, max_poll_records,
             group_instance_id, client_id, request_timeout_ms)
         self._closed = False
-        self._pending: List[Record] = []
         self._callbacks = {"assigned": on_assign, "revoked": on_revoke, "lost": on_lost or on_revoke}
         if any(self._callbacks.values()):
             self._native.set_rebalance_listener(self._on_rebalance)
@@ -222,10 +221,11 @@ class Consumer:
 
     def poll(self, timeout: float = 1.0, max_records: Optional[int] = None) -> List[Record]:
         """Waits up to `timeout` seconds; returns at most `max_records` records."""
-        records = self._pending or [Record(t, p, o, ts, k, v, h) for t, p, o, ts, k, v, h in self._native.poll(timeout)]
-        limit = len(records) if max_records is None else max(0, max_records)
-        self._pending = records[limit:]
-        return records[:limit]
+        if max_records is not None and max_records <= 0:
+            return []
+        # The limit is applied natively: records held back stay unconsumed there, so neither
+        # commit() nor auto-commit can commit a record this method has not returned.
+        return [Record(t, p, o, ts, k, v, h) for t, p, o, ts, k, v, h in self._native.poll(timeout, max_records)]
 
     def __iter__(self) -> Iterator[Record]:
         while not self._closed:
@@ -243,7 +243,6 @@ class Consumer:
         return dict(self._native.committed([(t, int(p)) for t, p in partitions]))
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
-        self._pending = [r for r in self._pending if (r.topic, r.partition) != (topic, partition)]
         self._native.seek(topic, partition, offset)
 
     def close(self) -> None:
