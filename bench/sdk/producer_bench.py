@@ -59,7 +59,7 @@ class HeadwaterClient:
 
     def __init__(self, a):
         import headwater
-        self.version = getattr(headwater, "__version__", "0.1.0")
+        self.version = "this checkout"
         self.p = headwater.Producer(a.bootstrap, acks="all", idempotence=True, linger_ms=a.linger_ms,
                                     batch_bytes=a.batch_size)
         self.topic = a.topic
@@ -84,7 +84,7 @@ class ConfluentClient:
 
     def __init__(self, a):
         import confluent_kafka
-        self.version = f"confluent-kafka {confluent_kafka.version()[0]}, librdkafka {confluent_kafka.libversion()[0]}"
+        self.version = f"confluent-kafka {confluent_kafka.__version__}, librdkafka {confluent_kafka.libversion()[0]}"
         self.p = confluent_kafka.Producer({
             "bootstrap.servers": a.bootstrap, "acks": "all", "enable.idempotence": True,
             "linger.ms": a.linger_ms, "batch.size": a.batch_size,

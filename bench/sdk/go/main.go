@@ -200,7 +200,7 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		p, name, version = hwProducer{c, *topic}, "headwater-go", "headwater-go (this checkout)"
+		p, name, version = hwProducer{c, *topic}, "headwater-go", "this checkout"
 	case "franz":
 		c, err := kgo.NewClient(kgo.SeedBrokers(*bootstrap), kgo.ProducerLinger(linger),
 			kgo.ProducerBatchMaxBytes(int32(*batchSize)), kgo.RequiredAcks(kgo.AllISRAcks()))
