@@ -207,6 +207,9 @@ struct PartitionQueue {
 /// The outcome of one Produce request: its batches and the broker's answer.
 type Sent = (Vec<Batch>, Result<Option<ProduceResponse>>);
 
+/// Commands the sender takes in one round of its loop before it closes and sends batches.
+const COMMANDS_PER_ROUND_MAX: usize = 1024;
+
 struct Sender {
     cluster: Arc<Cluster>,
     config: ProducerConfig,
@@ -245,12 +248,20 @@ impl Sender {
         loop {
             let wake = self.next_wake();
             tokio::select! {
-                command = commands.recv(), if closing.is_none() => match command {
-                    Some(Command::Send(record, waiter)) => self.enqueue(record, waiter),
-                    Some(Command::Flush(done)) => { self.flushes.push(done); self.flushing = true; }
-                    Some(Command::Close(done)) => { closing = Some(done); self.flushing = true; }
-                    None => { closing = Some(oneshot::channel().0); self.flushing = true; }
-                },
+                command = commands.recv(), if closing.is_none() => {
+                    self.on_command(command, &mut closing);
+                    // Take what else is queued before the housekeeping below, which walks
+                    // every partition: once per record would make a busy producer quadratic.
+                    for _ in 0..COMMANDS_PER_ROUND_MAX {
+                        if closing.is_some() {
+                            break;
+                        }
+                        match commands.try_recv() {
+                            Ok(command) => self.on_command(Some(command), &mut closing),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
                     if let Ok((batches, result)) = done {
                         self.handle_response(batches, result).await;
@@ -275,6 +286,24 @@ impl Sender {
         }
     }
 
+    fn on_command(&mut self, command: Option<Command>, closing: &mut Option<oneshot::Sender<()>>) {
+        match command {
+            Some(Command::Send(record, waiter)) => self.enqueue(record, waiter),
+            Some(Command::Flush(done)) => {
+                self.flushes.push(done);
+                self.flushing = true;
+            }
+            Some(Command::Close(done)) => {
+                *closing = Some(done);
+                self.flushing = true;
+            }
+            None => {
+                *closing = Some(oneshot::channel().0);
+                self.flushing = true;
+            }
+        }
+    }
+
     fn is_idle(&self) -> bool {
         self.unrouted.is_empty()
             && self.in_flight.is_empty()
@@ -288,7 +317,9 @@ impl Sender {
             if let Some(open) = &queue.open {
                 wake = wake.min(open.created + self.config.linger);
             }
-            for batch in &queue.ready {
+            // Only the front batch can be retried (a retry goes back to the front), and
+            // deadlines grow along the queue, so the front says when this queue is next due.
+            if let Some(batch) = queue.ready.front() {
                 wake = wake.min(batch.retry_at.unwrap_or(batch.deadline)).min(batch.deadline);
             }
         }
