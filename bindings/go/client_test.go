@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -483,5 +484,18 @@ func TestCloseRevokesAndTheCallbackCommits(t *testing.T) {
 	g, err := a.DescribeGroup(ctx, "closing")
 	if err != nil || g.Committed["closing"][0] != 2 {
 		t.Fatalf("committed after Close: %v (%v)", g.Committed, err)
+	}
+}
+
+func TestASecondBrokerOnTheSameDataDirFailsAtStart(t *testing.T) {
+	dir := t.TempDir()
+	headwatertest.NewBroker(t, headwatertest.DataDir(dir))
+	second, err := headwater.StartEmbeddedBroker(headwater.BrokerOptions{DataDir: dir})
+	if err == nil {
+		second.Stop()
+		t.Fatal("a second broker started on a data directory another one holds")
+	}
+	if !errors.Is(err, headwater.ErrInvalidConfig) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("the error should name the directory: %v", err)
 	}
 }

@@ -59,6 +59,7 @@ impl EmbeddedBroker {
             raw.set_flag(&format!("--{key}"), value).map_err(|e| e.to_string())?;
         }
         let config = raw.build().map_err(|e| e.to_string())?;
+        let opened = crate::server::open_data_dir(&config)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("headwater-embedded-{}", address.port()))
@@ -71,7 +72,7 @@ impl EmbeddedBroker {
                     .map_err(|e| format!("cannot start the broker's runtime: {e}"))?;
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-                    crate::server::run_on(listener, config, async {
+                    crate::server::run_opened(listener, config, opened, async {
                         let _ = stopped.await;
                     })
                     .await

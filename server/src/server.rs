@@ -53,9 +53,34 @@ pub async fn run_on(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
-    let _lock = lock_data_dir(&config)?;
+    let opened = open_data_dir(&config)?;
+    run_opened(listener, config, opened, shutdown).await
+}
+
+/// The data directory, locked and opened: what can fail before a broker serves (another
+/// broker holds the directory, it cannot be created or read).
+pub struct OpenedDataDir {
+    _lock: DataDirLock,
+    storage: Arc<FsStorage>,
+}
+
+/// Locks and opens `config.data_dir`; the embedded broker calls this on its caller's thread
+/// so that these failures come back from `start`, not later from `stop`.
+pub fn open_data_dir(config: &ServerConfig) -> Result<OpenedDataDir, String> {
+    let lock = lock_data_dir(config)?;
     let storage =
         Arc::new(FsStorage::new(&config.data_dir).map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?);
+    Ok(OpenedDataDir { _lock: lock, storage })
+}
+
+/// `run_on` for a data directory already opened.
+pub async fn run_opened(
+    listener: TcpListener,
+    config: ServerConfig,
+    opened: OpenedDataDir,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let OpenedDataDir { _lock, storage } = opened;
     serve_on(Some(listener), config, storage, seed_from_os(), shutdown).await
 }
 
