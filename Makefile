@@ -60,9 +60,11 @@ test-clients: deps build
 	HEADWATER_BIN=$(CURDIR)/$(HEADWATER) $(PYTEST) -q tests/clients
 
 ## The deterministic simulator (madsim), built into its own target dir with --cfg madsim.
-## `make sim` runs SIM_SEEDS seeds (about five minutes here), checks that each planted bug is
+## `make sim` runs SIM_SEEDS seeds in SIM_JOBS parallel ranges, checks that each planted bug is
 ## caught and that a run is deterministic; `make sim SEED=S [PLANTED=bug]` replays one seed.
 SIM_SEEDS ?= 700
+# Seed ranges run at once (each run is single-threaded).
+SIM_JOBS ?= 2
 SIM_CARGO := RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim $(CARGO)
 SIM_BIN := target/sim/release/headwater-sim
 PLANTED_BUGS := ack-before-fsync keep-torn-tail forget-producer-state same-generation early-handover
@@ -81,7 +83,7 @@ else
 sim: sim-build sim-test
 	$(SIM_BIN) --seed 1 --check-determinism
 	@for bug in $(PLANTED_BUGS); do $(SIM_BIN) --planted $$bug --seeds 50 | tail -1 || exit 1; done
-	$(SIM_BIN) --seeds $(SIM_SEEDS)
+	scripts/sim-seeds.sh $(SIM_BIN) $(SIM_SEEDS) $(SIM_JOBS)
 endif
 
 ## Benchmark Headwater against Apache Kafka on this machine, and the SDKs against confluent-kafka

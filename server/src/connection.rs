@@ -19,8 +19,6 @@ use crate::driver::CoreInput;
 /// Requests one connection may have in flight before the reader stops reading (back-pressure).
 const IN_FLIGHT_PER_CONNECTION_MAX: usize = 128;
 
-static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
-
 /// What the writer sends for each request, in order.
 enum Pending {
     Waiting { api_key: ApiKey, api_version: i16, correlation_id: i32, reply: oneshot::Receiver<ResponseBody> },
@@ -32,6 +30,7 @@ pub async fn serve(
     conn: ConnId,
     core: mpsc::Sender<CoreInput>,
     request_bytes_max: usize,
+    request_ids: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
@@ -73,7 +72,7 @@ pub async fn serve(
         }
         let _ = writer.shutdown().await;
     });
-    let inner = Arc::new(Reader { conn, peer: peer.clone(), request_bytes_max });
+    let inner = Arc::new(Reader { conn, peer: peer.clone(), request_bytes_max, request_ids });
     loop {
         let mut size_bytes = [0u8; 4];
         let read = tokio::select! {
@@ -112,6 +111,10 @@ struct Reader {
     conn: ConnId,
     peer: String,
     request_bytes_max: usize,
+    /// The broker's request-id counter: one per broker rather than per process, so a broker's
+    /// ids do not depend on other brokers in the same process (the simulator runs many, one
+    /// after another; an SDK test may embed several).
+    request_ids: Arc<AtomicU64>,
 }
 
 impl Reader {
@@ -119,7 +122,7 @@ impl Reader {
     async fn handle_frame(&self, frame: Bytes, core: &mpsc::Sender<CoreInput>) -> Result<Pending, ()> {
         match decode_request(frame) {
             Ok(decoded) => {
-                let id = RequestId(NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed));
+                let id = RequestId(self.request_ids.fetch_add(1, Ordering::Relaxed));
                 let (reply_tx, reply_rx) = oneshot::channel();
                 let request = Request {
                     id,

@@ -147,6 +147,7 @@ async fn serve_on(
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(config.connections_max));
     let mut next_conn = 1u64;
+    let request_ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     tokio::pin!(shutdown);
     loop {
@@ -165,9 +166,10 @@ async fn serve_on(
                 let core = core_tx.clone();
                 let stop = stop_rx.clone();
                 let limit = config.socket_request_max_bytes;
+                let ids = request_ids.clone();
                 tasks.retain(|t| !t.is_finished());
                 tasks.push(tokio::spawn(async move {
-                    crate::connection::serve(stream, conn, core, limit, stop).await;
+                    crate::connection::serve(stream, conn, core, limit, ids, stop).await;
                     drop(permit);
                 }));
             }
