@@ -558,6 +558,21 @@ fn start_producer(producer: Producer) -> HwProducer {
     HwProducer { producer, commands }
 }
 
+impl HwProducer {
+    /// Registers a cancellable operation and queues `command` for it; a closed producer
+    /// reports `HW_STATUS_CLOSED` at once.
+    fn queue(&self, callback: HwCallback, context: usize, command: impl FnOnce(Arc<Op>) -> ProducerCommand) -> u64 {
+        let op = Op::register(callback, context, true);
+        let id = op.id;
+        if let Err(mpsc::error::SendError(ProducerCommand::Send(_, op) | ProducerCommand::Flush(op))) =
+            self.commands.send(command(op))
+        {
+            op.finish(Outcome::Failed(Error::closed("producer")));
+        }
+        id
+    }
+}
+
 fn read_record(buf: &[u8]) -> Result<ProducerRecord, Error> {
     let mut r = Reader::new(buf);
     let topic = r.str()?;
@@ -602,14 +617,7 @@ pub unsafe extern "C" fn hw_producer_send(
         Ok(record) => record,
         Err(e) => return failed_op(callback, context, e),
     };
-    let op = Op::register(callback, context, true);
-    let id = op.id;
-    if let Err(mpsc::error::SendError(ProducerCommand::Send(_, op) | ProducerCommand::Flush(op))) =
-        producer.commands.send(ProducerCommand::Send(record, op))
-    {
-        op.finish(Outcome::Failed(Error::closed("producer")));
-    }
-    id
+    producer.queue(callback, context, |op| ProducerCommand::Send(record, op))
 }
 
 /// Reports once every record sent before it has reported.
@@ -620,14 +628,7 @@ pub unsafe extern "C" fn hw_producer_send(
 pub unsafe extern "C" fn hw_producer_flush(producer: *const HwProducer, callback: HwCallback, context: usize) -> u64 {
     // SAFETY: promised by the caller.
     let producer = unsafe { &*producer };
-    let op = Op::register(callback, context, true);
-    let id = op.id;
-    if let Err(mpsc::error::SendError(ProducerCommand::Send(_, op) | ProducerCommand::Flush(op))) =
-        producer.commands.send(ProducerCommand::Flush(op))
-    {
-        op.finish(Outcome::Failed(Error::closed("producer")));
-    }
-    id
+    producer.queue(callback, context, ProducerCommand::Flush)
 }
 
 /// Sends what is queued, then closes; later sends fail with `HW_STATUS_CLOSED`.
