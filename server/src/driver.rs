@@ -42,9 +42,6 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
                         broker.handle_request(now_ms(), *request);
                     }
                     CoreInput::IoDone(token, result) => {
-                        if let Err(e) = &result {
-                            error!(error = %e, "fsync failed: the affected partitions are offline until a restart recovers them");
-                        }
                         broker.handle_io_done(now_ms(), token, result);
                     }
                     CoreInput::Shutdown(reply) => {
@@ -89,6 +86,13 @@ fn drain(
                 }
             }
             Output::Io(IoCommand::Sync { token, files }) => run_sync(token, files, io_done.clone()),
+            Output::Fault(fault) => error!(
+                operation = fault.op.name(),
+                path = %fault.path,
+                error = %fault.error,
+                "storage failure: {}",
+                fault.consequence
+            ),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`Storage`] over real files under a data directory. Positional reads and writes
 //! (`pread`/`pwrite`), `fdatasync` for file syncs, `fsync` of the directory for renames and
-//! creations. Runs the core's storage conformance suite in its tests.
+//! creations. Every path is checked against the core's path model first, so nothing can be
+//! written outside the data directory. Runs the core's storage conformance suite in its tests.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -8,7 +9,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use headwater_core::storage::{FileRef, Storage, StorageFile};
+use headwater_core::storage::path::{self, Root};
+use headwater_core::storage::{FileRef, Storage, StorageFile, StorageSpace};
 
 #[derive(Debug)]
 pub struct FsStorage {
@@ -29,12 +31,10 @@ impl FsStorage {
         Ok(FsStorage { root })
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
-        if relative.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(relative)
-        }
+    /// The real path of `relative`, once it is known to stay under the root.
+    fn path(&self, relative: &str, root: Root) -> io::Result<PathBuf> {
+        path::check(relative, root)?;
+        Ok(if relative.is_empty() { self.root.clone() } else { self.root.join(relative) })
     }
 }
 
@@ -79,7 +79,7 @@ impl StorageFile for FsFile {
 
 impl Storage for FsStorage {
     fn open(&self, path: &str, create: bool) -> io::Result<FileRef> {
-        let full = self.path(path);
+        let full = self.path(path, Root::Refused)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -90,12 +90,13 @@ impl Storage for FsStorage {
         Ok(Arc::new(FsFile { file, path: full }))
     }
 
-    fn exists(&self, path: &str) -> bool {
-        self.path(path).exists()
+    fn exists(&self, path: &str) -> io::Result<bool> {
+        let full = self.path(path, Root::Allowed)?;
+        full.try_exists().map_err(|e| with_path(e, &full))
     }
 
     fn create_dir_all(&self, path: &str) -> io::Result<()> {
-        let full = self.path(path);
+        let full = self.path(path, Root::Allowed)?;
         let existed = full.exists();
         fs::create_dir_all(&full).map_err(|e| with_path(e, &full))?;
         if !existed {
@@ -108,7 +109,7 @@ impl Storage for FsStorage {
     }
 
     fn list_dir(&self, path: &str) -> io::Result<Vec<String>> {
-        let full = self.path(path);
+        let full = self.path(path, Root::Allowed)?;
         let mut names: Vec<String> = fs::read_dir(&full)
             .map_err(|e| with_path(e, &full))?
             .filter_map(|entry| entry.ok().and_then(|e| e.file_name().into_string().ok()))
@@ -118,12 +119,12 @@ impl Storage for FsStorage {
     }
 
     fn remove_file(&self, path: &str) -> io::Result<()> {
-        let full = self.path(path);
+        let full = self.path(path, Root::Refused)?;
         fs::remove_file(&full).map_err(|e| with_path(e, &full))
     }
 
     fn remove_dir_all(&self, path: &str) -> io::Result<()> {
-        let full = self.path(path);
+        let full = self.path(path, Root::Refused)?;
         match fs::remove_dir_all(&full) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other.map_err(|e| with_path(e, &full)),
@@ -131,13 +132,36 @@ impl Storage for FsStorage {
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        let (from_full, to_full) = (self.path(from), self.path(to));
+        let (from_full, to_full) = (self.path(from, Root::Refused)?, self.path(to, Root::Refused)?);
         fs::rename(&from_full, &to_full).map_err(|e| with_path(e, &from_full))
     }
 
     fn sync_dir(&self, path: &str) -> io::Result<()> {
-        sync_directory(&self.path(path))
+        sync_directory(&self.path(path, Root::Allowed)?)
     }
+
+    fn space(&self) -> io::Result<Option<StorageSpace>> {
+        filesystem_space(&self.root).map(Some)
+    }
+}
+
+/// `statvfs(2)` of the filesystem holding `path`.
+#[allow(unsafe_code)]
+fn filesystem_space(path: &Path) -> io::Result<StorageSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: NUL in path", path.display())))?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call, and `stats` points
+    // to writable memory of the struct's size; statvfs fills it completely when it returns 0.
+    let stats = unsafe {
+        if libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return Err(with_path(io::Error::last_os_error(), path));
+        }
+        stats.assume_init()
+    };
+    let block = stats.f_frsize as u64;
+    Ok(StorageSpace { total_bytes: stats.f_blocks as u64 * block, usable_bytes: stats.f_bavail as u64 * block })
 }
 
 fn sync_directory(path: &Path) -> io::Result<()> {
@@ -148,12 +172,43 @@ fn sync_directory(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A fresh directory under the system's temporary directory, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("headwater-{name}-{}", std::process::id()));
+            if dir.exists() {
+                fs::remove_dir_all(&dir).unwrap();
+            }
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            // Best effort: a leftover temporary directory harms nothing.
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn fs_storage_conforms() {
-        let dir = std::env::temp_dir().join(format!("headwater-fs-conformance-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let storage = FsStorage::new(&dir).unwrap();
-        headwater_core::storage::conformance::run(&storage);
-        fs::remove_dir_all(&dir).unwrap();
+        let dir = TempDir::new("fs-conformance");
+        let storage = FsStorage::new(&dir.0).unwrap();
+        headwater_core::storage::conformance::run(&storage, None);
+    }
+
+    #[test]
+    fn a_root_level_write_lands_in_the_data_directory() {
+        let dir = TempDir::new("fs-root-write");
+        let storage = FsStorage::new(dir.0.join("data")).unwrap();
+        headwater_core::storage::write_file_atomic(&storage, "", "recovery-point-offset-checkpoint", b"0\n0\n")
+            .unwrap();
+        assert_eq!(fs::read(dir.0.join("data/recovery-point-offset-checkpoint")).unwrap(), b"0\n0\n");
+        assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 1, "only the data directory is in its parent");
+        let escape = storage.open("/tmp/headwater-escape", true).unwrap_err();
+        assert_eq!(escape.kind(), io::ErrorKind::InvalidInput);
+        assert!(!Path::new("/tmp/headwater-escape").exists());
     }
 }

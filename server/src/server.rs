@@ -111,6 +111,12 @@ async fn serve_on(
         default_partitions: config.num_partitions,
         topic_defaults: config.topic_defaults.clone(),
         seed,
+        // Kafka reports log directories by absolute path; a directory that cannot be resolved
+        // (the simulator's has no real counterpart) is named as configured.
+        log_dir: std::fs::canonicalize(&config.data_dir)
+            .unwrap_or_else(|_| config.data_dir.clone())
+            .display()
+            .to_string(),
         retention_check_interval_ms: config.retention_check_interval_ms,
         group: config.group.clone(),
         consumer_group: config.consumer_group.clone(),
@@ -123,7 +129,9 @@ async fn serve_on(
         topics = report.topics,
         partitions = report.partitions,
         segments = report.recovery.segments,
-        scanned = report.recovery.segments_scanned,
+        segments_scanned = report.recovery.segments_scanned,
+        scanned_bytes = report.recovery.scanned_bytes,
+        trusted_bytes = report.recovery.trusted_bytes,
         truncated_bytes = report.recovery.truncated_bytes,
         producers = report.producers,
         cluster_id = broker.cluster_id(),

@@ -1,6 +1,8 @@
 //! The simulated disk: a [`Storage`] whose contents outlive a node kill, with the faults a
-//! real disk and kernel inflict. Every fault below is one the broker must survive without
-//! losing an acknowledged (acks=all) record or serving a corrupt one:
+//! real disk and kernel inflict. It is the core's [`MemStorage`] (one directory tree, one path
+//! model, shared with the unit tests) with these faults layered on top; every one is a fault
+//! the broker must survive without losing an acknowledged (acks=all) record or serving a
+//! corrupt one:
 //!
 //! - **Unsynced writes are lost on a crash.** A kill drops every byte written since the file's
 //!   last sync, as a power loss drops the page cache. The broker must acknowledge acks=all only
@@ -14,17 +16,22 @@
 //! - **Operations may fail.** Writes may fail with EIO or ENOSPC and syncs with EIO, at rates
 //!   drawn from the seed. The broker must refuse to acknowledge what it could not make durable
 //!   and take the affected partitions offline rather than guess what is on disk.
+//! - **The disk fills up.** While [`SimDisk::set_full`] holds, every write that would grow a
+//!   file fails with ENOSPC (overwrites inside a file's length and truncations still work, as
+//!   on a real filesystem). The broker must answer the produce requests it cannot store with
+//!   KAFKA_STORAGE_ERROR at once, keep serving what is durable, and after space returns and a
+//!   restart have lost nothing it acknowledged.
 //!
 //! Not injected (documented in docs/simulation.md): bit flips in *synced* data (one node
 //! without replicas cannot restore a destroyed acknowledged record; detection is covered by the
 //! garbled-write fault), and lost directory entries (renames, creations and removals are
 //! treated as durable at once).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use headwater_core::storage::{FileRef, Storage, StorageFile};
+use headwater_core::storage::{CrashKeeps, FileRef, MemStorage, Storage, StorageFile};
 use madsim::rand::{thread_rng, Rng};
 
 /// Fault probabilities, drawn per run from the seed.
@@ -48,11 +55,18 @@ pub struct DiskFaultCounts {
     pub torn_writes: u64,
     pub garbled_writes: u64,
     pub lost_unsynced_files: u64,
+    /// Writes refused because the disk was full.
+    pub full_disk_writes: u64,
 }
 
 impl DiskFaultCounts {
     pub fn total(&self) -> u64 {
-        self.write_errors + self.sync_errors + self.torn_writes + self.garbled_writes + self.lost_unsynced_files
+        self.write_errors
+            + self.sync_errors
+            + self.torn_writes
+            + self.garbled_writes
+            + self.lost_unsynced_files
+            + self.full_disk_writes
     }
 }
 
@@ -60,31 +74,21 @@ impl DiskFaultCounts {
 struct Shared {
     faults: Mutex<DiskFaults>,
     counts: Mutex<DiskFaultCounts>,
-}
-
-#[derive(Debug, Default)]
-struct Tree {
-    files: BTreeMap<String, Arc<SimFile>>,
-    dirs: BTreeSet<String>,
+    full: AtomicBool,
 }
 
 /// The disk of one simulated node. Clones share the same contents.
 #[derive(Debug, Clone, Default)]
 pub struct SimDisk {
-    tree: Arc<Mutex<Tree>>,
+    tree: MemStorage,
     shared: Arc<Shared>,
 }
 
+/// A file of the tree, with the write and sync faults in front of it.
 #[derive(Debug)]
 struct SimFile {
-    state: Mutex<FileState>,
+    inner: FileRef,
     shared: Arc<Shared>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct FileState {
-    durable: Vec<u8>,
-    current: Vec<u8>,
 }
 
 fn injected(kind: io::ErrorKind, what: &str) -> io::Error {
@@ -100,6 +104,11 @@ impl SimDisk {
         *self.shared.faults.lock().expect("faults lock") = faults;
     }
 
+    /// Fills the disk (`true`) or frees space again (`false`).
+    pub fn set_full(&self, full: bool) {
+        self.shared.full.store(full, Ordering::SeqCst);
+    }
+
     pub fn counts(&self) -> DiskFaultCounts {
         *self.shared.counts.lock().expect("counts lock")
     }
@@ -108,32 +117,35 @@ impl SimDisk {
     /// garbled) prefix of the unsynced appended bytes. Called while the node is down.
     pub fn crash(&self) {
         let faults = *self.shared.faults.lock().expect("faults lock");
-        let tree = self.tree.lock().expect("tree lock");
         let mut counts = self.shared.counts.lock().expect("counts lock");
         let mut rng = thread_rng();
-        for file in tree.files.values() {
-            let mut state = file.state.lock().expect("file lock");
-            if state.current == state.durable {
-                continue;
-            }
-            let appended = state.current.len() > state.durable.len() && state.current.starts_with(&state.durable);
+        self.tree.crash_with(|_, durable, current| {
+            let appended = current.len() > durable.len() && current.starts_with(durable);
             if appended && rng.gen_bool(faults.torn_write) {
-                let extra = state.current.len() - state.durable.len();
+                let extra = current.len() - durable.len();
                 let keep = rng.gen_range(1..=extra);
-                let mut survived = state.current[..state.durable.len() + keep].to_vec();
+                let mut survived = current[..durable.len() + keep].to_vec();
                 counts.torn_writes += 1;
                 if rng.gen_bool(faults.garble) {
-                    let at = state.durable.len() + rng.gen_range(0..keep);
+                    let at = durable.len() + rng.gen_range(0..keep);
                     survived[at] ^= 1 << rng.gen_range(0..8);
                     counts.garbled_writes += 1;
                 }
-                state.durable = survived.clone();
-                state.current = survived;
+                CrashKeeps::Bytes(survived)
             } else {
                 counts.lost_unsynced_files += 1;
-                state.current = state.durable.clone();
+                CrashKeeps::Synced
             }
-        }
+        });
+    }
+
+    fn no_space(&self) -> io::Error {
+        self.shared.counts.lock().expect("counts lock").full_disk_writes += 1;
+        injected(io::ErrorKind::StorageFull, "disk full (ENOSPC)")
+    }
+
+    fn full(&self) -> bool {
+        self.shared.full.load(Ordering::SeqCst)
     }
 }
 
@@ -146,7 +158,7 @@ impl SimFile {
 
 impl StorageFile for SimFile {
     fn len(&self) -> io::Result<u64> {
-        Ok(self.state.lock().expect("file lock").current.len() as u64)
+        self.inner.len()
     }
 
     fn write_at(&self, position: u64, bytes: &[u8]) -> io::Result<()> {
@@ -155,26 +167,23 @@ impl StorageFile for SimFile {
             let kind = if thread_rng().gen_bool(0.5) { io::ErrorKind::Other } else { io::ErrorKind::StorageFull };
             return Err(injected(kind, "write error (EIO/ENOSPC)"));
         }
-        let mut state = self.state.lock().expect("file lock");
-        let start = position as usize;
-        let end = start + bytes.len();
-        if state.current.len() < end {
-            state.current.resize(end, 0);
+        if self.shared.full.load(Ordering::SeqCst) && position + bytes.len() as u64 > self.inner.len()? {
+            self.shared.counts.lock().expect("counts lock").full_disk_writes += 1;
+            return Err(injected(io::ErrorKind::StorageFull, "disk full (ENOSPC)"));
         }
-        state.current[start..end].copy_from_slice(bytes);
-        Ok(())
+        self.inner.write_at(position, bytes)
     }
 
     fn read_at(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
-        let state = self.state.lock().expect("file lock");
-        let start = (position as usize).min(state.current.len());
-        let end = start.saturating_add(len).min(state.current.len());
-        Ok(state.current[start..end].to_vec())
+        self.inner.read_at(position, len)
     }
 
     fn truncate(&self, len: u64) -> io::Result<()> {
-        self.state.lock().expect("file lock").current.resize(len as usize, 0);
-        Ok(())
+        if self.shared.full.load(Ordering::SeqCst) && len > self.inner.len()? {
+            self.shared.counts.lock().expect("counts lock").full_disk_writes += 1;
+            return Err(injected(io::ErrorKind::StorageFull, "disk full (ENOSPC)"));
+        }
+        self.inner.truncate(len)
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -182,112 +191,50 @@ impl StorageFile for SimFile {
             self.shared.counts.lock().expect("counts lock").sync_errors += 1;
             return Err(injected(io::ErrorKind::Other, "fsync error (EIO)"));
         }
-        let mut state = self.state.lock().expect("file lock");
-        state.durable = state.current.clone();
-        Ok(())
+        self.inner.sync()
     }
-}
-
-fn parent(path: &str) -> Option<&str> {
-    path.rsplit_once('/').map(|(p, _)| p)
 }
 
 impl Storage for SimDisk {
     fn open(&self, path: &str, create: bool) -> io::Result<FileRef> {
-        let mut tree = self.tree.lock().expect("tree lock");
-        if let Some(file) = tree.files.get(path) {
-            return Ok(file.clone());
+        if create && self.full() && !self.tree.exists(path)? {
+            // A new file needs an inode and a directory entry: no space for either.
+            return Err(self.no_space());
         }
-        if !create {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{path}: not found")));
-        }
-        if parent(path).is_some_and(|p| !tree.dirs.contains(p)) {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{path}: no parent directory")));
-        }
-        let file = Arc::new(SimFile { state: Mutex::new(FileState::default()), shared: self.shared.clone() });
-        tree.files.insert(path.to_string(), file.clone());
-        Ok(file)
+        let inner = self.tree.open(path, create)?;
+        Ok(Arc::new(SimFile { inner, shared: self.shared.clone() }))
     }
 
-    fn exists(&self, path: &str) -> bool {
-        let tree = self.tree.lock().expect("tree lock");
-        tree.files.contains_key(path) || tree.dirs.contains(path)
+    fn exists(&self, path: &str) -> io::Result<bool> {
+        self.tree.exists(path)
     }
 
     fn create_dir_all(&self, path: &str) -> io::Result<()> {
-        let mut tree = self.tree.lock().expect("tree lock");
-        let mut prefix = String::new();
-        for part in path.split('/').filter(|p| !p.is_empty()) {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            tree.dirs.insert(prefix.clone());
+        if self.full() && !self.tree.exists(path)? {
+            return Err(self.no_space());
         }
-        Ok(())
+        self.tree.create_dir_all(path)
     }
 
     fn list_dir(&self, path: &str) -> io::Result<Vec<String>> {
-        let tree = self.tree.lock().expect("tree lock");
-        if !path.is_empty() && !tree.dirs.contains(path) {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{path}: not found")));
-        }
-        let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
-        let mut names: Vec<String> = tree
-            .files
-            .keys()
-            .chain(tree.dirs.iter())
-            .filter_map(|p| p.strip_prefix(&prefix))
-            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-            .map(str::to_string)
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+        self.tree.list_dir(path)
     }
 
     fn remove_file(&self, path: &str) -> io::Result<()> {
-        let mut tree = self.tree.lock().expect("tree lock");
-        tree.files
-            .remove(path)
-            .map(|_| ())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{path}: not found")))
+        self.tree.remove_file(path)
     }
 
     fn remove_dir_all(&self, path: &str) -> io::Result<()> {
-        let mut tree = self.tree.lock().expect("tree lock");
-        let prefix = format!("{path}/");
-        tree.files.retain(|p, _| !p.starts_with(&prefix));
-        tree.dirs.retain(|p| p != path && !p.starts_with(&prefix));
-        Ok(())
+        self.tree.remove_dir_all(path)
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        let mut tree = self.tree.lock().expect("tree lock");
-        if let Some(file) = tree.files.remove(from) {
-            tree.files.insert(to.to_string(), file);
-            return Ok(());
-        }
-        if !tree.dirs.contains(from) {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{from}: not found")));
-        }
-        let prefix = format!("{from}/");
-        let moved: Vec<String> = tree.files.keys().filter(|p| p.starts_with(&prefix)).cloned().collect();
-        for path in moved {
-            let file = tree.files.remove(&path).expect("listed above");
-            tree.files.insert(format!("{to}/{}", &path[prefix.len()..]), file);
-        }
-        let dirs: Vec<String> = tree.dirs.iter().filter(|p| *p == from || p.starts_with(&prefix)).cloned().collect();
-        for dir in dirs {
-            tree.dirs.remove(&dir);
-            tree.dirs.insert(format!("{to}{}", &dir[from.len()..]));
-        }
-        Ok(())
+        self.tree.rename(from, to)
     }
 
-    fn sync_dir(&self, _path: &str) -> io::Result<()> {
+    fn sync_dir(&self, path: &str) -> io::Result<()> {
         // Directory entries are durable at once in this model (see the top of the file).
-        Ok(())
+        self.tree.sync_dir(path)
     }
 }
 
@@ -297,7 +244,10 @@ mod tests {
 
     #[test]
     fn sim_disk_conforms() {
-        headwater_core::storage::conformance::run(&SimDisk::new());
+        let disk = SimDisk::new();
+        madsim::runtime::Runtime::with_seed_and_config(2, madsim::Config::default()).block_on(async {
+            headwater_core::storage::conformance::run(&disk, Some(&|| disk.crash()));
+        });
     }
 
     #[test]
@@ -332,6 +282,27 @@ mod tests {
             assert!(file.write_at(0, b"x").is_err());
             assert!(file.sync().is_err());
             assert_eq!(disk.counts().write_errors, 1);
+        });
+    }
+
+    #[test]
+    fn a_full_disk_refuses_growth_until_space_returns() {
+        madsim::runtime::Runtime::with_seed_and_config(5, madsim::Config::default()).block_on(async {
+            let disk = SimDisk::new();
+            disk.create_dir_all("d").unwrap();
+            let file = disk.open("d/f", true).unwrap();
+            file.write_at(0, b"before").unwrap();
+            disk.set_full(true);
+            let error = file.write_at(6, b"more").unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::StorageFull);
+            assert_eq!(disk.open("d/new", true).unwrap_err().kind(), io::ErrorKind::StorageFull);
+            assert_eq!(disk.create_dir_all("e").unwrap_err().kind(), io::ErrorKind::StorageFull);
+            file.write_at(0, b"B").unwrap();
+            file.truncate(3).unwrap();
+            disk.remove_file("d/f").unwrap();
+            assert_eq!(disk.counts().full_disk_writes, 3);
+            disk.set_full(false);
+            disk.open("d/new", true).unwrap().write_at(0, b"fits again").unwrap();
         });
     }
 }

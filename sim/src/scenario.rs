@@ -3,8 +3,10 @@
 //! 1. **Set-up**: a broker node on a [`SimDisk`], client nodes, topic `sim` (3 partitions).
 //! 2. **Fault phase**: idempotent producers (acks=all and acks=1), consumers reading from
 //!    random offsets, and topic churn run while the supervisor kills and restarts the broker
-//!    (the disk losing, tearing or garbling unsynced writes at each crash), clogs links
-//!    between clients and the broker, and the disk fails writes and syncs.
+//!    (the disk losing, tearing or garbling unsynced writes at each crash), stops it
+//!    gracefully and starts it again (so the next start trusts the recovery checkpoint),
+//!    fills its disk for a while and then restarts it with space again, clogs links between
+//!    clients and the broker, and the disk fails writes and syncs.
 //! 3. **Healing phase**: faults stop, links unclog, the broker restarts once more; every
 //!    producer must get an acknowledgement within [`HEAL_BOUND`] (liveness).
 //! 4. **Final read** of every partition, then the checkers run on the history.
@@ -98,7 +100,8 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         torn_write: rng.gen_range(0.3..0.9),
         garble: rng.gen_range(0.0..0.5),
     };
-    let broker = start_broker(&handle, disk.clone(), seed);
+    let graceful = Arc::new(GracefulStop::default());
+    let broker = start_broker(&handle, disk.clone(), seed, graceful.clone());
     let shared = Arc::new(Shared {
         history: Mutex::new(History::default()),
         stop: AtomicBool::new(false),
@@ -186,7 +189,28 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
                 net.unclog_node(broker.id());
                 fault_count += 1;
             }
-            _ => {}
+            8 => {
+                trace!("fault: stop the broker gracefully and start it again");
+                if !graceful.stop().await {
+                    trace!("the broker did not stop gracefully in time: killed instead");
+                    handle.kill(broker.id());
+                    disk.crash();
+                }
+                sleep(Duration::from_millis(rng.gen_range(0..500))).await;
+                handle.restart(broker.id());
+                fault_count += 1;
+            }
+            _ => {
+                trace!("fault: the disk fills up");
+                disk.set_full(true);
+                sleep(Duration::from_millis(rng.gen_range(200..3000))).await;
+                trace!("fault: space returns; restart the broker");
+                disk.set_full(false);
+                handle.kill(broker.id());
+                disk.crash();
+                handle.restart(broker.id());
+                fault_count += 1;
+            }
         }
     }
 
@@ -284,13 +308,37 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     }
 }
 
-fn start_broker(handle: &Handle, disk: SimDisk, seed: u64) -> NodeHandle {
+/// Asks the running broker to shut down as SIGTERM does, and tells when it has.
+#[derive(Default)]
+struct GracefulStop {
+    requested: tokio::sync::Notify,
+    stopped: AtomicBool,
+}
+
+impl GracefulStop {
+    /// Requests a graceful stop; true once the broker has stopped within a bound.
+    async fn stop(&self) -> bool {
+        self.stopped.store(false, Ordering::SeqCst);
+        // Only a broker that is serving hears it; one still starting is killed instead.
+        self.requested.notify_waiters();
+        for _ in 0..50 {
+            if self.stopped.load(Ordering::SeqCst) {
+                return true;
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+fn start_broker(handle: &Handle, disk: SimDisk, seed: u64, graceful: Arc<GracefulStop>) -> NodeHandle {
     handle
         .create_node()
         .name("broker")
         .ip(IpAddr::V4(BROKER_IP))
         .init(move || {
             let disk = disk.clone();
+            let graceful = graceful.clone();
             async move {
                 let mut raw = RawConfig::default();
                 for (flag, value) in [
@@ -305,12 +353,12 @@ fn start_broker(handle: &Handle, disk: SimDisk, seed: u64) -> NodeHandle {
                 let config = raw.build().expect("valid sim config");
                 let storage: Arc<dyn headwater_core::Storage> = Arc::new(disk);
                 // A broker that cannot open its storage waits to be restarted.
-                if let Err(e) = headwater_server::server::serve(config, storage, seed, std::future::pending()).await {
-                    if std::env::var_os("HEADWATER_SIM_VERBOSE").is_some() {
-                        eprintln!("broker failed to start: {e}");
-                    }
-                    std::future::pending::<()>().await;
+                let shutdown = graceful.requested.notified();
+                match headwater_server::server::serve(config, storage, seed, shutdown).await {
+                    Ok(()) => graceful.stopped.store(true, Ordering::SeqCst),
+                    Err(e) => trace!("broker failed to start: {e}"),
                 }
+                std::future::pending::<()>().await;
             }
         })
         .build()

@@ -3,6 +3,7 @@
 //! document before the reply leaves.
 
 use std::collections::BTreeMap;
+use std::io;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -19,7 +20,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{partition_dir, Broker, Partition, Topic};
+use super::{partition_dir, Broker, Partition, StorageFault, StorageOp, Topic};
 use crate::constants::PARTITIONS_PER_TOPIC_MAX;
 use crate::error::ErrorCode;
 use crate::log::Log;
@@ -77,28 +78,69 @@ impl Broker {
         let mut logs = Vec::new();
         for index in 0..partitions {
             let dir = partition_dir(name, index);
-            if self.storage.exists(&dir) {
+            let created = match self.storage.exists(&dir) {
                 // Left over from something we do not know; never write over data.
-                return Err((
-                    ErrorCode::KafkaStorageError,
-                    format!("directory {dir} already exists in the data directory"),
-                ));
+                Ok(true) => {
+                    Err((ErrorCode::KafkaStorageError, format!("directory {dir} already exists in the data directory")))
+                }
+                Ok(false) => Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms)
+                    .map_err(|e| self.storage_failure(StorageOp::CreateTopic, &dir, &e)),
+                Err(e) => Err(self.storage_failure(StorageOp::CreateTopic, &dir, &e)),
+            };
+            match created {
+                Ok(log) => logs.push(log),
+                Err(error) => {
+                    self.remove_new_logs(logs);
+                    return Err(error);
+                }
             }
-            let log = Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms)
-                .map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
-            logs.push(log);
         }
         let record = TopicRecord { name: name.to_string(), id, partitions, configs: config.overrides.clone() };
         let partitions =
             logs.into_iter().map(|log| Partition { log, producers: ProducerTable::default(), failed: false }).collect();
         self.topics.insert(name.to_string(), Topic { record, config, partitions });
         self.topic_names_by_id.insert(id, name.to_string());
-        if let Err(e) = self.persist_metadata() {
-            self.topics.remove(name);
+        if let Err(error) = self.persist_new_partitions() {
+            let topic = self.topics.remove(name).expect("inserted above");
             self.topic_names_by_id.remove(&id);
-            return Err((ErrorCode::KafkaStorageError, e.to_string()));
+            self.remove_new_logs(topic.partitions.into_iter().map(|p| p.log).collect());
+            return Err(error);
         }
         Ok(id)
+    }
+
+    /// Makes new partitions durable: checkpoints first (so no entry of an earlier topic of the
+    /// same name applies to them), then the metadata that names them.
+    fn persist_new_partitions(&mut self) -> Result<(), AdminError> {
+        if let Err(e) = self.write_checkpoints() {
+            return Err(self.storage_failure(StorageOp::LogStartCheckpoint, "", &e));
+        }
+        if let Err(e) = self.persist_metadata() {
+            return Err(self.storage_failure(StorageOp::Metadata, crate::metadata::store::METADATA_PATH, &e));
+        }
+        Ok(())
+    }
+
+    /// Reports a storage failure that refuses an admin request (nothing changed), and gives
+    /// the request's error.
+    fn storage_failure(&mut self, op: StorageOp, path: &str, error: &io::Error) -> AdminError {
+        self.faults.push(StorageFault::new(op, path, error, "the request is refused and nothing changed"));
+        (ErrorCode::KafkaStorageError, format!("{} failed: {error}", op.name()))
+    }
+
+    /// Removes the logs of partitions whose creation failed.
+    fn remove_new_logs(&mut self, logs: Vec<Log>) {
+        for log in logs {
+            let dir = log.dir().to_string();
+            if let Err(error) = log.delete() {
+                self.faults.push(StorageFault::new(
+                    StorageOp::Delete,
+                    dir,
+                    &error,
+                    "the directory of a partition that was never created stays; remove it before creating it again",
+                ));
+            }
+        }
     }
 
     pub(super) fn create_topics(
@@ -210,8 +252,10 @@ impl Broker {
         response
     }
 
-    /// Deletes a topic: renames its directories to `*-delete` (so a crash midway cannot leave a
-    /// half topic), persists the metadata without it, then removes the directories.
+    /// Deletes a topic: renames its directories to `*-delete` and makes the renames durable (so
+    /// a crash midway cannot leave a half topic), persists the metadata without it, then
+    /// removes the directories. If a rename, its sync or the metadata write fails, the renames
+    /// are undone and the topic stays.
     fn delete_topic(&mut self, name: &str) -> Result<uuid::Uuid, AdminError> {
         if Broker::is_internal(name) {
             return Err((
@@ -223,24 +267,76 @@ impl Broker {
             .topics
             .remove(name)
             .ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
-        self.topic_names_by_id.remove(&topic.record.id);
-        let mut doomed = Vec::new();
-        for (index, _) in topic.partitions.iter().enumerate() {
+        let id = topic.record.id;
+        let mut renamed: Vec<(String, String)> = Vec::new();
+        let mut failure = None;
+        for index in 0..topic.partitions.len() {
             let dir = partition_dir(name, index as i32);
-            let target = format!("{dir}.{}-delete", topic.record.id.simple());
-            if self.storage.rename(&dir, &target).is_ok() {
-                doomed.push(target);
+            let target = format!("{dir}.{}-delete", id.simple());
+            match self.storage.rename(&dir, &target) {
+                Ok(()) => renamed.push((dir, target)),
+                Err(e) => {
+                    failure = Some((StorageOp::Delete, dir, e));
+                    break;
+                }
             }
         }
-        let _ = self.storage.sync_dir("");
-        let id = topic.record.id;
+        if failure.is_none() {
+            if let Err(e) = self.storage.sync_dir("") {
+                failure = Some((StorageOp::Delete, String::new(), e));
+            }
+        }
+        if failure.is_none() {
+            if let Err(e) = self.persist_metadata() {
+                failure = Some((StorageOp::Metadata, crate::metadata::store::METADATA_PATH.to_string(), e));
+            }
+        }
+        if let Some((op, path, error)) = failure {
+            self.undo_renames(&renamed);
+            self.topics.insert(name.to_string(), topic);
+            self.persist_metadata_or_report();
+            return Err(self.storage_failure(op, &path, &error));
+        }
+        self.topic_names_by_id.remove(&id);
         drop(topic);
-        self.persist_metadata().map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
-        for dir in doomed {
-            // Left for the next start to finish if this fails.
-            let _ = self.storage.remove_dir_all(&dir);
+        for (_, doomed) in renamed {
+            if let Err(error) = self.storage.remove_dir_all(&doomed) {
+                self.faults.push(StorageFault::new(
+                    StorageOp::Delete,
+                    doomed,
+                    &error,
+                    "the topic is deleted; its renamed directory is removed at the next start",
+                ));
+            }
         }
         Ok(id)
+    }
+
+    /// Puts directories renamed for a deletion that failed back where they were.
+    fn undo_renames(&mut self, renamed: &[(String, String)]) {
+        for (dir, target) in renamed {
+            if let Err(error) = self.storage.rename(target, dir) {
+                self.faults.push(StorageFault::new(
+                    StorageOp::Delete,
+                    target.clone(),
+                    &error,
+                    "a partition directory could not be put back after a failed topic deletion; \
+                     the next start finishes deleting it",
+                ));
+            }
+        }
+    }
+
+    /// After a failed deletion put the topic back: the metadata on disk may already lack it.
+    fn persist_metadata_or_report(&mut self) {
+        if let Err(error) = self.persist_metadata() {
+            self.faults.push(StorageFault::new(
+                StorageOp::Metadata,
+                crate::metadata::store::METADATA_PATH,
+                &error,
+                "the metadata on disk may not list a topic whose deletion failed; it is written again at the next change",
+            ));
+        }
     }
 
     pub(super) fn delete_topics(&mut self, api_version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -317,14 +413,33 @@ impl Broker {
             return Ok(());
         }
         let log_config = topic.config.log_config(&defaults);
+        let mut logs = Vec::new();
         for index in current..count {
             let dir = partition_dir(name, index);
-            let log = Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms)
-                .map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))?;
-            topic.partitions.push(Partition { log, producers: ProducerTable::default(), failed: false });
-            topic.record.partitions = index + 1;
+            match Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms) {
+                Ok(log) => logs.push(log),
+                Err(e) => {
+                    let error = self.storage_failure(StorageOp::CreateTopic, &dir, &e);
+                    self.remove_new_logs(logs);
+                    return Err(error);
+                }
+            }
         }
-        self.persist_metadata().map_err(|e| (ErrorCode::KafkaStorageError, e.to_string()))
+        let topic = self.topics.get_mut(name).expect("looked up above");
+        topic.partitions.extend(logs.into_iter().map(|log| Partition {
+            log,
+            producers: ProducerTable::default(),
+            failed: false,
+        }));
+        topic.record.partitions = count;
+        if let Err(error) = self.persist_new_partitions() {
+            let topic = self.topics.get_mut(name).expect("looked up above");
+            let added = topic.partitions.split_off(current as usize);
+            topic.record.partitions = current;
+            self.remove_new_logs(added.into_iter().map(|p| p.log).collect());
+            return Err(error);
+        }
+        Ok(())
     }
 
     /// Every known topic config with its value in force, for DescribeConfigs and CreateTopics.

@@ -13,6 +13,9 @@ use crate::error::ErrorCode;
 /// Kafka's FETCH_SESSION_ID_NOT_FOUND.
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 
+/// A read that failed: (topic, partition, error).
+type ReadFailure = (String, i32, std::io::Error);
+
 pub(crate) struct ParkedFetch {
     id: RequestId,
     api_version: i16,
@@ -47,7 +50,13 @@ impl Broker {
     /// Answers a fetch if it has `min_bytes`, hit an error, reached its deadline, or is
     /// `force`d; otherwise parks it (again).
     pub(super) fn try_finish_fetch(&mut self, now_ms: i64, parked: ParkedFetch, force: bool) -> Option<Response> {
-        let (response, bytes, errors) = self.build_fetch(parked.api_version, &parked.request);
+        let (response, bytes, errors, read_failures) = self.build_fetch(parked.api_version, &parked.request);
+        for (topic, index, error) in read_failures {
+            if let Some(partition) = self.partition_mut(&topic, index) {
+                let fault = partition.fail(super::StorageOp::Read, &error);
+                self.faults.extend(fault);
+            }
+        }
         let enough = bytes >= i64::from(parked.request.min_bytes.max(0));
         let give_up =
             force || now_ms >= parked.deadline_ms || self.parked.len() >= crate::constants::PARKED_REQUESTS_MAX;
@@ -63,9 +72,11 @@ impl Broker {
         None
     }
 
-    /// Reads every requested partition. Returns the response, the record bytes in it, and
-    /// whether any partition has an error (errors are answered at once).
-    fn build_fetch(&self, api_version: i16, request: &FetchRequest) -> (FetchResponse, i64, bool) {
+    /// Reads every requested partition. Returns the response, the record bytes in it, whether
+    /// any partition has an error (errors are answered at once), and the reads that failed.
+    /// A failed partition still serves what is durable.
+    fn build_fetch(&self, api_version: i16, request: &FetchRequest) -> (FetchResponse, i64, bool, Vec<ReadFailure>) {
+        let mut read_failures = Vec::new();
         let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(usize::MAX);
         let mut total_bytes: usize = 0;
         let mut errors = false;
@@ -77,7 +88,6 @@ impl Broker {
                 let mut data = PartitionData::default().with_partition_index(wanted.partition);
                 match self.partition(&name, wanted.partition) {
                     None => data.error_code = ErrorCode::UnknownTopicOrPartition.code(),
-                    Some(p) if p.failed => data.error_code = ErrorCode::KafkaStorageError.code(),
                     Some(p) => {
                         let log = &p.log;
                         data.high_watermark = log.durable_offset();
@@ -100,7 +110,10 @@ impl Broker {
                                         total_bytes += read.records.len();
                                         data.records = Some(read.records);
                                     }
-                                    Err(_) => data.error_code = ErrorCode::KafkaStorageError.code(),
+                                    Err(error) => {
+                                        data.error_code = ErrorCode::KafkaStorageError.code();
+                                        read_failures.push((name.clone(), wanted.partition, error));
+                                    }
                                 }
                             }
                         }
@@ -111,7 +124,7 @@ impl Broker {
             }
             response.responses.push(topic_response);
         }
-        (response, total_bytes as i64, errors)
+        (response, total_bytes as i64, errors, read_failures)
     }
 }
 

@@ -25,7 +25,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Broker, Parked, RequestId, Response, ResponseBody};
+use super::{Broker, Parked, RequestId, Response, ResponseBody, StorageFault, StorageOp};
 use crate::error::ErrorCode;
 use crate::group::offsets::{record, OffsetKey};
 use crate::group::{CommittedOffset, OFFSETS_TOPIC};
@@ -203,8 +203,9 @@ impl Broker {
         let appended = match self.partition_mut(OFFSETS_TOPIC, 0) {
             Some(p) if !p.failed => match p.log.append(&mut bytes, 0, now_ms) {
                 Ok(_) => Ok(p.log.end_offset()),
-                Err(_) => {
-                    p.failed = true;
+                Err(error) => {
+                    let fault = p.fail(StorageOp::Append, &error);
+                    self.faults.extend(fault);
                     Err(())
                 }
             },
@@ -568,11 +569,20 @@ impl Broker {
         }
         let records: Vec<_> = expired.iter().map(|k| record(k, None, now_ms)).collect();
         let mut bytes = batch(&records, None);
-        if let Some(p) = self.partition_mut(OFFSETS_TOPIC, 0) {
-            if p.log.append(&mut bytes, 0, now_ms).is_ok() {
+        let Some(p) = self.partition_mut(OFFSETS_TOPIC, 0) else { return };
+        if p.failed {
+            return;
+        }
+        match p.log.append(&mut bytes, 0, now_ms) {
+            Ok(_) => {
                 for key in expired {
                     self.offsets.set(key, None);
                 }
+            }
+            // Nothing expired; a restart recovers the offsets partition and expiry runs again.
+            Err(error) => {
+                let fault = p.fail(StorageOp::Append, &error);
+                self.faults.extend(fault);
             }
         }
     }
@@ -607,15 +617,23 @@ impl Broker {
         if partition.failed || partition.log.size_bytes() <= limit {
             return;
         }
-        if partition.log.roll(now_ms).is_err() {
+        if let Err(error) = partition.log.roll(now_ms) {
+            let dir = partition.log.dir().to_string();
+            self.faults.push(StorageFault::new(
+                StorageOp::Roll,
+                dir,
+                &error,
+                "the offsets log is not rewritten now; the next retention check tries again",
+            ));
             return;
         }
         let start = partition.log.end_offset();
         for chunk in entries.chunks(500) {
             let records: Vec<_> = chunk.iter().map(|(k, v)| record(k, Some(v), now_ms)).collect();
             let mut bytes = batch(&records, None);
-            if partition.log.append(&mut bytes, 0, now_ms).is_err() {
-                partition.failed = true;
+            if let Err(error) = partition.log.append(&mut bytes, 0, now_ms) {
+                let fault = partition.fail(StorageOp::Append, &error);
+                self.faults.extend(fault);
                 return;
             }
         }
@@ -629,10 +647,10 @@ impl Broker {
         if partition.log.durable_offset() < end {
             return;
         }
-        if partition.log.delete_records_before(start).is_ok() {
-            let _ = self.write_log_start_checkpoint();
-        }
         self.offsets_rewrite = None;
+        // On failure (reported inside) the old segments stay and the next retention check
+        // rewrites the offsets log again.
+        let _ = self.advance_log_starts(&[(OFFSETS_TOPIC.to_string(), 0, start)], "offsets rewrite");
     }
 }
 

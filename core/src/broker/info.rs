@@ -97,6 +97,8 @@ impl Broker {
             }
             if self.topic(&name).is_none() && auto_create {
                 let partitions = self.config.default_partitions;
+                // A failure is reported as a fault inside; the entry then answers below as an
+                // unknown topic, and the client asks again.
                 let _ = self.create_topic(now_ms, &name, partitions, Default::default());
             }
             match self.topic(&name) {
@@ -166,7 +168,14 @@ impl Broker {
         }
         if self.next_producer_id >= self.metadata.document.producer_id_block_end {
             self.metadata.document.producer_id_block_end = self.next_producer_id + PRODUCER_ID_BLOCK_SIZE;
-            if self.persist_metadata().is_err() {
+            if let Err(error) = self.persist_metadata() {
+                self.metadata.document.producer_id_block_end = self.next_producer_id;
+                self.faults.push(super::StorageFault::new(
+                    super::StorageOp::Metadata,
+                    crate::metadata::store::METADATA_PATH,
+                    &error,
+                    "no producer id is handed out; the next InitProducerId tries again",
+                ));
                 response.error_code = ErrorCode::KafkaStorageError.code();
                 return response;
             }

@@ -20,13 +20,16 @@
 //! the last one, so many produce requests share one fsync (group commit).
 
 mod admin;
+mod fault;
 mod fetch;
 mod groups;
 mod info;
+mod log_dirs;
 mod offsets;
 mod produce;
 pub mod versions;
 
+pub use fault::{StorageFault, StorageOp};
 pub use info::api_versions_unsupported;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -101,6 +104,8 @@ pub enum IoCommand {
 pub enum Output {
     Response(Response),
     Io(IoCommand),
+    /// A storage failure the broker handled; the driver logs it at error level.
+    Fault(StorageFault),
 }
 
 /// Settings the broker needs; the server builds them from its config file, flags and env.
@@ -118,6 +123,8 @@ pub struct BrokerConfig {
     pub topic_defaults: BTreeMap<String, String>,
     /// Seed for ids (topic ids, cluster id).
     pub seed: u64,
+    /// The data directory as operators name it (DescribeLogDirs reports it).
+    pub log_dir: String,
     /// `log.retention.check.interval.ms`: how often retention and `segment.ms` rolls run.
     pub retention_check_interval_ms: i64,
     /// Consumer-group settings (classic protocol).
@@ -142,6 +149,7 @@ impl Default for BrokerConfig {
             default_partitions: 1,
             topic_defaults: BTreeMap::new(),
             seed: 0,
+            log_dir: "data".into(),
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS,
             group: GroupConfig::default(),
             consumer_group: ConsumerGroupConfig::default(),
@@ -170,8 +178,9 @@ const RECOVERY_CHECKPOINT_INTERVAL_MS: i64 = 60_000;
 pub(crate) struct Partition {
     pub log: Log,
     pub producers: ProducerTable,
-    /// An fsync failed: the page cache no longer says what is on disk. The partition refuses
-    /// reads and writes until a restart recovers it from what is really stored.
+    /// A write or fsync failed: the page cache no longer says what is on disk past the durable
+    /// offset. The partition refuses writes (KAFKA_STORAGE_ERROR) and serves reads of what is
+    /// durable until a restart recovers it from what is really stored (see `fault.rs`).
     pub failed: bool,
 }
 
@@ -207,6 +216,9 @@ pub struct Broker {
     /// A rewrite of the offsets log waiting to be durable: (first offset of the rewrite, end).
     offsets_rewrite: Option<(i64, i64)>,
     outputs: VecDeque<Output>,
+    /// Storage failures met during the current input; moved to `outputs` when it ends, after
+    /// the parked requests they affect were answered.
+    faults: Vec<StorageFault>,
     parked: Vec<Parked>,
     sync_in_flight: Option<SyncInFlight>,
     next_token: u64,
@@ -233,8 +245,21 @@ impl Broker {
         metadata.persist(storage.as_ref())?;
         let rng = Rng::new(config.seed ^ metadata.document.incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut report = StartupReport { created_metadata: created, ..StartupReport::default() };
-        let recovery_points = read_offsets_checkpoint(storage.as_ref(), RECOVERY_CHECKPOINT)?;
-        let start_offsets = read_offsets_checkpoint(storage.as_ref(), LOG_START_CHECKPOINT)?;
+        let mut faults = Vec::new();
+        let recovery_points = read_offsets_checkpoint(
+            storage.as_ref(),
+            StorageOp::RecoveryCheckpoint,
+            RECOVERY_CHECKPOINT,
+            "read as empty: every log is checked from its first segment",
+            &mut faults,
+        );
+        let start_offsets = read_offsets_checkpoint(
+            storage.as_ref(),
+            StorageOp::LogStartCheckpoint,
+            LOG_START_CHECKPOINT,
+            "read as empty: each log starts at its first segment, so records deleted by DeleteRecords may be readable again",
+            &mut faults,
+        );
         remove_deleted_dirs(storage.as_ref())?;
         let mut topics = BTreeMap::new();
         let mut topic_names_by_id = BTreeMap::new();
@@ -247,15 +272,12 @@ impl Broker {
             for index in 0..record.partitions {
                 let dir = partition_dir(&record.name, index);
                 let key = (record.name.clone(), index);
-                let log = if storage.exists(&dir) {
+                let log = if storage.exists(&dir)? {
                     let recovery_point = recovery_points.get(&key).copied().unwrap_or(0);
                     let start = start_offsets.get(&key).copied().unwrap_or(0);
                     let (log, recovered) =
                         Log::open(storage.clone(), &dir, log_config.clone(), recovery_point, start, now_ms)?;
-                    report.recovery.segments += recovered.segments;
-                    report.recovery.segments_scanned += recovered.segments_scanned;
-                    report.recovery.truncated_bytes += recovered.truncated_bytes;
-                    report.recovery.segments_dropped += recovered.segments_dropped;
+                    report.recovery.add(&recovered);
                     log
                 } else {
                     Log::create(storage.clone(), &dir, log_config.clone(), now_ms)?
@@ -292,6 +314,7 @@ impl Broker {
             offsets: OffsetStore::default(),
             offsets_rewrite: None,
             outputs: VecDeque::new(),
+            faults,
             parked: Vec::new(),
             sync_in_flight: None,
             next_token: 1,
@@ -303,6 +326,7 @@ impl Broker {
         let hold_ms = 2 * i64::from(broker.config.consumer_group.heartbeat_interval_ms);
         broker.consumer_groups.hold_back(broker.offsets.groups(), now_ms + hold_ms);
         broker.maybe_start_sync();
+        broker.report_faults(now_ms);
         Ok((broker, report))
     }
 
@@ -319,6 +343,11 @@ impl Broker {
     /// Handles one decoded request. Its response comes out of [`Broker::poll_output`], now or
     /// after later inputs (fsync completion, new data, a timeout).
     pub fn handle_request(&mut self, now_ms: i64, request: Request) {
+        self.dispatch_request(now_ms, request);
+        self.report_faults(now_ms);
+    }
+
+    fn dispatch_request(&mut self, now_ms: i64, request: Request) {
         let Request { id, api_key, api_version, body, client_id: request_client_id, .. } = request;
         let reply = |body: ResponseKind| ResponseBody::Message(Box::new(body));
         let body = match body {
@@ -337,6 +366,9 @@ impl Broker {
                 None => return self.after_input(),
             },
             RequestKind::ListOffsets(r) => reply(ResponseKind::ListOffsets(self.list_offsets(api_version, r))),
+            RequestKind::DescribeLogDirs(r) => {
+                reply(ResponseKind::DescribeLogDirs(self.describe_log_dirs(api_version, r)))
+            }
             RequestKind::OffsetForLeaderEpoch(r) => {
                 reply(ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(r)))
             }
@@ -423,21 +455,25 @@ impl Broker {
         let Some(sync) = self.sync_in_flight.take_if(|s| s.token == token) else {
             return;
         };
-        let failed = result.is_err();
 
         for (topic_id, partition_index, durable_offset) in sync.targets {
             let Some(partition) = self.partition_by_id_mut(topic_id, partition_index) else {
                 continue;
             };
-            if failed {
-                partition.failed = true;
-            } else {
-                partition.log.synced(durable_offset);
+            match &result {
+                // One fsync failed: after an fsync error Linux may have dropped the dirty
+                // pages, so nothing this sync covered can be called durable.
+                Err(error) => {
+                    let fault = partition.fail(StorageOp::Sync, error);
+                    self.faults.extend(fault);
+                }
+                Ok(()) => partition.log.synced(durable_offset),
             }
         }
         self.release_parked(now_ms, false);
         self.finish_offsets_rewrite();
         self.after_input();
+        self.report_faults(now_ms);
     }
 
     /// Time passed: expire waits, roll old segments, enforce retention, checkpoint.
@@ -454,10 +490,17 @@ impl Broker {
         }
         if now_ms >= self.next_recovery_checkpoint_ms {
             self.next_recovery_checkpoint_ms = now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS;
-            // A failed checkpoint only makes the next start scan more; nothing is lost.
-            let _ = self.write_recovery_checkpoint();
+            if let Err(error) = self.write_recovery_checkpoint() {
+                self.faults.push(StorageFault::new(
+                    StorageOp::RecoveryCheckpoint,
+                    RECOVERY_CHECKPOINT,
+                    &error,
+                    "the previous checkpoint stays (the next start scans more); retried at the next interval",
+                ));
+            }
         }
         self.after_input();
+        self.report_faults(now_ms);
     }
 
     /// Starts a final sync for a clean shutdown. The driver drains outputs, runs the sync, and
@@ -514,6 +557,20 @@ impl Broker {
 
     fn after_input(&mut self) {
         self.maybe_start_sync();
+    }
+
+    /// Ends an input that may have met storage failures: answers the parked requests a failed
+    /// partition can no longer satisfy (so no producer waits for its timeout), then emits the
+    /// faults for the driver to log.
+    fn report_faults(&mut self, now_ms: i64) {
+        if self.faults.is_empty() {
+            return;
+        }
+        self.release_parked(now_ms, false);
+        for fault in self.faults.drain(..) {
+            self.outputs.push_back(Output::Fault(fault));
+        }
+        self.after_input();
     }
 
     /// Starts a sync covering every partition with unsynced writes, unless one is running.
@@ -589,19 +646,65 @@ impl Broker {
         self.topics.get_mut(topic)?.partitions.get_mut(usize::try_from(index).ok()?)
     }
 
+    /// Rolls segments older than `segment.ms` and applies retention to every partition.
     fn enforce_retention(&mut self, now_ms: i64) {
-        let mut changed = false;
+        let mut moves = Vec::new();
         for topic in self.topics.values_mut() {
-            for partition in topic.partitions.iter_mut().filter(|p| !p.failed) {
-                let _ = partition.log.roll_if_old(now_ms);
-                if let Ok(deleted) = partition.log.enforce_retention(now_ms) {
-                    changed |= deleted > 0;
+            for (index, partition) in topic.partitions.iter_mut().enumerate().filter(|(_, p)| !p.failed) {
+                if let Err(error) = partition.log.roll_if_old(now_ms) {
+                    self.faults.push(StorageFault::new(
+                        StorageOp::Roll,
+                        partition.log.dir(),
+                        &error,
+                        "the active segment stays open; the roll is retried at the next append or retention check",
+                    ));
+                }
+                if let Some(start) = partition.log.start_after_retention(now_ms) {
+                    moves.push((topic.record.name.clone(), index as i32, start));
                 }
             }
         }
-        if changed {
-            let _ = self.write_log_start_checkpoint();
+        // A failure is reported inside; nothing moved, and the next retention check retries.
+        let _ = self.advance_log_starts(&moves, "retention");
+    }
+
+    /// Moves log start offsets (DeleteRecords, retention, the offsets log's rewrite): first the
+    /// log-start checkpoint with the new offsets, then the logs, then their old segments. So a
+    /// restart, graceful or not, never shows records a client was told are gone. If the
+    /// checkpoint cannot be written nothing moves, the failure is reported, and the error
+    /// returned. A segment that cannot be deleted stays, below the log start, for the next
+    /// retention check.
+    pub(crate) fn advance_log_starts(&mut self, moves: &[(String, i32, i64)], why: &str) -> io::Result<()> {
+        let forward = moves.iter().any(|(topic, index, start)| {
+            self.partition(topic, *index).is_some_and(|p| *start > p.log.log_start_offset())
+        });
+        if forward {
+            if let Err(error) = self.write_log_start_checkpoint(moves) {
+                self.faults.push(StorageFault::new(
+                    StorageOp::LogStartCheckpoint,
+                    LOG_START_CHECKPOINT,
+                    &error,
+                    "no log start moved; the request is refused or retried at the next retention check",
+                ));
+                return Err(error);
+            }
         }
+        for (topic, index, start) in moves {
+            let Some(partition) = self.partition_mut(topic, *index) else { continue };
+            if let Err(error) = partition.log.advance_start(*start) {
+                let dir = partition.log.dir().to_string();
+                self.faults.push(StorageFault::new(
+                    StorageOp::Delete,
+                    dir,
+                    &error,
+                    match why {
+                        "retention" => "the log start moved; the old segments stay until the next retention check",
+                        _ => "the log start moved; segments before it are deleted at the next retention check",
+                    },
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn write_recovery_checkpoint(&self) -> io::Result<()> {
@@ -617,17 +720,30 @@ impl Broker {
         checkpoint::write(self.storage.as_ref(), "", RECOVERY_CHECKPOINT, &entries)
     }
 
-    pub(crate) fn write_log_start_checkpoint(&self) -> io::Result<()> {
-        let entries: Vec<Vec<String>> =
-            self.topics
-                .values()
-                .flat_map(|t| {
-                    t.partitions.iter().enumerate().map(move |(i, p)| {
-                        vec![t.record.name.clone(), i.to_string(), p.log.log_start_offset().to_string()]
-                    })
+    /// Writes every partition's log start offset, with `moves` (topic, partition, new start)
+    /// in place of the current ones where they are further on.
+    fn write_log_start_checkpoint(&self, moves: &[(String, i32, i64)]) -> io::Result<()> {
+        let moved: BTreeMap<(&str, i32), i64> = moves.iter().map(|(t, i, o)| ((t.as_str(), *i), *o)).collect();
+        let entries: Vec<Vec<String>> = self
+            .topics
+            .values()
+            .flat_map(|t| {
+                let moved = &moved;
+                t.partitions.iter().enumerate().map(move |(i, p)| {
+                    let current = p.log.log_start_offset();
+                    let start = moved.get(&(t.record.name.as_str(), i as i32)).map_or(current, |&m| m.max(current));
+                    vec![t.record.name.clone(), i.to_string(), start.to_string()]
                 })
-                .collect();
+            })
+            .collect();
         checkpoint::write(self.storage.as_ref(), "", LOG_START_CHECKPOINT, &entries)
+    }
+
+    /// Rewrites both checkpoints from the current topics, so no entry of a deleted topic can
+    /// apply to a new topic or partition of the same name. Part of creating one.
+    pub(crate) fn write_checkpoints(&self) -> io::Result<()> {
+        self.write_recovery_checkpoint()?;
+        self.write_log_start_checkpoint(&[])
     }
 
     /// Creates the internal offsets topic if needed and replays it into the offset store.
@@ -685,11 +801,20 @@ fn cluster_id_from(rng: &mut Rng) -> String {
     out
 }
 
-/// Reads a `topic partition offset` checkpoint at the storage root; unreadable means empty
-/// (recovery then scans more, which is safe).
-fn read_offsets_checkpoint(storage: &dyn Storage, name: &str) -> io::Result<BTreeMap<(String, i32), i64>> {
-    let entries = checkpoint::read(storage, name, 3).unwrap_or_default();
-    Ok(entries.into_iter().filter_map(|e| Some(((e[0].clone(), e[1].parse().ok()?), e[2].parse().ok()?))).collect())
+/// Reads a `topic partition offset` checkpoint at the storage root (the data directory, never
+/// anywhere else). A missing file is empty; an unreadable one is reported and read as empty.
+fn read_offsets_checkpoint(
+    storage: &dyn Storage,
+    op: StorageOp,
+    name: &str,
+    consequence: &'static str,
+    faults: &mut Vec<StorageFault>,
+) -> BTreeMap<(String, i32), i64> {
+    let entries = checkpoint::read(storage, name, 3).unwrap_or_else(|error| {
+        faults.push(StorageFault::new(op, name, &error, consequence));
+        Vec::new()
+    });
+    entries.into_iter().filter_map(|e| Some(((e[0].clone(), e[1].parse().ok()?), e[2].parse().ok()?))).collect()
 }
 
 /// Finishes topic deletions a crash interrupted: directories renamed to `*-delete`.

@@ -25,9 +25,9 @@ impl Broker {
             let mut topic_response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
             for wanted in topic.partitions {
                 let mut entry = ListOffsetsPartitionResponse::default().with_partition_index(wanted.partition_index);
+                // A failed partition still answers from what is durable.
                 let result = match self.partition(&name, wanted.partition_index) {
                     None => Err(ErrorCode::UnknownTopicOrPartition),
-                    Some(p) if p.failed => Err(ErrorCode::KafkaStorageError),
                     Some(p) => match leader_epoch_error(wanted.current_leader_epoch) {
                         Some(code) => Err(code),
                         None => {
@@ -70,17 +70,19 @@ impl Broker {
         response
     }
 
-    /// Moves log start offsets forward. The new start offsets are checkpointed before the reply,
-    /// so deleted records stay deleted across a restart.
+    /// Moves log start offsets forward. The new start offsets are checkpointed before any log
+    /// moves and before the reply, so deleted records stay deleted across a restart; if the
+    /// checkpoint cannot be written, nothing moves and every partition asked gets
+    /// KAFKA_STORAGE_ERROR.
     pub(super) fn delete_records(&mut self, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
         let mut response = DeleteRecordsResponse::default();
-        let mut changed = false;
+        let mut moves = Vec::new();
         for topic in request.topics {
             let name = topic.name.0.to_string();
             let mut topic_result = DeleteRecordsTopicResult::default().with_name(topic.name.clone());
             for wanted in topic.partitions {
                 let mut entry = DeleteRecordsPartitionResult::default().with_partition_index(wanted.partition_index);
-                match self.partition_mut(&name, wanted.partition_index) {
+                match self.partition(&name, wanted.partition_index) {
                     None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                     Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),
                     Some(p) => {
@@ -90,13 +92,9 @@ impl Broker {
                             entry.error_code = ErrorCode::OffsetOutOfRange.code();
                             entry.low_watermark = -1;
                         } else {
-                            match p.log.delete_records_before(target) {
-                                Ok(start) => {
-                                    entry.low_watermark = start;
-                                    changed = true;
-                                }
-                                Err(_) => entry.error_code = ErrorCode::KafkaStorageError.code(),
-                            }
+                            let start = p.log.start_after_delete_records(target);
+                            entry.low_watermark = start;
+                            moves.push((name.clone(), wanted.partition_index, start));
                         }
                     }
                 }
@@ -104,12 +102,11 @@ impl Broker {
             }
             response.topics.push(topic_result);
         }
-        if changed && self.write_log_start_checkpoint().is_err() {
-            for topic in &mut response.topics {
-                for entry in &mut topic.partitions {
-                    if entry.error_code == 0 {
-                        entry.error_code = ErrorCode::KafkaStorageError.code();
-                    }
+        if self.advance_log_starts(&moves, "delete records").is_err() {
+            for entry in response.topics.iter_mut().flat_map(|t| &mut t.partitions) {
+                if entry.error_code == 0 {
+                    entry.error_code = ErrorCode::KafkaStorageError.code();
+                    entry.low_watermark = -1;
                 }
             }
         }
@@ -125,7 +122,6 @@ impl Broker {
                 let mut entry = EpochEndOffset::default().with_partition(wanted.partition);
                 match self.partition(&name, wanted.partition) {
                     None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
-                    Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),
                     Some(p) => match leader_epoch_error(wanted.current_leader_epoch) {
                         Some(code) => entry.error_code = code.code(),
                         None => match p.log.end_offset_for_epoch(wanted.leader_epoch) {

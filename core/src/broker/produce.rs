@@ -155,10 +155,13 @@ impl Broker {
             if log_append_time {
                 set_log_append_time(&mut bytes, now_ms);
             }
-            let base_offset = partition.log.append(&mut bytes, 0, now_ms).map_err(|_| {
-                partition.failed = true;
-                ErrorCode::KafkaStorageError
-            })?;
+            let base_offset = match partition.log.append(&mut bytes, 0, now_ms) {
+                Ok(base_offset) => base_offset,
+                Err(error) => {
+                    self.faults.extend(partition.fail(super::StorageOp::Append, &error));
+                    return Err(ErrorCode::KafkaStorageError);
+                }
+            };
             partition.producers.record(&header, base_offset);
             first.get_or_insert(base_offset);
             offset_end = partition.log.end_offset();
@@ -192,8 +195,9 @@ impl Broker {
             }
             match self.partition(&wait.topic, wait.partition) {
                 None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
-                Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),
+                // Durable before the partition failed: acknowledged as it is.
                 Some(p) if p.log.durable_offset() >= wait.offset_end => {}
+                Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),
                 Some(_) if give_up => entry.error_code = ErrorCode::RequestTimedOut.code(),
                 Some(_) => pending = true,
             }

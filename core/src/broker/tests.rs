@@ -22,6 +22,8 @@ struct Harness {
     now_ms: i64,
     next_id: u64,
     pending_io: Vec<IoCommand>,
+    /// Storage faults the broker reported, in order.
+    faults: Vec<StorageFault>,
 }
 
 impl Harness {
@@ -30,8 +32,14 @@ impl Harness {
     }
 
     fn on(storage: MemStorage) -> Harness {
-        let (broker, _) = Broker::open(BrokerConfig::default(), Arc::new(storage.clone()), 1_000).unwrap();
-        let mut harness = Harness { storage, broker, now_ms: 1_000, next_id: 1, pending_io: Vec::new() };
+        Harness::on_storage(storage.clone(), Arc::new(storage))
+    }
+
+    /// A broker on `disk` (perhaps `storage` behind a fault layer).
+    fn on_storage(storage: MemStorage, disk: Arc<dyn Storage>) -> Harness {
+        let (broker, _) = Broker::open(BrokerConfig::default(), disk, 1_000).unwrap();
+        let mut harness =
+            Harness { storage, broker, now_ms: 1_000, next_id: 1, pending_io: Vec::new(), faults: Vec::new() };
         harness.run_io();
         harness
     }
@@ -52,6 +60,7 @@ impl Harness {
             match output {
                 Output::Response(r) => out.push(r),
                 Output::Io(io) => pending_io.push(io),
+                Output::Fault(fault) => self.faults.push(fault),
             }
         }
         self.pending_io.extend(pending_io);
@@ -309,7 +318,7 @@ fn delete_topic_removes_data_and_allows_recreation() {
         panic!()
     };
     assert_eq!(r.responses[0].error_code, 0);
-    assert!(!h.storage.exists("t-0"));
+    assert!(!h.storage.exists("t-0").unwrap());
     assert_eq!(h.create_topic("t", 1, &[]), 0);
     assert_eq!(h.broker.partition("t", 0).unwrap().log.end_offset(), 0);
 }
@@ -370,7 +379,14 @@ fn offsets_log_is_rewritten_and_old_segments_deleted_only_when_durable() {
         ..BrokerConfig::default()
     };
     let (broker, _) = Broker::open(config.clone(), Arc::new(storage.clone()), 1_000).unwrap();
-    let mut h = Harness { storage: storage.clone(), broker, now_ms: 1_000, next_id: 1, pending_io: Vec::new() };
+    let mut h = Harness {
+        storage: storage.clone(),
+        broker,
+        now_ms: 1_000,
+        next_id: 1,
+        pending_io: Vec::new(),
+        faults: Vec::new(),
+    };
     h.run_io();
     h.create_topic("t", 2, &[]);
     let commit = |offset: i64| {
@@ -408,4 +424,47 @@ fn offsets_log_is_rewritten_and_old_segments_deleted_only_when_durable() {
     assert_eq!(report.committed_offsets, 2);
     assert_eq!(broker.offsets.get("g", "t", 0).unwrap().offset, 99);
     assert_eq!(broker.offsets.get("g", "t", 1).unwrap().offset, 198);
+}
+
+fn delete_records_request(topic: &str, partition: i32, offset: i64) -> RequestKind {
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_timeout_ms(1_000).with_topics(vec![
+        DeleteRecordsTopic::default().with_name(TopicName(StrBytes::from_string(topic.into()))).with_partitions(vec![
+            DeleteRecordsPartition::default().with_partition_index(partition).with_offset(offset),
+        ]),
+    ]))
+}
+
+fn delete_records_result(response: &ResponseKind) -> (i16, i64) {
+    let ResponseKind::DeleteRecords(r) = response else { panic!("not a delete-records response: {response:?}") };
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.low_watermark)
+}
+
+#[test]
+fn checkpoints_are_written_at_the_storage_root_and_read_back() {
+    let storage = MemStorage::new();
+    let mut h = Harness::on(storage.clone());
+    h.create_topic("t", 1, &[]);
+    for _ in 0..10 {
+        h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
+    }
+    assert_eq!(delete_records_result(&h.one(ApiKey::DeleteRecords, 2, delete_records_request("t", 0, 5))), (0, 5));
+    h.broker.finish_shutdown().unwrap();
+    let files = storage.file_paths();
+    assert!(files.contains(&"log-start-offset-checkpoint".to_string()), "{files:?}");
+    assert!(files.contains(&"recovery-point-offset-checkpoint".to_string()), "{files:?}");
+    assert!(files.iter().all(|f| !f.starts_with('/')), "{files:?}");
+    let text = String::from_utf8(crate::storage::read_file(&storage, "log-start-offset-checkpoint").unwrap().unwrap());
+    assert!(text.unwrap().lines().any(|l| l == "t 0 5"));
+    drop(h);
+    for restart in ["graceful", "crash"] {
+        if restart == "crash" {
+            storage.crash();
+        }
+        let h = Harness::on(storage.clone());
+        let log = &h.broker.partition("t", 0).unwrap().log;
+        assert_eq!(log.log_start_offset(), 5, "after a {restart} restart");
+        assert_eq!(log.end_offset(), 10);
+    }
 }

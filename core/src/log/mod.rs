@@ -57,9 +57,27 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     pub segments: usize,
+    /// Segments that reach past the recovery point, walked batch by batch.
     pub segments_scanned: usize,
+    /// Bytes whose CRC was checked: the batches at or past the recovery point.
+    pub scanned_bytes: u64,
+    /// Bytes before the recovery point, opened from indexes or by header without a CRC check
+    /// (they were synced before the checkpoint was written).
+    pub trusted_bytes: u64,
     pub truncated_bytes: u64,
     pub segments_dropped: usize,
+}
+
+impl RecoveryReport {
+    /// Adds another log's report to this one.
+    pub fn add(&mut self, other: &RecoveryReport) {
+        self.segments += other.segments;
+        self.segments_scanned += other.segments_scanned;
+        self.scanned_bytes += other.scanned_bytes;
+        self.trusted_bytes += other.trusted_bytes;
+        self.truncated_bytes += other.truncated_bytes;
+        self.segments_dropped += other.segments_dropped;
+    }
 }
 
 /// Batches read for a fetch.
@@ -109,10 +127,12 @@ impl Log {
         })
     }
 
-    /// Opens an existing log after a restart or crash. Segments from the one holding
-    /// `recovery_point` onwards may hold unsynced bytes: each batch's CRC is checked, the first
-    /// torn or corrupt batch and everything after it are cut off. Earlier segments were fully
-    /// synced and are opened from their indexes.
+    /// Opens an existing log after a restart or crash. Bytes from `recovery_point` onwards may
+    /// be unsynced: each of those batches' CRC is checked, and the first torn or corrupt batch
+    /// and everything after it are cut off. Earlier segments were fully synced and are opened
+    /// from their indexes; in the segment holding the recovery point, the batches before it
+    /// are walked by header only. After a clean stop the recovery point is the log end, so
+    /// nothing is CRC-checked and a large log opens quickly.
     pub fn open(
         storage: Arc<dyn Storage>,
         dir: &str,
@@ -131,10 +151,15 @@ impl Log {
             let next_base = bases.get(i + 1).copied();
             let sealed_and_synced = next_base.is_some_and(|next| next <= recovery_point);
             let (segment, truncated) = if sealed_and_synced {
-                (Segment::open_sealed(storage.as_ref(), dir, base, interval)?, false)
+                let segment = Segment::open_sealed(storage.as_ref(), dir, base, interval)?;
+                report.trusted_bytes += segment.size_bytes;
+                (segment, false)
             } else {
-                let (segment, outcome) = Segment::open_and_recover(storage.as_ref(), dir, base, interval)?;
+                let (segment, outcome) =
+                    Segment::open_and_recover(storage.as_ref(), dir, base, interval, recovery_point)?;
                 report.segments_scanned += 1;
+                report.scanned_bytes += outcome.checked_bytes;
+                report.trusted_bytes += segment.size_bytes - outcome.checked_bytes;
                 report.truncated_bytes += outcome.truncated_bytes;
                 (segment, outcome.truncated_bytes > 0)
             };
@@ -156,7 +181,7 @@ impl Log {
                 storage.remove_file(&path)?;
                 for name in [segment::index_file_name(base), segment::time_index_file_name(base)] {
                     let path = format!("{dir}/{name}");
-                    if storage.exists(&path) {
+                    if storage.exists(&path)? {
                         storage.remove_file(&path)?;
                     }
                 }
@@ -437,54 +462,55 @@ impl Log {
         Ok(best)
     }
 
-    /// DeleteRecords: moves the log start offset forward (never past the high watermark) and
-    /// deletes segments that now lie wholly before it.
-    pub fn delete_records_before(&mut self, offset: i64) -> io::Result<i64> {
-        let offset = offset.min(self.durable_offset);
-        if offset > self.log_start_offset {
-            self.log_start_offset = offset;
-        }
-        self.delete_segments_before_start()?;
-        Ok(self.log_start_offset)
+    /// DeleteRecords for `offset`: the log start offset it gives, never past the high watermark
+    /// and never back. Changes nothing: the caller checkpoints the new start, then calls
+    /// [`Log::advance_start`].
+    pub fn start_after_delete_records(&self, offset: i64) -> i64 {
+        offset.min(self.durable_offset).max(self.log_start_offset)
     }
 
-    fn delete_segments_before_start(&mut self) -> io::Result<()> {
-        while self.segments.len() > 1 && self.segments[1].base_offset <= self.log_start_offset {
-            let segment = self.segments.remove(0);
-            segment.delete_files(self.storage.as_ref(), &self.dir)?;
-        }
-        Ok(())
-    }
-
-    /// Applies `retention.ms` and `retention.bytes`: deletes the oldest segments that break
-    /// either, never the active one and never anything not yet durable. Returns how many
-    /// segments were deleted.
-    pub fn enforce_retention(&mut self, now_ms: i64) -> io::Result<usize> {
-        let mut deleted = 0;
-        loop {
-            if self.segments.len() < 2 {
-                break;
-            }
-            let oldest = &self.segments[0];
-            let next_base = self.segments[1].base_offset;
+    /// Retention (`retention.ms`, `retention.bytes`, empty sealed segments): the log start
+    /// offset after deleting the oldest segments that break it, never the active one and never
+    /// anything not yet durable; `None` if no segment is due. Segments already wholly before the
+    /// log start (left by a deletion that failed) are due too. Changes nothing: the caller
+    /// checkpoints the new start, then calls [`Log::advance_start`].
+    pub fn start_after_retention(&self, now_ms: i64) -> Option<i64> {
+        let mut size = self.size_bytes();
+        let mut start = None;
+        for pair in self.segments.windows(2) {
+            let (oldest, next_base) = (&pair[0], pair[1].base_offset);
             if next_base > self.durable_offset {
                 break;
             }
             let expired = self.config.retention_ms >= 0
                 && oldest.max_timestamp >= 0
                 && now_ms - oldest.max_timestamp > self.config.retention_ms;
-            let expired_empty = oldest.size_bytes == 0;
+            let empty = oldest.size_bytes == 0;
             let over_size = self.config.retention_bytes >= 0
-                && self.size_bytes().saturating_sub(oldest.size_bytes) >= self.config.retention_bytes as u64;
-            if !(expired || over_size || expired_empty) {
+                && size.saturating_sub(oldest.size_bytes) >= self.config.retention_bytes as u64;
+            let before_start = next_base <= self.log_start_offset;
+            if !(expired || empty || over_size || before_start) {
                 break;
             }
-            let segment = self.segments.remove(0);
-            segment.delete_files(self.storage.as_ref(), &self.dir)?;
-            self.log_start_offset = self.log_start_offset.max(next_base);
-            deleted += 1;
+            size -= oldest.size_bytes;
+            start = Some(next_base.max(self.log_start_offset));
         }
-        Ok(deleted)
+        start
+    }
+
+    /// Moves the log start offset to `offset` (if that is forward) and deletes the segments
+    /// that now lie wholly before it. The caller has made `offset` durable in the log-start
+    /// checkpoint first, so a restart never shows records a client was told are gone. The
+    /// start moves even if a deletion fails: the segments left are unreadable (below the log
+    /// start) and the next retention check deletes them.
+    pub fn advance_start(&mut self, offset: i64) -> io::Result<()> {
+        assert!(offset <= self.durable_offset.max(self.log_start_offset), "log start past the high watermark");
+        self.log_start_offset = self.log_start_offset.max(offset);
+        while self.segments.len() > 1 && self.segments[1].base_offset <= self.log_start_offset {
+            self.segments[0].delete_files(self.storage.as_ref(), &self.dir)?;
+            self.segments.remove(0);
+        }
+        Ok(())
     }
 
     /// OffsetForLeaderEpoch: the end offset of `epoch` (the start of the next larger epoch, or

@@ -53,6 +53,8 @@ pub struct ScanOutcome {
     /// Bytes cut off the end because they were torn or corrupt.
     pub truncated_bytes: u64,
     pub batches: u64,
+    /// Bytes of the batches whose CRC was checked (those at or past the recovery point).
+    pub checked_bytes: u64,
 }
 
 impl Segment {
@@ -115,35 +117,42 @@ impl Segment {
                 segment.bytes_since_index_entry = index_interval_bytes;
             }
             _ => {
-                segment.scan(false, index_interval_bytes)?;
+                segment.scan(None, index_interval_bytes)?;
             }
         }
         segment.created_ms = segment.max_timestamp.max(0);
         Ok(segment)
     }
 
-    /// Opens a segment that may hold unsynced bytes: checks every batch's CRC and cuts the
-    /// file at the first torn or corrupt one.
+    /// Opens a segment that may hold unsynced bytes past `recovery_point`: batches before it
+    /// were synced and are walked by header only; from the first batch reaching it on, every
+    /// batch's CRC is checked and the file is cut at the first torn or corrupt one.
     pub fn open_and_recover(
         storage: &dyn Storage,
         dir: &str,
         base_offset: i64,
         index_interval_bytes: u64,
+        recovery_point: i64,
     ) -> io::Result<(Segment, ScanOutcome)> {
         let file = storage.open(&format!("{dir}/{}", log_file_name(base_offset)), false)?;
         // Left marked unsynced: its bytes may be only in the page cache.
         let mut segment = Segment::empty(file, base_offset, 0);
-        let outcome = segment.scan(true, index_interval_bytes)?;
+        let outcome = segment.scan(Some(recovery_point), index_interval_bytes)?;
         segment.created_ms = segment.max_timestamp.max(0);
         Ok((segment, outcome))
     }
 
-    /// Walks the batches from the start, rebuilding indexes and counters. With `check_crc`,
-    /// stops at the first batch that is torn, corrupt, or out of order and truncates there.
-    fn scan(&mut self, check_crc: bool, index_interval_bytes: u64) -> io::Result<ScanOutcome> {
+    /// Walks the batches from the start, rebuilding indexes and counters. With `crc_from`,
+    /// checks the CRC of every batch whose last offset is at or past it (the recovery point:
+    /// what lies before was synced), stops at the first batch that is torn, corrupt, or out of
+    /// order and truncates there. Without it (a sealed, synced segment), a malformed batch is
+    /// an error.
+    fn scan(&mut self, crc_from: Option<i64>, index_interval_bytes: u64) -> io::Result<ScanOutcome> {
+        let recovering = crc_from.is_some();
         let file_len = self.file.len()?;
         let mut position: u64 = 0;
         let mut batches = 0;
+        let mut checked_bytes = 0;
         self.offset_index = OffsetIndex::default();
         self.time_index = TimeIndex::default();
         self.bytes_since_index_entry = 0;
@@ -166,10 +175,10 @@ impl Segment {
             {
                 break;
             }
-            if check_crc {
+            if crc_from.is_some_and(|from| header.last_offset() >= from) {
                 let bytes = self.file.read_at(position, size)?;
                 match check_stored(&bytes) {
-                    ScanItem::Batch(_) => {}
+                    ScanItem::Batch(_) => checked_bytes += size as u64,
                     ScanItem::Torn | ScanItem::Corrupt => break,
                 }
             } else if header.magic != 2 {
@@ -179,13 +188,13 @@ impl Segment {
             position += size as u64;
             batches += 1;
         }
-        if check_crc && crate::planted::active(crate::planted::PlantedBug::KeepTornTail) {
+        if recovering && crate::planted::active(crate::planted::PlantedBug::KeepTornTail) {
             // Planted bug: keep whatever follows the last good batch.
             position = file_len;
         }
         let truncated_bytes = file_len - position;
         if truncated_bytes > 0 {
-            if !check_crc {
+            if !recovering {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("sealed segment {} has a malformed batch at byte {position}", self.base_offset),
@@ -195,7 +204,7 @@ impl Segment {
             self.unsynced = true;
         }
         self.size_bytes = position;
-        Ok(ScanOutcome { truncated_bytes, batches })
+        Ok(ScanOutcome { truncated_bytes, batches, checked_bytes })
     }
 
     /// Updates indexes and counters for a batch now stored at `position`.
@@ -278,7 +287,7 @@ impl Segment {
             [log_file_name(self.base_offset), index_file_name(self.base_offset), time_index_file_name(self.base_offset)]
         {
             let path = format!("{dir}/{name}");
-            if storage.exists(&path) {
+            if storage.exists(&path)? {
                 storage.remove_file(&path)?;
             }
         }
@@ -293,8 +302,9 @@ impl Segment {
         let position = self.position_of(offset)?.unwrap_or(self.size_bytes);
         self.file.truncate(position)?;
         self.unsynced = true;
-        // Rebuild from what remains; truncation is rare (replication, recovery).
-        self.scan(true, index_interval_bytes)?;
+        // Rebuild from what remains, checking everything; truncation is rare (replication,
+        // recovery).
+        self.scan(Some(self.base_offset), index_interval_bytes)?;
         Ok(())
     }
 }

@@ -157,17 +157,22 @@ fn retention_by_bytes_and_time() {
     append_n(&mut log, 40, 3, 1000);
     sync_all(&mut log);
     let before = log.segment_count();
-    let deleted = log.enforce_retention(2000).unwrap();
-    assert!(deleted > 0);
-    assert_eq!(log.segment_count(), before - deleted);
+    let start = log.start_after_retention(2000).expect("segments are due");
+    assert_eq!(log.segment_count(), before, "planning deletes nothing");
+    assert_eq!(log.log_start_offset(), 0);
+    log.advance_start(start).unwrap();
+    assert!(log.segment_count() < before);
+    assert_eq!(log.start_after_retention(2000), None, "nothing more is due");
     assert!(log.size_bytes() < 2048 + 1024);
     assert_eq!(log.log_start_offset(), log.segments[0].base_offset);
     assert!(log.read(0, 100, log.durable_offset(), true).unwrap().records.is_empty());
     config.retention_bytes = -1;
     config.retention_ms = 10;
     log.set_config(config);
-    log.enforce_retention(1_000_000).unwrap();
+    let start = log.start_after_retention(1_000_000).unwrap();
+    log.advance_start(start).unwrap();
     assert_eq!(log.segment_count(), 1, "everything but the active segment expired");
+    assert_eq!(log.log_start_offset(), log.segments[0].base_offset);
 }
 
 #[test]
@@ -177,8 +182,10 @@ fn delete_records_moves_start_and_is_bounded_by_high_watermark() {
     append_n(&mut log, 20, 3, 0);
     sync_all(&mut log);
     append_n(&mut log, 1, 3, 0);
-    assert_eq!(log.delete_records_before(1000).unwrap(), 60);
-    assert_eq!(log.delete_records_before(30).unwrap(), 60, "never moves back");
+    assert_eq!(log.start_after_delete_records(1000), 60, "bounded by the high watermark");
+    log.advance_start(60).unwrap();
+    assert_eq!(log.log_start_offset(), 60);
+    assert_eq!(log.start_after_delete_records(30), 60, "never moves back");
 }
 
 #[test]

@@ -12,6 +12,8 @@ use crate::storage::{read_file, write_file_atomic, Storage};
 
 pub const METADATA_DIR: &str = "__headwater";
 pub const METADATA_FILE: &str = "metadata.json";
+/// The metadata document, relative to the data directory.
+pub const METADATA_PATH: &str = "__headwater/metadata.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
