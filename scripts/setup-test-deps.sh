@@ -5,6 +5,8 @@
 #   kcat                   from Debian's packages, if not already on PATH
 #   .deps/java/            kafka-clients 4.3.1 and its runtime jars (Maven Central)
 #   .deps/java-classes/    tests/clients/java/src/ClientCheck.java, compiled
+#   .deps/kafka-tools/     Apache Kafka's kafka-tools 4.3.1 and its runtime jars
+#                          (LogDirsCommand, what kafka-log-dirs.sh runs)
 #
 # Idempotent, and quick when everything is already in place: each step keeps
 # a stamp (checksum of its inputs) and is skipped when the stamp matches.
@@ -72,21 +74,27 @@ if ! command -v mvn >/dev/null; then
     apt_install maven
 fi
 
-pom="tests/clients/java/pom.xml"
-want="$(checksum "$pom")"
-if [[ "$(cat .deps/java/.stamp 2>/dev/null)" != "$want" ]]; then
-    say "fetching kafka-clients and its dependencies (Maven)"
+# fetch_jars POM DIR: the runtime dependencies of POM into .deps/DIR, replaced whole and
+# stamped with the pom's checksum (callers skip it when the stamp matches).
+fetch_jars() {
+    local pom="$1" dir=".deps/$2" want
+    want="$(checksum "$pom")"
     mkdir -p .deps
-    rm -rf .deps/java.tmp
+    rm -rf "$dir.tmp"
     if ! mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
-            -DincludeScope=runtime -DoutputDirectory="$root/.deps/java.tmp" >.deps/java-mvn.log 2>&1; then
-        cat .deps/java-mvn.log >&2
+            -DincludeScope=runtime -DoutputDirectory="$root/$dir.tmp" >"$dir-mvn.log" 2>&1; then
+        cat "$dir-mvn.log" >&2
         exit 1
     fi
-    rm -f .deps/java-mvn.log
-    echo "$want" >.deps/java.tmp/.stamp
-    rm -rf .deps/java
-    mv .deps/java.tmp .deps/java
+    rm -f "$dir-mvn.log"
+    echo "$want" >"$dir.tmp/.stamp"
+    rm -rf "$dir"
+    mv "$dir.tmp" "$dir"
+}
+
+if [[ "$(cat .deps/java/.stamp 2>/dev/null)" != "$(checksum tests/clients/java/pom.xml)" ]]; then
+    say "fetching kafka-clients and its dependencies (Maven)"
+    fetch_jars tests/clients/java/pom.xml java
     rm -f .deps/java-classes/.stamp
 fi
 
@@ -98,4 +106,10 @@ if [[ "$(cat .deps/java-classes/.stamp 2>/dev/null)" != "$want" ]]; then
     mkdir -p .deps/java-classes
     javac -nowarn --release 17 -encoding UTF-8 -cp ".deps/java/*" -d .deps/java-classes "${srcs[@]}"
     echo "$want" >.deps/java-classes/.stamp
+fi
+
+# --- Apache Kafka's command-line tools (test_durability.py runs LogDirsCommand) ----------
+if [[ "$(cat .deps/kafka-tools/.stamp 2>/dev/null)" != "$(checksum tests/clients/java/tools/pom.xml)" ]]; then
+    say "fetching kafka-tools and its dependencies (Maven)"
+    fetch_jars tests/clients/java/tools/pom.xml kafka-tools
 fi

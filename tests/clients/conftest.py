@@ -82,12 +82,14 @@ class HeadwaterBroker:
     can_restart = True
     kind = "headwater"
 
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, data_dir=None, log_path=None):
+        """Runs in `workdir` (its cwd); data in `data_dir` (default workdir/data), output
+        appended to `log_path` (default workdir/headwater.log)."""
         self.binary = str(binary)
         self.workdir = Path(workdir)
-        self.data_dir = self.workdir / "data"
+        self.data_dir = Path(data_dir) if data_dir is not None else self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.workdir / "headwater.log"
+        self.log_path = Path(log_path) if log_path is not None else self.workdir / "headwater.log"
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc = None
@@ -158,15 +160,19 @@ class KafkaReferenceBroker:
 
     def __init__(self, workdir):
         self.workdir = Path(workdir)
+        self.data_dir = self.workdir / "data"   # log.dirs, as start-kafka.sh writes it
         self.log_path = self.workdir / "kafka.log"
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.pid = None
+        self.extra_props = []   # "key=value" server properties (KAFKA_EXTRA_PROPS)
 
     def start(self):
         if self.pid is not None and self._alive():
             return
         env = dict(os.environ, KAFKA_WORK_DIR=str(self.workdir), KAFKA_LOG_LEVEL="warn")
+        if self.extra_props:
+            env["KAFKA_EXTRA_PROPS"] = "\n".join(self.extra_props)
         out = subprocess.run([str(REPO_ROOT / "bench/kafka/start-kafka.sh"), str(self.port)],
                              env=env, capture_output=True, text=True, timeout=180)
         if out.returncode != 0:
@@ -217,7 +223,8 @@ class KafkaReferenceBroker:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory, request):
-    """One broker per test module; a module may set BROKER_ARGS (extra `headwater serve` flags)."""
+    """One broker per test module; a module may set BROKER_ARGS (extra `headwater serve` flags)
+    and KAFKA_PROPS (the same settings as Apache Kafka server properties, "key=value")."""
     external = os.environ.get("HEADWATER_BOOTSTRAP")
     if external:
         yield ExternalBroker(external)
@@ -226,6 +233,7 @@ def broker(tmp_path_factory, request):
     workdir = tmp_path_factory.mktemp("broker")
     if os.environ.get("HEADWATER_KAFKA_REFERENCE") == "1":
         b = KafkaReferenceBroker(workdir)
+        b.extra_props = list(getattr(request.module, "KAFKA_PROPS", []))
     else:
         binary = Path(os.environ.get("HEADWATER_BIN", REPO_ROOT / "target/release/headwater"))
         if not binary.is_absolute():
@@ -268,8 +276,10 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed:
-        b = getattr(item, "funcargs", {}).get("broker") or getattr(item, "funcargs", {}).get(
-            "restartable_broker")
-        if b is not None and getattr(b, "log_path", None):
-            report.sections.append((f"{b.kind} broker log tail ({b.log_path})", log_tail(b.log_path)))
+        # The module's broker and any a test started itself (a fixture yielding a broker).
+        shown = set()
+        for b in getattr(item, "funcargs", {}).values():
+            if isinstance(b, (HeadwaterBroker, KafkaReferenceBroker)) and b.log_path not in shown:
+                shown.add(b.log_path)
+                report.sections.append((f"{b.kind} broker log tail ({b.log_path})", log_tail(b.log_path)))
     return report

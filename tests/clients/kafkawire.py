@@ -166,3 +166,104 @@ def offset_delete_v0(bootstrap, group, topic, partitions):
             partition, code = struct.unpack(">ih", response[at:at + 6]); at += 6
             results[partition] = code
     return error, results
+
+
+def uvarint(n):
+    """Unsigned varint, the length prefix of compact (flexible-version) strings and arrays."""
+    out = b""
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([byte | 0x80])
+        else:
+            return out + bytes([byte])
+
+
+class Reader:
+    """Reads a response body field by field; `compact` selects flexible-version encodings."""
+
+    def __init__(self, data, compact):
+        self.data, self.at, self.compact = data, 0, compact
+
+    def take(self, fmt):
+        (value,) = struct.unpack_from(">" + fmt, self.data, self.at)
+        self.at += struct.calcsize(fmt)
+        return value
+
+    def uvarint(self):
+        shift = value = 0
+        while True:
+            byte = self.data[self.at]
+            self.at += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+
+    def count(self):
+        """An array's length (-1 for null)."""
+        return self.uvarint() - 1 if self.compact else self.take("i")
+
+    def string(self):
+        n = self.count() if self.compact else self.take("h")
+        if n < 0:
+            return None
+        s = self.data[self.at:self.at + n].decode()
+        self.at += n
+        return s
+
+    def tags(self):
+        """Skips the tagged fields that end each structure in flexible versions."""
+        if self.compact:
+            for _ in range(self.uvarint()):
+                self.uvarint()
+                self.at += self.uvarint()
+
+
+def describe_log_dirs(bootstrap, version, topics=None):
+    """DescribeLogDirs (API key 35, v1-v4; flexible from v2). `topics` is {name: [partitions]}
+    or None for every partition. Returns (top-level error_code, or None before v3; results),
+    each result a dict: error_code, log_dir, topics {name: {partition: partition_size}},
+    total_bytes and usable_bytes (None before v4)."""
+    flexible = version >= 2
+
+    def array(n):
+        return uvarint(n + 1) if flexible else struct.pack(">i", n)
+
+    def text(s):
+        b = s.encode()
+        return uvarint(len(b) + 1) + b if flexible else string(s)
+
+    tag = b"\x00" if flexible else b""
+    if topics is None:
+        body = b"\x00" if flexible else struct.pack(">i", -1)
+    else:
+        body = array(len(topics))
+        for name, partitions in topics.items():
+            body += text(name) + array(len(partitions)) + b"".join(struct.pack(">i", p) for p in partitions) + tag
+    body += tag
+    with connect(bootstrap) as sock:
+        sock.sendall(frame(35, version, 35, body, flexible=flexible))
+        r = Reader(read_response(sock), flexible)
+    assert r.take("i") == 35, "correlation id"
+    r.tags()  # response header v1 (flexible versions)
+    r.take("i")  # throttle_time_ms
+    top_error = r.take("h") if version >= 3 else None
+    results = []
+    for _ in range(r.count()):
+        result = {"error_code": r.take("h"), "log_dir": r.string(), "topics": {}}
+        for _ in range(r.count()):
+            partitions = result["topics"].setdefault(r.string(), {})
+            for _ in range(r.count()):
+                index, size, _lag, _future = r.take("i"), r.take("q"), r.take("q"), r.take("?")
+                partitions[index] = size
+                r.tags()
+            r.tags()
+        result["total_bytes"] = r.take("q") if version >= 4 else None
+        result["usable_bytes"] = r.take("q") if version >= 4 else None
+        r.tags()
+        results.append(result)
+    r.tags()
+    assert r.at == len(r.data), f"{len(r.data) - r.at} bytes left over in DescribeLogDirs v{version}"
+    return top_error, results

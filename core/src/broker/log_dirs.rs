@@ -57,13 +57,10 @@ impl Broker {
             result.error_code = ErrorCode::KafkaStorageError.code();
         }
         if api_version >= 4 {
-            match self.storage.space() {
-                Ok(Some(space)) => {
-                    result.total_bytes = i64::try_from(space.total_bytes).unwrap_or(i64::MAX);
-                    result.usable_bytes = i64::try_from(space.usable_bytes).unwrap_or(i64::MAX);
-                }
-                // Unknown sizes are -1, as Kafka answers when it cannot tell.
-                Ok(None) | Err(_) => {}
+            // Unknown sizes stay -1, as Kafka answers when it cannot tell.
+            if let Ok(Some(space)) = self.storage.space() {
+                result.total_bytes = i64::try_from(space.total_bytes).unwrap_or(i64::MAX);
+                result.usable_bytes = i64::try_from(space.usable_bytes).unwrap_or(i64::MAX);
             }
         }
         DescribeLogDirsResponse::default().with_results(vec![result])
