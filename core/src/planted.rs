@@ -67,6 +67,7 @@ pub fn active(bug: PlantedBug) -> bool {
     }
     #[cfg(not(feature = "planted-bugs"))]
     {
+        // Without the feature there is nothing to switch on.
         let _ = bug;
         false
     }

@@ -178,6 +178,7 @@ mod tests {
         let mut encoded = encode_api_versions_unsupported(5).freeze();
         let size = i32::from_be_bytes(encoded[0..4].try_into().unwrap());
         assert_eq!(size as usize, encoded.len() - 4);
+        // The length prefix, checked above.
         let _ = encoded.split_to(4);
         let header = ResponseHeader::decode(&mut encoded, 0).unwrap();
         assert_eq!(header.correlation_id, 5);
@@ -198,6 +199,7 @@ mod tests {
             raw.extend_from_slice(&version.to_be_bytes());
             raw.extend_from_slice(&1i32.to_be_bytes());
             raw.extend_from_slice(&body);
+            // Only that decoding returns (an error or a request), never panics, matters.
             let _ = decode_request(Bytes::from(raw));
         }
     }

@@ -34,6 +34,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+    // Latency only: a socket that refuses TCP_NODELAY still works.
     let _ = stream.set_nodelay(true);
     // madsim's simulated stream has no `into_split`; the generic split works on both.
     #[cfg(not(madsim))]
@@ -70,6 +71,7 @@ pub async fn serve(
                 break;
             }
         }
+        // The peer may be gone already; the connection ends either way.
         let _ = writer.shutdown().await;
     });
     let inner = Arc::new(Reader { conn, peer: peer.clone(), request_bytes_max, request_ids });
@@ -103,6 +105,7 @@ pub async fn serve(
         }
     }
     drop(pending_tx);
+    // The writer ends with the connection; how it ended changes nothing here.
     let _ = writer_task.await;
     debug!(peer = %peer, "connection closed");
 }

@@ -61,6 +61,7 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
                 Err(e) => error!(error = %e, "could not write the recovery checkpoint; the next start scans more"),
             }
             if let Some(reply) = shutdown_reply.take() {
+                // The caller may have stopped waiting; the shutdown is done either way.
                 let _ = reply.send(());
             }
             debug!("core loop finished");
@@ -102,6 +103,7 @@ fn drain(
 fn run_sync(token: IoToken, files: Vec<headwater_core::FileRef>, done: mpsc::Sender<CoreInput>) {
     tokio::task::spawn_blocking(move || {
         let result = files.iter().try_for_each(|f| f.sync());
+        // The core loop is gone only after shutdown, when nobody needs the result.
         let _ = done.blocking_send(CoreInput::IoDone(token, result));
     });
 }
@@ -114,6 +116,7 @@ fn run_sync(token: IoToken, files: Vec<headwater_core::FileRef>, done: mpsc::Sen
         tokio::time::sleep(Duration::from_micros(500)).await;
         let result = files.iter().try_for_each(|f| f.sync());
         tokio::time::sleep(Duration::from_micros(500)).await;
+        // The core loop is gone only after shutdown, when nobody needs the result.
         let _ = done.send(CoreInput::IoDone(token, result)).await;
     });
 }

@@ -73,6 +73,7 @@ impl EmbeddedBroker {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
                     crate::server::run_opened(listener, config, opened, async {
+                        // A dropped sender means stop too.
                         let _ = stopped.await;
                     })
                     .await
@@ -104,6 +105,7 @@ impl EmbeddedBroker {
 
     fn shutdown(&mut self) -> Result<(), String> {
         if let Some(stop) = self.stop.take() {
+            // The broker may have stopped already.
             let _ = stop.send(());
         }
         let result = match self.thread.take() {
@@ -111,6 +113,7 @@ impl EmbeddedBroker {
             None => Ok(()),
         };
         if self.temporary {
+            // A temporary directory left behind harms nothing once the broker has stopped.
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
         result
@@ -119,6 +122,7 @@ impl EmbeddedBroker {
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
+        // Drop cannot report; shutdown() returns the error to callers who want it.
         let _ = self.shutdown();
     }
 }

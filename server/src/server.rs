@@ -186,14 +186,17 @@ async fn serve_on(
     }
     info!("shutting down: finishing in-flight requests");
     drop(listener);
+    // No receivers means every connection has ended already.
     let _ = stop_tx.send(true);
     let (done_tx, done_rx) = oneshot::channel();
     if core_tx.send(CoreInput::Shutdown(done_tx)).await.is_ok() {
+        // The core loop answers or is gone; either way it has finished.
         let _ = done_rx.await;
     }
     // Connections flush what they have; do not wait forever on a stuck client.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         for task in tasks {
+            // How a connection task ended (even by panic) does not change the shutdown.
             let _ = task.await;
         }
     })

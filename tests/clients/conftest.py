@@ -87,6 +87,7 @@ class HeadwaterBroker:
         appended to `log_path` (default workdir/headwater.log)."""
         self.binary = str(binary)
         self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = Path(data_dir) if data_dir is not None else self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log_path) if log_path is not None else self.workdir / "headwater.log"
