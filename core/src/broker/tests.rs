@@ -468,3 +468,196 @@ fn checkpoints_are_written_at_the_storage_root_and_read_back() {
         assert_eq!(log.end_offset(), 10);
     }
 }
+
+/// A `MemStorage` whose file creations, renames and removals under a path prefix fail, for the
+/// tests that each former `let _ =` now surfaces its error.
+#[derive(Debug, Clone, Default)]
+struct FailingStorage {
+    tree: MemStorage,
+    failing: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl FailingStorage {
+    fn fail_under(&self, prefix: &str) {
+        *self.failing.lock().unwrap() = Some(prefix.to_string());
+    }
+
+    fn check(&self, path: &str) -> std::io::Result<()> {
+        match &*self.failing.lock().unwrap() {
+            Some(prefix) if path.starts_with(prefix.as_str()) => {
+                Err(std::io::Error::new(std::io::ErrorKind::StorageFull, format!("{path}: injected ENOSPC")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Storage for FailingStorage {
+    fn open(&self, path: &str, create: bool) -> std::io::Result<FileRef> {
+        if create && !self.tree.exists(path)? {
+            self.check(path)?;
+        }
+        self.tree.open(path, create)
+    }
+    fn exists(&self, path: &str) -> std::io::Result<bool> {
+        self.tree.exists(path)
+    }
+    fn create_dir_all(&self, path: &str) -> std::io::Result<()> {
+        self.tree.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &str) -> std::io::Result<Vec<String>> {
+        self.tree.list_dir(path)
+    }
+    fn remove_file(&self, path: &str) -> std::io::Result<()> {
+        self.check(path)?;
+        self.tree.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &str) -> std::io::Result<()> {
+        self.check(path)?;
+        self.tree.remove_dir_all(path)
+    }
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.check(from)?;
+        self.tree.rename(from, to)
+    }
+    fn sync_dir(&self, path: &str) -> std::io::Result<()> {
+        self.tree.sync_dir(path)
+    }
+}
+
+fn failing_harness() -> (Harness, FailingStorage) {
+    let disk = FailingStorage::default();
+    let config = BrokerConfig { retention_check_interval_ms: 1_000, ..BrokerConfig::default() };
+    let (broker, _) = Broker::open(config, Arc::new(disk.clone()), 1_000).unwrap();
+    let mut h = Harness {
+        storage: disk.tree.clone(),
+        broker,
+        now_ms: 1_000,
+        next_id: 1,
+        pending_io: Vec::new(),
+        faults: Vec::new(),
+    };
+    h.run_io();
+    (h, disk)
+}
+
+fn fault_ops(h: &Harness) -> Vec<StorageOp> {
+    h.faults.iter().map(|f| f.op).collect()
+}
+
+#[test]
+fn a_failed_periodic_recovery_checkpoint_is_reported() {
+    let (mut h, disk) = failing_harness();
+    disk.fail_under("recovery-point-offset-checkpoint");
+    h.now_ms += RECOVERY_CHECKPOINT_INTERVAL_MS;
+    h.broker.handle_timeout(h.now_ms);
+    h.run_io();
+    assert!(fault_ops(&h).contains(&StorageOp::RecoveryCheckpoint), "{:?}", h.faults);
+    assert!(h.faults.iter().any(|f| f.error.contains("injected ENOSPC")));
+}
+
+#[test]
+fn delete_records_whose_checkpoint_fails_moves_nothing() {
+    let (mut h, disk) = failing_harness();
+    h.create_topic("t", 1, &[]);
+    for _ in 0..10 {
+        h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
+    }
+    disk.fail_under("log-start-offset-checkpoint");
+    let result = delete_records_result(&h.one(ApiKey::DeleteRecords, 2, delete_records_request("t", 0, 5)));
+    assert_eq!(result.0, ErrorCode::KafkaStorageError.code());
+    assert_eq!(h.broker.partition("t", 0).unwrap().log.log_start_offset(), 0, "state unchanged");
+    assert_eq!(fault_ops(&h), vec![StorageOp::LogStartCheckpoint]);
+}
+
+#[test]
+fn retention_whose_checkpoint_fails_moves_nothing_and_retries() {
+    let (mut h, disk) = failing_harness();
+    h.create_topic("t", 1, &[("segment.bytes", "100"), ("retention.bytes", "1")]);
+    for _ in 0..5 {
+        h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
+    }
+    disk.fail_under("log-start-offset-checkpoint");
+    h.now_ms += 1_000;
+    h.broker.handle_timeout(h.now_ms);
+    h.run_io();
+    assert_eq!(fault_ops(&h), vec![StorageOp::LogStartCheckpoint]);
+    assert_eq!(h.broker.partition("t", 0).unwrap().log.log_start_offset(), 0);
+    *disk.failing.lock().unwrap() = None;
+    h.now_ms += 1_000;
+    h.broker.handle_timeout(h.now_ms);
+    h.run_io();
+    assert!(h.broker.partition("t", 0).unwrap().log.log_start_offset() > 0, "the next check retries");
+}
+
+#[test]
+fn a_failed_segment_deletion_is_reported_and_retried() {
+    let (mut h, disk) = failing_harness();
+    h.create_topic("t", 1, &[("segment.bytes", "100"), ("retention.bytes", "1")]);
+    for _ in 0..5 {
+        h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
+    }
+    disk.fail_under("t-0/00000000000000000000.log");
+    h.now_ms += 1_000;
+    h.broker.handle_timeout(h.now_ms);
+    h.run_io();
+    assert_eq!(fault_ops(&h), vec![StorageOp::Delete]);
+    assert!(h.broker.partition("t", 0).unwrap().log.log_start_offset() > 0, "the log start moved");
+    *disk.failing.lock().unwrap() = None;
+    h.now_ms += 1_000;
+    h.broker.handle_timeout(h.now_ms);
+    h.run_io();
+    assert!(!h.storage.exists("t-0/00000000000000000000.log").unwrap(), "deleted at the next check");
+}
+
+#[test]
+fn a_failed_append_answers_at_once_and_is_logged_once() {
+    let (mut h, disk) = failing_harness();
+    h.create_topic("t", 1, &[("segment.bytes", "100")]);
+    h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
+    // The next append rolls, and the new segment cannot be created.
+    disk.fail_under("t-0/");
+    for _ in 0..3 {
+        let id = h.send(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
+        let response = h.responses().into_iter().find(|r| r.id == id).expect("answered without waiting for a sync");
+        let ResponseBody::Message(body) = response.body else { panic!() };
+        assert_eq!(produce_result(&body).0, ErrorCode::KafkaStorageError.code());
+    }
+    assert_eq!(fault_ops(&h), vec![StorageOp::Append], "one fault for the partition, not one per request");
+    // What is durable is still served.
+    let (error, high_watermark, offsets) = fetched_offsets(&h.one(ApiKey::Fetch, 12, fetch_request("t", 0, 0, 0, 1)));
+    assert_eq!((error, high_watermark, offsets), (0, 1, vec![0]));
+}
+
+#[test]
+fn a_failed_topic_deletion_keeps_the_topic() {
+    let (mut h, disk) = failing_harness();
+    h.create_topic("t", 2, &[]);
+    disk.fail_under("t-1");
+    let ResponseKind::DeleteTopics(r) = h.one(
+        ApiKey::DeleteTopics,
+        5,
+        RequestKind::DeleteTopics(
+            DeleteTopicsRequest::default().with_topic_names(vec![TopicName(StrBytes::from_static_str("t"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].error_code, ErrorCode::KafkaStorageError.code());
+    assert!(h.broker.topic("t").is_some());
+    assert!(h.storage.exists("t-0").unwrap(), "the first rename was undone");
+    assert_eq!(fault_ops(&h), vec![StorageOp::Delete]);
+}
+
+#[test]
+fn a_failed_auto_creation_is_reported() {
+    let (mut h, disk) = failing_harness();
+    disk.fail_under("auto-0/");
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("auto"))))]));
+    let ResponseKind::Metadata(r) = h.one(ApiKey::Metadata, 12, RequestKind::Metadata(request)) else { panic!() };
+    assert_ne!(r.topics[0].error_code, 0);
+    assert_eq!(fault_ops(&h), vec![StorageOp::CreateTopic]);
+    assert!(!h.storage.exists("auto-0").unwrap());
+}
