@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 import kafkawire as kw
 from clientlib import REPO_ROOT, create_topics
@@ -136,8 +136,9 @@ def read(bootstrap, topic, start, end, timeout=60):
         c.assign([TopicPartition(topic, 0, start)])
         deadline = time.monotonic() + timeout
         while not got or max(got) < end - 1:
-            assert time.monotonic() < deadline, f"read {len(got)} records of {topic} from {start}, " \
-                                                f"not up to {end - 1}: {sorted(got)[:3]}..."
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reading {topic} from {start}: {len(got)} records in {timeout} s, "
+                                     f"not up to offset {end - 1} (first {sorted(got)[:3]})")
             for m in c.consume(num_messages=1000, timeout=0.5):
                 assert m.error() is None, f"consume error: {m.error()}"
                 got[m.offset()] = m.value()
@@ -208,7 +209,6 @@ def test_delete_records_survives_restarts(restartable_broker):
 def test_retention_log_start_survives_sigkill(restartable_broker):
     broker = restartable_broker
     topic = fresh("retention")
-    from confluent_kafka.admin import NewTopic
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config={
         "segment.bytes": str(SEGMENT_BYTES), "retention.bytes": str(SEGMENT_BYTES)})])[topic].result(30)
