@@ -77,6 +77,18 @@ struct Shared {
     full: AtomicBool,
 }
 
+impl Shared {
+    /// The ENOSPC of a full disk, counted.
+    fn no_space(&self) -> io::Error {
+        self.counts.lock().expect("counts lock").full_disk_writes += 1;
+        injected(io::ErrorKind::StorageFull, "disk full (ENOSPC)")
+    }
+
+    fn full(&self) -> bool {
+        self.full.load(Ordering::SeqCst)
+    }
+}
+
 /// The disk of one simulated node. Clones share the same contents.
 #[derive(Debug, Clone, Default)]
 pub struct SimDisk {
@@ -138,15 +150,6 @@ impl SimDisk {
             }
         });
     }
-
-    fn no_space(&self) -> io::Error {
-        self.shared.counts.lock().expect("counts lock").full_disk_writes += 1;
-        injected(io::ErrorKind::StorageFull, "disk full (ENOSPC)")
-    }
-
-    fn full(&self) -> bool {
-        self.shared.full.load(Ordering::SeqCst)
-    }
 }
 
 impl SimFile {
@@ -167,9 +170,8 @@ impl StorageFile for SimFile {
             let kind = if thread_rng().gen_bool(0.5) { io::ErrorKind::Other } else { io::ErrorKind::StorageFull };
             return Err(injected(kind, "write error (EIO/ENOSPC)"));
         }
-        if self.shared.full.load(Ordering::SeqCst) && position + bytes.len() as u64 > self.inner.len()? {
-            self.shared.counts.lock().expect("counts lock").full_disk_writes += 1;
-            return Err(injected(io::ErrorKind::StorageFull, "disk full (ENOSPC)"));
+        if self.shared.full() && position + bytes.len() as u64 > self.inner.len()? {
+            return Err(self.shared.no_space());
         }
         self.inner.write_at(position, bytes)
     }
@@ -179,9 +181,8 @@ impl StorageFile for SimFile {
     }
 
     fn truncate(&self, len: u64) -> io::Result<()> {
-        if self.shared.full.load(Ordering::SeqCst) && len > self.inner.len()? {
-            self.shared.counts.lock().expect("counts lock").full_disk_writes += 1;
-            return Err(injected(io::ErrorKind::StorageFull, "disk full (ENOSPC)"));
+        if self.shared.full() && len > self.inner.len()? {
+            return Err(self.shared.no_space());
         }
         self.inner.truncate(len)
     }
@@ -197,9 +198,9 @@ impl StorageFile for SimFile {
 
 impl Storage for SimDisk {
     fn open(&self, path: &str, create: bool) -> io::Result<FileRef> {
-        if create && self.full() && !self.tree.exists(path)? {
+        if create && self.shared.full() && !self.tree.exists(path)? {
             // A new file needs an inode and a directory entry: no space for either.
-            return Err(self.no_space());
+            return Err(self.shared.no_space());
         }
         let inner = self.tree.open(path, create)?;
         Ok(Arc::new(SimFile { inner, shared: self.shared.clone() }))
@@ -210,8 +211,8 @@ impl Storage for SimDisk {
     }
 
     fn create_dir_all(&self, path: &str) -> io::Result<()> {
-        if self.full() && !self.tree.exists(path)? {
-            return Err(self.no_space());
+        if self.shared.full() && !self.tree.exists(path)? {
+            return Err(self.shared.no_space());
         }
         self.tree.create_dir_all(path)
     }

@@ -83,19 +83,8 @@ impl Broker {
                 Ok(true) => {
                     Err((ErrorCode::KafkaStorageError, format!("directory {dir} already exists in the data directory")))
                 }
-                Ok(false) => Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms).map_err(|e| {
-                    // The directory may exist without its first segment; an empty one left
-                    // behind would refuse every later creation of this topic.
-                    if let Err(error) = self.storage.remove_dir_all(&dir) {
-                        self.faults.push(StorageFault::new(
-                            StorageOp::Delete,
-                            dir.clone(),
-                            &error,
-                            "the directory of a partition that was never created stays; remove it before creating it again",
-                        ));
-                    }
-                    self.storage_failure(StorageOp::CreateTopic, &dir, &e)
-                }),
+                Ok(false) => Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms)
+                    .map_err(|e| self.storage_failure(StorageOp::CreateTopic, &dir, &e)),
                 Err(e) => Err(self.storage_failure(StorageOp::CreateTopic, &dir, &e)),
             };
             match created {

@@ -650,7 +650,7 @@ impl Broker {
         self.offsets_rewrite = None;
         // On failure (reported inside) the old segments stay and the next retention check
         // rewrites the offsets log again.
-        let _ = self.advance_log_starts(&[(OFFSETS_TOPIC.to_string(), 0, start)], "offsets rewrite");
+        let _ = self.advance_log_starts(&[(OFFSETS_TOPIC.to_string(), 0, start)]);
     }
 }
 

@@ -665,7 +665,7 @@ impl Broker {
             }
         }
         // A failure is reported inside; nothing moved, and the next retention check retries.
-        let _ = self.advance_log_starts(&moves, "retention");
+        let _ = self.advance_log_starts(&moves);
     }
 
     /// Moves log start offsets (DeleteRecords, retention, the offsets log's rewrite): first the
@@ -674,7 +674,7 @@ impl Broker {
     /// checkpoint cannot be written nothing moves, the failure is reported, and the error
     /// returned. A segment that cannot be deleted stays, below the log start, for the next
     /// retention check.
-    pub(crate) fn advance_log_starts(&mut self, moves: &[(String, i32, i64)], why: &str) -> io::Result<()> {
+    pub(crate) fn advance_log_starts(&mut self, moves: &[(String, i32, i64)]) -> io::Result<()> {
         let forward = moves.iter().any(|(topic, index, start)| {
             self.partition(topic, *index).is_some_and(|p| *start > p.log.log_start_offset())
         });
@@ -697,10 +697,7 @@ impl Broker {
                     StorageOp::Delete,
                     dir,
                     &error,
-                    match why {
-                        "retention" => "the log start moved; the old segments stay until the next retention check",
-                        _ => "the log start moved; segments before it are deleted at the next retention check",
-                    },
+                    "the log start moved; segments before it are deleted at the next retention check",
                 ));
             }
         }

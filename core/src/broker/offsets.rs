@@ -102,7 +102,7 @@ impl Broker {
             }
             response.topics.push(topic_result);
         }
-        if self.advance_log_starts(&moves, "delete records").is_err() {
+        if self.advance_log_starts(&moves).is_err() {
             for entry in response.topics.iter_mut().flat_map(|t| &mut t.partitions) {
                 if entry.error_code == 0 {
                     entry.error_code = ErrorCode::KafkaStorageError.code();

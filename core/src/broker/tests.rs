@@ -541,6 +541,25 @@ fn failing_harness() -> (Harness, FailingStorage) {
     (h, disk)
 }
 
+/// A topic of small segments with several of them due for retention.
+fn retention_due_harness() -> (Harness, FailingStorage) {
+    let (mut h, disk) = failing_harness();
+    h.create_topic("t", 1, &[("segment.bytes", "100"), ("retention.bytes", "1")]);
+    for _ in 0..5 {
+        h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
+    }
+    (h, disk)
+}
+
+impl Harness {
+    /// Moves virtual time past the retention check interval of `failing_harness` and runs it.
+    fn retention_check(&mut self) {
+        self.now_ms += 1_000;
+        self.broker.handle_timeout(self.now_ms);
+        self.run_io();
+    }
+}
+
 fn fault_ops(h: &Harness) -> Vec<StorageOp> {
     h.faults.iter().map(|f| f.op).collect()
 }
@@ -572,41 +591,25 @@ fn delete_records_whose_checkpoint_fails_moves_nothing() {
 
 #[test]
 fn retention_whose_checkpoint_fails_moves_nothing_and_retries() {
-    let (mut h, disk) = failing_harness();
-    h.create_topic("t", 1, &[("segment.bytes", "100"), ("retention.bytes", "1")]);
-    for _ in 0..5 {
-        h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
-    }
+    let (mut h, disk) = retention_due_harness();
     disk.fail_under("log-start-offset-checkpoint");
-    h.now_ms += 1_000;
-    h.broker.handle_timeout(h.now_ms);
-    h.run_io();
+    h.retention_check();
     assert_eq!(fault_ops(&h), vec![StorageOp::LogStartCheckpoint]);
     assert_eq!(h.broker.partition("t", 0).unwrap().log.log_start_offset(), 0);
     *disk.failing.lock().unwrap() = None;
-    h.now_ms += 1_000;
-    h.broker.handle_timeout(h.now_ms);
-    h.run_io();
+    h.retention_check();
     assert!(h.broker.partition("t", 0).unwrap().log.log_start_offset() > 0, "the next check retries");
 }
 
 #[test]
 fn a_failed_segment_deletion_is_reported_and_retried() {
-    let (mut h, disk) = failing_harness();
-    h.create_topic("t", 1, &[("segment.bytes", "100"), ("retention.bytes", "1")]);
-    for _ in 0..5 {
-        h.one(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
-    }
+    let (mut h, disk) = retention_due_harness();
     disk.fail_under("t-0/00000000000000000000.log");
-    h.now_ms += 1_000;
-    h.broker.handle_timeout(h.now_ms);
-    h.run_io();
+    h.retention_check();
     assert_eq!(fault_ops(&h), vec![StorageOp::Delete]);
     assert!(h.broker.partition("t", 0).unwrap().log.log_start_offset() > 0, "the log start moved");
     *disk.failing.lock().unwrap() = None;
-    h.now_ms += 1_000;
-    h.broker.handle_timeout(h.now_ms);
-    h.run_io();
+    h.retention_check();
     assert!(!h.storage.exists("t-0/00000000000000000000.log").unwrap(), "deleted at the next check");
 }
 

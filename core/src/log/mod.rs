@@ -110,10 +110,20 @@ pub struct Log {
 }
 
 impl Log {
-    /// Creates an empty log in a new directory.
+    /// Creates an empty log in a new directory. If its first segment cannot be created, the
+    /// directory is removed again (best effort), since an empty one left behind would refuse
+    /// every later creation of the partition.
     pub fn create(storage: Arc<dyn Storage>, dir: &str, config: LogConfig, now_ms: i64) -> io::Result<Log> {
         storage.create_dir_all(dir)?;
-        let segment = Segment::create(storage.as_ref(), dir, 0, now_ms)?;
+        let segment = match Segment::create(storage.as_ref(), dir, 0, now_ms) {
+            Ok(segment) => segment,
+            Err(error) => {
+                // The creation's own error is the one to report; a failed removal leaves an
+                // empty directory that the caller's error message names.
+                let _ = storage.remove_dir_all(dir);
+                return Err(error);
+            }
+        };
         Ok(Log {
             dir: dir.to_string(),
             epochs: LeaderEpochCache::default(),
