@@ -2,7 +2,7 @@
 //! core, and a writer that sends responses back strictly in request order (Kafka clients
 //! pipeline requests and match responses by order as well as correlation id).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -11,13 +11,42 @@ use headwater_core::{ConnId, Request, RequestId, ResponseBody};
 use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, error, warn};
 
 use crate::driver::CoreInput;
 
 /// Requests one connection may have in flight before the reader stops reading (back-pressure).
 const IN_FLIGHT_PER_CONNECTION_MAX: usize = 128;
+
+/// Tells every connection to stop reading. Not a `watch` channel: tokio spreads a watch's
+/// receivers over several notifiers chosen by its own per-process generator, so the order in
+/// which connections wake (and so a simulator run) would depend on earlier runs in the process.
+/// A single `Notify` wakes its waiters in the order they registered.
+#[derive(Default)]
+pub struct Stop {
+    stopped: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once [`Stop::stop`] has been called, also when that was before this call.
+    pub async fn stopped(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a stop between the two is not missed.
+        notified.as_mut().enable();
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
+    }
+}
 
 /// What the writer sends for each request, in order.
 enum Pending {
@@ -31,7 +60,7 @@ pub async fn serve(
     core: mpsc::Sender<CoreInput>,
     request_bytes_max: usize,
     request_ids: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
+    stop: Arc<Stop>,
 ) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
     // Latency only: a socket that refuses TCP_NODELAY still works.
@@ -77,9 +106,11 @@ pub async fn serve(
     let inner = Arc::new(Reader { conn, peer: peer.clone(), request_bytes_max, request_ids });
     loop {
         let mut size_bytes = [0u8; 4];
+        // `biased` (a stop first): deterministic under the simulator, see the core loop.
         let read = tokio::select! {
+            biased;
+            _ = stop.stopped() => break,
             r = reader.read_exact(&mut size_bytes) => r,
-            _ = stop.changed() => break,
         };
         if read.is_err() {
             break;

@@ -33,7 +33,15 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
     drain(&mut broker, &mut waiting, &io_done);
     loop {
         let sleep_ms = (broker.next_timeout_ms() - now_ms()).clamp(0, 60_000) as u64;
+        // `biased`: the branches are tried in this order rather than in tokio's random one,
+        // whose generator is seeded per process, so a simulator run does not depend on the
+        // runs before it. A due deadline goes first, so a busy input channel cannot starve
+        // session and request timeouts; `handle_timeout` moves every due deadline on.
         tokio::select! {
+            biased;
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {
+                broker.handle_timeout(now_ms());
+            }
             input = inputs.recv() => {
                 let Some(input) = input else { break };
                 match input {
@@ -49,9 +57,6 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
                         shutdown_reply = Some(reply);
                     }
                 }
-            }
-            _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {
-                broker.handle_timeout(now_ms());
             }
         }
         drain(&mut broker, &mut waiting, &io_done);

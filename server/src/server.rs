@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use headwater_core::{Broker, BrokerConfig, ConnId, Storage};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{error, info, warn};
 
 use crate::config::ServerConfig;
@@ -152,14 +152,18 @@ async fn serve_on(
     );
     let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE_MAX);
     let core_task = tokio::spawn(run_core(broker, core_rx, core_tx.clone()));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Arc::new(crate::connection::Stop::default());
     let connections = Arc::new(Semaphore::new(config.connections_max));
     let mut next_conn = 1u64;
     let request_ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     tokio::pin!(shutdown);
     loop {
+        // `biased` (a stop first, then accepts): deterministic under the simulator, whose runs
+        // must not depend on tokio's per-process select generator.
         tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(pair) => pair,
@@ -172,7 +176,7 @@ async fn serve_on(
                 let conn = ConnId(next_conn);
                 next_conn += 1;
                 let core = core_tx.clone();
-                let stop = stop_rx.clone();
+                let stop = stop.clone();
                 let limit = config.socket_request_max_bytes;
                 let ids = request_ids.clone();
                 tasks.retain(|t| !t.is_finished());
@@ -181,13 +185,11 @@ async fn serve_on(
                     drop(permit);
                 }));
             }
-            _ = &mut shutdown => break,
         }
     }
     info!("shutting down: finishing in-flight requests");
     drop(listener);
-    // No receivers means every connection has ended already.
-    let _ = stop_tx.send(true);
+    stop.stop();
     let (done_tx, done_rx) = oneshot::channel();
     if core_tx.send(CoreInput::Shutdown(done_tx)).await.is_ok() {
         // The core loop answers or is gone; either way it has finished.
