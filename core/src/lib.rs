@@ -24,6 +24,7 @@
 //! - [`broker`]: request handling, parked requests (acks=all, long polls), group commit.
 //! - [`metadata`]: topics and configs, persisted.
 //! - [`txn`]: idempotent producer state.
+//! - [`io`]: inputs and outputs: requests, responses, I/O commands, their ids.
 //! - [`wire`]: Kafka frame decoding and response encoding, total over arbitrary bytes.
 //! - [`storage`]: the disk interface and an in-memory disk for tests.
 //!
@@ -34,6 +35,7 @@ pub mod broker;
 pub mod constants;
 pub mod error;
 pub mod group;
+pub mod io;
 pub mod log;
 pub mod metadata;
 pub mod planted;
@@ -50,4 +52,4 @@ pub use broker::{
     Broker, BrokerConfig, ConnId, IoCommand, IoToken, Output, Request, RequestId, Response, ResponseBody, StartupReport,
 };
 pub use error::ErrorCode;
-pub use storage::{FileRef, MemStorage, Storage, StorageFile};
+pub use storage::{FileRef, MemStorage, NamedFile, Storage, StorageFile};

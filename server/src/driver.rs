@@ -105,9 +105,9 @@ fn drain(
 
 /// Runs a sync off the core loop and reports its completion as an input.
 #[cfg(not(madsim))]
-fn run_sync(token: IoToken, files: Vec<headwater_core::FileRef>, done: mpsc::Sender<CoreInput>) {
+fn run_sync(token: IoToken, files: Vec<headwater_core::NamedFile>, done: mpsc::Sender<CoreInput>) {
     tokio::task::spawn_blocking(move || {
-        let result = files.iter().try_for_each(|f| f.sync());
+        let result = files.iter().try_for_each(|f| f.file.sync());
         // The core loop is gone only after shutdown, when nobody needs the result.
         let _ = done.blocking_send(CoreInput::IoDone(token, result));
     });
@@ -116,10 +116,10 @@ fn run_sync(token: IoToken, files: Vec<headwater_core::FileRef>, done: mpsc::Sen
 /// Under the simulator: a sync takes simulated time, so a node can be killed between a write
 /// and its fsync, and between the fsync and the reply.
 #[cfg(madsim)]
-fn run_sync(token: IoToken, files: Vec<headwater_core::FileRef>, done: mpsc::Sender<CoreInput>) {
+fn run_sync(token: IoToken, files: Vec<headwater_core::NamedFile>, done: mpsc::Sender<CoreInput>) {
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_micros(500)).await;
-        let result = files.iter().try_for_each(|f| f.sync());
+        let result = files.iter().try_for_each(|f| f.file.sync());
         tokio::time::sleep(Duration::from_micros(500)).await;
         // The core loop is gone only after shutdown, when nobody needs the result.
         let _ = done.send(CoreInput::IoDone(token, result)).await;

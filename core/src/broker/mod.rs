@@ -32,6 +32,8 @@ pub mod versions;
 pub use fault::{StorageFault, StorageOp};
 pub use info::api_versions_unsupported;
 
+pub use crate::io::{ConnId, IoCommand, IoToken, Output, Request, RequestId, Response, ResponseBody};
+
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::Arc;
@@ -46,67 +48,8 @@ use crate::log::{Log, RecoveryReport};
 use crate::metadata::store::MetadataStore;
 use crate::metadata::{TopicConfig, TopicRecord};
 use crate::rng::Rng;
-use crate::storage::{FileRef, Storage};
+use crate::storage::Storage;
 use crate::txn::producer::ProducerTable;
-
-/// Identifies one request for the driver, which maps it back to its connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestId(pub u64);
-
-/// Identifies a client connection (for logs, and later for sessions and group members).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnId(pub u64);
-
-/// Identifies an [`IoCommand`] so its completion can be matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct IoToken(pub u64);
-
-/// A decoded request.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub id: RequestId,
-    pub conn: ConnId,
-    pub api_key: ApiKey,
-    pub api_version: i16,
-    pub client_id: Option<String>,
-    pub body: RequestKind,
-}
-
-/// What goes back for a request.
-#[derive(Debug, Clone)]
-pub enum ResponseBody {
-    Message(Box<ResponseKind>),
-    /// acks=0 produce: Kafka sends nothing back.
-    Nothing,
-    /// The request was not acceptable at all (for example a body that does not match its
-    /// API); Kafka closes the connection, and so does the driver, logging the reason.
-    Close(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub id: RequestId,
-    pub api_key: ApiKey,
-    pub api_version: i16,
-    pub body: ResponseBody,
-}
-
-/// Effects the driver performs for the broker.
-#[derive(Debug)]
-pub enum IoCommand {
-    /// Make every write to these files durable (fsync), then report
-    /// [`Broker::handle_io_done`] with the token. Exists because acks=all replies and the
-    /// high watermark must wait for durability, and fsync is too slow to run inline.
-    Sync { token: IoToken, files: Vec<FileRef> },
-}
-
-#[derive(Debug)]
-pub enum Output {
-    Response(Response),
-    Io(IoCommand),
-    /// A storage failure the broker handled; the driver logs it at error level.
-    Fault(StorageFault),
-}
 
 /// Settings the broker needs; the server builds them from its config file, flags and env.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use super::*;
 use crate::error::ErrorCode;
 use crate::log::batch::build::{batch, simple, Idempotence};
 use crate::log::batch::BatchHeader;
-use crate::storage::MemStorage;
+use crate::storage::{FileRef, MemStorage, NamedFile};
 
 struct Harness {
     storage: MemStorage,
@@ -71,8 +71,8 @@ impl Harness {
     fn run_io(&mut self) -> Vec<Response> {
         let mut out = self.responses();
         while let Some(IoCommand::Sync { token, files }) = self.pending_io.pop() {
-            for file in files {
-                file.sync().unwrap();
+            for named in files {
+                named.file.sync().unwrap();
             }
             self.broker.handle_io_done(self.now_ms, token, Ok(()));
             out.extend(self.responses());
@@ -170,7 +170,14 @@ fn acks_all_waits_for_the_sync() {
     let id = h.send(ApiKey::Produce, 9, produce_request("t", 1, -1, batch(&simple(3, 5), None)));
     let early = h.responses();
     assert!(early.iter().all(|r| r.id != id), "acks=all answered before fsync");
-    assert!(matches!(h.pending_io.as_slice(), [IoCommand::Sync { .. }]), "a sync was requested");
+    let [IoCommand::Sync { token, files }] = h.pending_io.as_slice() else { panic!("one sync: {:?}", h.pending_io) };
+    let open = |path: &str| NamedFile::new(path, h.storage.open(path, false).unwrap());
+    // The sync names exactly the segment written, and nothing of the idle partition.
+    assert_eq!(
+        h.pending_io,
+        vec![IoCommand::Sync { token: *token, files: vec![open("t-1/00000000000000000000.log")] }]
+    );
+    assert_eq!(files.len(), 1);
     let after = h.run_io();
     let response = after.into_iter().find(|r| r.id == id).expect("answered after the sync");
     let ResponseBody::Message(body) = response.body else { panic!() };

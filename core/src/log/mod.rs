@@ -26,9 +26,9 @@ use bytes::Bytes;
 
 use self::batch::{patch_offset_and_epoch, records_of, BatchHeader};
 use self::epoch::LeaderEpochCache;
-use self::segment::{parse_log_file_name, Segment};
+use self::segment::{log_file_name, parse_log_file_name, Segment};
 use crate::constants::BATCH_HEADER_BYTES;
-use crate::storage::{FileRef, Storage};
+use crate::storage::{NamedFile, Storage};
 
 /// Per-log settings, from topic configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub struct ReadResult {
 /// Files to fsync and the offset that becomes durable once they are.
 #[derive(Debug)]
 pub struct SyncPlan {
-    pub files: Vec<FileRef>,
+    pub files: Vec<NamedFile>,
     pub durable_offset: i64,
 }
 
@@ -106,7 +106,7 @@ pub struct Log {
     durable_offset: i64,
     epochs: LeaderEpochCache,
     /// Index files of sealed segments that still need an fsync.
-    unsynced_index_files: Vec<FileRef>,
+    unsynced_index_files: Vec<NamedFile>,
 }
 
 impl Log {
@@ -187,7 +187,7 @@ impl Log {
         }
         if let Some(first_dropped) = broken_at {
             for &base in &bases[first_dropped..] {
-                let path = format!("{dir}/{}", segment::log_file_name(base));
+                let path = format!("{dir}/{}", log_file_name(base));
                 storage.remove_file(&path)?;
                 for name in [segment::index_file_name(base), segment::time_index_file_name(base)] {
                     let path = format!("{dir}/{name}");
@@ -327,10 +327,10 @@ impl Log {
     /// Takes the files with unsynced writes. Once the driver has synced them all,
     /// [`Log::synced`] moves the high watermark to `durable_offset`.
     pub fn plan_sync(&mut self) -> SyncPlan {
-        let mut files: Vec<FileRef> = self.unsynced_index_files.drain(..).collect();
+        let mut files: Vec<NamedFile> = self.unsynced_index_files.drain(..).collect();
         for segment in self.segments.iter_mut().filter(|s| s.unsynced) {
             segment.unsynced = false;
-            files.push(segment.file.clone());
+            files.push(NamedFile::new(format!("{}/{}", self.dir, log_file_name(segment.base_offset)), segment.file.clone()));
         }
         SyncPlan { files, durable_offset: self.end_offset }
     }

@@ -6,7 +6,7 @@ use std::io;
 use super::batch::{check_stored, BatchHeader, ScanItem};
 use super::index::{OffsetIndex, TimeIndex};
 use crate::constants::BATCH_HEADER_BYTES;
-use crate::storage::{FileRef, Storage};
+use crate::storage::{FileRef, NamedFile, Storage};
 
 pub fn log_file_name(base_offset: i64) -> String {
     format!("{base_offset:020}.log")
@@ -271,14 +271,16 @@ impl Segment {
     }
 
     /// Writes the index files; done when the segment is sealed.
-    pub fn write_indexes(&self, storage: &dyn Storage, dir: &str) -> io::Result<Vec<FileRef>> {
-        let index = storage.open(&format!("{dir}/{}", index_file_name(self.base_offset)), true)?;
+    pub fn write_indexes(&self, storage: &dyn Storage, dir: &str) -> io::Result<Vec<NamedFile>> {
+        let index_path = format!("{dir}/{}", index_file_name(self.base_offset));
+        let index = storage.open(&index_path, true)?;
         index.truncate(0)?;
         index.write_at(0, &self.offset_index.encode())?;
-        let time_index = storage.open(&format!("{dir}/{}", time_index_file_name(self.base_offset)), true)?;
+        let time_index_path = format!("{dir}/{}", time_index_file_name(self.base_offset));
+        let time_index = storage.open(&time_index_path, true)?;
         time_index.truncate(0)?;
         time_index.write_at(0, &self.time_index.encode())?;
-        Ok(vec![index, time_index])
+        Ok(vec![NamedFile::new(index_path, index), NamedFile::new(time_index_path, time_index)])
     }
 
     /// Removes the segment's files.

@@ -30,7 +30,7 @@ fn append_n(log: &mut Log, batches: usize, records_per_batch: usize, now_ms: i64
 fn sync_all(log: &mut Log) {
     let plan = log.plan_sync();
     for file in &plan.files {
-        file.sync().unwrap();
+        file.file.sync().unwrap();
     }
     log.synced(plan.durable_offset);
 }

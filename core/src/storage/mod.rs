@@ -39,6 +39,34 @@ pub trait StorageFile: Send + Sync + Debug {
 
 pub type FileRef = Arc<dyn StorageFile>;
 
+/// An open file with the path it was opened at (relative to the storage root). Commands that
+/// carry files carry these, so they print and compare by path and tests can assert on them.
+#[derive(Clone)]
+pub struct NamedFile {
+    pub path: String,
+    pub file: FileRef,
+}
+
+impl NamedFile {
+    pub fn new(path: impl Into<String>, file: FileRef) -> NamedFile {
+        NamedFile { path: path.into(), file }
+    }
+}
+
+impl PartialEq for NamedFile {
+    fn eq(&self, other: &NamedFile) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for NamedFile {}
+
+impl Debug for NamedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.path)
+    }
+}
+
 /// A directory tree of files under one root. Every method refuses a path outside the model of
 /// [`path`] with `InvalidInput`; the empty path names the root, for directory operations only.
 pub trait Storage: Send + Sync + Debug {
