@@ -66,4 +66,3 @@ pub enum Output {
     /// A storage failure the broker handled; the driver logs it at error level.
     Fault(StorageFault),
 }
-

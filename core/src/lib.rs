@@ -21,6 +21,8 @@
 //! ```
 //!
 //! - [`log`]: the partition log: segments, indexes, recovery, retention.
+//! - [`partition`]: one partition's log, producers, offsets and parked-request index.
+//! - [`ids`]: newtypes for offsets, epochs, node and partition ids.
 //! - [`broker`]: request handling, parked requests (acks=all, long polls), group commit.
 //! - [`metadata`]: topics and configs, persisted.
 //! - [`txn`]: idempotent producer state.
@@ -35,9 +37,11 @@ pub mod broker;
 pub mod constants;
 pub mod error;
 pub mod group;
+pub mod ids;
 pub mod io;
 pub mod log;
 pub mod metadata;
+pub mod partition;
 pub mod planted;
 pub mod rng;
 pub mod storage;

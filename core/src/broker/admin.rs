@@ -23,6 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::{partition_dir, Broker, Partition, StorageFault, StorageOp, Topic};
 use crate::constants::PARTITIONS_PER_TOPIC_MAX;
 use crate::error::ErrorCode;
+use crate::ids::PartitionId;
 use crate::log::Log;
 use crate::metadata::config::{self, TOPIC_CONFIGS};
 use crate::metadata::{validate_topic_name, TopicConfig, TopicRecord};
@@ -96,10 +97,15 @@ impl Broker {
             }
         }
         let record = TopicRecord { name: name.to_string(), id, partitions, configs: config.overrides.clone() };
-        let partitions =
-            logs.into_iter().map(|log| Partition { log, producers: ProducerTable::default(), failed: false }).collect();
-        self.topics.insert(name.to_string(), Topic { record, config, partitions });
+        let states = logs
+            .into_iter()
+            .enumerate()
+            .map(|(index, log)| Partition::new(PartitionId::new(id, index as i32), log, ProducerTable::default()))
+            .collect();
+        self.topics.insert(name.to_string(), Topic { record, config, partitions: states });
         self.topic_names_by_id.insert(id, name.to_string());
+        // New segments may have unsynced bytes (their headers, an index); the next sync covers them.
+        self.unsynced.extend((0..partitions).map(|index| PartitionId::new(id, index)));
         if let Err(error) = self.persist_new_partitions() {
             let topic = self.topics.remove(name).expect("inserted above");
             self.topic_names_by_id.remove(&id);
@@ -298,6 +304,12 @@ impl Broker {
             return Err(self.storage_failure(op, &path, &error));
         }
         self.topic_names_by_id.remove(&id);
+        // Requests parked on the topic are answered (UNKNOWN_TOPIC_OR_PARTITION) before this
+        // input ends.
+        let mut topic = topic;
+        for partition in &mut topic.partitions {
+            partition.waiters.take_all(&mut self.woken);
+        }
         drop(topic);
         for (_, doomed) in renamed {
             if let Err(error) = self.storage.remove_dir_all(&doomed) {
@@ -426,12 +438,14 @@ impl Broker {
             }
         }
         let topic = self.topics.get_mut(name).expect("looked up above");
-        topic.partitions.extend(logs.into_iter().map(|log| Partition {
-            log,
-            producers: ProducerTable::default(),
-            failed: false,
-        }));
+        let topic_id = topic.record.id;
+        topic.partitions.extend(
+            logs.into_iter()
+                .zip(current..)
+                .map(|(log, index)| Partition::new(PartitionId::new(topic_id, index), log, ProducerTable::default())),
+        );
         topic.record.partitions = count;
+        self.unsynced.extend((current..count).map(|index| PartitionId::new(topic_id, index)));
         if let Err(error) = self.persist_new_partitions() {
             let topic = self.topics.get_mut(name).expect("looked up above");
             let added = topic.partitions.split_off(current as usize);

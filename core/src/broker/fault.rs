@@ -10,8 +10,6 @@
 
 use std::io;
 
-use super::Partition;
-
 /// What the broker was doing when storage failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageOp {
@@ -78,15 +76,3 @@ impl std::fmt::Display for StorageFault {
 /// What a failed partition does, for the fault that fails it.
 pub const PARTITION_FAILED: &str = "the partition is failed: produce requests get KAFKA_STORAGE_ERROR, \
      reads of what is durable go on, and a restart recovers it from what is on disk";
-
-impl Partition {
-    /// Fails the partition after a storage error. Returns the fault to report the first time
-    /// only, so a failed partition is logged once, not once per request.
-    pub(crate) fn fail(&mut self, op: StorageOp, error: &io::Error) -> Option<StorageFault> {
-        if self.failed {
-            return None;
-        }
-        self.failed = true;
-        Some(StorageFault::new(op, self.log.dir(), error, PARTITION_FAILED))
-    }
-}

@@ -6,9 +6,10 @@
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind};
 
-use super::{Broker, Parked, RequestId, Response, ResponseBody};
+use super::{Broker, Parked, RequestId, Response, ResponseBody, WaitFor};
 use crate::constants::FETCH_WAIT_MS_MAX;
 use crate::error::ErrorCode;
+use crate::ids::PartitionId;
 
 /// Kafka's FETCH_SESSION_ID_NOT_FOUND.
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
@@ -17,10 +18,18 @@ const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 type ReadFailure = (String, i32, std::io::Error);
 
 pub(crate) struct ParkedFetch {
-    id: RequestId,
+    pub id: RequestId,
     api_version: i16,
     request: FetchRequest,
     pub deadline_ms: i64,
+    /// The partitions it reads and their fetch offsets, looked up when it is parked.
+    waits: Vec<(PartitionId, i64)>,
+}
+
+impl ParkedFetch {
+    pub(super) fn waits(&self) -> Vec<(PartitionId, i64, WaitFor)> {
+        self.waits.iter().map(|&(partition, offset)| (partition, offset, WaitFor::Data)).collect()
+    }
 }
 
 impl Broker {
@@ -37,7 +46,7 @@ impl Broker {
             return Some(FetchResponse::default().with_error_code(FETCH_SESSION_ID_NOT_FOUND));
         }
         let wait_ms = i64::from(request.max_wait_ms).clamp(0, FETCH_WAIT_MS_MAX);
-        let parked = ParkedFetch { id, api_version, request, deadline_ms: now_ms + wait_ms };
+        let parked = ParkedFetch { id, api_version, request, deadline_ms: now_ms + wait_ms, waits: Vec::new() };
         match self.try_finish_fetch(now_ms, parked, false) {
             Some(Response { body: ResponseBody::Message(body), .. }) => match *body {
                 ResponseKind::Fetch(body) => Some(body),
@@ -49,12 +58,11 @@ impl Broker {
 
     /// Answers a fetch if it has `min_bytes`, hit an error, reached its deadline, or is
     /// `force`d; otherwise parks it (again).
-    pub(super) fn try_finish_fetch(&mut self, now_ms: i64, parked: ParkedFetch, force: bool) -> Option<Response> {
+    pub(super) fn try_finish_fetch(&mut self, now_ms: i64, mut parked: ParkedFetch, force: bool) -> Option<Response> {
         let (response, bytes, errors, read_failures) = self.build_fetch(parked.api_version, &parked.request);
         for (topic, index, error) in read_failures {
-            if let Some(partition) = self.partition_mut(&topic, index) {
-                let fault = partition.fail(super::StorageOp::Read, &error);
-                self.faults.extend(fault);
+            if let Some(id) = self.partition(&topic, index).map(|p| p.id) {
+                self.fail_partition(id, super::StorageOp::Read, &error);
             }
         }
         let enough = bytes >= i64::from(parked.request.min_bytes.max(0));
@@ -68,8 +76,23 @@ impl Broker {
                 body: ResponseBody::Message(Box::new(ResponseKind::Fetch(response))),
             });
         }
-        self.parked.push(Parked::Fetch(parked));
+        parked.waits = self.fetch_waits(&parked.request);
+        self.park(Parked::Fetch(parked));
         None
+    }
+
+    /// The partitions a fetch reads, with their fetch offsets.
+    fn fetch_waits(&self, request: &FetchRequest) -> Vec<(PartitionId, i64)> {
+        let mut waits = Vec::new();
+        for topic in &request.topics {
+            let Some(state) = self.topic(&topic.topic.0) else { continue };
+            for wanted in &topic.partitions {
+                if let Some(p) = usize::try_from(wanted.partition).ok().and_then(|i| state.partitions.get(i)) {
+                    waits.push((p.id, wanted.fetch_offset));
+                }
+            }
+        }
+        waits
     }
 
     /// Reads every requested partition. Returns the response, the record bytes in it, whether
@@ -90,8 +113,8 @@ impl Broker {
                     None => data.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                     Some(p) => {
                         let log = &p.log;
-                        data.high_watermark = log.durable_offset();
-                        data.last_stable_offset = log.durable_offset();
+                        data.high_watermark = p.high_watermark();
+                        data.last_stable_offset = p.last_stable_offset();
                         if api_version >= 5 {
                             data.log_start_offset = log.log_start_offset();
                         }
@@ -105,7 +128,7 @@ impl Broker {
                             let budget = partition_max.min(max_bytes.saturating_sub(total_bytes));
                             let first_data = total_bytes == 0;
                             if budget > 0 || first_data {
-                                match log.read(wanted.fetch_offset, budget, log.durable_offset(), first_data) {
+                                match log.read(wanted.fetch_offset, budget, p.high_watermark(), first_data) {
                                     Ok(read) => {
                                         total_bytes += read.records.len();
                                         data.records = Some(read.records);

@@ -25,10 +25,11 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Broker, Parked, RequestId, Response, ResponseBody, StorageFault, StorageOp};
+use super::{Broker, Parked, RequestId, Response, ResponseBody, StorageFault, StorageOp, WaitFor};
 use crate::error::ErrorCode;
 use crate::group::offsets::{record, OffsetKey};
 use crate::group::{CommittedOffset, OFFSETS_TOPIC};
+use crate::ids::PartitionId;
 use crate::log::batch::build::batch;
 
 /// `offset.metadata.max.bytes`
@@ -46,13 +47,21 @@ fn s(value: impl Into<String>) -> StrBytes {
 /// A write to the offsets log waiting for its fsync: commits, and the tombstones of
 /// OffsetDelete and DeleteGroups.
 pub(crate) struct ParkedOffsets {
-    id: RequestId,
+    pub id: RequestId,
     api_key: ApiKey,
     api_version: i16,
     body: ResponseKind,
     entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
+    /// The offsets partition written, and the end of what was written to it.
+    partition: PartitionId,
     offset_end: i64,
     pub deadline_ms: i64,
+}
+
+impl ParkedOffsets {
+    pub(super) fn waits(&self) -> Vec<(PartitionId, i64, WaitFor)> {
+        vec![(self.partition, self.offset_end, WaitFor::Commit)]
+    }
 }
 
 impl Broker {
@@ -202,35 +211,38 @@ impl Broker {
         let mut bytes = batch(&records, None);
         let appended = match self.partition_mut(OFFSETS_TOPIC, 0) {
             Some(p) if !p.failed => match p.log.append(&mut bytes, 0, now_ms) {
-                Ok(_) => Ok(p.log.end_offset()),
-                Err(error) => {
-                    let fault = p.fail(StorageOp::Append, &error);
-                    self.faults.extend(fault);
-                    Err(())
-                }
+                Ok(_) => Ok((p.id, p.log.end_offset())),
+                Err(error) => Err(Some((p.id, error))),
             },
-            _ => Err(()),
+            _ => Err(None),
         };
         match appended {
-            Ok(offset_end) => {
-                self.parked.push(Parked::Offsets(ParkedOffsets {
+            Ok((partition, offset_end)) => {
+                self.note_unsynced(partition);
+                self.park(Parked::Offsets(ParkedOffsets {
                     id,
                     api_key,
                     api_version,
                     body,
                     entries,
+                    partition,
                     offset_end,
                     deadline_ms: now_ms + COMMIT_WAIT_MS_MAX,
                 }));
                 None
             }
-            Err(()) => Some(with_error(body, ErrorCode::CoordinatorNotAvailable)),
+            Err(failure) => {
+                if let Some((partition, error)) = failure {
+                    self.fail_partition(partition, StorageOp::Append, &error);
+                }
+                Some(with_error(body, ErrorCode::CoordinatorNotAvailable))
+            }
         }
     }
 
     /// Answers a parked offsets write once durable (applying it), failed or timed out.
     pub(super) fn try_finish_offsets(&mut self, now_ms: i64, parked: ParkedOffsets, force: bool) -> Option<Response> {
-        let state = self.partition(OFFSETS_TOPIC, 0).map(|p| (p.failed, p.log.durable_offset()));
+        let state = self.partition_by_id(parked.partition).map(|p| (p.failed, p.high_watermark()));
         let body = match state {
             Some((false, durable)) if durable >= parked.offset_end => {
                 for (key, value) in parked.entries {
@@ -239,7 +251,7 @@ impl Broker {
                 parked.body
             }
             Some((false, _)) if !force && now_ms < parked.deadline_ms => {
-                self.parked.push(Parked::Offsets(parked));
+                self.park(Parked::Offsets(parked));
                 return None;
             }
             Some((false, _)) => with_error(parked.body, ErrorCode::RequestTimedOut),
@@ -573,17 +585,16 @@ impl Broker {
         if p.failed {
             return;
         }
+        let partition = p.id;
         match p.log.append(&mut bytes, 0, now_ms) {
             Ok(_) => {
+                self.note_unsynced(partition);
                 for key in expired {
                     self.offsets.set(key, None);
                 }
             }
             // Nothing expired; a restart recovers the offsets partition and expiry runs again.
-            Err(error) => {
-                let fault = p.fail(StorageOp::Append, &error);
-                self.faults.extend(fault);
-            }
+            Err(error) => self.fail_partition(partition, StorageOp::Append, &error),
         }
     }
 }
@@ -617,6 +628,10 @@ impl Broker {
         if partition.failed || partition.log.size_bytes() <= limit {
             return;
         }
+        let id = partition.id;
+        // A roll writes index files, even one that fails part way; the next sync covers them.
+        self.unsynced.insert(id);
+        let partition = self.partition_mut(OFFSETS_TOPIC, 0).expect("looked up above");
         if let Err(error) = partition.log.roll(now_ms) {
             let dir = partition.log.dir().to_string();
             self.faults.push(StorageFault::new(
@@ -632,8 +647,7 @@ impl Broker {
             let records: Vec<_> = chunk.iter().map(|(k, v)| record(k, Some(v), now_ms)).collect();
             let mut bytes = batch(&records, None);
             if let Err(error) = partition.log.append(&mut bytes, 0, now_ms) {
-                let fault = partition.fail(StorageOp::Append, &error);
-                self.faults.extend(fault);
+                self.fail_partition(id, StorageOp::Append, &error);
                 return;
             }
         }

@@ -29,12 +29,12 @@ mod offsets;
 mod produce;
 pub mod versions;
 
-pub use fault::{StorageFault, StorageOp};
+pub use fault::{StorageFault, StorageOp, PARTITION_FAILED};
 pub use info::api_versions_unsupported;
 
 pub use crate::io::{ConnId, IoCommand, IoToken, Output, Request, RequestId, Response, ResponseBody};
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 
@@ -42,11 +42,13 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use crate::constants::RETENTION_CHECK_INTERVAL_MS;
 use crate::group::{ConsumerGroupConfig, ConsumerGroups, Coordinator, GroupConfig, OffsetStore, OFFSETS_TOPIC};
+use crate::ids::{Offset, PartitionId};
 use crate::log::batch::NO_PRODUCER_ID;
 use crate::log::checkpoint;
 use crate::log::{Log, RecoveryReport};
 use crate::metadata::store::MetadataStore;
 use crate::metadata::{TopicConfig, TopicRecord};
+pub(crate) use crate::partition::Partition;
 use crate::rng::Rng;
 use crate::storage::Storage;
 use crate::txn::producer::ProducerTable;
@@ -118,15 +120,6 @@ const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
 /// How often the recovery points are checkpointed, so a restart scans little.
 const RECOVERY_CHECKPOINT_INTERVAL_MS: i64 = 60_000;
 
-pub(crate) struct Partition {
-    pub log: Log,
-    pub producers: ProducerTable,
-    /// A write or fsync failed: the page cache no longer says what is on disk past the durable
-    /// offset. The partition refuses writes (KAFKA_STORAGE_ERROR) and serves reads of what is
-    /// durable until a restart recovers it from what is really stored (see `fault.rs`).
-    pub failed: bool,
-}
-
 pub(crate) struct Topic {
     pub record: TopicRecord,
     pub config: TopicConfig,
@@ -135,14 +128,50 @@ pub(crate) struct Topic {
 
 struct SyncInFlight {
     token: IoToken,
-    /// (topic id, partition, offset durable once the sync completes)
-    targets: Vec<(uuid::Uuid, i32, i64)>,
+    /// Each partition covered, with the offset durable once the sync completes.
+    targets: Vec<(PartitionId, i64)>,
 }
 
 pub(crate) enum Parked {
     Produce(produce::ParkedProduce),
     Fetch(fetch::ParkedFetch),
     Offsets(groups::ParkedOffsets),
+}
+
+/// What a parked request waits for on one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitFor {
+    /// The high watermark reaching the offset (the end of what it wrote).
+    Commit,
+    /// The high watermark passing the offset (its fetch offset).
+    Data,
+}
+
+impl Parked {
+    fn id(&self) -> RequestId {
+        match self {
+            Parked::Produce(p) => p.id,
+            Parked::Fetch(f) => f.id,
+            Parked::Offsets(o) => o.id,
+        }
+    }
+
+    fn deadline_ms(&self) -> i64 {
+        match self {
+            Parked::Produce(p) => p.deadline_ms,
+            Parked::Fetch(f) => f.deadline_ms,
+            Parked::Offsets(o) => o.deadline_ms,
+        }
+    }
+
+    /// Every (partition, offset, kind) the request waits on.
+    fn waits(&self) -> Vec<(PartitionId, i64, WaitFor)> {
+        match self {
+            Parked::Produce(p) => p.waits(),
+            Parked::Fetch(f) => f.waits(),
+            Parked::Offsets(o) => o.waits(),
+        }
+    }
 }
 
 pub struct Broker {
@@ -162,8 +191,21 @@ pub struct Broker {
     /// Storage failures met during the current input; moved to `outputs` when it ends, after
     /// the parked requests they affect were answered.
     faults: Vec<StorageFault>,
-    parked: Vec<Parked>,
+    /// Requests waiting for a commit, for data or for their deadline. Each is indexed by the
+    /// partitions it waits on (`Partition::waiters`) and by its deadline, so an input looks
+    /// only at the requests it may have satisfied.
+    parked: BTreeMap<RequestId, Parked>,
+    deadlines: BTreeSet<(i64, RequestId)>,
+    /// Parked requests to look at again before this input ends: a partition they wait on
+    /// advanced, failed or went away, or their deadline passed.
+    woken: BTreeSet<RequestId>,
+    /// Partitions written since their last sync was planned; the next sync covers them.
+    unsynced: BTreeSet<PartitionId>,
     sync_in_flight: Option<SyncInFlight>,
+    /// How many times a parked request was looked at again (tests check it follows what
+    /// changed, not how much is parked).
+    #[cfg(test)]
+    parked_looked_at: u64,
     next_token: u64,
     next_retention_check_ms: i64,
     next_recovery_checkpoint_ms: i64,
@@ -231,7 +273,7 @@ impl Broker {
                 }
                 max_producer_id = max_producer_id.max(producers.max_producer_id().unwrap_or(NO_PRODUCER_ID));
                 report.producers += producers.len();
-                partitions.push(Partition { log, producers, failed: false });
+                partitions.push(Partition::new(PartitionId::new(record.id, index), log, producers));
             }
             report.partitions += partitions.len();
             topic_names_by_id.insert(record.id, record.name.clone());
@@ -258,14 +300,24 @@ impl Broker {
             offsets_rewrite: None,
             outputs: VecDeque::new(),
             faults,
-            parked: Vec::new(),
+            parked: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            woken: BTreeSet::new(),
+            unsynced: BTreeSet::new(),
             sync_in_flight: None,
+            #[cfg(test)]
+            parked_looked_at: 0,
             next_token: 1,
             next_retention_check_ms: now_ms + retention_check_interval_ms,
             next_recovery_checkpoint_ms: now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS,
         };
         broker.open_offsets(now_ms)?;
         report.committed_offsets = broker.offsets.len();
+        // Recovery may have left unsynced bytes (a cut tail, rebuilt indexes); start-up is the
+        // one time every partition is looked at.
+        let recovered: Vec<PartitionId> =
+            broker.topics.values().flat_map(|t| &t.partitions).filter(|p| p.log.needs_sync()).map(|p| p.id).collect();
+        broker.unsynced.extend(recovered);
         let hold_ms = 2 * i64::from(broker.config.consumer_group.heartbeat_interval_ms);
         broker.consumer_groups.hold_back(broker.offsets.groups(), now_ms + hold_ms);
         broker.maybe_start_sync();
@@ -287,6 +339,8 @@ impl Broker {
     /// after later inputs (fsync completion, new data, a timeout).
     pub fn handle_request(&mut self, now_ms: i64, request: Request) {
         self.dispatch_request(now_ms, request);
+        // The request may have failed or deleted partitions that others are parked on.
+        self.wake_parked(now_ms);
         self.report_faults(now_ms);
     }
 
@@ -399,21 +453,19 @@ impl Broker {
             return;
         };
 
-        for (topic_id, partition_index, durable_offset) in sync.targets {
-            let Some(partition) = self.partition_by_id_mut(topic_id, partition_index) else {
-                continue;
-            };
+        for (id, durable_offset) in sync.targets {
             match &result {
                 // One fsync failed: after an fsync error Linux may have dropped the dirty
                 // pages, so nothing this sync covered can be called durable.
-                Err(error) => {
-                    let fault = partition.fail(StorageOp::Sync, error);
-                    self.faults.extend(fault);
+                Err(error) => self.fail_partition(id, StorageOp::Sync, error),
+                Ok(()) => {
+                    if let Some(partition) = partition_in(&mut self.topics, &self.topic_names_by_id, id) {
+                        partition.synced(durable_offset, &mut self.woken);
+                    }
                 }
-                Ok(()) => partition.log.synced(durable_offset),
             }
         }
-        self.release_parked(now_ms, false);
+        self.wake_parked(now_ms);
         self.finish_offsets_rewrite();
         self.after_input();
         self.report_faults(now_ms);
@@ -421,7 +473,14 @@ impl Broker {
 
     /// Time passed: expire waits, roll old segments, enforce retention, checkpoint.
     pub fn handle_timeout(&mut self, now_ms: i64) {
-        self.release_parked(now_ms, false);
+        while let Some(&(deadline_ms, id)) = self.deadlines.first() {
+            if deadline_ms > now_ms {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.woken.insert(id);
+        }
+        self.wake_parked(now_ms);
         self.groups.tick(now_ms);
         self.consumer_groups.tick(now_ms);
         self.drain_group_replies();
@@ -449,7 +508,10 @@ impl Broker {
     /// Starts a final sync for a clean shutdown. The driver drains outputs, runs the sync, and
     /// then calls [`Broker::finish_shutdown`].
     pub fn begin_shutdown(&mut self, now_ms: i64) {
-        self.release_parked(now_ms, true);
+        let ids: Vec<RequestId> = self.parked.keys().copied().collect();
+        for id in ids {
+            self.finish_parked(now_ms, id, true);
+        }
         self.groups.abandon_parked();
         self.drain_group_replies();
         self.after_input();
@@ -462,7 +524,7 @@ impl Broker {
 
     /// Whether any partition has writes not yet covered by a completed sync.
     pub fn has_unsynced(&self) -> bool {
-        self.topics.values().flat_map(|t| &t.partitions).any(|p| !p.failed && p.log.needs_sync())
+        self.unsynced.iter().any(|&id| self.partition_by_id(id).is_some_and(|p| !p.failed && p.log.needs_sync()))
     }
 
     /// Writes the recovery-point checkpoint after the final sync, so the next start scans
@@ -482,12 +544,8 @@ impl Broker {
     /// When [`Broker::handle_timeout`] must next be called.
     pub fn next_timeout_ms(&self) -> i64 {
         let mut next = self.next_retention_check_ms.min(self.next_recovery_checkpoint_ms);
-        for parked in &self.parked {
-            next = next.min(match parked {
-                Parked::Produce(p) => p.deadline_ms,
-                Parked::Fetch(f) => f.deadline_ms,
-                Parked::Offsets(o) => o.deadline_ms,
-            });
+        if let Some(&(deadline_ms, _)) = self.deadlines.first() {
+            next = next.min(deadline_ms);
         }
         for deadline in [self.groups.next_deadline_ms(), self.consumer_groups.next_deadline_ms()].into_iter().flatten()
         {
@@ -509,7 +567,7 @@ impl Broker {
         if self.faults.is_empty() {
             return;
         }
-        self.release_parked(now_ms, false);
+        self.wake_parked(now_ms);
         for fault in self.faults.drain(..) {
             self.outputs.push_back(Output::Fault(fault));
         }
@@ -521,17 +579,29 @@ impl Broker {
         if self.sync_in_flight.is_some() {
             return;
         }
+        // Debug builds (the unit tests) check the indexes against a full scan.
+        #[cfg(debug_assertions)]
+        for partition in self.topics.values().flat_map(|t| &t.partitions) {
+            assert!(
+                partition.failed || !partition.log.needs_sync() || self.unsynced.contains(&partition.id),
+                "partition {} was written without being marked unsynced",
+                partition.log.dir()
+            );
+            for id in partition.waiters.requests() {
+                assert!(self.parked.contains_key(&id), "{} indexes request {id:?}, which is not parked", partition.id);
+            }
+        }
+        debug_assert_eq!(self.deadlines.len(), self.parked.len(), "one deadline per parked request");
         let mut files = Vec::new();
         let mut targets = Vec::new();
-        for topic in self.topics.values_mut() {
-            for (index, partition) in topic.partitions.iter_mut().enumerate() {
-                if partition.failed || !partition.log.needs_sync() {
-                    continue;
-                }
-                let plan = partition.log.plan_sync();
-                files.extend(plan.files);
-                targets.push((topic.record.id, index as i32, plan.durable_offset));
+        for id in std::mem::take(&mut self.unsynced) {
+            let Some(partition) = self.partition_by_id_mut(id) else { continue };
+            if partition.failed || !partition.log.needs_sync() {
+                continue;
             }
+            let plan = partition.log.plan_sync();
+            files.extend(plan.files);
+            targets.push((id, plan.durable_offset));
         }
         if targets.is_empty() {
             return;
@@ -543,28 +613,69 @@ impl Broker {
         self.outputs.push_back(Output::Io(IoCommand::Sync { token, files }));
     }
 
-    /// Answers parked requests that can now be answered (or must be, when `force`).
-    fn release_parked(&mut self, now_ms: i64, force: bool) {
-        let parked = std::mem::take(&mut self.parked);
-        for item in parked {
-            match item {
-                Parked::Produce(p) => {
-                    if let Some(response) = self.try_finish_produce(now_ms, p, force) {
-                        self.outputs.push_back(Output::Response(response));
-                    }
-                }
-                Parked::Fetch(f) => {
-                    if let Some(response) = self.try_finish_fetch(now_ms, f, force) {
-                        self.outputs.push_back(Output::Response(response));
-                    }
-                }
-                Parked::Offsets(o) => {
-                    if let Some(response) = self.try_finish_offsets(now_ms, o, force) {
-                        self.outputs.push_back(Output::Response(response));
-                    }
-                }
+    /// Looks again at the parked requests this input woke; answers those that are done.
+    fn wake_parked(&mut self, now_ms: i64) {
+        while let Some(id) = self.woken.pop_first() {
+            self.finish_parked(now_ms, id, false);
+        }
+    }
+
+    /// Takes a parked request out (off its partitions and its deadline) and answers it if it
+    /// is done, past its deadline, or `force`d at shutdown; otherwise it is parked again.
+    fn finish_parked(&mut self, now_ms: i64, id: RequestId, force: bool) {
+        let Some(parked) = self.unpark(id) else { return };
+        #[cfg(test)]
+        {
+            self.parked_looked_at += 1;
+        }
+        let response = match parked {
+            Parked::Produce(p) => self.try_finish_produce(now_ms, p, force),
+            Parked::Fetch(f) => self.try_finish_fetch(now_ms, f, force),
+            Parked::Offsets(o) => self.try_finish_offsets(now_ms, o, force),
+        };
+        if let Some(response) = response {
+            self.outputs.push_back(Output::Response(response));
+        }
+    }
+
+    /// Parks a request: indexed on every partition it waits on and by its deadline.
+    pub(crate) fn park(&mut self, parked: Parked) {
+        let id = parked.id();
+        for (partition, offset, wait) in parked.waits() {
+            let Some(p) = self.partition_by_id_mut(partition) else { continue };
+            match wait {
+                WaitFor::Commit => p.waiters.wait_for_commit(Offset(offset), id),
+                WaitFor::Data => p.waiters.wait_for_data(Offset(offset), id),
             }
         }
+        self.deadlines.insert((parked.deadline_ms(), id));
+        self.parked.insert(id, parked);
+    }
+
+    fn unpark(&mut self, id: RequestId) -> Option<Parked> {
+        let parked = self.parked.remove(&id)?;
+        for (partition, offset, wait) in parked.waits() {
+            let Some(p) = self.partition_by_id_mut(partition) else { continue };
+            match wait {
+                WaitFor::Commit => p.waiters.forget_commit(Offset(offset), id),
+                WaitFor::Data => p.waiters.forget_data(Offset(offset), id),
+            }
+        }
+        self.deadlines.remove(&(parked.deadline_ms(), id));
+        Some(parked)
+    }
+
+    /// Fails a partition after a storage error (see [`Partition::fail`]): its waiting
+    /// commits are answered before this input ends, and the fault is reported once.
+    pub(crate) fn fail_partition(&mut self, id: PartitionId, op: StorageOp, error: &io::Error) {
+        if let Some(partition) = partition_in(&mut self.topics, &self.topic_names_by_id, id) {
+            self.faults.extend(partition.fail(op, error, &mut self.woken));
+        }
+    }
+
+    /// A partition was written: the next sync must cover it.
+    pub(crate) fn note_unsynced(&mut self, id: PartitionId) {
+        self.unsynced.insert(id);
     }
 
     pub(crate) fn topic(&self, name: &str) -> Option<&Topic> {
@@ -575,10 +686,13 @@ impl Broker {
         self.topic_names_by_id.get(&id).map(String::as_str)
     }
 
-    fn partition_by_id_mut(&mut self, topic_id: uuid::Uuid, index: i32) -> Option<&mut Partition> {
-        let name = self.topic_names_by_id.get(&topic_id)?;
-        let topic = self.topics.get_mut(name)?;
-        topic.partitions.get_mut(usize::try_from(index).ok()?)
+    pub(crate) fn partition_by_id(&self, id: PartitionId) -> Option<&Partition> {
+        let name = self.topic_names_by_id.get(&id.topic_id)?;
+        self.topics.get(name)?.partitions.get(usize::try_from(id.index).ok()?)
+    }
+
+    pub(crate) fn partition_by_id_mut(&mut self, id: PartitionId) -> Option<&mut Partition> {
+        partition_in(&mut self.topics, &self.topic_names_by_id, id)
     }
 
     pub(crate) fn partition(&self, topic: &str, index: i32) -> Option<&Partition> {
@@ -594,7 +708,11 @@ impl Broker {
         let mut moves = Vec::new();
         for topic in self.topics.values_mut() {
             for (index, partition) in topic.partitions.iter_mut().enumerate().filter(|(_, p)| !p.failed) {
-                if let Err(error) = partition.log.roll_if_old(now_ms) {
+                let rolled = partition.log.roll_if_old(now_ms);
+                if partition.log.needs_sync() {
+                    self.unsynced.insert(partition.id);
+                }
+                if let Err(error) = rolled {
                     self.faults.push(StorageFault::new(
                         StorageOp::Roll,
                         partition.log.dir(),
@@ -718,6 +836,16 @@ impl Broker {
 fn other_kind_name(kind: &RequestKind) -> String {
     let text = format!("{kind:?}");
     text.split('(').next().unwrap_or("request").to_string()
+}
+
+/// A partition by id, borrowing only the topic maps (so the caller may use other fields).
+fn partition_in<'a>(
+    topics: &'a mut BTreeMap<String, Topic>,
+    names_by_id: &BTreeMap<uuid::Uuid, String>,
+    id: PartitionId,
+) -> Option<&'a mut Partition> {
+    let name = names_by_id.get(&id.topic_id)?;
+    topics.get_mut(name)?.partitions.get_mut(usize::try_from(id.index).ok()?)
 }
 
 /// `<topic>-<partition>`, Kafka's directory name.

@@ -10,32 +10,39 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Broker, Parked, RequestId, Response, ResponseBody};
+use super::{Broker, Parked, RequestId, Response, ResponseBody, WaitFor};
 use crate::error::ErrorCode;
+use crate::ids::PartitionId;
 use crate::log::batch::{set_log_append_time, validate_produce};
 use crate::planted::{self, PlantedBug};
 use crate::txn::producer::SequenceCheck;
 
 /// A produce with acks=all waiting for its fsync.
 pub(crate) struct ParkedProduce {
-    id: RequestId,
+    pub id: RequestId,
     api_version: i16,
     response: ProduceResponse,
     waits: Vec<Wait>,
     pub deadline_ms: i64,
 }
 
-/// One partition of a parked produce: done when its log's durable offset reaches `offset_end`.
+/// One partition of a parked produce: done when its high watermark reaches `offset_end`.
 struct Wait {
-    topic: String,
-    partition: i32,
+    partition: PartitionId,
     offset_end: i64,
     /// Where the partition's entry sits in the response.
     at: (usize, usize),
 }
 
+impl ParkedProduce {
+    pub(super) fn waits(&self) -> Vec<(PartitionId, i64, WaitFor)> {
+        self.waits.iter().map(|w| (w.partition, w.offset_end, WaitFor::Commit)).collect()
+    }
+}
+
 /// Outcome of appending one partition's record set.
 struct Appended {
+    partition: PartitionId,
     base_offset: i64,
     /// One past the last offset written (or found as a duplicate).
     offset_end: i64,
@@ -80,8 +87,7 @@ impl Broker {
                             entry.log_start_offset = appended.log_start_offset;
                         }
                         waits.push(Wait {
-                            topic: name.clone(),
-                            partition: partition_data.index,
+                            partition: appended.partition,
                             offset_end: appended.offset_end,
                             at: (topic_index, partition_index),
                         });
@@ -134,7 +140,7 @@ impl Broker {
         let records = records.ok_or(ErrorCode::CorruptMessage)?;
         let batches = validate_produce(&records, message_bytes_max)?;
         let mut first: Option<i64> = None;
-        let mut offset_end = partition.log.end_offset();
+        let mut offset_end = partition.log_end_offset();
         for batch in batches {
             let header = batch.header;
             if header.is_transactional() {
@@ -158,15 +164,17 @@ impl Broker {
             let base_offset = match partition.log.append(&mut bytes, 0, now_ms) {
                 Ok(base_offset) => base_offset,
                 Err(error) => {
-                    self.faults.extend(partition.fail(super::StorageOp::Append, &error));
+                    self.faults.extend(partition.fail(super::StorageOp::Append, &error, &mut self.woken));
                     return Err(ErrorCode::KafkaStorageError);
                 }
             };
+            self.unsynced.insert(partition.id);
             partition.producers.record(&header, base_offset);
             first.get_or_insert(base_offset);
-            offset_end = partition.log.end_offset();
+            offset_end = partition.log_end_offset();
         }
         Ok(Appended {
+            partition: partition.id,
             base_offset: first.expect("validation returns at least one batch"),
             offset_end,
             log_start_offset: partition.log.log_start_offset(),
@@ -193,10 +201,10 @@ impl Broker {
             if entry.error_code != 0 {
                 continue;
             }
-            match self.partition(&wait.topic, wait.partition) {
+            match self.partition_by_id(wait.partition) {
                 None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
-                // Durable before the partition failed: acknowledged as it is.
-                Some(p) if p.log.durable_offset() >= wait.offset_end => {}
+                // Committed before the partition failed: acknowledged as it is.
+                Some(p) if p.high_watermark() >= wait.offset_end => {}
                 Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),
                 Some(_) if give_up => entry.error_code = ErrorCode::RequestTimedOut.code(),
                 Some(_) => pending = true,
@@ -206,7 +214,7 @@ impl Broker {
             }
         }
         if pending {
-            self.parked.push(Parked::Produce(parked));
+            self.park(Parked::Produce(parked));
             return None;
         }
         Some(Response {

@@ -293,6 +293,52 @@ fn fetch_times_out_empty_and_checks_ranges() {
 }
 
 #[test]
+fn a_sync_looks_only_at_the_requests_parked_on_what_it_covered() {
+    let mut h = Harness::new();
+    h.create_topic("t", 200, &[]);
+    let fetches: Vec<RequestId> =
+        (0..200).map(|p| h.send(ApiKey::Fetch, 12, fetch_request("t", p, 0, 5_000, 1))).collect();
+    assert!(h.run_io().is_empty(), "every fetch parked");
+    let before = h.broker.parked_looked_at;
+    let produce = h.send(ApiKey::Produce, 9, produce_request("t", 7, -1, batch(&simple(2, 0), None)));
+    let mut answered: Vec<RequestId> = h.run_io().into_iter().map(|r| r.id).collect();
+    answered.sort();
+    assert_eq!(answered, vec![fetches[7], produce], "the produce and the one fetch on its partition");
+    // Each was looked at once: none of the other 199 fetches was.
+    assert_eq!(h.broker.parked_looked_at - before, 2);
+    assert_eq!(h.broker.parked.len(), 199);
+}
+
+#[test]
+fn requests_parked_on_a_deleted_topic_are_answered_at_once() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    h.create_topic("other", 1, &[]);
+    let produce = h.send(ApiKey::Produce, 9, produce_request("t", 0, -1, batch(&simple(1, 0), None)));
+    // Still waiting for its sync (not run) when the topic goes.
+    assert!(h.responses().iter().all(|r| r.id != produce));
+    let fetch = h.send(ApiKey::Fetch, 12, fetch_request("t", 0, 0, 5_000, 1));
+    assert!(h.responses().iter().all(|r| r.id != fetch), "parked: nothing durable yet");
+    let delete = h.send(
+        ApiKey::DeleteTopics,
+        5,
+        RequestKind::DeleteTopics(
+            DeleteTopicsRequest::default().with_topic_names(vec![TopicName(StrBytes::from_static_str("t"))]),
+        ),
+    );
+    // No sync ran and no time passed: the deletion itself answered both.
+    let answered = h.responses();
+    let body = |id: RequestId| match &answered.iter().find(|r| r.id == id).expect("answered").body {
+        ResponseBody::Message(m) => (**m).clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(produce_result(&body(produce)).0, ErrorCode::UnknownTopicOrPartition.code());
+    assert_eq!(fetched_offsets(&body(fetch)).0, ErrorCode::UnknownTopicOrPartition.code());
+    assert!(answered.iter().any(|r| r.id == delete));
+    assert!(h.broker.parked.is_empty());
+}
+
+#[test]
 fn topics_and_configs_persist_across_restart() {
     let storage = MemStorage::new();
     let mut h = Harness::on(storage.clone());

@@ -330,7 +330,10 @@ impl Log {
         let mut files: Vec<NamedFile> = self.unsynced_index_files.drain(..).collect();
         for segment in self.segments.iter_mut().filter(|s| s.unsynced) {
             segment.unsynced = false;
-            files.push(NamedFile::new(format!("{}/{}", self.dir, log_file_name(segment.base_offset)), segment.file.clone()));
+            files.push(NamedFile::new(
+                format!("{}/{}", self.dir, log_file_name(segment.base_offset)),
+                segment.file.clone(),
+            ));
         }
         SyncPlan { files, durable_offset: self.end_offset }
     }

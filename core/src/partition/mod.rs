@@ -1,0 +1,75 @@
+//! One partition's state: its log, its idempotent producers, whether storage failed it, and
+//! the requests parked on it. The offsets a replicated partition keeps apart are named here
+//! already: the log end (written), the durable offset (fsynced here), the high watermark
+//! (committed: on a single node, the durable offset) and the last stable offset (without
+//! transactions, the high watermark).
+
+mod waiters;
+
+use std::collections::BTreeSet;
+use std::io;
+
+pub(crate) use waiters::Waiters;
+
+use crate::broker::{StorageFault, StorageOp, PARTITION_FAILED};
+use crate::ids::{Offset, PartitionId};
+use crate::io::RequestId;
+use crate::log::Log;
+use crate::txn::producer::ProducerTable;
+
+pub(crate) struct Partition {
+    pub id: PartitionId,
+    pub log: Log,
+    pub producers: ProducerTable,
+    /// A write or fsync failed: the page cache no longer says what is on disk past the durable
+    /// offset. The partition refuses writes (KAFKA_STORAGE_ERROR) and serves reads of what is
+    /// durable until a restart recovers it from what is really stored (see `broker/fault.rs`).
+    pub failed: bool,
+    pub waiters: Waiters,
+}
+
+impl Partition {
+    pub fn new(id: PartitionId, log: Log, producers: ProducerTable) -> Partition {
+        Partition { id, log, producers, failed: false, waiters: Waiters::default() }
+    }
+
+    /// One past the last record written (not necessarily durable).
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.end_offset()
+    }
+
+    /// Everything before it is fsynced on this node.
+    pub fn durable_offset(&self) -> i64 {
+        self.log.durable_offset()
+    }
+
+    /// Everything before it is committed, so consumers may read it and acks=all may be
+    /// answered for it. A single node commits what it has fsynced.
+    pub fn high_watermark(&self) -> i64 {
+        self.durable_offset()
+    }
+
+    /// Consumers with read_committed stop here. Without transactions, at the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+    }
+
+    /// A sync planned up to `durable_offset` completed: the offsets move on and the requests
+    /// waiting for them go to `woken`.
+    pub fn synced(&mut self, durable_offset: i64, woken: &mut BTreeSet<RequestId>) {
+        self.log.synced(durable_offset);
+        self.waiters.advanced(Offset(self.high_watermark()), woken);
+    }
+
+    /// Fails the partition after a storage error; the requests waiting for a commit on it go
+    /// to `woken`. Returns the fault to report the first time only, so a failed partition is
+    /// logged once, not once per request.
+    pub fn fail(&mut self, op: StorageOp, error: &io::Error, woken: &mut BTreeSet<RequestId>) -> Option<StorageFault> {
+        self.waiters.failed(woken);
+        if self.failed {
+            return None;
+        }
+        self.failed = true;
+        Some(StorageFault::new(op, self.log.dir(), error, PARTITION_FAILED))
+    }
+}
