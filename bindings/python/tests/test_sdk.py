@@ -200,7 +200,12 @@ def test_records_cross_between_the_sdk_and_other_clients(broker):
 def test_ctrl_c_interrupts_a_blocking_poll(broker, tmp_path):
     script = tmp_path / "poll.py"
     script.write_text(textwrap.dedent(f"""
-        import sys
+        import faulthandler, signal, sys
+        # Python leaves SIGINT ignored when it starts ignored, as it does under a shell's
+        # background job (`make test &`); Ctrl-C in a terminal has Python's own handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # A hang (in the poll or at exit) dumps every thread's stack to stderr for the test.
+        faulthandler.dump_traceback_later(45, exit=True)
         from headwater import Consumer
         consumer = Consumer({broker.bootstrap!r}, auto_offset_reset="earliest")
         consumer.assign([("ctrl-c", 0)])
@@ -213,12 +218,16 @@ def test_ctrl_c_interrupts_a_blocking_poll(broker, tmp_path):
         sys.exit(1)
     """))
     AdminClient(broker.bootstrap).create_topic("ctrl-c")
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "polling"
     proc.send_signal(signal.SIGINT)
     # The poll would block for 600 s; the bound here only keeps a broken build from hanging.
-    assert proc.wait(timeout=60) == 0
-    assert proc.stdout.read().strip() == "interrupted"
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    assert (proc.returncode, out.strip()) == (0, "interrupted"), f"stderr of the polling process:\n{err}"
 
 
 def test_asyncio_producer_and_consumer_await_once_per_call(broker):
