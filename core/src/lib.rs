@@ -43,6 +43,7 @@ pub mod log;
 pub mod metadata;
 pub mod partition;
 pub mod planted;
+pub mod raft;
 pub mod rng;
 pub mod storage;
 pub mod txn;

@@ -1,0 +1,782 @@
+//! One replica of a Raft log: the state machine the module documentation describes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+
+use bytes::Bytes;
+
+use super::message::{Diverging, Message};
+use super::state::{LeaderState, ParkedFetch, QuorumState, Role};
+use super::RaftLog;
+use crate::ids::NodeId;
+use crate::rng::Rng;
+
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    pub node: NodeId,
+    pub voters: BTreeSet<NodeId>,
+    /// A follower that hears nothing from its leader this long stands for election; a leader
+    /// that hears from no majority this long steps down (KRaft's `fetch.timeout.ms`).
+    pub fetch_timeout_ms: i64,
+    /// Elections wait a random time in [this, twice this) (KRaft's `election.timeout.ms`).
+    pub election_timeout_ms: i64,
+    /// How long a leader holds a fetch that has nothing new.
+    pub fetch_max_wait_ms: i64,
+    pub fetch_max_bytes: usize,
+}
+
+impl RaftConfig {
+    pub fn new(node: NodeId, voters: impl IntoIterator<Item = NodeId>) -> RaftConfig {
+        RaftConfig {
+            node,
+            voters: voters.into_iter().collect(),
+            fetch_timeout_ms: 2_000,
+            election_timeout_ms: 1_000,
+            fetch_max_wait_ms: 500,
+            fetch_max_bytes: 1 << 20,
+        }
+    }
+
+    fn majority(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RaftOutput {
+    /// Make this durable before performing any later output: the epoch and the vote.
+    SaveState(QuorumState),
+    Send {
+        to: NodeId,
+        message: Message,
+    },
+    /// The high watermark moved: every entry before it is committed.
+    Committed {
+        high_watermark: i64,
+    },
+    /// Who leads `epoch`, as far as this replica knows (`None` while nobody does).
+    LeaderChanged {
+        epoch: i32,
+        leader: Option<NodeId>,
+    },
+}
+
+#[derive(Debug)]
+pub struct Raft {
+    config: RaftConfig,
+    state: QuorumState,
+    role: Role,
+    high_watermark: Option<i64>,
+    rng: Rng,
+    outputs: VecDeque<RaftOutput>,
+    /// Unattached, prospective, candidate: when to (re)start an election.
+    election_deadline_ms: i64,
+    /// Follower: when it gives up on its leader (moved on by every answer from it).
+    follower_deadline_ms: i64,
+    /// Follower: when it last heard from its leader itself. `None` for a leader it only heard
+    /// of from another replica; such a follower does not refuse pre-votes on its behalf.
+    leader_contact_ms: Option<i64>,
+    /// Follower: the outstanding fetch, (when it was sent, its id); sent again, under a new
+    /// id, if unanswered.
+    fetch_sent: Option<(i64, u64)>,
+    next_fetch_id: u64,
+    /// Leader: the next check-quorum, and the next resend of BeginQuorumEpoch.
+    check_quorum_ms: i64,
+    announce_ms: i64,
+}
+
+impl Raft {
+    /// A replica starting (or restarting) with the state it saved last, over `log`.
+    pub fn new(config: RaftConfig, saved: QuorumState, seed: u64, now_ms: i64, log: &mut dyn RaftLog) -> Raft {
+        assert!(config.voters.contains(&config.node), "a replica is one of its voters");
+        let mut raft = Raft {
+            config,
+            state: saved,
+            role: Role::Unattached,
+            high_watermark: None,
+            rng: Rng::new(seed),
+            outputs: VecDeque::new(),
+            election_deadline_ms: now_ms,
+            follower_deadline_ms: now_ms,
+            leader_contact_ms: None,
+            fetch_sent: None,
+            next_fetch_id: 1,
+            check_quorum_ms: now_ms,
+            announce_ms: now_ms,
+        };
+        raft.election_deadline_ms = now_ms + raft.election_timeout();
+        // Fetch ids start at random, so an answer to a fetch sent before a restart cannot pass
+        // for the answer to one sent after it.
+        raft.next_fetch_id = raft.rng.next_u64() >> 1;
+        if raft.state.leader == Some(raft.config.node) {
+            // It led this epoch before a restart; it cannot know what it promised since, so it
+            // does not lead again in this epoch.
+            raft.state.leader = None;
+            raft.save();
+        }
+        match raft.state.leader {
+            Some(leader) => raft.become_follower(now_ms, leader, false, log),
+            None if raft.config.voters.len() == 1 => raft.become_prospective(now_ms, log),
+            None => {}
+        }
+        raft
+    }
+
+    // ----- inputs -----
+
+    pub fn handle_message(
+        &mut self,
+        now_ms: i64,
+        from: NodeId,
+        message: Message,
+        log: &mut dyn RaftLog,
+    ) -> io::Result<()> {
+        let pre_vote_request = matches!(message, Message::Vote { pre_vote: true, .. });
+        if message.epoch() > self.state.epoch && !pre_vote_request {
+            self.adopt_epoch(now_ms, message.epoch());
+        }
+        match message {
+            Message::Vote { epoch, last_epoch, end_offset, pre_vote } => {
+                self.on_vote(now_ms, from, epoch, (last_epoch, end_offset), pre_vote, log)
+            }
+            Message::VoteResponse { epoch, granted, pre_vote, leader } => {
+                self.on_vote_response(now_ms, from, epoch, granted, pre_vote, leader, log)?
+            }
+            Message::BeginQuorumEpoch { epoch } => self.on_begin_quorum_epoch(now_ms, from, epoch, log),
+            Message::BeginQuorumEpochResponse { epoch } => {
+                if let Role::Leader(leader) = &mut self.role {
+                    if epoch == self.state.epoch {
+                        leader.unannounced.remove(&from);
+                        leader.heard_from.insert(from);
+                    }
+                }
+            }
+            Message::EndQuorumEpoch { epoch, preferred_successors } => {
+                if epoch == self.state.epoch && matches!(self.role, Role::Follower { leader } if leader == from) {
+                    self.step_down(now_ms);
+                    // The first preferred successor stands at once; the others give it time.
+                    let rank = preferred_successors.iter().position(|&n| n == self.config.node);
+                    let delay = match rank {
+                        Some(rank) => rank as i64 * self.config.election_timeout_ms / 2,
+                        None => self.election_timeout(),
+                    };
+                    self.election_deadline_ms = now_ms + delay;
+                }
+            }
+            Message::Fetch { epoch, offset, last_epoch, id } => {
+                self.on_fetch(now_ms, from, epoch, FetchAsked { id, offset, last_epoch }, log)?
+            }
+            Message::FetchResponse { epoch, id, offset, leader, high_watermark, diverging, entries } => {
+                let answer = FetchAnswer { id, offset, high_watermark, diverging, entries };
+                self.on_fetch_response(now_ms, from, epoch, leader, answer, log)?
+            }
+        }
+        Ok(())
+    }
+
+    /// Time passed; see [`Raft::next_timeout_ms`].
+    pub fn handle_timeout(&mut self, now_ms: i64, log: &mut dyn RaftLog) -> io::Result<()> {
+        match &mut self.role {
+            Role::Leader(leader) => {
+                let expired: Vec<NodeId> =
+                    leader.parked_fetches.iter().filter(|(_, p)| p.deadline_ms <= now_ms).map(|(&n, _)| n).collect();
+                for follower in expired {
+                    self.answer_parked_fetch(follower, log)?;
+                }
+                if now_ms >= self.check_quorum_ms {
+                    let Role::Leader(leader) = &mut self.role else { unreachable!("matched above") };
+                    let heard = leader.heard_from.iter().filter(|n| self.config.voters.contains(n)).count() + 1;
+                    leader.heard_from.clear();
+                    if heard < self.config.majority() {
+                        self.step_down(now_ms);
+                        return Ok(());
+                    }
+                    self.check_quorum_ms = now_ms + self.config.fetch_timeout_ms;
+                }
+                if now_ms >= self.announce_ms {
+                    self.announce_ms = now_ms + self.config.fetch_timeout_ms / 4;
+                    let Role::Leader(leader) = &self.role else { unreachable!("matched above") };
+                    let epoch = self.state.epoch;
+                    for &to in &leader.unannounced.clone() {
+                        self.send(to, Message::BeginQuorumEpoch { epoch });
+                    }
+                }
+            }
+            Role::Follower { .. } => {
+                if now_ms >= self.follower_deadline_ms {
+                    self.become_prospective(now_ms, log);
+                } else if self.fetch_sent.is_some_and(|(sent, _)| now_ms >= sent + self.fetch_retry_ms()) {
+                    self.fetch_sent = None;
+                    self.send_fetch(now_ms, log);
+                }
+            }
+            Role::Unattached | Role::Prospective { .. } | Role::Candidate { .. } => {
+                if now_ms >= self.election_deadline_ms {
+                    self.become_prospective(now_ms, log);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The log's durable offset moved (a sync completed).
+    pub fn handle_durable(&mut self, now_ms: i64, log: &mut dyn RaftLog) -> io::Result<()> {
+        match &self.role {
+            Role::Leader(_) => self.update_leader_high_watermark(log)?,
+            // A fetch waits for the log to be durable; this may be that moment.
+            Role::Follower { .. } if self.fetch_sent.is_none() => self.send_fetch(now_ms, log),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Appends `batch` as leader. `None` if this replica does not lead (the caller redirects
+    /// to [`Raft::leader`]); otherwise the offset of its first entry, committed once the high
+    /// watermark passes it.
+    pub fn propose(&mut self, batch: Bytes, log: &mut dyn RaftLog) -> io::Result<Option<i64>> {
+        if !matches!(self.role, Role::Leader(_)) {
+            return Ok(None);
+        }
+        let offset = log.append_as_leader(self.state.epoch, batch)?;
+        self.wake_parked_fetches(log)?;
+        Ok(Some(offset))
+    }
+
+    // ----- outputs and queries -----
+
+    pub fn poll_output(&mut self) -> Option<RaftOutput> {
+        self.outputs.pop_front()
+    }
+
+    pub fn next_timeout_ms(&self) -> i64 {
+        match &self.role {
+            Role::Leader(leader) => {
+                let parked = leader.parked_fetches.values().map(|p| p.deadline_ms).min().unwrap_or(i64::MAX);
+                self.check_quorum_ms.min(self.announce_ms).min(parked)
+            }
+            Role::Follower { .. } => {
+                let retry = self.fetch_sent.map_or(i64::MAX, |(sent, _)| sent + self.fetch_retry_ms());
+                self.follower_deadline_ms.min(retry)
+            }
+            _ => self.election_deadline_ms,
+        }
+    }
+
+    pub fn epoch(&self) -> i32 {
+        self.state.epoch
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.state.leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+
+    pub fn high_watermark(&self) -> Option<i64> {
+        self.high_watermark
+    }
+
+    /// The outstanding fetch (when sent, its id), for test traces.
+    #[cfg(test)]
+    pub fn fetch_sent(&self) -> Option<(i64, u64)> {
+        self.fetch_sent
+    }
+
+    pub fn quorum_state(&self) -> QuorumState {
+        self.state
+    }
+
+    // ----- votes -----
+
+    fn on_vote(
+        &mut self,
+        now_ms: i64,
+        candidate: NodeId,
+        epoch: i32,
+        candidate_log: (i32, i64),
+        pre_vote: bool,
+        log: &dyn RaftLog,
+    ) {
+        let log_ok = candidate_log >= (log.last_epoch(), log.end_offset());
+        let granted = if pre_vote {
+            // A pre-vote changes nothing here. Refused while this replica still has a live
+            // leader, so a replica that was cut off cannot depose it on its return.
+            let leader_alive = match self.role {
+                Role::Leader(_) => true,
+                Role::Follower { .. } => {
+                    self.leader_contact_ms.is_some_and(|t| now_ms < t + self.config.fetch_timeout_ms)
+                }
+                _ => false,
+            };
+            epoch > self.state.epoch && log_ok && !leader_alive
+        } else {
+            let free = self.state.voted_for.is_none_or(|v| v == candidate);
+            let granted = epoch == self.state.epoch && self.state.leader.is_none() && free && log_ok;
+            if granted && self.state.voted_for.is_none() {
+                self.state.voted_for = Some(candidate);
+                self.save();
+                self.election_deadline_ms = now_ms + self.election_timeout();
+            }
+            granted
+        };
+        let response = Message::VoteResponse { epoch: self.state.epoch, granted, pre_vote, leader: self.state.leader };
+        self.send(candidate, response);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_vote_response(
+        &mut self,
+        now_ms: i64,
+        voter: NodeId,
+        epoch: i32,
+        granted: bool,
+        pre_vote: bool,
+        leader: Option<NodeId>,
+        log: &mut dyn RaftLog,
+    ) -> io::Result<()> {
+        if epoch != self.state.epoch || !self.config.voters.contains(&voter) {
+            return Ok(());
+        }
+        if let (false, Some(leader)) = (granted, leader) {
+            // Refused because the voter follows a leader of this epoch: try that leader (on
+            // hearsay, so this replica grants pre-votes until it reaches the leader itself).
+            if !matches!(self.role, Role::Leader(_) | Role::Follower { .. }) && leader != self.config.node {
+                self.become_follower(now_ms, leader, false, log);
+            }
+            return Ok(());
+        }
+        let majority = self.config.majority();
+        match &mut self.role {
+            Role::Prospective { granted: votes } if pre_vote => {
+                if granted {
+                    votes.insert(voter);
+                }
+                if votes.len() >= majority {
+                    self.become_candidate(now_ms, log)?;
+                }
+            }
+            Role::Candidate { granted: votes } if !pre_vote => {
+                if granted {
+                    votes.insert(voter);
+                }
+                if votes.len() >= majority {
+                    self.become_leader(now_ms, log)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_begin_quorum_epoch(&mut self, now_ms: i64, leader: NodeId, epoch: i32, log: &mut dyn RaftLog) {
+        if epoch == self.state.epoch {
+            assert!(!matches!(self.role, Role::Leader(_)), "two leaders in epoch {epoch}: this replica and {leader}");
+            if matches!(self.role, Role::Follower { leader: l } if l == leader) {
+                self.heard_from_leader(now_ms);
+            } else {
+                self.become_follower(now_ms, leader, true, log);
+            }
+        }
+        self.send(leader, Message::BeginQuorumEpochResponse { epoch: self.state.epoch });
+    }
+
+    // ----- replication -----
+
+    fn on_fetch(
+        &mut self,
+        now_ms: i64,
+        follower: NodeId,
+        epoch: i32,
+        asked: FetchAsked,
+        log: &mut dyn RaftLog,
+    ) -> io::Result<()> {
+        let FetchAsked { id, offset, last_epoch } = asked;
+        let Role::Leader(leader) = &mut self.role else {
+            self.send(follower, self.not_leader_response(id, offset));
+            return Ok(());
+        };
+        if epoch != self.state.epoch {
+            // Behind: tell it who leads now.
+            self.send(follower, self.not_leader_response(id, offset));
+            return Ok(());
+        }
+        leader.heard_from.insert(follower);
+        leader.unannounced.remove(&follower);
+        leader.parked_fetches.remove(&follower);
+        if let Some(diverging) = diverging_from(log, offset, last_epoch) {
+            let response = Message::FetchResponse {
+                epoch: self.state.epoch,
+                id,
+                offset,
+                leader: Some(self.config.node),
+                high_watermark: self.high_watermark,
+                diverging: Some(diverging),
+                entries: Bytes::new(),
+            };
+            self.send(follower, response);
+            return Ok(());
+        }
+        // The follower's log matches this one up to `offset`, all of it durable there.
+        if self.config.voters.contains(&follower) {
+            let end = leader.follower_end.entry(follower).or_insert(0);
+            *end = (*end).max(offset);
+        }
+        self.update_leader_high_watermark(log)?;
+        let Role::Leader(leader) = &mut self.role else { return Ok(()) };
+        if offset >= log.end_offset() {
+            leader
+                .parked_fetches
+                .insert(follower, ParkedFetch { id, offset, deadline_ms: now_ms + self.config.fetch_max_wait_ms });
+            // A high watermark the follower has not heard of is worth an answer now.
+            return self.answer_parked_fetch_if_news(follower, log);
+        }
+        self.answer_fetch(follower, id, offset, log)
+    }
+
+    fn on_fetch_response(
+        &mut self,
+        now_ms: i64,
+        from: NodeId,
+        epoch: i32,
+        leader: Option<NodeId>,
+        answer: FetchAnswer,
+        log: &mut dyn RaftLog,
+    ) -> io::Result<()> {
+        let FetchAnswer { id, offset, high_watermark, diverging, entries } = answer;
+        if epoch < self.state.epoch {
+            return Ok(());
+        }
+        if let Some(leader) = leader {
+            let following = matches!(self.role, Role::Follower { leader: l } if l == leader);
+            if !following && !matches!(self.role, Role::Leader(_)) && leader != self.config.node {
+                self.become_follower(now_ms, leader, from == leader, log);
+                return Ok(());
+            }
+        }
+        if !matches!(self.role, Role::Follower { leader: l } if l == from) {
+            return Ok(());
+        }
+        if leader != Some(from) {
+            // The replica it followed no longer leads this epoch: wait for an election.
+            self.step_down(now_ms);
+            return Ok(());
+        }
+        self.heard_from_leader(now_ms);
+        if self.fetch_sent.map(|(_, sent_id)| sent_id) != Some(id) {
+            // Late or repeated: the answer to a fetch already answered or given up on.
+            return Ok(());
+        }
+        debug_assert_eq!(offset, log.end_offset(), "the log changed under an outstanding fetch");
+        self.fetch_sent = None;
+        if let Some(diverging) = diverging {
+            let own_end = log.end_offset_for_epoch(diverging.epoch).map_or(0, |(_, end)| end);
+            let cut = diverging.end_offset.min(own_end);
+            assert!(
+                self.high_watermark.is_none_or(|hw| cut >= hw),
+                "truncating to {cut} would remove committed entries (high watermark {:?})",
+                self.high_watermark
+            );
+            log.truncate_to(cut)?;
+        } else {
+            if !entries.is_empty() {
+                log.append_replicated(&entries)?;
+            }
+            if let Some(leader_hw) = high_watermark {
+                self.advance_high_watermark(leader_hw.min(log.end_offset()));
+            }
+        }
+        self.send_fetch(now_ms, log);
+        Ok(())
+    }
+
+    /// Fetches from the log end, once all of it is durable (so the leader may count it).
+    fn send_fetch(&mut self, now_ms: i64, log: &dyn RaftLog) {
+        let Role::Follower { leader } = self.role else { return };
+        if self.fetch_sent.is_some() || log.durable_offset() < log.end_offset() {
+            return;
+        }
+        let id = self.next_fetch_id;
+        self.next_fetch_id += 1;
+        self.fetch_sent = Some((now_ms, id));
+        let message =
+            Message::Fetch { epoch: self.state.epoch, offset: log.end_offset(), last_epoch: log.last_epoch(), id };
+        self.send(leader, message);
+    }
+
+    fn answer_fetch(&mut self, follower: NodeId, id: u64, offset: i64, log: &dyn RaftLog) -> io::Result<()> {
+        let entries = log.read(offset, self.config.fetch_max_bytes)?;
+        if let (Role::Leader(leader), Some(hw)) = (&mut self.role, self.high_watermark) {
+            leader.told_high_watermark.insert(follower, hw);
+        }
+        let response = Message::FetchResponse {
+            epoch: self.state.epoch,
+            id,
+            offset,
+            leader: Some(self.config.node),
+            high_watermark: self.high_watermark,
+            diverging: None,
+            entries,
+        };
+        self.send(follower, response);
+        Ok(())
+    }
+
+    fn answer_parked_fetch(&mut self, follower: NodeId, log: &dyn RaftLog) -> io::Result<()> {
+        let Role::Leader(leader) = &mut self.role else { return Ok(()) };
+        let Some(parked) = leader.parked_fetches.remove(&follower) else { return Ok(()) };
+        self.answer_fetch(follower, parked.id, parked.offset, log)
+    }
+
+    fn answer_parked_fetch_if_news(&mut self, follower: NodeId, log: &dyn RaftLog) -> io::Result<()> {
+        let Role::Leader(leader) = &self.role else { return Ok(()) };
+        let Some(parked) = leader.parked_fetches.get(&follower) else { return Ok(()) };
+        let told = leader.told_high_watermark.get(&follower).copied();
+        if log.end_offset() > parked.offset || told < self.high_watermark {
+            return self.answer_parked_fetch(follower, log);
+        }
+        Ok(())
+    }
+
+    fn wake_parked_fetches(&mut self, log: &dyn RaftLog) -> io::Result<()> {
+        let Role::Leader(leader) = &self.role else { return Ok(()) };
+        let followers: Vec<NodeId> = leader.parked_fetches.keys().copied().collect();
+        for follower in followers {
+            self.answer_parked_fetch_if_news(follower, log)?;
+        }
+        Ok(())
+    }
+
+    fn update_leader_high_watermark(&mut self, log: &dyn RaftLog) -> io::Result<()> {
+        let Role::Leader(leader) = &self.role else { return Ok(()) };
+        let mut ends: Vec<i64> = self
+            .config
+            .voters
+            .iter()
+            .map(|v| {
+                if *v == self.config.node {
+                    log.durable_offset()
+                } else {
+                    leader.follower_end.get(v).copied().unwrap_or(0)
+                }
+            })
+            .collect();
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        let held_by_majority = ends[self.config.majority() - 1];
+        if held_by_majority > leader.epoch_start_offset && self.advance_high_watermark(held_by_majority) {
+            self.wake_parked_fetches(log)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the high watermark forward (never back). True if it moved.
+    fn advance_high_watermark(&mut self, high_watermark: i64) -> bool {
+        if self.high_watermark.is_some_and(|hw| hw >= high_watermark) {
+            return false;
+        }
+        self.high_watermark = Some(high_watermark);
+        self.outputs.push_back(RaftOutput::Committed { high_watermark });
+        true
+    }
+
+    fn not_leader_response(&self, id: u64, offset: i64) -> Message {
+        Message::FetchResponse {
+            epoch: self.state.epoch,
+            id,
+            offset,
+            leader: self.state.leader,
+            high_watermark: None,
+            diverging: None,
+            entries: Bytes::new(),
+        }
+    }
+
+    // ----- transitions -----
+
+    /// A higher epoch was seen: adopt it with no vote and no leader.
+    fn adopt_epoch(&mut self, now_ms: i64, epoch: i32) {
+        self.answer_parked_fetches_not_leader();
+        self.state = QuorumState { epoch, voted_for: None, leader: None };
+        self.save();
+        self.role = Role::Unattached;
+        self.fetch_sent = None;
+        self.election_deadline_ms = now_ms + self.election_timeout();
+        self.outputs.push_back(RaftOutput::LeaderChanged { epoch, leader: None });
+    }
+
+    /// Stops leading or following in the current epoch, keeping its vote (a replica never
+    /// votes twice in one epoch).
+    fn step_down(&mut self, now_ms: i64) {
+        self.answer_parked_fetches_not_leader();
+        self.state.leader = None;
+        self.save();
+        self.role = Role::Unattached;
+        self.fetch_sent = None;
+        self.election_deadline_ms = now_ms + self.election_timeout();
+        self.outputs.push_back(RaftOutput::LeaderChanged { epoch: self.state.epoch, leader: None });
+    }
+
+    fn become_prospective(&mut self, now_ms: i64, log: &mut dyn RaftLog) {
+        if matches!(self.role, Role::Leader(_) | Role::Follower { .. }) {
+            self.step_down(now_ms);
+        }
+        let mut granted = BTreeSet::new();
+        granted.insert(self.config.node);
+        self.role = Role::Prospective { granted };
+        self.election_deadline_ms = now_ms + self.election_timeout();
+        if self.config.voters.len() == 1 {
+            // Nobody to ask; errors surface at the first append.
+            let _ = self.become_candidate(now_ms, log);
+            return;
+        }
+        let vote = Message::Vote {
+            epoch: self.state.epoch + 1,
+            last_epoch: log.last_epoch(),
+            end_offset: log.end_offset(),
+            pre_vote: true,
+        };
+        self.send_to_voters(vote);
+    }
+
+    fn become_candidate(&mut self, now_ms: i64, log: &mut dyn RaftLog) -> io::Result<()> {
+        self.state = QuorumState { epoch: self.state.epoch + 1, voted_for: Some(self.config.node), leader: None };
+        self.save();
+        let mut granted = BTreeSet::new();
+        granted.insert(self.config.node);
+        self.role = Role::Candidate { granted };
+        self.election_deadline_ms = now_ms + self.election_timeout();
+        self.outputs.push_back(RaftOutput::LeaderChanged { epoch: self.state.epoch, leader: None });
+        if self.config.voters.len() == 1 {
+            return self.become_leader(now_ms, log);
+        }
+        let vote = Message::Vote {
+            epoch: self.state.epoch,
+            last_epoch: log.last_epoch(),
+            end_offset: log.end_offset(),
+            pre_vote: false,
+        };
+        self.send_to_voters(vote);
+        Ok(())
+    }
+
+    fn become_leader(&mut self, now_ms: i64, log: &mut dyn RaftLog) -> io::Result<()> {
+        self.state.leader = Some(self.config.node);
+        self.save();
+        let epoch_start_offset = log.append_leader_change(self.state.epoch, self.config.node)?;
+        let others: BTreeSet<NodeId> = self.config.voters.iter().copied().filter(|&v| v != self.config.node).collect();
+        self.role = Role::Leader(Box::new(LeaderState {
+            epoch_start_offset,
+            follower_end: BTreeMap::new(),
+            heard_from: BTreeSet::new(),
+            unannounced: others.clone(),
+            parked_fetches: BTreeMap::new(),
+            told_high_watermark: BTreeMap::new(),
+        }));
+        self.check_quorum_ms = now_ms + self.config.fetch_timeout_ms;
+        self.announce_ms = now_ms + self.config.fetch_timeout_ms / 4;
+        self.outputs.push_back(RaftOutput::LeaderChanged { epoch: self.state.epoch, leader: Some(self.config.node) });
+        let epoch = self.state.epoch;
+        for to in others {
+            self.send(to, Message::BeginQuorumEpoch { epoch });
+        }
+        self.update_leader_high_watermark(log)
+    }
+
+    /// Follows `leader`; `contact` when the news came from the leader itself.
+    fn become_follower(&mut self, now_ms: i64, leader: NodeId, contact: bool, log: &dyn RaftLog) {
+        debug_assert_ne!(leader, self.config.node);
+        self.state.leader = Some(leader);
+        self.save();
+        self.role = Role::Follower { leader };
+        self.follower_deadline_ms = now_ms + self.config.fetch_timeout_ms;
+        self.leader_contact_ms = None;
+        if contact {
+            self.heard_from_leader(now_ms);
+        }
+        self.fetch_sent = None;
+        self.outputs.push_back(RaftOutput::LeaderChanged { epoch: self.state.epoch, leader: Some(leader) });
+        self.send_fetch(now_ms, log);
+    }
+
+    fn answer_parked_fetches_not_leader(&mut self) {
+        let Role::Leader(leader) = &mut self.role else { return };
+        let parked: Vec<(NodeId, ParkedFetch)> = std::mem::take(&mut leader.parked_fetches).into_iter().collect();
+        for (follower, ParkedFetch { id, offset, .. }) in parked {
+            let response = Message::FetchResponse {
+                epoch: self.state.epoch,
+                id,
+                offset,
+                leader: None,
+                high_watermark: None,
+                diverging: None,
+                entries: Bytes::new(),
+            };
+            self.send(follower, response);
+        }
+    }
+
+    // ----- helpers -----
+
+    fn heard_from_leader(&mut self, now_ms: i64) {
+        self.leader_contact_ms = Some(now_ms);
+        self.follower_deadline_ms = now_ms + self.config.fetch_timeout_ms;
+    }
+
+    fn save(&mut self) {
+        self.outputs.push_back(RaftOutput::SaveState(self.state));
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        self.outputs.push_back(RaftOutput::Send { to, message });
+    }
+
+    fn send_to_voters(&mut self, message: Message) {
+        let others: Vec<NodeId> = self.config.voters.iter().copied().filter(|&v| v != self.config.node).collect();
+        for to in others {
+            self.send(to, message.clone());
+        }
+    }
+
+    fn election_timeout(&mut self) -> i64 {
+        let base = self.config.election_timeout_ms.max(1);
+        base + (self.rng.next_u64() % base as u64) as i64
+    }
+
+    fn fetch_retry_ms(&self) -> i64 {
+        2 * self.config.fetch_max_wait_ms
+    }
+}
+
+/// What a fetch asks for besides its epoch.
+struct FetchAsked {
+    id: u64,
+    offset: i64,
+    last_epoch: i32,
+}
+
+/// What a fetch response carries besides its epoch and leader.
+struct FetchAnswer {
+    id: u64,
+    offset: i64,
+    high_watermark: Option<i64>,
+    diverging: Option<Diverging>,
+    entries: Bytes,
+}
+
+/// Whether a fetch from `offset`, whose previous entry has `last_epoch`, disagrees with `log`;
+/// if so, where the follower's epoch ends here.
+fn diverging_from(log: &dyn RaftLog, offset: i64, last_epoch: i32) -> Option<Diverging> {
+    if offset == 0 {
+        return None;
+    }
+    match log.end_offset_for_epoch(last_epoch) {
+        Some((epoch, end)) if epoch == last_epoch && offset <= end => None,
+        Some((epoch, end)) => Some(Diverging { epoch, end_offset: end.min(offset) }),
+        None => Some(Diverging { epoch: 0, end_offset: 0 }),
+    }
+}
