@@ -173,8 +173,11 @@ impl Log {
                 report.truncated_bytes += outcome.truncated_bytes;
                 (segment, outcome.truncated_bytes > 0)
             };
-            if segments.last().is_some_and(|prev| prev.next_offset > base) {
-                // Overlapping segments: keep the earlier one, drop this and everything after.
+            if segments.last().is_some_and(|prev| prev.next_offset != base) {
+                // Overlapping segments, or a gap: a segment lost its unsynced tail in a crash
+                // while the next one (created by a roll) survived, so its first offset no longer
+                // follows on. Keep the earlier one, drop this and everything after: a log with a
+                // hole would let the end jump over offsets it never held.
                 broken_at = Some(i);
                 break;
             }

@@ -242,3 +242,25 @@ fn recovery_cuts_at_a_batch_whose_base_offset_is_damaged() {
     let mut bytes = batch(&simple(1, 0), None);
     assert_eq!(log.append(&mut bytes, 0, 0).unwrap(), 2);
 }
+
+#[test]
+fn a_segment_after_a_lost_tail_is_dropped_so_the_log_has_no_hole() {
+    let storage = MemStorage::new();
+    let mut log = Log::create(Arc::new(storage.clone()), "t-0", small_config(), 0).unwrap();
+    append_n(&mut log, 2, 4, 0);
+    sync_all(&mut log);
+    // Two more batches stay unsynced in the first segment; a roll creates the next one, whose
+    // own batch reaches the disk (a crash in the middle of a multi-file sync can do this).
+    append_n(&mut log, 2, 4, 0);
+    log.roll(0).unwrap();
+    append_n(&mut log, 1, 4, 0);
+    assert_eq!(log.segment_count(), 2);
+    crate::storage::Storage::open(&storage, "t-0/00000000000000000016.log", false).unwrap().sync().unwrap();
+    storage.crash();
+    let (log, report) = Log::open(Arc::new(storage.clone()), "t-0", small_config(), 8, 0, 0).unwrap();
+    // The first segment ends at 8 now; the second, starting at 16, would leave 8..16 a hole.
+    assert_eq!(log.end_offset(), 8);
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(report.segments_dropped, 1);
+    assert!(!crate::storage::Storage::exists(&storage, "t-0/00000000000000000016.log").unwrap());
+}
