@@ -435,6 +435,19 @@ pub mod build {
         Ok(batch)
     }
 
+    /// A control batch (attributes bit 5) holding one control record with `key` and `value`:
+    /// Kafka writes transaction markers and KRaft its leader changes this way, and consumers
+    /// skip such batches.
+    pub fn control_batch(key: Vec<u8>, value: Vec<u8>, timestamp: i64) -> Vec<u8> {
+        let record = Record { key: Some(key), value: Some(value), headers: Vec::new(), timestamp };
+        let mut batch = batch(&[record], None);
+        let attributes = i16::from_be_bytes([batch[21], batch[22]]) | ATTR_CONTROL;
+        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let crc = batch_crc(&batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
     fn put_varlong(out: &mut Vec<u8>, value: i64) {
         let mut raw = ((value << 1) ^ (value >> 63)) as u64;
         loop {

@@ -48,6 +48,11 @@ impl LeaderEpochCache {
         self.entries.push((epoch, start_offset));
     }
 
+    /// Forgets the epochs that start at or after `offset` (the log was cut there).
+    pub fn truncate_from(&mut self, offset: i64) {
+        self.entries.retain(|&(_, start)| start < offset);
+    }
+
     pub fn latest_epoch(&self) -> Option<i32> {
         self.entries.last().map(|&(e, _)| e)
     }

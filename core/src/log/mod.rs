@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod compression;
 pub mod epoch;
 pub mod index;
+pub mod raft_view;
 pub mod segment;
 
 use std::io;
@@ -283,6 +284,56 @@ impl Log {
         self.end_offset = base_offset + i64::from(header.last_offset_delta) + 1;
         assert_eq!(active.next_offset, self.end_offset, "segment and log end must agree");
         Ok(base_offset)
+    }
+
+    /// Appends batches read from a leader's log: each keeps its offsets and its leader epoch,
+    /// and must start at this log's end. Their CRCs are checked (they crossed the network).
+    pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> io::Result<()> {
+        let mut position = 0;
+        while position < batches.len() {
+            let rest = &batches[position..];
+            let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", self.dir));
+            let header = BatchHeader::parse(rest).ok_or_else(|| invalid("a replicated batch is cut short"))?;
+            let size = header
+                .size_bytes()
+                .filter(|&s| s <= rest.len())
+                .ok_or_else(|| invalid("a replicated batch is cut short"))?;
+            if header.base_offset != self.end_offset {
+                return Err(invalid(&format!(
+                    "a replicated batch starts at {} but the log ends at {}",
+                    header.base_offset, self.end_offset
+                )));
+            }
+            let mut bytes = rest[..size].to_vec();
+            if batch::batch_crc(&bytes) != header.crc {
+                return Err(invalid("a replicated batch fails its CRC"));
+            }
+            self.append(&mut bytes, header.partition_leader_epoch, now_ms)?;
+            position += size;
+        }
+        Ok(())
+    }
+
+    /// Removes every record at or after `offset` (a follower cutting a tail its leader does
+    /// not have). Cuts at a batch boundary: a batch holding `offset` goes whole.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        assert!(offset >= self.log_start_offset, "truncating below the log start");
+        if offset >= self.end_offset {
+            return Ok(());
+        }
+        while self.segments.len() > 1 && self.segments.last().is_some_and(|s| s.base_offset >= offset) {
+            let segment = self.segments.pop().expect("more than one segment");
+            let prefix = format!("{}/{:020}.", self.dir, segment.base_offset);
+            self.unsynced_index_files.retain(|f| !f.path.starts_with(&prefix));
+            segment.delete_files(self.storage.as_ref(), &self.dir)?;
+        }
+        let interval = self.config.index_interval_bytes.max(1) as u64;
+        let active = self.segments.last_mut().expect("a log always has an active segment");
+        active.truncate_to(offset, interval)?;
+        self.end_offset = active.next_offset;
+        self.durable_offset = self.durable_offset.min(self.end_offset);
+        self.epochs.truncate_from(self.end_offset);
+        self.epochs.write(self.storage.as_ref(), &self.dir)
     }
 
     fn maybe_roll(&mut self, incoming_bytes: u64, now_ms: i64) -> io::Result<()> {

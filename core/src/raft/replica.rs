@@ -116,7 +116,8 @@ impl Raft {
         }
         match raft.state.leader {
             Some(leader) => raft.become_follower(now_ms, leader, false, log),
-            None if raft.config.voters.len() == 1 => raft.become_prospective(now_ms, log),
+            // A lone voter has nobody to wait for: it stands at the first timeout, now.
+            None if raft.config.voters.len() == 1 => raft.election_deadline_ms = now_ms,
             None => {}
         }
         raft
@@ -204,7 +205,7 @@ impl Raft {
             }
             Role::Follower { .. } => {
                 if now_ms >= self.follower_deadline_ms {
-                    self.become_prospective(now_ms, log);
+                    self.become_prospective(now_ms, log)?;
                 } else if self.fetch_sent.is_some_and(|(sent, _)| now_ms >= sent + self.fetch_retry_ms()) {
                     self.fetch_sent = None;
                     self.send_fetch(now_ms, log);
@@ -212,7 +213,7 @@ impl Raft {
             }
             Role::Unattached | Role::Prospective { .. } | Role::Candidate { .. } => {
                 if now_ms >= self.election_deadline_ms {
-                    self.become_prospective(now_ms, log);
+                    self.become_prospective(now_ms, log)?;
                 }
             }
         }
@@ -621,7 +622,7 @@ impl Raft {
         self.outputs.push_back(RaftOutput::LeaderChanged { epoch: self.state.epoch, leader: None });
     }
 
-    fn become_prospective(&mut self, now_ms: i64, log: &mut dyn RaftLog) {
+    fn become_prospective(&mut self, now_ms: i64, log: &mut dyn RaftLog) -> io::Result<()> {
         if matches!(self.role, Role::Leader(_) | Role::Follower { .. }) {
             self.step_down(now_ms);
         }
@@ -630,9 +631,7 @@ impl Raft {
         self.role = Role::Prospective { granted };
         self.election_deadline_ms = now_ms + self.election_timeout();
         if self.config.voters.len() == 1 {
-            // Nobody to ask; errors surface at the first append.
-            let _ = self.become_candidate(now_ms, log);
-            return;
+            return self.become_candidate(now_ms, log);
         }
         let vote = Message::Vote {
             epoch: self.state.epoch + 1,
@@ -641,6 +640,7 @@ impl Raft {
             pre_vote: true,
         };
         self.send_to_voters(vote);
+        Ok(())
     }
 
     fn become_candidate(&mut self, now_ms: i64, log: &mut dyn RaftLog) -> io::Result<()> {

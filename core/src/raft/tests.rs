@@ -1,4 +1,5 @@
-//! The Raft driven in-process: replicas on [`MemLog`]s, a message queue with latency (so
+//! The Raft driven in-process: replicas on [`MemLog`]s or on real [`Log`]s (over a
+//! `MemStorage`, reopened with crash recovery after each crash), a message queue with latency (so
 //! reordering), loss, duplication and cut links, crashes that drop unsynced entries and keep
 //! only the saved quorum state, and virtual time that jumps to the next event. Invariants are
 //! checked as outputs come out:
@@ -14,11 +15,130 @@ use bytes::Bytes;
 
 use super::mem_log::MemLog;
 use super::*;
+use crate::log::batch::build::{batch, Record};
+use crate::log::raft_view::RaftView;
+use crate::log::{Log, LogConfig};
 use crate::rng::Rng;
+use crate::storage::MemStorage;
 
-struct Replica {
+/// What the harness needs of a replica's log besides the Raft's view of it.
+trait Store: Sized {
+    fn new(node: NodeId) -> Self;
+    /// Runs `f` on the Raft's view of the log at `now_ms`.
+    fn with<R>(&mut self, now_ms: i64, voters: &[NodeId], f: impl FnOnce(&mut dyn RaftLog) -> R) -> R;
+    fn sync(&mut self);
+    /// A power loss: what was not synced is gone (a real log is recovered from its files).
+    fn crash(&mut self);
+    /// (epoch, payload) per offset.
+    fn entries(&self) -> Vec<(i32, Bytes)>;
+    fn end(&self) -> i64;
+    fn durable(&self) -> i64;
+    fn encode(payload: &str) -> Bytes;
+}
+
+impl Store for MemLog {
+    fn new(_: NodeId) -> MemLog {
+        MemLog::default()
+    }
+
+    fn with<R>(&mut self, _: i64, _: &[NodeId], f: impl FnOnce(&mut dyn RaftLog) -> R) -> R {
+        f(self)
+    }
+
+    fn sync(&mut self) {
+        MemLog::sync(self)
+    }
+
+    fn crash(&mut self) {
+        MemLog::crash(self)
+    }
+
+    fn entries(&self) -> Vec<(i32, Bytes)> {
+        self.entries.clone()
+    }
+
+    fn end(&self) -> i64 {
+        self.end_offset()
+    }
+
+    fn durable(&self) -> i64 {
+        self.durable
+    }
+
+    fn encode(payload: &str) -> Bytes {
+        Bytes::from(payload.to_string())
+    }
+}
+
+/// A partition-style log with small segments, so truncation crosses segment boundaries.
+struct LogStore {
+    storage: MemStorage,
+    log: Log,
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig { segment_bytes: 400, ..LogConfig::default() }
+}
+
+impl Store for LogStore {
+    fn new(_: NodeId) -> LogStore {
+        let storage = MemStorage::new();
+        let log =
+            Log::create(std::sync::Arc::new(storage.clone()), "raft-0", small_segments(), 0).expect("mem storage");
+        LogStore { storage, log }
+    }
+
+    fn with<R>(&mut self, now_ms: i64, voters: &[NodeId], f: impl FnOnce(&mut dyn RaftLog) -> R) -> R {
+        f(&mut RaftView { log: &mut self.log, now_ms, voters })
+    }
+
+    fn sync(&mut self) {
+        let plan = self.log.plan_sync();
+        for named in &plan.files {
+            named.file.sync().expect("mem storage");
+        }
+        self.log.synced(plan.durable_offset);
+    }
+
+    fn crash(&mut self) {
+        self.storage.crash();
+        let storage = std::sync::Arc::new(self.storage.clone());
+        let (log, _) = Log::open(storage, "raft-0", small_segments(), 0, 0, 0).expect("recovery");
+        self.log = log;
+        self.sync();
+    }
+
+    fn entries(&self) -> Vec<(i32, Bytes)> {
+        let mut entries = Vec::new();
+        self.log
+            .for_each_batch(|bytes| {
+                let header = crate::log::batch::BatchHeader::parse(bytes).expect("stored batch");
+                let records = crate::log::batch::payload_records(bytes).expect("decodable");
+                for record in records {
+                    entries.push((header.partition_leader_epoch, Bytes::from(record.value.unwrap_or_default())));
+                }
+            })
+            .expect("mem storage");
+        entries
+    }
+
+    fn end(&self) -> i64 {
+        self.log.end_offset()
+    }
+
+    fn durable(&self) -> i64 {
+        self.log.durable_offset()
+    }
+
+    fn encode(payload: &str) -> Bytes {
+        let record = Record { value: Some(payload.as_bytes().to_vec()), ..Record::default() };
+        Bytes::from(batch(&[record], None))
+    }
+}
+
+struct Replica<L> {
     raft: Raft,
-    log: MemLog,
+    log: L,
     saved: QuorumState,
     up: bool,
     /// When the log's unsynced entries will have been synced (the fsync takes time).
@@ -27,9 +147,10 @@ struct Replica {
     restarts: u64,
 }
 
-struct Cluster {
+struct Cluster<L> {
     config: RaftConfig,
-    replicas: BTreeMap<NodeId, Replica>,
+    voters: Vec<NodeId>,
+    replicas: BTreeMap<NodeId, Replica<L>>,
     now_ms: i64,
     rng: Rng,
     /// (deliver at, sequence, from, to, message)
@@ -47,11 +168,12 @@ fn ids(n: i32) -> Vec<NodeId> {
     (1..=n).map(NodeId).collect()
 }
 
-impl Cluster {
-    fn new(voters: i32, seed: u64) -> Cluster {
+impl<L: Store> Cluster<L> {
+    fn new(voters: i32, seed: u64) -> Cluster<L> {
         let config = RaftConfig::new(NodeId(1), ids(voters));
         let mut cluster = Cluster {
             config,
+            voters: ids(voters),
             replicas: BTreeMap::new(),
             now_ms: 0,
             rng: Rng::new(seed),
@@ -63,8 +185,10 @@ impl Cluster {
             committed: Vec::new(),
         };
         for id in ids(voters) {
-            let mut log = MemLog::default();
-            let raft = Raft::new(cluster.config_for(id), QuorumState::default(), seed ^ id.0 as u64, 0, &mut log);
+            let mut log = L::new(id);
+            let config = cluster.config_for(id);
+            let raft =
+                log.with(0, &cluster.voters, |l| Raft::new(config, QuorumState::default(), seed ^ id.0 as u64, 0, l));
             let replica = Replica {
                 raft,
                 log,
@@ -101,7 +225,7 @@ impl Cluster {
                 }
             }
             let replica = self.replicas.get_mut(&id).expect("replica");
-            if replica.up && replica.sync_at.is_none() && replica.log.durable < replica.log.end_offset() {
+            if replica.up && replica.sync_at.is_none() && replica.log.durable() < replica.log.end() {
                 replica.sync_at = Some(self.now_ms + 1 + (self.rng.next_u64() % 3) as i64);
             }
         }
@@ -115,7 +239,8 @@ impl Cluster {
             replica.high_watermark
         );
         replica.high_watermark = Some(high_watermark);
-        let prefix = &replica.log.entries[..high_watermark as usize];
+        let entries = replica.log.entries();
+        let prefix = &entries[..high_watermark as usize];
         let shared = prefix.len().min(self.committed.len());
         assert_eq!(&prefix[..shared], &self.committed[..shared], "replica {id} committed different entries");
         if prefix.len() > self.committed.len() {
@@ -171,14 +296,15 @@ impl Cluster {
                     "{now} {from}->{to} {message:?} | to: up={} {} end={} hw={:?} sent={:?}",
                     r.up,
                     r.raft.role().name(),
-                    r.log.end_offset(),
+                    r.log.end(),
                     r.raft.high_watermark(),
                     r.raft.fetch_sent()
                 );
             }
             let replica = self.replicas.get_mut(&to).expect("replica");
             if replica.up {
-                replica.raft.handle_message(now, from, message, &mut replica.log).expect("mem log");
+                let Replica { raft, log, .. } = replica;
+                log.with(now, &self.voters, |l| raft.handle_message(now, from, message, l)).expect("log");
             }
             self.drain();
         }
@@ -188,13 +314,14 @@ impl Cluster {
             if !replica.up {
                 continue;
             }
-            if replica.sync_at.is_some_and(|at| at <= now) {
-                replica.sync_at = None;
-                replica.log.sync();
-                replica.raft.handle_durable(now, &mut replica.log).expect("mem log");
+            let Replica { raft, log, sync_at, .. } = replica;
+            if sync_at.is_some_and(|at| at <= now) {
+                *sync_at = None;
+                log.sync();
+                log.with(now, &self.voters, |l| raft.handle_durable(now, l)).expect("log");
             }
-            if replica.raft.next_timeout_ms() <= now {
-                replica.raft.handle_timeout(now, &mut replica.log).expect("mem log");
+            if raft.next_timeout_ms() <= now {
+                log.with(now, &self.voters, |l| raft.handle_timeout(now, l)).expect("log");
             }
             self.drain();
         }
@@ -219,7 +346,8 @@ impl Cluster {
         let replica = self.replicas.get_mut(&id).expect("replica");
         replica.restarts += 1;
         let seed = (id.0 as u64) << 32 | replica.restarts;
-        replica.raft = Raft::new(config, replica.saved, seed, now, &mut replica.log);
+        let saved = replica.saved;
+        replica.raft = replica.log.with(now, &self.voters, |l| Raft::new(config, saved, seed, now, l));
         replica.up = true;
         // A restarted replica relearns its high watermark from the leader.
         replica.high_watermark = None;
@@ -250,8 +378,10 @@ impl Cluster {
     /// Proposes through the current leader; the offset it got, if any.
     fn propose(&mut self, payload: &str) -> Option<i64> {
         let leader = self.leader()?;
+        let now = self.now_ms;
         let replica = self.replicas.get_mut(&leader).expect("replica");
-        let offset = replica.raft.propose(Bytes::from(payload.to_string()), &mut replica.log).expect("mem log");
+        let Replica { raft, log, .. } = replica;
+        let offset = log.with(now, &self.voters, |l| raft.propose(L::encode(payload), l)).expect("log");
         self.drain();
         offset
     }
@@ -269,9 +399,9 @@ impl Cluster {
                     r.raft.epoch(),
                     r.raft.leader(),
                     r.raft.quorum_state().voted_for,
-                    r.log.end_offset(),
-                    r.log.durable,
-                    r.log.last_epoch(),
+                    r.log.end(),
+                    r.log.durable(),
+                    r.log.entries().last().map_or(0, |e| e.0),
                     r.raft.high_watermark(),
                     r.raft.next_timeout_ms(),
                 )
@@ -285,9 +415,8 @@ impl Cluster {
     }
 }
 
-#[test]
-fn three_voters_elect_one_leader_and_commit_on_a_majority() {
-    let mut c = Cluster::new(3, 1);
+fn three_voters_elect_one_leader_and_commit_on_a_majority<L: Store>() {
+    let mut c = Cluster::<L>::new(3, 1);
     c.run_until(5_000);
     let leader = c.leader().expect("a leader within 5 s");
     let epoch = c.replicas[&leader].raft.epoch();
@@ -300,14 +429,14 @@ fn three_voters_elect_one_leader_and_commit_on_a_majority() {
     assert_eq!(c.committed.len(), 11);
     assert_eq!(c.replicas[&leader].raft.epoch(), epoch, "no needless election");
     for replica in c.replicas.values() {
-        assert_eq!(replica.log.entries, c.committed);
+        assert_eq!(replica.log.entries(), c.committed);
     }
 }
 
-#[test]
-fn a_single_voter_leads_alone_and_commits_on_its_own_sync() {
-    let mut c = Cluster::new(1, 2);
-    assert_eq!(c.leader(), Some(NodeId(1)), "leads at once");
+fn a_single_voter_leads_alone_and_commits_on_its_own_sync<L: Store>() {
+    let mut c = Cluster::<L>::new(1, 2);
+    c.run_until(0);
+    assert_eq!(c.leader(), Some(NodeId(1)), "leads at once, at the first timeout");
     let offset = c.propose("only").expect("leader");
     assert_eq!(offset, 1);
     assert_eq!(c.high_watermarks(), vec![None], "nothing committed before the sync");
@@ -315,9 +444,8 @@ fn a_single_voter_leads_alone_and_commits_on_its_own_sync() {
     assert_eq!(c.high_watermarks(), vec![Some(2)]);
 }
 
-#[test]
-fn no_commit_without_a_majority_and_a_new_leader_keeps_what_was_committed() {
-    let mut c = Cluster::new(3, 3);
+fn no_commit_without_a_majority_and_a_new_leader_keeps_what_was_committed<L: Store>() {
+    let mut c = Cluster::<L>::new(3, 3);
     c.run_until(5_000);
     let leader = c.leader().expect("leader");
     c.propose("committed").expect("leader");
@@ -338,7 +466,7 @@ fn no_commit_without_a_majority_and_a_new_leader_keeps_what_was_committed() {
     c.heal();
     c.run_until(20_000);
     // The old leader's uncommitted entry was truncated away; what was committed stayed.
-    let entries = &c.replicas[&leader].log.entries;
+    let entries = &c.replicas[&leader].log.entries();
     assert!(entries.iter().all(|(_, p)| p != "never committed"), "{entries:?}");
     assert_eq!(entries[1].1, "committed");
     assert!(c.committed.iter().any(|(_, p)| p == "after"));
@@ -346,9 +474,8 @@ fn no_commit_without_a_majority_and_a_new_leader_keeps_what_was_committed() {
     assert_eq!(c.high_watermarks(), vec![Some(c.committed.len() as i64); 3]);
 }
 
-#[test]
-fn pre_vote_keeps_a_returning_replica_from_deposing_the_leader() {
-    let mut c = Cluster::new(3, 4);
+fn pre_vote_keeps_a_returning_replica_from_deposing_the_leader<L: Store>() {
+    let mut c = Cluster::<L>::new(3, 4);
     c.run_until(5_000);
     let leader = c.leader().expect("leader");
     let epoch = c.replicas[&leader].raft.epoch();
@@ -363,9 +490,8 @@ fn pre_vote_keeps_a_returning_replica_from_deposing_the_leader() {
     assert_eq!(c.replicas[&leader].raft.epoch(), epoch, "the returning replica caused no election");
 }
 
-#[test]
-fn a_follower_with_an_uncommitted_tail_truncates_it() {
-    let mut c = Cluster::new(3, 5);
+fn a_follower_with_an_uncommitted_tail_truncates_it<L: Store>() {
+    let mut c = Cluster::<L>::new(3, 5);
     c.run_until(5_000);
     let leader = c.leader().expect("leader");
     let followers: Vec<NodeId> = ids(3).into_iter().filter(|&id| id != leader).collect();
@@ -384,24 +510,23 @@ fn a_follower_with_an_uncommitted_tail_truncates_it() {
     c.run_until(25_000);
     // Everyone ends with the same log; whether the tail survived depends on who won, but
     // the logs agree and the new entry is committed everywhere.
-    let reference = c.replicas[&new_leader].log.entries.clone();
+    let reference = c.replicas[&new_leader].log.entries();
     for (id, replica) in &c.replicas {
-        assert_eq!(replica.log.entries, reference, "replica {id}");
+        assert_eq!(replica.log.entries(), reference, "replica {id}");
     }
     assert!(reference.iter().any(|(_, p)| p == "new"));
 }
 
-#[test]
-fn random_faults_never_break_the_invariants() {
+fn random_faults_never_break_the_invariants<L: Store>(seed_count: u64) {
     // RAFT_SEED=S runs one seed (with RAFT_TRACE=1, every delivery is printed).
     let seeds: Vec<u64> = match std::env::var("RAFT_SEED") {
         Ok(seed) => vec![seed.parse().expect("RAFT_SEED is a number")],
-        Err(_) => (0..300u64).collect(),
+        Err(_) => (0..seed_count).collect(),
     };
     for seed in seeds {
         eprintln!("seed {seed}");
         let voters = if seed % 2 == 0 { 3 } else { 5 };
-        let mut c = Cluster::new(voters, seed);
+        let mut c = Cluster::<L>::new(voters, seed);
         c.loss_percent = seed % 7;
         // Proposals accepted by a leader during the faults (some seeds crash too often for any).
         let mut proposed = 0u64;
@@ -439,3 +564,31 @@ fn random_faults_never_break_the_invariants() {
         assert_eq!(c.high_watermarks(), vec![Some(hw); voters as usize], "seed {seed}: {}", c.describe());
     }
 }
+
+/// Each scenario runs on the in-memory log and on the real partition log.
+macro_rules! on_both_logs {
+    ($($name:ident),* $(,)?) => {
+        mod on_mem_log {
+            $(#[test] fn $name() { super::$name::<super::MemLog>() })*
+            #[test]
+            fn random_faults_never_break_the_invariants() {
+                super::random_faults_never_break_the_invariants::<super::MemLog>(300)
+            }
+        }
+        mod on_partition_log {
+            $(#[test] fn $name() { super::$name::<super::LogStore>() })*
+            #[test]
+            fn random_faults_never_break_the_invariants() {
+                super::random_faults_never_break_the_invariants::<super::LogStore>(40)
+            }
+        }
+    };
+}
+
+on_both_logs!(
+    three_voters_elect_one_leader_and_commit_on_a_majority,
+    a_single_voter_leads_alone_and_commits_on_its_own_sync,
+    no_commit_without_a_majority_and_a_new_leader_keeps_what_was_committed,
+    pre_vote_keeps_a_returning_replica_from_deposing_the_leader,
+    a_follower_with_an_uncommitted_tail_truncates_it,
+);

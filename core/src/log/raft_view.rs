@@ -1,0 +1,75 @@
+//! A [`Log`] as the Raft sees it ([`RaftLog`]): offsets are record offsets, an entry's epoch is
+//! its batch's `partitionLeaderEpoch`, and a leader opens its epoch with a LeaderChange control
+//! batch, as KRaft does in `__cluster_metadata` (consumers of a partition skip control batches,
+//! as they skip transaction markers).
+
+use std::io;
+
+use bytes::Bytes;
+use kafka_protocol::messages::leader_change_message::{LeaderChangeMessage, Voter};
+use kafka_protocol::messages::BrokerId;
+use kafka_protocol::protocol::Encodable;
+
+use super::batch::build::control_batch;
+use super::Log;
+use crate::ids::NodeId;
+use crate::raft::RaftLog;
+
+/// Kafka's control record type for a leader change (0 and 1 are the transaction markers).
+pub const CONTROL_TYPE_LEADER_CHANGE: i16 = 2;
+
+/// A log borrowed for one Raft input, with the time its appends are stamped with.
+pub struct RaftView<'a> {
+    pub log: &'a mut Log,
+    pub now_ms: i64,
+    /// The voters named in leader-change records.
+    pub voters: &'a [NodeId],
+}
+
+impl RaftLog for RaftView<'_> {
+    fn end_offset(&self) -> i64 {
+        self.log.end_offset()
+    }
+
+    fn durable_offset(&self) -> i64 {
+        self.log.durable_offset()
+    }
+
+    fn last_epoch(&self) -> i32 {
+        self.log.epochs().latest_epoch().unwrap_or(0)
+    }
+
+    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.log.end_offset_for_epoch(epoch)
+    }
+
+    fn append_as_leader(&mut self, epoch: i32, batch: Bytes) -> io::Result<i64> {
+        self.log.append(&mut batch.to_vec(), epoch, self.now_ms)
+    }
+
+    fn append_leader_change(&mut self, epoch: i32, leader: NodeId) -> io::Result<i64> {
+        let voters: Vec<Voter> = self.voters.iter().map(|v| Voter::default().with_voter_id(v.0)).collect();
+        // Which voters granted the vote is not kept; KRaft uses the field only for logs.
+        let message =
+            LeaderChangeMessage::default().with_version(0).with_leader_id(BrokerId(leader.0)).with_voters(voters);
+        let mut value = bytes::BytesMut::new();
+        message.encode(&mut value, 0).map_err(|e| io::Error::other(format!("encoding a leader change: {e}")))?;
+        let mut key = Vec::with_capacity(4);
+        key.extend_from_slice(&0i16.to_be_bytes());
+        key.extend_from_slice(&CONTROL_TYPE_LEADER_CHANGE.to_be_bytes());
+        let mut batch = control_batch(key, value.to_vec(), self.now_ms);
+        self.log.append(&mut batch, epoch, self.now_ms)
+    }
+
+    fn append_replicated(&mut self, entries: &Bytes) -> io::Result<()> {
+        self.log.append_replicated(entries, self.now_ms)
+    }
+
+    fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        self.log.truncate_to(offset)
+    }
+
+    fn read(&self, offset: i64, max_bytes: usize) -> io::Result<Bytes> {
+        Ok(self.log.read(offset, max_bytes, self.log.end_offset(), true)?.records)
+    }
+}
