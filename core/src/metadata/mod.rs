@@ -1,7 +1,13 @@
 //! Cluster metadata: topics, their ids and partition counts, per-topic configs, and the
-//! producer-id block. Persisted as one JSON document written atomically on every change.
+//! producer-id block. On a single node it is persisted as one JSON document written
+//! atomically on every change (`store`). For a cluster it becomes the metadata log's records
+//! (`records`), applied to an immutable image (`image`), with the controller's placement of
+//! replicas (`placement`).
 
 pub mod config;
+pub mod image;
+pub mod placement;
+pub mod records;
 pub mod store;
 
 pub use config::{ConfigError, TopicConfig};
