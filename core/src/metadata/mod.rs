@@ -5,6 +5,7 @@
 //! replicas (`placement`).
 
 pub mod config;
+pub mod controller;
 pub mod image;
 pub mod placement;
 pub mod records;
