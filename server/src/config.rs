@@ -15,7 +15,14 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("listen", "127.0.0.1:9092", "address to accept Kafka clients on"),
     ("advertise", "", "host:port clients are told to connect to (default: the listen address)"),
     ("data_dir", "./data", "directory holding the logs and metadata"),
-    ("node_id", "1", "this broker's id"),
+    ("node_id", "1", "this broker's id (node.id)"),
+    (
+        "cluster_nodes",
+        "",
+        "every node of the cluster as ID@HOST:PORT,... with each node's advertised Kafka address; \
+         empty: a cluster of this node alone",
+    ),
+    ("rack", "", "this broker's rack, for placing a partition's replicas in different racks (broker.rack)"),
     ("log_level", "info", "error, warn, info, debug or trace"),
     ("auto_create_topics", "true", "create a topic when a client asks for its metadata (auto.create.topics.enable)"),
     ("num_partitions", "1", "partitions of auto-created topics (num.partitions)"),
@@ -68,6 +75,14 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// One node of the cluster as `cluster_nodes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -75,6 +90,9 @@ pub struct ServerConfig {
     pub advertise_port: u16,
     pub data_dir: PathBuf,
     pub node_id: i32,
+    /// Every node of the cluster, this one included; empty for a cluster of one.
+    pub cluster_nodes: Vec<ClusterNode>,
+    pub rack: Option<String>,
     pub log_level: tracing::Level,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
@@ -176,18 +194,7 @@ impl RawConfig {
             v.parse().map_err(|_| format!("{v:?} is not a host:port address like 127.0.0.1:9092"))
         })?;
         let advertise: String = self.get("advertise", |v| Ok(v.to_string()))?;
-        let (advertise_host, advertise_port) = if advertise.is_empty() {
-            (listen.ip().to_string(), listen.port())
-        } else {
-            self.get("advertise", |v| {
-                let (host, port) = v.rsplit_once(':').ok_or_else(|| format!("{v:?} is not host:port"))?;
-                let port: u16 = port.parse().map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
-                if host.is_empty() {
-                    return Err(format!("{v:?} has no host"));
-                }
-                Ok((host.trim_matches(['[', ']']).to_string(), port))
-            })?
-        };
+        let advertised = if advertise.is_empty() { None } else { Some(self.get("advertise", parse_host_port)?) };
         let positive = |v: &str| -> Result<i64, String> {
             let n: i64 = v.parse().map_err(|_| format!("{v:?} is not an integer"))?;
             if n < 1 {
@@ -215,6 +222,9 @@ impl RawConfig {
                 }
             })
         })?;
+        let cluster_nodes = self.get("cluster_nodes", parse_cluster_nodes)?;
+        let rack = self.get("rack", |v| Ok((!v.is_empty()).then(|| v.to_string())))?;
+        let (advertise_host, advertise_port) = self.advertised_address(node_id, &cluster_nodes, advertised, listen)?;
         let log_level = self.get("log_level", |v| {
             v.parse::<tracing::Level>().map_err(|_| format!("{v:?} is not one of error, warn, info, debug, trace"))
         })?;
@@ -293,6 +303,8 @@ impl RawConfig {
             advertise_port,
             data_dir,
             node_id,
+            cluster_nodes,
+            rack,
             log_level,
             auto_create_topics,
             num_partitions,
@@ -305,6 +317,76 @@ impl RawConfig {
             topic_defaults,
         })
     }
+}
+
+impl RawConfig {
+    /// Where clients are told to connect: `advertise`, or this node's entry in
+    /// `cluster_nodes`, or the listen address. A node missing from a non-empty
+    /// `cluster_nodes`, or an `advertise` that contradicts its entry, stops start-up.
+    fn advertised_address(
+        &self,
+        node_id: i32,
+        cluster_nodes: &[ClusterNode],
+        advertised: Option<(String, u16)>,
+        listen: SocketAddr,
+    ) -> Result<(String, u16), ConfigError> {
+        if cluster_nodes.is_empty() {
+            return Ok(advertised.unwrap_or_else(|| (listen.ip().to_string(), listen.port())));
+        }
+        let source = |key: &str| self.values.get(key).map_or("default".to_string(), |s| s.source.clone());
+        let Some(own) = cluster_nodes.iter().find(|n| n.id == node_id) else {
+            let ids: Vec<String> = cluster_nodes.iter().map(|n| n.id.to_string()).collect();
+            return Err(ConfigError(format!(
+                "config key `node_id` ({}) is {node_id}, which config key `cluster_nodes` ({}) does not list (it lists {})",
+                source("node_id"),
+                source("cluster_nodes"),
+                ids.join(", ")
+            )));
+        };
+        match advertised {
+            Some((host, port)) if (host.as_str(), port) != (own.host.as_str(), own.port) => Err(ConfigError(format!(
+                "config key `advertise` ({}) is {host}:{port}, but config key `cluster_nodes` ({}) gives node {node_id} the address {}:{}",
+                source("advertise"),
+                source("cluster_nodes"),
+                own.host,
+                own.port
+            ))),
+            _ => Ok((own.host.clone(), own.port)),
+        }
+    }
+}
+
+fn parse_host_port(v: &str) -> Result<(String, u16), String> {
+    let (host, port) = v.rsplit_once(':').ok_or_else(|| format!("{v:?} is not host:port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
+    if host.is_empty() {
+        return Err(format!("{v:?} has no host"));
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+/// `ID@HOST:PORT,...`: ids and addresses each at most once.
+fn parse_cluster_nodes(v: &str) -> Result<Vec<ClusterNode>, String> {
+    let mut nodes: Vec<ClusterNode> = Vec::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, address) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("entry {entry:?} is not ID@HOST:PORT (like 1@127.0.0.1:9092)"))?;
+        let id: i32 = id
+            .parse()
+            .ok()
+            .filter(|&n: &i32| n >= 0)
+            .ok_or_else(|| format!("entry {entry:?}: {id:?} is not a node id (0 or more)"))?;
+        let (host, port) = parse_host_port(address).map_err(|e| format!("entry {entry:?}: {e}"))?;
+        if nodes.iter().any(|n| n.id == id) {
+            return Err(format!("node id {id} appears twice"));
+        }
+        if nodes.iter().any(|n| n.host == host && n.port == port) {
+            return Err(format!("address {host}:{port} appears twice"));
+        }
+        nodes.push(ClusterNode { id, host, port });
+    }
+    Ok(nodes)
 }
 
 fn parse_bool(v: &str) -> Result<bool, String> {
@@ -369,5 +451,39 @@ mod tests {
         let mut raw = RawConfig::default();
         raw.set_flag("--log-segment-bytes", "3".into()).unwrap();
         assert!(raw.build().unwrap_err().0.contains("`log_segment_bytes`"));
+    }
+
+    #[test]
+    fn cluster_nodes_give_each_node_its_address_and_refuse_contradictions() {
+        let nodes = "1@127.0.0.1:9092, 2@127.0.0.1:9093,3@localhost:9094";
+        let mut raw = RawConfig::default();
+        raw.from_env([("HEADWATER_CLUSTER_NODES".to_string(), nodes.to_string())]);
+        raw.set_flag("--node-id", "2".into()).unwrap();
+        raw.set_flag("--rack", "r1".into()).unwrap();
+        let config = raw.build().unwrap();
+        assert_eq!(config.cluster_nodes.len(), 3);
+        assert_eq!(config.cluster_nodes[2], ClusterNode { id: 3, host: "localhost".into(), port: 9094 });
+        // Unless `advertise` says otherwise, a node advertises its entry.
+        assert_eq!((config.advertise_host.as_str(), config.advertise_port), ("127.0.0.1", 9093));
+        assert_eq!(config.rack.as_deref(), Some("r1"));
+        assert!(RawConfig::default().build().unwrap().cluster_nodes.is_empty(), "a cluster of one by default");
+
+        let error = |flags: &[(&str, &str)]| {
+            let mut raw = RawConfig::default();
+            for (flag, value) in flags {
+                raw.set_flag(flag, value.to_string()).unwrap();
+            }
+            raw.build().unwrap_err().0
+        };
+        let e = error(&[("--cluster-nodes", nodes), ("--node-id", "4")]);
+        assert!(e.contains("`node_id`") && e.contains("does not list") && e.contains("1, 2, 3"), "{e}");
+        let e = error(&[("--cluster-nodes", "1@h:1,1@h:2")]);
+        assert!(e.contains("`cluster_nodes`") && e.contains("node id 1 appears twice"), "{e}");
+        let e = error(&[("--cluster-nodes", "1@h:1,2@h:1")]);
+        assert!(e.contains("address h:1 appears twice"), "{e}");
+        let e = error(&[("--cluster-nodes", "1-h:1")]);
+        assert!(e.contains("`cluster_nodes`") && e.contains("ID@HOST:PORT"), "{e}");
+        let e = error(&[("--cluster-nodes", nodes), ("--advertise", "127.0.0.1:9999")]);
+        assert!(e.contains("`advertise`") && e.contains("`cluster_nodes`"), "{e}");
     }
 }

@@ -86,7 +86,15 @@ fn parse_config(args: &[String]) -> Result<(headwater_server::config::ServerConf
     for (flag, value) in flags.into_iter().filter(|(f, _)| f != "--config") {
         raw.set_flag(&flag, value).map_err(|e| e.to_string())?;
     }
-    Ok((raw.build().map_err(|e| e.to_string())?, ignored_env))
+    let config = raw.build().map_err(|e| e.to_string())?;
+    if config.cluster_nodes.len() > 1 {
+        return Err(format!(
+            "config key `cluster_nodes` lists {} nodes, but brokers do not replicate yet: list only this node, or \
+             leave the key empty, to run a single node",
+            config.cluster_nodes.len()
+        ));
+    }
+    Ok((config, ignored_env))
 }
 
 async fn shutdown_signal() {

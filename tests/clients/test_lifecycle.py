@@ -29,6 +29,11 @@ def run_binary(binary, *args, env=None, timeout=10):
     (["--no-such-key", "1"], {}, "no_such_key"),
     ([], {"HEADWATER_NUM_PARTITIONS": "0"}, "num_partitions"),
     ([], {"HEADWATER_LOG_SEGMENT_BYTES": "3"}, "log_segment_bytes"),
+    (["--cluster-nodes", "1@127.0.0.1:9092,1@127.0.0.1:9093"], {}, "cluster_nodes"),
+    (["--cluster-nodes", "1@127.0.0.1:9092,2@127.0.0.1:9093", "--node-id", "3"], {}, "node_id"),
+    # Until brokers replicate, a list of several nodes is refused rather than run as
+    # unrelated single brokers.
+    ([], {"HEADWATER_CLUSTER_NODES": "1@127.0.0.1:9092,2@127.0.0.1:9093"}, "cluster_nodes"),
 ])
 def test_bad_config_stops_startup_naming_the_key(headwater, tmp_path, args, env, key):
     result = run_binary(headwater.binary, "serve", "--data-dir", str(tmp_path / "d"), *args, env=env)
