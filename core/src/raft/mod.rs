@@ -14,14 +14,16 @@
 //!   that still hears from its leader refuses the pre-vote, so a replica cut off and back
 //!   cannot depose a healthy leader.
 //! - **Leadership.** A candidate with a majority becomes leader, appends a leader-change entry
-//!   in its epoch and tells the voters (BeginQuorumEpoch). Followers then pull: each Fetch
+//!   in its epoch if its log may hold uncommitted entries, and tells the voters
+//!   (BeginQuorumEpoch). Followers then pull: each Fetch
 //!   names the follower's end offset and the epoch of its last entry. The leader checks that
 //!   pair against its own log; on a mismatch it answers with the diverging epoch and that
 //!   epoch's end offset, and the follower truncates there and fetches again.
 //! - **Commit.** A follower fetches from its end only once everything before it is durable
 //!   (fsynced), so its fetch offset is what it has on disk. The high watermark is the largest
 //!   offset that a majority of voters (the leader with its durable offset) hold, once that
-//!   includes an entry of the leader's own epoch. It never moves back.
+//!   includes an entry of the leader's own epoch (the leader-change entry, where there is
+//!   one). It never moves back.
 //! - **Liveness.** A follower that hears nothing from its leader for `fetch_timeout_ms` starts
 //!   a pre-vote; a leader that hears no fetch from a majority for as long steps down
 //!   (check-quorum), so a leader cut off from the majority stops accepting writes. Election

@@ -132,9 +132,16 @@ impl Raft {
         message: Message,
         log: &mut dyn RaftLog,
     ) -> io::Result<()> {
-        let pre_vote_request = matches!(message, Message::Vote { pre_vote: true, .. });
-        if message.epoch() > self.state.epoch && !pre_vote_request {
-            self.adopt_epoch(now_ms, message.epoch());
+        // A pre-vote names the epoch its sender would stand in, one past its own.
+        let epoch_seen = match message {
+            Message::Vote { pre_vote: true, epoch, .. } => epoch - 1,
+            _ => message.epoch(),
+        };
+        if epoch_seen > self.state.epoch {
+            // Also from a pre-vote: its sender stood in an epoch this replica missed (its votes
+            // were lost), and a leader of an older epoch would otherwise never hear of it while
+            // the sender, stuck above, could never follow that leader.
+            self.adopt_epoch(now_ms, epoch_seen);
         }
         match message {
             Message::Vote { epoch, last_epoch, end_offset, pre_vote } => {
@@ -569,7 +576,7 @@ impl Raft {
             .collect();
         ends.sort_unstable_by(|a, b| b.cmp(a));
         let held_by_majority = ends[self.config.majority() - 1];
-        if held_by_majority > leader.epoch_start_offset && self.advance_high_watermark(held_by_majority) {
+        if held_by_majority > leader.commit_floor && self.advance_high_watermark(held_by_majority) {
             self.wake_parked_fetches(log)?;
         }
         Ok(())
@@ -667,10 +674,19 @@ impl Raft {
     fn become_leader(&mut self, now_ms: i64, log: &mut dyn RaftLog) -> io::Result<()> {
         self.state.leader = Some(self.config.node);
         self.save();
-        let epoch_start_offset = log.append_leader_change(self.state.epoch, self.config.node)?;
+        // Raft's rule: nothing of an earlier epoch counts as committed until an entry of this
+        // epoch is. A leader that may hold uncommitted entries opens its epoch with one; a lone
+        // voter (a majority by itself) and a leader whose whole log is known committed need
+        // none, so a fresh log's first entry is offset 0, as a Kafka partition's first record.
+        let uncommitted = log.end_offset() > self.high_watermark.unwrap_or(0);
+        let commit_floor = if self.config.voters.len() > 1 && uncommitted {
+            log.append_leader_change(self.state.epoch, self.config.node)?
+        } else {
+            -1
+        };
         let others: BTreeSet<NodeId> = self.config.voters.iter().copied().filter(|&v| v != self.config.node).collect();
         self.role = Role::Leader(Box::new(LeaderState {
-            epoch_start_offset,
+            commit_floor,
             follower_end: BTreeMap::new(),
             heard_from: BTreeSet::new(),
             unannounced: others.clone(),

@@ -46,10 +46,10 @@ impl Role {
 /// What a leader knows of its followers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderState {
-    /// The offset of the leader-change entry that opened this epoch: the high watermark moves
-    /// only past it, so nothing of an earlier epoch is called committed on this leader's count
-    /// alone.
-    pub epoch_start_offset: i64,
+    /// The high watermark moves only past this offset: the leader-change entry that opened
+    /// the epoch, so nothing of an earlier epoch is called committed on this leader's count
+    /// alone; -1 when the epoch needed no such entry.
+    pub commit_floor: i64,
     /// Per voter (not the leader): the end offset its last fetch proved it holds, on disk.
     pub follower_end: std::collections::BTreeMap<NodeId, i64>,
     /// Voters heard from (a fetch or an answer to BeginQuorumEpoch) since the last
