@@ -8,6 +8,7 @@ pub mod config;
 pub mod controller;
 pub mod image;
 pub mod placement;
+pub mod quorum;
 pub mod records;
 pub mod store;
 

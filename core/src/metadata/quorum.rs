@@ -1,0 +1,403 @@
+//! The metadata quorum on one node: the `__cluster_metadata-0` log, the Raft replica that
+//! replicates it among the voters, the image its committed records build, and, on the
+//! quorum's leader, the controller.
+//!
+//! # Contract
+//!
+//! Inputs: [`MetadataQuorum::handle_message`] (a peer's Raft message),
+//! [`MetadataQuorum::handle_timeout`], [`MetadataQuorum::handle_synced`] (the sync asked for
+//! by [`QuorumOutput::Sync`] completed) and the controller requests ([`MetadataQuorum::decide`]).
+//! Each takes `now_ms`; afterwards drain [`MetadataQuorum::poll_output`] and re-read
+//! [`MetadataQuorum::next_timeout_ms`].
+//!
+//! The Raft's saved state (`quorum-state` in the log's directory) is written inline, before
+//! any message that depends on it leaves, as the other small metadata files are (D1). The
+//! log's own fsync is an output, run by the owner beside the partitions' syncs.
+//!
+//! The controller becomes active only once this leader has applied its whole log: entries of
+//! earlier epochs are committed by then, so the image it starts from is the log's true state
+//! (KRaft waits the same way). A decision is answered once its records are committed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::controller::{Controller, ControllerConfig, Refusal};
+use super::image::MetadataImage;
+use super::records::MetadataRecord;
+use crate::broker::{StorageFault, StorageOp};
+use crate::error::ErrorCode;
+use crate::ids::NodeId;
+use crate::log::batch::build::{batch, Record};
+use crate::log::batch::{payload_records, BatchHeader};
+use crate::log::raft_view::RaftView;
+use crate::log::{Log, LogConfig};
+use crate::raft::{Message, QuorumState, Raft, RaftConfig, RaftOutput};
+use crate::storage::{read_file, write_file_atomic, NamedFile, Storage};
+
+/// The metadata log's directory, as Kafka names it.
+pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
+const QUORUM_STATE_FILE: &str = "quorum-state";
+
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    pub node: NodeId,
+    pub voters: Vec<NodeId>,
+    pub raft: RaftConfig,
+    pub controller: ControllerConfig,
+}
+
+impl QuorumConfig {
+    pub fn new(node: NodeId, voters: Vec<NodeId>) -> QuorumConfig {
+        QuorumConfig {
+            node,
+            raft: RaftConfig::new(node, voters.iter().copied()),
+            voters,
+            controller: ControllerConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuorumOutput {
+    Send {
+        to: NodeId,
+        message: Message,
+    },
+    /// Fsync these files of the metadata log, then call `handle_synced(durable_offset)`.
+    Sync {
+        files: Vec<NamedFile>,
+        durable_offset: i64,
+    },
+    /// A new committed image (every broker routes and answers Metadata from the latest).
+    Image(Arc<MetadataImage>),
+    /// A decision's records are committed (`Ok`), or it was refused or lost (`Err`).
+    Decided {
+        token: u64,
+        result: Result<(), Refusal>,
+    },
+    Fault(StorageFault),
+}
+
+/// What a broker asks the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Register(super::controller::Registration),
+    Heartbeat { node: NodeId, incarnation: u64, caught_up: bool },
+    CreateTopic { name: String, partitions: i32, replication_factor: i16, configs: BTreeMap<String, String> },
+    DeleteTopic { name: String },
+}
+
+pub struct MetadataQuorum {
+    config: QuorumConfig,
+    storage: Arc<dyn Storage>,
+    log: Log,
+    raft: Raft,
+    image: Arc<MetadataImage>,
+    controller: Option<Controller>,
+    /// Decisions proposed and not yet committed: (end offset of their records, token).
+    pending: BTreeMap<i64, u64>,
+    sync_in_flight: bool,
+    /// The quorum state could not be saved: this replica takes no further part (a vote it
+    /// could not make durable must not be acted on) until a restart.
+    failed: bool,
+    seed: u64,
+    outputs: VecDeque<QuorumOutput>,
+}
+
+impl std::fmt::Debug for MetadataQuorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataQuorum").field("node", &self.config.node).field("epoch", &self.raft.epoch()).finish()
+    }
+}
+
+impl MetadataQuorum {
+    /// Opens (or creates) the metadata log and the saved quorum state on `storage`.
+    pub fn open(config: QuorumConfig, storage: Arc<dyn Storage>, seed: u64, now_ms: i64) -> io::Result<MetadataQuorum> {
+        let log = if storage.exists(METADATA_LOG_DIR)? {
+            Log::open(storage.clone(), METADATA_LOG_DIR, LogConfig::default(), 0, 0, now_ms)?.0
+        } else {
+            Log::create(storage.clone(), METADATA_LOG_DIR, LogConfig::default(), now_ms)?
+        };
+        let saved = read_quorum_state(storage.as_ref())?;
+        let mut log = log;
+        let raft = Raft::new(
+            config.raft.clone(),
+            saved,
+            seed,
+            now_ms,
+            &mut RaftView { log: &mut log, now_ms, voters: &config.voters },
+        );
+        let mut quorum = MetadataQuorum {
+            config,
+            storage,
+            log,
+            raft,
+            image: Arc::new(MetadataImage::default()),
+            controller: None,
+            pending: BTreeMap::new(),
+            sync_in_flight: false,
+            failed: false,
+            seed,
+            outputs: VecDeque::new(),
+        };
+        quorum.after_input(now_ms);
+        Ok(quorum)
+    }
+
+    // ----- inputs -----
+
+    pub fn handle_message(&mut self, now_ms: i64, from: NodeId, message: Message) {
+        if self.failed {
+            return;
+        }
+        let result = self.with_view(now_ms, |raft, view| raft.handle_message(now_ms, from, message, view));
+        self.report(result);
+        self.after_input(now_ms);
+    }
+
+    pub fn handle_timeout(&mut self, now_ms: i64) {
+        if self.failed {
+            return;
+        }
+        let result = self.with_view(now_ms, |raft, view| raft.handle_timeout(now_ms, view));
+        self.report(result);
+        if let Some(controller) = &mut self.controller {
+            let records = controller.tick(now_ms);
+            if !records.is_empty() {
+                self.propose(now_ms, records, None);
+            }
+        }
+        self.after_input(now_ms);
+    }
+
+    pub fn handle_synced(&mut self, now_ms: i64, durable_offset: i64) {
+        self.sync_in_flight = false;
+        self.log.synced(durable_offset);
+        if self.failed {
+            return;
+        }
+        let result = self.with_view(now_ms, |raft, view| raft.handle_durable(now_ms, view));
+        self.report(result);
+        self.after_input(now_ms);
+    }
+
+    /// A request for the controller; answered with `Decided { token }` once committed, or at
+    /// once when this node is not the active controller (NOT_CONTROLLER) or refuses it.
+    pub fn decide(&mut self, now_ms: i64, token: u64, decision: Decision) {
+        let Some(controller) = self.controller.as_mut().filter(|_| !self.failed) else {
+            let refusal = (ErrorCode::NotController, format!("node {} is not the active controller", self.config.node));
+            self.outputs.push_back(QuorumOutput::Decided { token, result: Err(refusal) });
+            return;
+        };
+        let decided = match decision {
+            Decision::Register(registration) => controller.register(now_ms, registration),
+            Decision::Heartbeat { node, incarnation, caught_up } => {
+                controller.heartbeat(now_ms, node, incarnation, caught_up)
+            }
+            Decision::CreateTopic { name, partitions, replication_factor, configs } => {
+                controller.create_topic(&name, partitions, replication_factor, &configs)
+            }
+            Decision::DeleteTopic { name } => controller.delete_topic(&name),
+        };
+        match decided {
+            Ok(records) if records.is_empty() => {
+                self.outputs.push_back(QuorumOutput::Decided { token, result: Ok(()) })
+            }
+            Ok(records) => self.propose(now_ms, records, Some(token)),
+            Err(refusal) => self.outputs.push_back(QuorumOutput::Decided { token, result: Err(refusal) }),
+        }
+        self.after_input(now_ms);
+    }
+
+    // ----- outputs and queries -----
+
+    pub fn poll_output(&mut self) -> Option<QuorumOutput> {
+        self.outputs.pop_front()
+    }
+
+    pub fn next_timeout_ms(&self) -> i64 {
+        let controller = self.controller.as_ref().and_then(Controller::next_timeout_ms).unwrap_or(i64::MAX);
+        self.raft.next_timeout_ms().min(controller)
+    }
+
+    pub fn image(&self) -> &Arc<MetadataImage> {
+        &self.image
+    }
+
+    pub fn is_active_controller(&self) -> bool {
+        self.controller.is_some()
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    // ----- internals -----
+
+    fn with_view<R>(&mut self, now_ms: i64, f: impl FnOnce(&mut Raft, &mut RaftView<'_>) -> R) -> R {
+        let mut view = RaftView { log: &mut self.log, now_ms, voters: &self.config.voters };
+        f(&mut self.raft, &mut view)
+    }
+
+    fn propose(&mut self, now_ms: i64, records: Vec<MetadataRecord>, token: Option<u64>) {
+        let values: Vec<Record> = records
+            .iter()
+            .map(|r| Record { value: Some(r.encode()), timestamp: now_ms, ..Record::default() })
+            .collect();
+        let batch_bytes = Bytes::from(batch(&values, None));
+        let proposed = self.with_view(now_ms, |raft, view| raft.propose(batch_bytes, view));
+        match proposed {
+            Ok(Some(_)) => {
+                if let Some(token) = token {
+                    self.pending.insert(self.log.end_offset(), token);
+                }
+            }
+            Ok(None) => {
+                // Lost the leadership on the way; the controller goes with the next output pass.
+                if let Some(token) = token {
+                    let refusal = (ErrorCode::NotController, "the controller lost its leadership".to_string());
+                    self.outputs.push_back(QuorumOutput::Decided { token, result: Err(refusal) });
+                }
+            }
+            Err(error) => {
+                self.report(Err(error));
+                if let Some(token) = token {
+                    let refusal = (ErrorCode::KafkaStorageError, "the metadata log could not be written".to_string());
+                    self.outputs.push_back(QuorumOutput::Decided { token, result: Err(refusal) });
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, result: io::Result<()>) {
+        if let Err(error) = result {
+            self.outputs.push_back(QuorumOutput::Fault(StorageFault::new(
+                StorageOp::Append,
+                METADATA_LOG_DIR,
+                &error,
+                "the metadata log was not changed; the Raft retries from its saved state",
+            )));
+        }
+    }
+
+    /// Performs the Raft's outputs in order, applies what became committed, and starts or
+    /// stops the controller.
+    fn after_input(&mut self, now_ms: i64) {
+        while let Some(output) = self.raft.poll_output() {
+            match output {
+                RaftOutput::SaveState(state) => {
+                    if let Err(error) = write_quorum_state(self.storage.as_ref(), state) {
+                        // A vote or epoch that is not durable must not be acted on: nothing after
+                        // it leaves, and this replica stops taking part until a restart.
+                        self.outputs.push_back(QuorumOutput::Fault(StorageFault::new(
+                            StorageOp::Metadata,
+                            format!("{METADATA_LOG_DIR}/{QUORUM_STATE_FILE}"),
+                            &error,
+                            "this node stops taking part in the metadata quorum until it restarts",
+                        )));
+                        while self.raft.poll_output().is_some() {}
+                        self.failed = true;
+                        self.controller = None;
+                        break;
+                    }
+                }
+                RaftOutput::Send { to, message } => self.outputs.push_back(QuorumOutput::Send { to, message }),
+                RaftOutput::Committed { high_watermark } => self.apply_committed(high_watermark),
+                RaftOutput::LeaderChanged { .. } => {}
+            }
+        }
+        if !self.raft.is_leader() || self.failed {
+            self.controller = None;
+            for (_, token) in std::mem::take(&mut self.pending) {
+                let refusal = (ErrorCode::NotController, "the controller lost its leadership".to_string());
+                self.outputs.push_back(QuorumOutput::Decided { token, result: Err(refusal) });
+            }
+        }
+        let caught_up = self.image.applied_offset == self.log.end_offset();
+        if !self.failed && self.raft.is_leader() && self.controller.is_none() && caught_up {
+            let seed = self.seed ^ (self.raft.epoch() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.controller = Some(Controller::new(self.config.controller.clone(), &self.image, seed, now_ms));
+        }
+        if !self.sync_in_flight && self.log.needs_sync() {
+            let plan = self.log.plan_sync();
+            self.sync_in_flight = true;
+            self.outputs.push_back(QuorumOutput::Sync { files: plan.files, durable_offset: plan.durable_offset });
+        }
+    }
+
+    /// Applies the committed entries not applied yet and publishes the new image.
+    fn apply_committed(&mut self, high_watermark: i64) {
+        let from = self.image.applied_offset;
+        if high_watermark <= from {
+            return;
+        }
+        let mut records = Vec::new();
+        let mut failure = None;
+        let read = self.log.for_each_batch(|bytes| {
+            let Some(header) = BatchHeader::parse(bytes) else { return };
+            if header.last_offset() < from || header.base_offset >= high_watermark || header.is_control() {
+                return;
+            }
+            for record in payload_records(bytes).unwrap_or_default() {
+                if record.offset < from || record.offset >= high_watermark {
+                    continue;
+                }
+                match record.value.as_deref().map(MetadataRecord::decode) {
+                    Some(Ok(decoded)) => records.push(decoded),
+                    Some(Err(e)) => failure = Some(e),
+                    None => failure = Some(format!("metadata record at {} has no value", record.offset)),
+                }
+            }
+        });
+        let result = read
+            .map_err(|e| e.to_string())
+            .and_then(|()| failure.map_or(Ok(()), Err))
+            .and_then(|()| self.image.with_records(&records, high_watermark));
+        match result {
+            Ok(image) => {
+                self.image = Arc::new(image);
+                self.outputs.push_back(QuorumOutput::Image(self.image.clone()));
+                let done: Vec<i64> = self.pending.range(..=high_watermark).map(|(&end, _)| end).collect();
+                for end in done {
+                    let token = self.pending.remove(&end).expect("listed above");
+                    self.outputs.push_back(QuorumOutput::Decided { token, result: Ok(()) });
+                }
+            }
+            Err(reason) => self.outputs.push_back(QuorumOutput::Fault(StorageFault::new(
+                StorageOp::Read,
+                METADATA_LOG_DIR,
+                &io::Error::new(io::ErrorKind::InvalidData, reason),
+                "the image stays at the last records that applied; this broker's metadata is stale until a fix",
+            ))),
+        }
+    }
+}
+
+fn read_quorum_state(storage: &dyn Storage) -> io::Result<QuorumState> {
+    let path = format!("{METADATA_LOG_DIR}/{QUORUM_STATE_FILE}");
+    let Some(bytes) = read_file(storage, &path)? else { return Ok(QuorumState::default()) };
+    let text = String::from_utf8_lossy(&bytes);
+    let field = |name: &str| -> Option<i64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')?.trim().parse().ok())
+    };
+    let invalid = || io::Error::new(io::ErrorKind::InvalidData, format!("{path}: malformed"));
+    let epoch = field("epoch").ok_or_else(invalid)?;
+    let node = |v: i64| i32::try_from(v).ok().filter(|&n| n >= 0).map(NodeId);
+    Ok(QuorumState {
+        epoch: i32::try_from(epoch).map_err(|_| invalid())?,
+        voted_for: field("voted_for").and_then(node),
+        leader: field("leader").and_then(node),
+    })
+}
+
+fn write_quorum_state(storage: &dyn Storage, state: QuorumState) -> io::Result<()> {
+    let id = |n: Option<NodeId>| n.map_or(-1, |n| i64::from(n.0));
+    let text = format!("epoch={}\nvoted_for={}\nleader={}\n", state.epoch, id(state.voted_for), id(state.leader));
+    write_file_atomic(storage, METADATA_LOG_DIR, QUORUM_STATE_FILE, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests;
