@@ -235,6 +235,11 @@ impl MetadataQuorum {
         &self.raft
     }
 
+    /// DescribeQuorum as this node sees the quorum (`kafka-metadata-quorum describe --status`).
+    pub fn describe(&self) -> kafka_protocol::messages::DescribeQuorumResponse {
+        crate::raft::wire::describe_quorum(&self.raft, self.log.end_offset())
+    }
+
     // ----- internals -----
 
     fn with_view<R>(&mut self, now_ms: i64, f: impl FnOnce(&mut Raft, &mut RaftView<'_>) -> R) -> R {

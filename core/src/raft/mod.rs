@@ -41,6 +41,7 @@
 mod message;
 mod replica;
 mod state;
+pub mod wire;
 
 #[cfg(test)]
 mod mem_log;

@@ -296,6 +296,23 @@ impl Raft {
         self.fetch_sent
     }
 
+    /// Each voter with the log end this replica knows it holds: exact for every voter on the
+    /// leader (`own_end` for itself), only its own elsewhere.
+    pub fn voter_ends(&self, own_end: i64) -> Vec<(NodeId, Option<i64>)> {
+        self.config
+            .voters
+            .iter()
+            .map(|&v| {
+                let end = match &self.role {
+                    _ if v == self.config.node => Some(own_end),
+                    Role::Leader(leader) => leader.follower_end.get(&v).copied(),
+                    _ => None,
+                };
+                (v, end)
+            })
+            .collect()
+    }
+
     pub fn quorum_state(&self) -> QuorumState {
         self.state
     }

@@ -167,6 +167,14 @@ fn three_nodes_elect_a_controller_and_every_image_gets_its_decisions() {
         assert!(topic.partitions.iter().all(|p| p.replicas.len() == 3));
         assert_eq!(image.live_brokers().count(), 3, "node {id}");
     }
+    // DescribeQuorum on the leader knows every voter's log end; a follower only its own.
+    let leader = c.controller();
+    let described = c.nodes[&leader].quorum.describe();
+    let partition = &described.topics[0].partitions[0];
+    assert_eq!(partition.leader_id.0, leader.0);
+    assert!(partition.high_watermark > 0);
+    assert_eq!(partition.current_voters.len(), 3);
+    assert!(partition.current_voters.iter().all(|v| v.log_end_offset == partition.high_watermark), "{partition:?}");
     // A follower refuses decisions: only the active controller decides.
     let follower = voters().into_iter().find(|&id| id != c.controller()).expect("a follower");
     let node = c.nodes.get_mut(&follower).expect("node");

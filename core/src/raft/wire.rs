@@ -1,0 +1,424 @@
+//! The Raft's messages as Kafka's KRaft requests and responses (Vote, BeginQuorumEpoch,
+//! EndQuorumEpoch, Fetch on `__cluster_metadata`), and DescribeQuorum from a replica's view,
+//! so that peers speak Kafka's own protocol and `kafka-metadata-quorum` can ask.
+//!
+//! A Raft request and its answer are a Kafka request and its response on one connection, so
+//! what a response lacks (whether a vote was a pre-vote, the fetch's id) comes from the
+//! request it answers: the transport keeps the sent [`Message`] beside the correlation id.
+
+use bytes::Bytes;
+use kafka_protocol::messages::begin_quorum_epoch_request as bqe_req;
+use kafka_protocol::messages::begin_quorum_epoch_response as bqe_resp;
+use kafka_protocol::messages::describe_quorum_response as dq;
+use kafka_protocol::messages::end_quorum_epoch_request as eqe_req;
+use kafka_protocol::messages::fetch_request as fetch_req;
+use kafka_protocol::messages::fetch_response as fetch_resp;
+use kafka_protocol::messages::vote_request as vote_req;
+use kafka_protocol::messages::vote_response as vote_resp;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::message::{Diverging, Message};
+use super::replica::Raft;
+use crate::ids::NodeId;
+
+/// The metadata log's topic, and the fixed id Kafka gives it (`AAAAAAAAAAAAAAAAAAAAAQ`).
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+pub const METADATA_TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(1);
+
+fn topic_name() -> TopicName {
+    TopicName(StrBytes::from_static_str(METADATA_TOPIC))
+}
+
+/// Fetch versions that carry what the Raft needs (the last fetched epoch, the diverging
+/// epoch and the current leader): 12 and later.
+pub const RAFT_FETCH_VERSION_MIN: i16 = 12;
+
+/// The Kafka request, at `version`, for a Raft request `message` from `from` to `to`; `None`
+/// for an answer (answers travel as responses, see [`response_for`]). Only Vote v2 carries
+/// the pre-vote flag, so pre-votes go at v2 (at older versions the flag is dropped).
+pub fn request_for(cluster_id: &str, from: NodeId, to: NodeId, message: &Message, version: i16) -> Option<RequestKind> {
+    let cluster_id = Some(StrBytes::from_string(cluster_id.to_string()));
+    let voter = BrokerId(if version >= 1 { to.0 } else { -1 });
+    Some(match message {
+        Message::Vote { epoch, last_epoch, end_offset, pre_vote } => {
+            let partition = vote_req::PartitionData::default()
+                .with_partition_index(0)
+                .with_replica_epoch(*epoch)
+                .with_replica_id(BrokerId(from.0))
+                .with_last_offset_epoch(*last_epoch)
+                .with_last_offset(*end_offset)
+                .with_pre_vote(*pre_vote && version >= 2);
+            let topic = vote_req::TopicData::default().with_topic_name(topic_name()).with_partitions(vec![partition]);
+            RequestKind::Vote(
+                VoteRequest::default().with_cluster_id(cluster_id).with_voter_id(voter).with_topics(vec![topic]),
+            )
+        }
+        Message::BeginQuorumEpoch { epoch } => {
+            let partition = bqe_req::PartitionData::default()
+                .with_partition_index(0)
+                .with_leader_id(BrokerId(from.0))
+                .with_leader_epoch(*epoch);
+            let topic = bqe_req::TopicData::default().with_topic_name(topic_name()).with_partitions(vec![partition]);
+            RequestKind::BeginQuorumEpoch(
+                BeginQuorumEpochRequest::default()
+                    .with_cluster_id(cluster_id)
+                    .with_voter_id(voter)
+                    .with_topics(vec![topic]),
+            )
+        }
+        Message::EndQuorumEpoch { epoch, preferred_successors } => {
+            let mut partition = eqe_req::PartitionData::default()
+                .with_partition_index(0)
+                .with_leader_id(BrokerId(from.0))
+                .with_leader_epoch(*epoch);
+            if version == 0 {
+                partition.preferred_successors = preferred_successors.iter().map(|n| n.0).collect();
+            } else {
+                partition.preferred_candidates = preferred_successors
+                    .iter()
+                    .map(|n| eqe_req::ReplicaInfo::default().with_candidate_id(BrokerId(n.0)))
+                    .collect();
+            }
+            let topic = eqe_req::TopicData::default().with_topic_name(topic_name()).with_partitions(vec![partition]);
+            RequestKind::EndQuorumEpoch(
+                EndQuorumEpochRequest::default().with_cluster_id(cluster_id).with_topics(vec![topic]),
+            )
+        }
+        Message::Fetch { epoch, offset, last_epoch, .. } => {
+            let partition = fetch_req::FetchPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(*epoch)
+                .with_fetch_offset(*offset)
+                .with_last_fetched_epoch(*last_epoch)
+                .with_partition_max_bytes(1 << 20);
+            let mut topic = fetch_req::FetchTopic::default().with_partitions(vec![partition]);
+            if version >= 13 {
+                topic.topic_id = METADATA_TOPIC_ID;
+            } else {
+                topic.topic = topic_name();
+            }
+            let mut request = FetchRequest::default()
+                .with_cluster_id(cluster_id)
+                .with_max_wait_ms(500)
+                .with_max_bytes(8 << 20)
+                .with_topics(vec![topic]);
+            if version >= 15 {
+                request.replica_id = BrokerId(-1);
+                request.replica_state =
+                    fetch_req::ReplicaState::default().with_replica_id(BrokerId(from.0)).with_replica_epoch(-1);
+            } else {
+                request.replica_id = BrokerId(from.0);
+            }
+            RequestKind::Fetch(request)
+        }
+        Message::VoteResponse { .. } | Message::BeginQuorumEpochResponse { .. } | Message::FetchResponse { .. } => {
+            return None
+        }
+    })
+}
+
+/// Whether a Fetch is a replica's fetch of the metadata log (rather than a consumer's).
+pub fn is_metadata_fetch(request: &FetchRequest) -> bool {
+    request.topics.iter().any(|t| t.topic_id == METADATA_TOPIC_ID || t.topic.0.as_str() == METADATA_TOPIC)
+}
+
+/// A peer's Raft request as (sender, message). `id` becomes a fetch's id (the transport
+/// passes something that names the request, so the answer finds its way back).
+pub fn message_from_request(request: &RequestKind, id: u64) -> Result<(NodeId, Message), String> {
+    let one = |count: usize| {
+        if count == 1 {
+            Ok(())
+        } else {
+            Err(format!("expected one partition of {METADATA_TOPIC}, got {count}"))
+        }
+    };
+    match request {
+        RequestKind::Vote(r) => {
+            let parts: Vec<_> = r.topics.iter().flat_map(|t| &t.partitions).collect();
+            one(parts.len())?;
+            let p = parts[0];
+            let message = Message::Vote {
+                epoch: p.replica_epoch,
+                last_epoch: p.last_offset_epoch,
+                end_offset: p.last_offset,
+                pre_vote: p.pre_vote,
+            };
+            Ok((NodeId(p.replica_id.0), message))
+        }
+        RequestKind::BeginQuorumEpoch(r) => {
+            let parts: Vec<_> = r.topics.iter().flat_map(|t| &t.partitions).collect();
+            one(parts.len())?;
+            Ok((NodeId(parts[0].leader_id.0), Message::BeginQuorumEpoch { epoch: parts[0].leader_epoch }))
+        }
+        RequestKind::EndQuorumEpoch(r) => {
+            let parts: Vec<_> = r.topics.iter().flat_map(|t| &t.partitions).collect();
+            one(parts.len())?;
+            let p = parts[0];
+            let mut preferred: Vec<NodeId> = p.preferred_successors.iter().map(|&n| NodeId(n)).collect();
+            if preferred.is_empty() {
+                preferred = p.preferred_candidates.iter().map(|c| NodeId(c.candidate_id.0)).collect();
+            }
+            Ok((
+                NodeId(p.leader_id.0),
+                Message::EndQuorumEpoch { epoch: p.leader_epoch, preferred_successors: preferred },
+            ))
+        }
+        RequestKind::Fetch(r) => {
+            let parts: Vec<_> = r.topics.iter().flat_map(|t| &t.partitions).collect();
+            one(parts.len())?;
+            let p = parts[0];
+            let replica = if r.replica_state.replica_id.0 >= 0 { r.replica_state.replica_id.0 } else { r.replica_id.0 };
+            if replica < 0 {
+                return Err("a fetch of the metadata log names no replica".into());
+            }
+            let message = Message::Fetch {
+                epoch: p.current_leader_epoch,
+                offset: p.fetch_offset,
+                last_epoch: p.last_fetched_epoch,
+                id,
+            };
+            Ok((NodeId(replica), message))
+        }
+        _ => Err("not a Raft request".into()),
+    }
+}
+
+/// The Kafka response, at `version`, carrying the Raft's answer `message`; `None` for a
+/// request.
+pub fn response_for(message: &Message, version: i16) -> Option<ResponseKind> {
+    Some(match message {
+        Message::VoteResponse { epoch, granted, leader, .. } => {
+            let partition = vote_resp::PartitionData::default()
+                .with_partition_index(0)
+                .with_leader_id(BrokerId(leader.map_or(-1, |n| n.0)))
+                .with_leader_epoch(*epoch)
+                .with_vote_granted(*granted);
+            let topic = vote_resp::TopicData::default().with_topic_name(topic_name()).with_partitions(vec![partition]);
+            ResponseKind::Vote(VoteResponse::default().with_topics(vec![topic]))
+        }
+        Message::BeginQuorumEpochResponse { epoch } => {
+            let partition = bqe_resp::PartitionData::default()
+                .with_partition_index(0)
+                .with_leader_epoch(*epoch)
+                .with_leader_id(BrokerId(-1));
+            let topic = bqe_resp::TopicData::default().with_topic_name(topic_name()).with_partitions(vec![partition]);
+            ResponseKind::BeginQuorumEpoch(BeginQuorumEpochResponse::default().with_topics(vec![topic]))
+        }
+        Message::FetchResponse { epoch, leader, high_watermark, diverging, entries, .. } => {
+            let leader = fetch_resp::LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader.map_or(-1, |n| n.0)))
+                .with_leader_epoch(*epoch);
+            let mut partition = fetch_resp::PartitionData::default()
+                .with_partition_index(0)
+                .with_high_watermark(high_watermark.unwrap_or(-1))
+                .with_current_leader(leader)
+                .with_records(Some(entries.clone()));
+            if let Some(d) = diverging {
+                partition.diverging_epoch =
+                    fetch_resp::EpochEndOffset::default().with_epoch(d.epoch).with_end_offset(d.end_offset);
+            }
+            let mut topic = fetch_resp::FetchableTopicResponse::default().with_partitions(vec![partition]);
+            if version >= 13 {
+                topic.topic_id = METADATA_TOPIC_ID;
+            } else {
+                topic.topic = topic_name();
+            }
+            ResponseKind::Fetch(FetchResponse::default().with_responses(vec![topic]))
+        }
+        _ => return None,
+    })
+}
+
+/// A peer's response to the Raft request `sent`, as the Raft's answer.
+pub fn message_from_response(response: &ResponseKind, sent: &Message) -> Result<Message, String> {
+    let one = |count: usize| {
+        if count == 1 {
+            Ok(())
+        } else {
+            Err(format!("expected one partition of {METADATA_TOPIC}, got {count}"))
+        }
+    };
+    let leader_of = |id: i32| (id >= 0).then_some(NodeId(id));
+    match (response, sent) {
+        (ResponseKind::Vote(r), Message::Vote { pre_vote, .. }) => {
+            let parts: Vec<_> = r.topics.iter().flat_map(|t| &t.partitions).collect();
+            one(parts.len())?;
+            let p = parts[0];
+            Ok(Message::VoteResponse {
+                epoch: p.leader_epoch,
+                granted: p.vote_granted,
+                pre_vote: *pre_vote,
+                leader: leader_of(p.leader_id.0),
+            })
+        }
+        (ResponseKind::BeginQuorumEpoch(r), Message::BeginQuorumEpoch { .. }) => {
+            let parts: Vec<_> = r.topics.iter().flat_map(|t| &t.partitions).collect();
+            one(parts.len())?;
+            Ok(Message::BeginQuorumEpochResponse { epoch: parts[0].leader_epoch })
+        }
+        (ResponseKind::Fetch(r), Message::Fetch { id, offset, .. }) => {
+            let parts: Vec<_> = r.responses.iter().flat_map(|t| &t.partitions).collect();
+            one(parts.len())?;
+            let p = parts[0];
+            let diverging = (p.diverging_epoch.epoch >= 0 && p.diverging_epoch.end_offset >= 0)
+                .then_some(Diverging { epoch: p.diverging_epoch.epoch, end_offset: p.diverging_epoch.end_offset });
+            Ok(Message::FetchResponse {
+                epoch: p.current_leader.leader_epoch,
+                id: *id,
+                offset: *offset,
+                leader: leader_of(p.current_leader.leader_id.0),
+                high_watermark: (p.high_watermark >= 0).then_some(p.high_watermark),
+                diverging,
+                entries: p.records.clone().unwrap_or_else(Bytes::new),
+            })
+        }
+        _ => Err("the response does not answer the request sent".into()),
+    }
+}
+
+/// DescribeQuorum from this replica's view: the leader, its epoch and high watermark, and
+/// what it knows of each voter's log end (exact on the leader, -1 elsewhere).
+pub fn describe_quorum(raft: &Raft, log_end_offset: i64) -> DescribeQuorumResponse {
+    let ends = raft.voter_ends(log_end_offset);
+    let voters = ends
+        .into_iter()
+        .map(|(id, end)| {
+            dq::ReplicaState::default()
+                .with_replica_id(BrokerId(id.0))
+                .with_log_end_offset(end.unwrap_or(-1))
+                .with_last_fetch_timestamp(-1)
+                .with_last_caught_up_timestamp(-1)
+        })
+        .collect();
+    let partition = dq::PartitionData::default()
+        .with_partition_index(0)
+        .with_leader_id(BrokerId(raft.leader().map_or(-1, |n| n.0)))
+        .with_leader_epoch(raft.epoch())
+        .with_high_watermark(raft.high_watermark().unwrap_or(-1))
+        .with_current_voters(voters);
+    DescribeQuorumResponse::default()
+        .with_topics(vec![dq::TopicData::default().with_topic_name(topic_name()).with_partitions(vec![partition])])
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    use super::*;
+
+    fn through_the_wire_request(request: RequestKind, version: i16) -> RequestKind {
+        let mut bytes = bytes::BytesMut::new();
+        match &request {
+            RequestKind::Vote(r) => r.encode(&mut bytes, version).unwrap(),
+            RequestKind::BeginQuorumEpoch(r) => r.encode(&mut bytes, version).unwrap(),
+            RequestKind::EndQuorumEpoch(r) => r.encode(&mut bytes, version).unwrap(),
+            RequestKind::Fetch(r) => r.encode(&mut bytes, version).unwrap(),
+            _ => unreachable!(),
+        }
+        let mut bytes = bytes.freeze();
+        match request {
+            RequestKind::Vote(_) => RequestKind::Vote(VoteRequest::decode(&mut bytes, version).unwrap()),
+            RequestKind::BeginQuorumEpoch(_) => {
+                RequestKind::BeginQuorumEpoch(BeginQuorumEpochRequest::decode(&mut bytes, version).unwrap())
+            }
+            RequestKind::EndQuorumEpoch(_) => {
+                RequestKind::EndQuorumEpoch(EndQuorumEpochRequest::decode(&mut bytes, version).unwrap())
+            }
+            RequestKind::Fetch(_) => RequestKind::Fetch(FetchRequest::decode(&mut bytes, version).unwrap()),
+            _ => unreachable!(),
+        }
+    }
+
+    fn through_the_wire_response(response: ResponseKind, version: i16) -> ResponseKind {
+        let mut bytes = bytes::BytesMut::new();
+        match &response {
+            ResponseKind::Vote(r) => r.encode(&mut bytes, version).unwrap(),
+            ResponseKind::BeginQuorumEpoch(r) => r.encode(&mut bytes, version).unwrap(),
+            ResponseKind::Fetch(r) => r.encode(&mut bytes, version).unwrap(),
+            _ => unreachable!(),
+        }
+        let mut bytes = bytes.freeze();
+        match response {
+            ResponseKind::Vote(_) => ResponseKind::Vote(VoteResponse::decode(&mut bytes, version).unwrap()),
+            ResponseKind::BeginQuorumEpoch(_) => {
+                ResponseKind::BeginQuorumEpoch(BeginQuorumEpochResponse::decode(&mut bytes, version).unwrap())
+            }
+            ResponseKind::Fetch(_) => ResponseKind::Fetch(FetchResponse::decode(&mut bytes, version).unwrap()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn requests_cross_the_wire_unchanged_at_old_and_new_versions() {
+        let (from, to) = (NodeId(2), NodeId(3));
+        let messages = [
+            (Message::Vote { epoch: 4, last_epoch: 3, end_offset: 17, pre_vote: true }, 2),
+            (Message::Vote { epoch: 4, last_epoch: 3, end_offset: 17, pre_vote: false }, 0),
+            (Message::BeginQuorumEpoch { epoch: 5 }, 0),
+            (Message::BeginQuorumEpoch { epoch: 5 }, 1),
+            (Message::EndQuorumEpoch { epoch: 5, preferred_successors: vec![NodeId(3), NodeId(1)] }, 0),
+            (Message::EndQuorumEpoch { epoch: 5, preferred_successors: vec![NodeId(3), NodeId(1)] }, 1),
+            (Message::Fetch { epoch: 5, offset: 40, last_epoch: 4, id: 77 }, 12),
+            (Message::Fetch { epoch: 5, offset: 40, last_epoch: 4, id: 77 }, 17),
+        ];
+        for (message, version) in messages {
+            let request = request_for("cluster", from, to, &message, version).expect("a request");
+            let received = through_the_wire_request(request, version);
+            assert_eq!(message_from_request(&received, 77), Ok((from, message.clone())), "v{version}");
+        }
+        assert!(request_for("c", from, to, &Message::BeginQuorumEpochResponse { epoch: 1 }, 1).is_none());
+        // Vote v0 and v1 have no pre-vote flag: a pre-vote cannot be said at them.
+        let pre_vote = Message::Vote { epoch: 4, last_epoch: 3, end_offset: 17, pre_vote: true };
+        let received = through_the_wire_request(request_for("c", from, to, &pre_vote, 1).unwrap(), 1);
+        assert!(matches!(message_from_request(&received, 0), Ok((_, Message::Vote { pre_vote: false, .. }))));
+    }
+
+    #[test]
+    fn responses_cross_the_wire_and_take_what_they_lack_from_the_request() {
+        let vote = Message::Vote { epoch: 4, last_epoch: 3, end_offset: 17, pre_vote: true };
+        let answer = Message::VoteResponse { epoch: 4, granted: true, pre_vote: true, leader: None };
+        let received = through_the_wire_response(response_for(&answer, 2).unwrap(), 2);
+        assert_eq!(message_from_response(&received, &vote), Ok(answer));
+
+        let fetch = Message::Fetch { epoch: 5, offset: 40, last_epoch: 4, id: 9 };
+        for (diverging, entries) in
+            [(None, Bytes::from_static(b"batches")), (Some(Diverging { epoch: 3, end_offset: 31 }), Bytes::new())]
+        {
+            let answer = Message::FetchResponse {
+                epoch: 5,
+                id: 9,
+                offset: 40,
+                leader: Some(NodeId(1)),
+                high_watermark: Some(38),
+                diverging,
+                entries,
+            };
+            for version in [12, 17] {
+                let received = through_the_wire_response(response_for(&answer, version).unwrap(), version);
+                assert_eq!(message_from_response(&received, &fetch), Ok(answer.clone()), "v{version}");
+            }
+        }
+        let begin = Message::BeginQuorumEpoch { epoch: 5 };
+        let received =
+            through_the_wire_response(response_for(&Message::BeginQuorumEpochResponse { epoch: 6 }, 1).unwrap(), 1);
+        assert_eq!(message_from_response(&received, &begin), Ok(Message::BeginQuorumEpochResponse { epoch: 6 }));
+        assert!(message_from_response(&received, &fetch).is_err(), "an answer to another request");
+    }
+
+    #[test]
+    fn a_consumer_fetch_is_not_a_raft_fetch() {
+        let consumer = FetchRequest::default().with_topics(vec![fetch_req::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("orders")))
+            .with_partitions(vec![fetch_req::FetchPartition::default()])]);
+        assert!(!is_metadata_fetch(&consumer));
+        assert!(message_from_request(&RequestKind::Fetch(consumer), 1).unwrap_err().contains("no replica"));
+        let RequestKind::Fetch(raft) =
+            request_for("c", NodeId(1), NodeId(2), &Message::Fetch { epoch: 1, offset: 0, last_epoch: 0, id: 1 }, 17)
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert!(is_metadata_fetch(&raft));
+    }
+}
