@@ -99,6 +99,9 @@ fn drain(
                 "storage failure: {}",
                 fault.consequence
             ),
+            // Start-up refuses a cluster of several nodes until the peer transport exists, so
+            // no quorum here has a peer to talk to.
+            Output::Peer { to, .. } => warn!(peer = %to, "no connections to peers yet; a Raft message is dropped"),
         }
     }
 }

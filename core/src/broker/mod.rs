@@ -27,6 +27,7 @@ mod info;
 mod log_dirs;
 mod offsets;
 mod produce;
+mod quorum;
 pub mod versions;
 
 pub use fault::{StorageFault, StorageOp, PARTITION_FAILED};
@@ -82,6 +83,9 @@ pub struct BrokerConfig {
     /// When the offsets log grows past this, the live offsets are rewritten after it and the
     /// older segments deleted once the rewrite is durable (see `groups.rs`).
     pub offsets_log_compact_bytes: u64,
+    /// The voters of the metadata quorum, this node among them; `None` for a cluster of one,
+    /// which keeps its metadata in `__headwater/metadata.json` as before.
+    pub quorum_voters: Option<Vec<crate::ids::NodeId>>,
 }
 
 impl Default for BrokerConfig {
@@ -100,6 +104,7 @@ impl Default for BrokerConfig {
             consumer_group: ConsumerGroupConfig::default(),
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_log_compact_bytes: 64 * 1024 * 1024,
+            quorum_voters: None,
         }
     }
 }
@@ -202,6 +207,13 @@ pub struct Broker {
     /// Partitions written since their last sync was planned; the next sync covers them.
     unsynced: BTreeSet<PartitionId>,
     sync_in_flight: Option<SyncInFlight>,
+    /// The metadata quorum this node votes in (D22), and its log's sync in flight.
+    quorum: Option<crate::metadata::quorum::MetadataQuorum>,
+    quorum_sync: Option<(IoToken, i64)>,
+    /// Metadata-log fetches from peers waiting in the Raft, with the version to answer in.
+    quorum_fetch_versions: BTreeMap<RequestId, i16>,
+    /// The latest committed metadata image, once the quorum has one.
+    metadata_image: Option<Arc<crate::metadata::image::MetadataImage>>,
     /// How many times a parked request was looked at again (tests check it follows what
     /// changed, not how much is parked).
     #[cfg(test)]
@@ -286,6 +298,19 @@ impl Broker {
         let groups = Coordinator::new(config.group.clone(), rng.next_u64(), metadata.document.incarnation);
         let consumer_groups =
             ConsumerGroups::new(config.consumer_group.clone(), rng.next_u64(), metadata.document.incarnation);
+        let quorum = match &config.quorum_voters {
+            Some(voters) => {
+                let quorum_config =
+                    crate::metadata::quorum::QuorumConfig::new(crate::ids::NodeId(config.node_id), voters.clone());
+                Some(crate::metadata::quorum::MetadataQuorum::open(
+                    quorum_config,
+                    storage.clone(),
+                    rng.next_u64(),
+                    now_ms,
+                )?)
+            }
+            None => None,
+        };
         let mut broker = Broker {
             config,
             storage,
@@ -305,6 +330,10 @@ impl Broker {
             woken: BTreeSet::new(),
             unsynced: BTreeSet::new(),
             sync_in_flight: None,
+            quorum,
+            quorum_sync: None,
+            quorum_fetch_versions: BTreeMap::new(),
+            metadata_image: None,
             #[cfg(test)]
             parked_looked_at: 0,
             next_token: 1,
@@ -320,6 +349,7 @@ impl Broker {
         broker.unsynced.extend(recovered);
         let hold_ms = 2 * i64::from(broker.config.consumer_group.heartbeat_interval_ms);
         broker.consumer_groups.hold_back(broker.offsets.groups(), now_ms + hold_ms);
+        broker.drain_quorum(None);
         broker.maybe_start_sync();
         broker.report_faults(now_ms);
         Ok((broker, report))
@@ -355,6 +385,19 @@ impl Broker {
             }
             RequestKind::InitProducerId(r) => reply(ResponseKind::InitProducerId(self.init_producer_id(r))),
             RequestKind::Produce(r) => match self.produce(now_ms, id, api_version, r) {
+                Some(body) => body,
+                None => return self.after_input(),
+            },
+            RequestKind::Fetch(r) if self.quorum.is_some() && crate::raft::wire::is_metadata_fetch(&r) => {
+                match self.quorum_request(now_ms, id, api_key, api_version, RequestKind::Fetch(r)) {
+                    Some(body) => body,
+                    None => return self.after_input(),
+                }
+            }
+            body @ (RequestKind::Vote(_)
+            | RequestKind::BeginQuorumEpoch(_)
+            | RequestKind::EndQuorumEpoch(_)
+            | RequestKind::DescribeQuorum(_)) => match self.quorum_request(now_ms, id, api_key, api_version, body) {
                 Some(body) => body,
                 None => return self.after_input(),
             },
@@ -449,6 +492,10 @@ impl Broker {
 
     /// An [`IoCommand`] finished.
     pub fn handle_io_done(&mut self, now_ms: i64, token: IoToken, result: io::Result<()>) {
+        if let Some((_, durable_offset)) = self.quorum_sync.take_if(|(t, _)| *t == token) {
+            self.quorum_synced(now_ms, durable_offset, result);
+            return;
+        }
         let Some(sync) = self.sync_in_flight.take_if(|s| s.token == token) else {
             return;
         };
@@ -473,6 +520,10 @@ impl Broker {
 
     /// Time passed: expire waits, roll old segments, enforce retention, checkpoint.
     pub fn handle_timeout(&mut self, now_ms: i64) {
+        if let Some(quorum) = self.quorum.as_mut().filter(|q| q.next_timeout_ms() <= now_ms) {
+            quorum.handle_timeout(now_ms);
+            self.drain_quorum(None);
+        }
         while let Some(&(deadline_ms, id)) = self.deadlines.first() {
             if deadline_ms > now_ms {
                 break;
@@ -546,6 +597,9 @@ impl Broker {
         let mut next = self.next_retention_check_ms.min(self.next_recovery_checkpoint_ms);
         if let Some(&(deadline_ms, _)) = self.deadlines.first() {
             next = next.min(deadline_ms);
+        }
+        if let Some(quorum) = &self.quorum {
+            next = next.min(quorum.next_timeout_ms());
         }
         for deadline in [self.groups.next_deadline_ms(), self.consumer_groups.next_deadline_ms()].into_iter().flatten()
         {

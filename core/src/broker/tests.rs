@@ -1,6 +1,7 @@
 //! Broker tests: drive the state machine in-process with virtual time and assert on the
 //! drained outputs (responses and I/O commands). No sockets, no sleeps.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -61,6 +62,7 @@ impl Harness {
                 Output::Response(r) => out.push(r),
                 Output::Io(io) => pending_io.push(io),
                 Output::Fault(fault) => self.faults.push(fault),
+                Output::Peer { to, .. } => panic!("a broker without a quorum wrote to peer {to}"),
             }
         }
         self.pending_io.extend(pending_io);
@@ -716,4 +718,170 @@ fn a_failed_auto_creation_is_reported() {
     assert_ne!(r.topics[0].error_code, 0);
     assert_eq!(fault_ops(&h), vec![StorageOp::CreateTopic]);
     assert!(!h.storage.exists("auto-0").unwrap());
+}
+
+/// Three brokers whose metadata quorums talk through Kafka requests, as peers will over the
+/// network: each Raft request leaves as `Output::Peer`, goes to the other broker as the KRaft
+/// request `raft::wire` makes of it, and its response comes back through `handle_peer`.
+struct QuorumCluster {
+    brokers: BTreeMap<i32, (MemStorage, Broker)>,
+    now_ms: i64,
+    next_id: u64,
+    /// Requests delivered and not yet answered: (receiver, request id) -> (sender, message).
+    waiting: BTreeMap<(i32, RequestId), (i32, crate::raft::Message)>,
+}
+
+impl QuorumCluster {
+    fn new() -> QuorumCluster {
+        let mut brokers = BTreeMap::new();
+        for node in 1..=3 {
+            let storage = MemStorage::new();
+            let config = BrokerConfig {
+                node_id: node,
+                seed: node as u64,
+                quorum_voters: Some(vec![crate::ids::NodeId(1), crate::ids::NodeId(2), crate::ids::NodeId(3)]),
+                ..BrokerConfig::default()
+            };
+            let (broker, _) = Broker::open(config, Arc::new(storage.clone()), 0).unwrap();
+            brokers.insert(node, (storage, broker));
+        }
+        QuorumCluster { brokers, now_ms: 0, next_id: 1, waiting: BTreeMap::new() }
+    }
+
+    /// Performs every output until nothing moves at the current time.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            let nodes: Vec<i32> = self.brokers.keys().copied().collect();
+            for node in nodes {
+                while let Some(output) = self.brokers.get_mut(&node).unwrap().1.poll_output() {
+                    moved = true;
+                    self.perform(node, output);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn perform(&mut self, node: i32, output: Output) {
+        let now = self.now_ms;
+        match output {
+            Output::Peer { to, message } => {
+                let (api_key, version) = match message {
+                    crate::raft::Message::Vote { .. } => (ApiKey::Vote, 2),
+                    crate::raft::Message::BeginQuorumEpoch { .. } => (ApiKey::BeginQuorumEpoch, 1),
+                    crate::raft::Message::EndQuorumEpoch { .. } => (ApiKey::EndQuorumEpoch, 1),
+                    _ => (ApiKey::Fetch, 12),
+                };
+                let from = crate::ids::NodeId(node);
+                let body = crate::raft::wire::request_for("c", from, to, &message, version).expect("a request");
+                let id = RequestId(self.next_id);
+                self.next_id += 1;
+                self.waiting.insert((to.0, id), (node, message));
+                let request =
+                    Request { id, conn: ConnId(node as u64), api_key, api_version: version, client_id: None, body };
+                self.brokers.get_mut(&to.0).unwrap().1.handle_request(now, request);
+            }
+            Output::Response(response) => {
+                let Some((sender, sent)) = self.waiting.remove(&(node, response.id)) else { return };
+                let ResponseBody::Message(body) = response.body else { panic!("{:?}", response.body) };
+                let Ok(answer) = crate::raft::wire::message_from_response(&body, &sent) else {
+                    // EndQuorumEpoch's empty answer carries nothing for the Raft.
+                    return;
+                };
+                self.brokers.get_mut(&sender).unwrap().1.handle_peer(now, crate::ids::NodeId(node), answer);
+            }
+            Output::Io(IoCommand::Sync { token, files }) => {
+                for named in files {
+                    named.file.sync().unwrap();
+                }
+                self.brokers.get_mut(&node).unwrap().1.handle_io_done(now, token, Ok(()));
+            }
+            Output::Fault(fault) => panic!("broker {node}: {fault}"),
+        }
+    }
+
+    fn run_until(&mut self, until_ms: i64) {
+        self.settle();
+        loop {
+            let next = self.brokers.values().map(|(_, b)| b.next_timeout_ms()).min().unwrap();
+            if next > until_ms {
+                self.now_ms = until_ms;
+                return;
+            }
+            self.now_ms = next.max(self.now_ms);
+            let now = self.now_ms;
+            for (_, broker) in self.brokers.values_mut() {
+                if broker.next_timeout_ms() <= now {
+                    broker.handle_timeout(now);
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn describe(&mut self, node: i32) -> DescribeQuorumResponse {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        let request = Request {
+            id,
+            conn: ConnId(99),
+            api_key: ApiKey::DescribeQuorum,
+            api_version: 2,
+            client_id: None,
+            body: RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
+        };
+        let broker = &mut self.brokers.get_mut(&node).unwrap().1;
+        broker.handle_request(self.now_ms, request);
+        let mut found = None;
+        while let Some(output) = broker.poll_output() {
+            match output {
+                Output::Response(r) if r.id == id => found = Some(r),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let ResponseBody::Message(body) = found.expect("answered at once").body else { panic!() };
+        let ResponseKind::DescribeQuorum(described) = *body else { panic!() };
+        described
+    }
+}
+
+#[test]
+fn brokers_elect_a_metadata_leader_through_kraft_requests() {
+    let mut c = QuorumCluster::new();
+    c.run_until(10_000);
+    let views: Vec<(i32, i32)> = (1..=3)
+        .map(|node| {
+            let described = c.describe(node);
+            let p = &described.topics[0].partitions[0];
+            (p.leader_id.0, p.leader_epoch)
+        })
+        .collect();
+    let (leader, epoch) = views[0];
+    assert!((1..=3).contains(&leader) && epoch >= 1, "{views:?}");
+    assert!(views.iter().all(|&v| v == (leader, epoch)), "every broker names the same leader: {views:?}");
+    // Only the leader's quorum runs the controller.
+    for (node, (_, broker)) in &c.brokers {
+        assert_eq!(broker.quorum.as_ref().unwrap().is_active_controller(), *node == leader);
+    }
+}
+
+#[test]
+fn a_single_broker_answers_kraft_requests_with_an_error() {
+    let mut h = Harness::new();
+    let body = RequestKind::DescribeQuorum(DescribeQuorumRequest::default());
+    let ResponseKind::DescribeQuorum(r) = h.one(ApiKey::DescribeQuorum, 2, body) else { panic!() };
+    assert_eq!(r.error_code, ErrorCode::InvalidRequest.code());
+    let vote = crate::raft::wire::request_for(
+        "c",
+        crate::ids::NodeId(2),
+        crate::ids::NodeId(1),
+        &crate::raft::Message::Vote { epoch: 1, last_epoch: 0, end_offset: 0, pre_vote: false },
+        2,
+    )
+    .unwrap();
+    let ResponseKind::Vote(r) = h.one(ApiKey::Vote, 2, vote) else { panic!() };
+    assert_eq!(r.error_code, ErrorCode::InvalidRequest.code());
 }

@@ -35,6 +35,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // KRaft, between the voters of the metadata quorum (D22); DescribeQuorum for
+    // `kafka-metadata-quorum`. A node that is not a voter answers them with an error.
+    (ApiKey::Vote, 0, 2),
+    (ApiKey::BeginQuorumEpoch, 0, 1),
+    (ApiKey::EndQuorumEpoch, 0, 1),
+    (ApiKey::DescribeQuorum, 0, 2),
 ];
 
 /// The supported range for an API key number, if Headwater serves it.

@@ -184,6 +184,15 @@ impl MetadataQuorum {
         self.after_input(now_ms);
     }
 
+    /// The sync asked for failed: nothing new counts as durable. Linux may have dropped the
+    /// dirty pages, so the log cannot be trusted past its durable offset: like a partition, the
+    /// quorum stops taking part until a restart recovers the log from disk.
+    pub fn handle_sync_failed(&mut self) {
+        self.sync_in_flight = false;
+        self.failed = true;
+        self.controller = None;
+    }
+
     /// A request for the controller; answered with `Decided { token }` once committed, or at
     /// once when this node is not the active controller (NOT_CONTROLLER) or refuses it.
     pub fn decide(&mut self, now_ms: i64, token: u64, decision: Decision) {
