@@ -25,7 +25,9 @@ impl LeaderEpochCache {
             let (Ok(epoch), Ok(offset)) = (entry[0].parse::<i32>(), entry[1].parse::<i64>()) else {
                 continue;
             };
-            if offset <= end_offset {
+            // An epoch starting at the end holds no records: its first batch was lost in a
+            // crash after the checkpoint was written. Keeping it would report it as the last.
+            if offset < end_offset {
                 cache.assign(epoch, offset);
             }
         }
@@ -101,5 +103,7 @@ mod tests {
         assert_eq!(LeaderEpochCache::load(&storage, "p", 50).unwrap(), cache);
         // Entries past the recovered log end are dropped.
         assert_eq!(LeaderEpochCache::load(&storage, "p", 5).unwrap().entries(), &[(0, 0)]);
+        // An epoch that starts at the recovered end holds nothing and is dropped too.
+        assert_eq!(LeaderEpochCache::load(&storage, "p", 10).unwrap().entries(), &[(0, 0)]);
     }
 }

@@ -108,6 +108,9 @@ pub struct Log {
     epochs: LeaderEpochCache,
     /// Index files of sealed segments that still need an fsync.
     unsynced_index_files: Vec<NamedFile>,
+    /// The lowest offset the log was cut to since the last sync was planned: what was written
+    /// there after the cut is not covered by that sync, whatever offset it planned.
+    cut_since_plan: i64,
 }
 
 impl Log {
@@ -135,6 +138,7 @@ impl Log {
             end_offset: 0,
             durable_offset: 0,
             unsynced_index_files: Vec::new(),
+            cut_since_plan: i64::MAX,
         })
     }
 
@@ -223,6 +227,7 @@ impl Log {
             segments,
             epochs,
             unsynced_index_files: Vec::new(),
+            cut_since_plan: i64::MAX,
         };
         Ok((log, report))
     }
@@ -271,10 +276,6 @@ impl Log {
         let base_offset = self.end_offset;
         patch_offset_and_epoch(batch, base_offset, leader_epoch);
         self.maybe_roll(batch.len() as u64, now_ms)?;
-        if self.epochs.latest_epoch() != Some(leader_epoch) {
-            self.epochs.assign(leader_epoch, base_offset);
-            self.epochs.write(self.storage.as_ref(), &self.dir)?;
-        }
         let interval = self.config.index_interval_bytes.max(1) as u64;
         let active = self.segments.last_mut().expect("a log always has an active segment");
         if active.size_bytes == 0 {
@@ -283,6 +284,12 @@ impl Log {
         active.append(batch, interval)?;
         self.end_offset = base_offset + i64::from(header.last_offset_delta) + 1;
         assert_eq!(active.next_offset, self.end_offset, "segment and log end must agree");
+        // Recorded once the batch is in the log, so an epoch never names offsets the log does
+        // not hold (the checkpoint may still outlive unsynced batches; loading drops such epochs).
+        if self.epochs.latest_epoch() != Some(leader_epoch) {
+            self.epochs.assign(leader_epoch, base_offset);
+            self.epochs.write(self.storage.as_ref(), &self.dir)?;
+        }
         Ok(base_offset)
     }
 
@@ -319,8 +326,15 @@ impl Log {
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
         assert!(offset >= self.log_start_offset, "truncating below the log start");
         if offset >= self.end_offset {
+            // Nothing to cut, but an epoch may still start at the end with no records (its
+            // first batch lost in a crash); it must not be reported as the last epoch.
+            if self.epochs.entries().last().is_some_and(|&(_, start)| start >= self.end_offset) {
+                self.epochs.truncate_from(self.end_offset);
+                self.epochs.write(self.storage.as_ref(), &self.dir)?;
+            }
             return Ok(());
         }
+        self.cut_since_plan = self.cut_since_plan.min(offset);
         while self.segments.len() > 1 && self.segments.last().is_some_and(|s| s.base_offset >= offset) {
             let segment = self.segments.pop().expect("more than one segment");
             let prefix = format!("{}/{:020}.", self.dir, segment.base_offset);
@@ -331,6 +345,7 @@ impl Log {
         let active = self.segments.last_mut().expect("a log always has an active segment");
         active.truncate_to(offset, interval)?;
         self.end_offset = active.next_offset;
+        self.cut_since_plan = self.cut_since_plan.min(self.end_offset);
         self.durable_offset = self.durable_offset.min(self.end_offset);
         self.epochs.truncate_from(self.end_offset);
         self.epochs.write(self.storage.as_ref(), &self.dir)
@@ -381,6 +396,7 @@ impl Log {
     /// Takes the files with unsynced writes. Once the driver has synced them all,
     /// [`Log::synced`] moves the high watermark to `durable_offset`.
     pub fn plan_sync(&mut self) -> SyncPlan {
+        self.cut_since_plan = i64::MAX;
         let mut files: Vec<NamedFile> = self.unsynced_index_files.drain(..).collect();
         for segment in self.segments.iter_mut().filter(|s| s.unsynced) {
             segment.unsynced = false;
@@ -394,8 +410,9 @@ impl Log {
 
     /// A sync planned by [`Log::plan_sync`] completed.
     pub fn synced(&mut self, durable_offset: i64) {
-        // The log may have been truncated below the planned offset meanwhile.
-        let durable_offset = durable_offset.min(self.end_offset);
+        // The log may have been cut below the planned offset meanwhile, and written again past
+        // the cut after the sync was planned: only what lies before the cut is covered.
+        let durable_offset = durable_offset.min(self.end_offset).min(self.cut_since_plan);
         if durable_offset > self.durable_offset {
             self.durable_offset = durable_offset;
         }

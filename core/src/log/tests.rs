@@ -264,3 +264,45 @@ fn a_segment_after_a_lost_tail_is_dropped_so_the_log_has_no_hole() {
     assert_eq!(report.segments_dropped, 1);
     assert!(!crate::storage::Storage::exists(&storage, "t-0/00000000000000000016.log").unwrap());
 }
+
+#[test]
+fn a_sync_planned_before_a_cut_does_not_cover_what_was_written_after_it() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage, "t-0", small_config(), 0).unwrap();
+    append_n(&mut log, 3, 4, 0);
+    sync_all(&mut log);
+    append_n(&mut log, 2, 4, 0);
+    // A sync is planned up to 20; before it completes the log is cut back to 8 and written
+    // again up to 16. The planned fsync may have run before those writes.
+    let plan = log.plan_sync();
+    assert_eq!(plan.durable_offset, 20);
+    log.truncate_to(8).unwrap();
+    append_n(&mut log, 2, 4, 0);
+    assert_eq!(log.end_offset(), 16);
+    log.synced(plan.durable_offset);
+    assert_eq!(log.durable_offset(), 8, "only what lies before the cut is covered");
+    sync_all(&mut log);
+    assert_eq!(log.durable_offset(), 16);
+}
+
+#[test]
+fn an_epoch_whose_first_batch_was_lost_is_not_the_last_epoch_after_a_restart() {
+    let storage = MemStorage::new();
+    let mut log = Log::create(Arc::new(storage.clone()), "t-0", small_config(), 0).unwrap();
+    let mut bytes = batch(&simple(2, 0), None);
+    log.append(&mut bytes, 1, 0).unwrap();
+    sync_all(&mut log);
+    // Epoch 2's first batch reaches the page cache, and its checkpoint the disk; then a crash.
+    let mut bytes = batch(&simple(2, 0), None);
+    log.append(&mut bytes, 2, 0).unwrap();
+    assert_eq!(log.epochs().latest_epoch(), Some(2));
+    storage.crash();
+    let (mut log, _) = Log::open(Arc::new(storage.clone()), "t-0", small_config(), 2, 0, 0).unwrap();
+    assert_eq!(log.end_offset(), 2);
+    assert_eq!(log.epochs().latest_epoch(), Some(1), "epoch 2 holds nothing");
+    // A cut at the end also clears an epoch that starts there.
+    let mut bytes = batch(&simple(1, 0), None);
+    log.append(&mut bytes, 3, 0).unwrap();
+    log.truncate_to(2).unwrap();
+    assert_eq!(log.epochs().latest_epoch(), Some(1));
+}
