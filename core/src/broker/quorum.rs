@@ -70,6 +70,7 @@ impl Broker {
             self.drain_quorum(None);
         }
         self.after_input();
+        self.report_faults(now_ms);
     }
 
     /// Performs the quorum's outputs. True if one of them answered `answering`.

@@ -35,11 +35,15 @@ fn topic_name() -> TopicName {
 pub const RAFT_FETCH_VERSION_MIN: i16 = 12;
 
 /// The Kafka request, at `version`, for a Raft request `message` from `from` to `to`; `None`
-/// for an answer (answers travel as responses, see [`response_for`]). Only Vote v2 carries
-/// the pre-vote flag, so pre-votes go at v2 (at older versions the flag is dropped).
+/// for an answer (answers travel as responses, see [`response_for`]), and `None` for a
+/// pre-vote below Vote v2: without the flag it would be a real vote for the next epoch, and
+/// the epochs would climb with every round. Such a peer is simply not asked.
 pub fn request_for(cluster_id: &str, from: NodeId, to: NodeId, message: &Message, version: i16) -> Option<RequestKind> {
     let cluster_id = Some(StrBytes::from_string(cluster_id.to_string()));
     let voter = BrokerId(if version >= 1 { to.0 } else { -1 });
+    if matches!(message, Message::Vote { pre_vote: true, .. }) && version < 2 {
+        return None;
+    }
     Some(match message {
         Message::Vote { epoch, last_epoch, end_offset, pre_vote } => {
             let partition = vote_req::PartitionData::default()
@@ -48,7 +52,7 @@ pub fn request_for(cluster_id: &str, from: NodeId, to: NodeId, message: &Message
                 .with_replica_id(BrokerId(from.0))
                 .with_last_offset_epoch(*last_epoch)
                 .with_last_offset(*end_offset)
-                .with_pre_vote(*pre_vote && version >= 2);
+                .with_pre_vote(*pre_vote);
             let topic = vote_req::TopicData::default().with_topic_name(topic_name()).with_partitions(vec![partition]);
             RequestKind::Vote(
                 VoteRequest::default().with_cluster_id(cluster_id).with_voter_id(voter).with_topics(vec![topic]),
@@ -368,10 +372,9 @@ mod tests {
             assert_eq!(message_from_request(&received, 77), Ok((from, message.clone())), "v{version}");
         }
         assert!(request_for("c", from, to, &Message::BeginQuorumEpochResponse { epoch: 1 }, 1).is_none());
-        // Vote v0 and v1 have no pre-vote flag: a pre-vote cannot be said at them.
+        // Vote v0 and v1 have no pre-vote flag: a pre-vote is not sent at them.
         let pre_vote = Message::Vote { epoch: 4, last_epoch: 3, end_offset: 17, pre_vote: true };
-        let received = through_the_wire_request(request_for("c", from, to, &pre_vote, 1).unwrap(), 1);
-        assert!(matches!(message_from_request(&received, 0), Ok((_, Message::Vote { pre_vote: false, .. }))));
+        assert!(request_for("c", from, to, &pre_vote, 1).is_none());
     }
 
     #[test]
