@@ -435,15 +435,7 @@ impl Raft {
         leader.unannounced.remove(&follower);
         leader.parked_fetches.remove(&follower);
         if let Some(diverging) = diverging_from(log, offset, last_epoch) {
-            let response = Message::FetchResponse {
-                epoch: self.state.epoch,
-                id,
-                offset,
-                leader: Some(self.config.node),
-                high_watermark: self.high_watermark,
-                diverging: Some(diverging),
-                entries: Bytes::new(),
-            };
+            let response = self.leader_fetch_response(id, offset, Some(diverging), Bytes::new());
             self.send(follower, response);
             return Ok(());
         }
@@ -539,17 +531,22 @@ impl Raft {
         if let (Role::Leader(leader), Some(hw)) = (&mut self.role, self.high_watermark) {
             leader.told_high_watermark.insert(follower, hw);
         }
-        let response = Message::FetchResponse {
+        let response = self.leader_fetch_response(id, offset, None, entries);
+        self.send(follower, response);
+        Ok(())
+    }
+
+    /// This leader's answer to the fetch `id` from `offset`.
+    fn leader_fetch_response(&self, id: u64, offset: i64, diverging: Option<Diverging>, entries: Bytes) -> Message {
+        Message::FetchResponse {
             epoch: self.state.epoch,
             id,
             offset,
             leader: Some(self.config.node),
             high_watermark: self.high_watermark,
-            diverging: None,
+            diverging,
             entries,
-        };
-        self.send(follower, response);
-        Ok(())
+        }
     }
 
     fn answer_parked_fetch(&mut self, follower: NodeId, log: &dyn RaftLog) -> io::Result<()> {
