@@ -212,8 +212,6 @@ pub struct Broker {
     quorum_sync: Option<(IoToken, i64)>,
     /// Metadata-log fetches from peers waiting in the Raft, with the version to answer in.
     quorum_fetch_versions: BTreeMap<RequestId, i16>,
-    /// The latest committed metadata image, once the quorum has one.
-    metadata_image: Option<Arc<crate::metadata::image::MetadataImage>>,
     /// How many times a parked request was looked at again (tests check it follows what
     /// changed, not how much is parked).
     #[cfg(test)]
@@ -333,7 +331,6 @@ impl Broker {
             quorum,
             quorum_sync: None,
             quorum_fetch_versions: BTreeMap::new(),
-            metadata_image: None,
             #[cfg(test)]
             parked_looked_at: 0,
             next_token: 1,

@@ -107,7 +107,6 @@ impl Broker {
                     self.quorum_sync = Some((token, durable_offset));
                     self.outputs.push_back(Output::Io(IoCommand::Sync { token, files }));
                 }
-                QuorumOutput::Image(image) => self.metadata_image = Some(image),
                 QuorumOutput::Decided { .. } => {}
                 QuorumOutput::Fault(fault) => self.faults.push(fault),
             }

@@ -326,15 +326,8 @@ impl Log {
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
         assert!(offset >= self.log_start_offset, "truncating below the log start");
         if offset >= self.end_offset {
-            // Nothing to cut, but an epoch may still start at the end with no records (its
-            // first batch lost in a crash); it must not be reported as the last epoch.
-            if self.epochs.entries().last().is_some_and(|&(_, start)| start >= self.end_offset) {
-                self.epochs.truncate_from(self.end_offset);
-                self.epochs.write(self.storage.as_ref(), &self.dir)?;
-            }
             return Ok(());
         }
-        self.cut_since_plan = self.cut_since_plan.min(offset);
         while self.segments.len() > 1 && self.segments.last().is_some_and(|s| s.base_offset >= offset) {
             let segment = self.segments.pop().expect("more than one segment");
             let prefix = format!("{}/{:020}.", self.dir, segment.base_offset);

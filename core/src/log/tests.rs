@@ -300,7 +300,7 @@ fn an_epoch_whose_first_batch_was_lost_is_not_the_last_epoch_after_a_restart() {
     let (mut log, _) = Log::open(Arc::new(storage.clone()), "t-0", small_config(), 2, 0, 0).unwrap();
     assert_eq!(log.end_offset(), 2);
     assert_eq!(log.epochs().latest_epoch(), Some(1), "epoch 2 holds nothing");
-    // A cut at the end also clears an epoch that starts there.
+    // A cut forgets the epochs that start at or after it.
     let mut bytes = batch(&simple(1, 0), None);
     log.append(&mut bytes, 3, 0).unwrap();
     log.truncate_to(2).unwrap();

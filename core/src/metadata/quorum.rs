@@ -71,8 +71,6 @@ pub enum QuorumOutput {
         files: Vec<NamedFile>,
         durable_offset: i64,
     },
-    /// A new committed image (every broker routes and answers Metadata from the latest).
-    Image(Arc<MetadataImage>),
     /// A decision's records are committed (`Ok`), or it was refused or lost (`Err`).
     Decided {
         token: u64,
@@ -196,7 +194,7 @@ impl MetadataQuorum {
     /// A request for the controller; answered with `Decided { token }` once committed, or at
     /// once when this node is not the active controller (NOT_CONTROLLER) or refuses it.
     pub fn decide(&mut self, now_ms: i64, token: u64, decision: Decision) {
-        let Some(controller) = self.controller.as_mut().filter(|_| !self.failed) else {
+        let Some(controller) = &mut self.controller else {
             let refusal = (ErrorCode::NotController, format!("node {} is not the active controller", self.config.node));
             self.outputs.push_back(QuorumOutput::Decided { token, result: Err(refusal) });
             return;
@@ -232,6 +230,7 @@ impl MetadataQuorum {
         self.raft.next_timeout_ms().min(controller)
     }
 
+    /// The latest committed image (every broker routes and answers Metadata from it).
     pub fn image(&self) -> &Arc<MetadataImage> {
         &self.image
     }
@@ -342,38 +341,18 @@ impl MetadataQuorum {
         }
     }
 
-    /// Applies the committed entries not applied yet and publishes the new image.
+    /// Applies the committed entries not applied yet to a new image.
     fn apply_committed(&mut self, high_watermark: i64) {
         let from = self.image.applied_offset;
         if high_watermark <= from {
             return;
         }
-        let mut records = Vec::new();
-        let mut failure = None;
-        let read = self.log.for_each_batch(|bytes| {
-            let Some(header) = BatchHeader::parse(bytes) else { return };
-            if header.last_offset() < from || header.base_offset >= high_watermark || header.is_control() {
-                return;
-            }
-            for record in payload_records(bytes).unwrap_or_default() {
-                if record.offset < from || record.offset >= high_watermark {
-                    continue;
-                }
-                match record.value.as_deref().map(MetadataRecord::decode) {
-                    Some(Ok(decoded)) => records.push(decoded),
-                    Some(Err(e)) => failure = Some(e),
-                    None => failure = Some(format!("metadata record at {} has no value", record.offset)),
-                }
-            }
-        });
-        let result = read
-            .map_err(|e| e.to_string())
-            .and_then(|()| failure.map_or(Ok(()), Err))
-            .and_then(|()| self.image.with_records(&records, high_watermark));
+        let result = self
+            .committed_records(from, high_watermark)
+            .and_then(|records| self.image.with_records(&records, high_watermark));
         match result {
             Ok(image) => {
                 self.image = Arc::new(image);
-                self.outputs.push_back(QuorumOutput::Image(self.image.clone()));
                 let done: Vec<i64> = self.pending.range(..=high_watermark).map(|(&end, _)| end).collect();
                 for end in done {
                     let token = self.pending.remove(&end).expect("listed above");
@@ -387,6 +366,37 @@ impl MetadataQuorum {
                 "the image stays at the last records that applied; this broker's metadata is stale until a fix",
             ))),
         }
+    }
+}
+
+impl MetadataQuorum {
+    /// The metadata records at offsets `from..high_watermark`, read from `from` on (control
+    /// batches, the leader changes, hold none).
+    fn committed_records(&self, from: i64, high_watermark: i64) -> Result<Vec<MetadataRecord>, String> {
+        let mut records = Vec::new();
+        let mut position = from;
+        while position < high_watermark {
+            let read = self.log.read(position, 1 << 20, high_watermark, true).map_err(|e| e.to_string())?.records;
+            if read.is_empty() {
+                return Err(format!("the metadata log has nothing at {position}, below its high watermark"));
+            }
+            let mut at = 0;
+            while let Some(header) = BatchHeader::parse(&read[at..]) {
+                let size = header.size_bytes().ok_or("a stored batch has a bad size")?;
+                if !header.is_control() {
+                    let batch = payload_records(&read[at..at + size])
+                        .ok_or_else(|| format!("the metadata batch at {} is undecodable", header.base_offset))?;
+                    for record in batch.into_iter().filter(|r| (position..high_watermark).contains(&r.offset)) {
+                        let value =
+                            record.value.ok_or_else(|| format!("metadata record at {} has no value", record.offset))?;
+                        records.push(MetadataRecord::decode(&value)?);
+                    }
+                }
+                position = position.max(header.last_offset() + 1);
+                at += size;
+            }
+        }
+        Ok(records)
     }
 }
 

@@ -46,7 +46,6 @@ impl Cluster {
                 match output {
                     QuorumOutput::Send { to, message } => sends.push((id, to, message)),
                     QuorumOutput::Sync { files, durable_offset } => node.sync = Some((now + 1, files, durable_offset)),
-                    QuorumOutput::Image(_) => {}
                     QuorumOutput::Decided { token, result } => {
                         node.decided.insert(token, result);
                     }
