@@ -60,6 +60,7 @@ pub enum ErrorCode {
     UnknownTopicId = 100,
     BrokerIdNotRegistered = 102,
     InconsistentTopicId = 103,
+    InconsistentClusterId = 104,
     ProducerFenced = 90,
     ResourceNotFound = 91,
     FencedMemberEpoch = 110,
@@ -89,6 +90,7 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequenceNumber => "the broker received an out of order sequence number",
             ErrorCode::InvalidProducerEpoch => "the producer's epoch is older than the one this partition has seen",
             ErrorCode::KafkaStorageError => "a disk error occurred on this broker",
+            ErrorCode::InconsistentClusterId => "the request names a cluster id other than this node's",
             _ => "",
         }
     }

@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     /// The voters of the metadata quorum, this node among them; `None` for a cluster of one,
     /// which keeps its metadata in `__headwater/metadata.json` as before.
     pub quorum_voters: Option<Vec<crate::ids::NodeId>>,
+    /// The cluster's id, shared by every node (`cluster_id`); `None` lets a new data
+    /// directory pick one at random. A data directory of another cluster refuses to open.
+    pub cluster_id: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -105,6 +108,7 @@ impl Default for BrokerConfig {
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_log_compact_bytes: 64 * 1024 * 1024,
             quorum_voters: None,
+            cluster_id: None,
         }
     }
 }
@@ -231,8 +235,17 @@ impl Broker {
     /// Opens the broker's state from `storage`: metadata, then every partition's log (with
     /// crash recovery), then each partition's producer state from its batch headers.
     pub fn open(config: BrokerConfig, storage: Arc<dyn Storage>, now_ms: i64) -> io::Result<(Broker, StartupReport)> {
-        let cluster_id = cluster_id_from(&mut Rng::new(config.seed));
+        let cluster_id = config.cluster_id.clone().unwrap_or_else(|| cluster_id_from(&mut Rng::new(config.seed)));
         let (mut metadata, created) = MetadataStore::load_or_create(storage.as_ref(), cluster_id)?;
+        if let Some(configured) = config.cluster_id.as_ref().filter(|c| **c != metadata.document.cluster_id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "it belongs to cluster {}, but config key `cluster_id` is {configured}",
+                    metadata.document.cluster_id
+                ),
+            ));
+        }
         // Each start is a new incarnation with its own id stream, so a seed that repeats (always,
         // in the simulator) never repeats a topic id. Found by the simulator: see
         // docs/simulation.md.

@@ -35,11 +35,17 @@ impl Broker {
         body: RequestKind,
     ) -> Option<ResponseBody> {
         let reply = |body: ResponseKind| Some(ResponseBody::Message(Box::new(body)));
+        let cluster_id = &self.metadata.document.cluster_id;
         let Some(quorum) = &mut self.quorum else {
-            return reply(not_a_quorum(api_key));
+            return reply(quorum_error(api_key, ErrorCode::InvalidRequest, NOT_A_VOTER));
         };
         if let RequestKind::DescribeQuorum(_) = body {
             return reply(ResponseKind::DescribeQuorum(quorum.describe()));
+        }
+        // A peer of another cluster (a node pointed at the wrong `cluster_nodes`, or a data
+        // directory of another cluster) must not vote here or replicate this log.
+        if request_cluster_id(&body).is_some_and(|theirs| theirs.as_str() != cluster_id) {
+            return reply(quorum_error(api_key, ErrorCode::InconsistentClusterId, "the request names another cluster"));
         }
         let (from, message) = match wire::message_from_request(&body, id.0) {
             Ok(parsed) => parsed,
@@ -59,8 +65,13 @@ impl Broker {
         // other request gets no answer only if the quorum stopped taking part.
         match api_key {
             ApiKey::Fetch => None,
-            _ => reply(not_a_quorum(api_key)),
+            _ => reply(quorum_error(api_key, ErrorCode::InvalidRequest, NOT_A_VOTER)),
         }
+    }
+
+    /// The metadata quorum's epoch and leader as this node knows them; `None` without a quorum.
+    pub fn quorum_leader(&self) -> Option<(i32, Option<NodeId>)> {
+        self.quorum.as_ref().map(|q| (q.raft().epoch(), q.raft().leader()))
     }
 
     /// The answer to a request this node sent to `from` ([`Output::Peer`]).
@@ -148,11 +159,22 @@ impl Broker {
     }
 }
 
-/// The answer of a node that is not a voter of any metadata quorum.
-fn not_a_quorum(api_key: ApiKey) -> ResponseKind {
-    let code = ErrorCode::InvalidRequest.code();
-    let message =
-        Some(StrBytes::from_static_str("this node is not a voter of a metadata quorum (cluster_nodes is empty)"));
+const NOT_A_VOTER: &str = "this node is not a voter of a metadata quorum (cluster_nodes is empty)";
+
+/// The cluster a KRaft request names, if it names one.
+fn request_cluster_id(body: &RequestKind) -> Option<&StrBytes> {
+    match body {
+        RequestKind::Vote(r) => r.cluster_id.as_ref(),
+        RequestKind::BeginQuorumEpoch(r) => r.cluster_id.as_ref(),
+        RequestKind::EndQuorumEpoch(r) => r.cluster_id.as_ref(),
+        RequestKind::Fetch(r) => r.cluster_id.as_ref(),
+        _ => None,
+    }
+}
+
+/// A KRaft request refused as a whole with `code`.
+fn quorum_error(api_key: ApiKey, code: ErrorCode, message: &'static str) -> ResponseKind {
+    let code = code.code();
     match api_key {
         ApiKey::Vote => ResponseKind::Vote(VoteResponse::default().with_error_code(code)),
         ApiKey::BeginQuorumEpoch => {
@@ -160,7 +182,9 @@ fn not_a_quorum(api_key: ApiKey) -> ResponseKind {
         }
         ApiKey::EndQuorumEpoch => ResponseKind::EndQuorumEpoch(EndQuorumEpochResponse::default().with_error_code(code)),
         ApiKey::DescribeQuorum => ResponseKind::DescribeQuorum(
-            DescribeQuorumResponse::default().with_error_code(code).with_error_message(message),
+            DescribeQuorumResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_static_str(message))),
         ),
         _ => ResponseKind::Fetch(FetchResponse::default().with_error_code(code)),
     }

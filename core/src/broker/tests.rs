@@ -740,6 +740,7 @@ impl QuorumCluster {
                 node_id: node,
                 seed: node as u64,
                 quorum_voters: Some(vec![crate::ids::NodeId(1), crate::ids::NodeId(2), crate::ids::NodeId(3)]),
+                cluster_id: Some("c".into()),
                 ..BrokerConfig::default()
             };
             let (broker, _) = Broker::open(config, Arc::new(storage.clone()), 0).unwrap();
@@ -866,6 +867,42 @@ fn brokers_elect_a_metadata_leader_through_kraft_requests() {
     for (node, (_, broker)) in &c.brokers {
         assert_eq!(broker.quorum.as_ref().unwrap().is_active_controller(), *node == leader);
     }
+}
+
+#[test]
+fn a_kraft_request_from_another_cluster_is_refused_and_changes_nothing() {
+    let mut c = QuorumCluster::new();
+    let vote = |cluster: &str| {
+        let message = crate::raft::Message::Vote { epoch: 7, last_epoch: 0, end_offset: 0, pre_vote: false };
+        crate::raft::wire::request_for(cluster, crate::ids::NodeId(2), crate::ids::NodeId(1), &message, 2).unwrap()
+    };
+    let request = Request {
+        id: RequestId(1_000),
+        conn: ConnId(2),
+        api_key: ApiKey::Vote,
+        api_version: 2,
+        client_id: None,
+        body: vote("another"),
+    };
+    let broker = &mut c.brokers.get_mut(&1).unwrap().1;
+    while broker.poll_output().is_some() {}
+    broker.handle_request(0, request);
+    let Some(Output::Response(response)) = broker.poll_output() else { panic!("answered at once") };
+    let ResponseBody::Message(body) = response.body else { panic!("{:?}", response.body) };
+    let ResponseKind::Vote(r) = *body else { panic!() };
+    assert_eq!(r.error_code, ErrorCode::InconsistentClusterId.code());
+    assert_eq!(broker.quorum_leader(), Some((0, None)), "the foreign vote moved no epoch");
+    // The same vote from this cluster is taken.
+    let request = Request {
+        id: RequestId(1_001),
+        conn: ConnId(2),
+        api_key: ApiKey::Vote,
+        api_version: 2,
+        client_id: None,
+        body: vote("c"),
+    };
+    broker.handle_request(0, request);
+    assert_eq!(broker.quorum_leader().map(|(epoch, _)| epoch), Some(7));
 }
 
 #[test]

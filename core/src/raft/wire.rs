@@ -244,6 +244,16 @@ pub fn message_from_response(response: &ResponseKind, sent: &Message) -> Result<
         }
     };
     let leader_of = |id: i32| (id >= 0).then_some(NodeId(id));
+    let refused = match response {
+        ResponseKind::Vote(r) => r.error_code,
+        ResponseKind::BeginQuorumEpoch(r) => r.error_code,
+        ResponseKind::EndQuorumEpoch(r) => r.error_code,
+        ResponseKind::Fetch(r) => r.error_code,
+        _ => 0,
+    };
+    if refused != 0 {
+        return Err(format!("the request was refused with error code {refused}"));
+    }
     match (response, sent) {
         (ResponseKind::Vote(r), Message::Vote { pre_vote, .. }) => {
             let parts: Vec<_> = r.topics.iter().flat_map(|t| &t.partitions).collect();
