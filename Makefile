@@ -4,7 +4,7 @@ CARGO ?= cargo
 PYTEST := .venv/bin/pytest
 HEADWATER := target/release/headwater
 
-.PHONY: run build test test-rust test-clients test-python python-wheel go-lib test-go lint fmt deps bench clean sim sim-build sim-test
+.PHONY: run build cluster test test-rust test-clients test-python python-wheel go-lib test-go lint fmt deps bench clean sim sim-build sim-test
 
 ## Start a single broker on 127.0.0.1:9092 with its data under ./data.
 run: build
@@ -12,6 +12,11 @@ run: build
 
 build:
 	$(CARGO) build --release --locked
+
+## Start three nodes of one cluster on 127.0.0.1:9092-9094, data under ./data/node-N; Ctrl-C
+## stops them all.
+cluster: build
+	scripts/cluster.sh $(HEADWATER) 3
 
 ## Install what the tests need, then run every test.
 test: lint test-rust deps build test-clients test-python test-go sim

@@ -22,6 +22,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "every node of the cluster as ID@HOST:PORT,... with each node's advertised Kafka address; \
          empty: a cluster of this node alone",
     ),
+    (
+        "cluster_id",
+        "",
+        "the cluster's id, the same on every node (1 to 64 of A-Z a-z 0-9 - _); required when cluster_nodes \
+         lists several nodes; empty: a new data_dir picks one",
+    ),
     ("rack", "", "this broker's rack, for placing a partition's replicas in different racks (broker.rack)"),
     ("log_level", "info", "error, warn, info, debug or trace"),
     ("auto_create_topics", "true", "create a topic when a client asks for its metadata (auto.create.topics.enable)"),
@@ -92,6 +98,8 @@ pub struct ServerConfig {
     pub node_id: i32,
     /// Every node of the cluster, this one included; empty for a cluster of one.
     pub cluster_nodes: Vec<ClusterNode>,
+    /// The id every node of the cluster shares; a data directory of another cluster does not open.
+    pub cluster_id: Option<String>,
     pub rack: Option<String>,
     pub log_level: tracing::Level,
     pub auto_create_topics: bool,
@@ -225,6 +233,14 @@ impl RawConfig {
         let cluster_nodes = self.get("cluster_nodes", parse_cluster_nodes)?;
         let rack = self.get("rack", |v| Ok((!v.is_empty()).then(|| v.to_string())))?;
         let (advertise_host, advertise_port) = self.advertised_address(node_id, &cluster_nodes, advertised, listen)?;
+        let cluster_id = self.get("cluster_id", parse_cluster_id)?;
+        if cluster_id.is_none() && cluster_nodes.len() > 1 {
+            return Err(ConfigError(format!(
+                "config key `cluster_id` is not set, but config key `cluster_nodes` lists {} nodes: give every node \
+                 the same cluster_id (any 1 to 64 of A-Z a-z 0-9 - _, such as the output of `uuidgen | tr -d -`)",
+                cluster_nodes.len()
+            )));
+        }
         let log_level = self.get("log_level", |v| {
             v.parse::<tracing::Level>().map_err(|_| format!("{v:?} is not one of error, warn, info, debug, trace"))
         })?;
@@ -304,6 +320,7 @@ impl RawConfig {
             data_dir,
             node_id,
             cluster_nodes,
+            cluster_id,
             rack,
             log_level,
             auto_create_topics,
@@ -389,6 +406,17 @@ fn parse_cluster_nodes(v: &str) -> Result<Vec<ClusterNode>, String> {
     Ok(nodes)
 }
 
+fn parse_cluster_id(v: &str) -> Result<Option<String>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let valid = v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(format!("{v:?} is not 1 to 64 of A-Z a-z 0-9 - _"));
+    }
+    Ok(Some(v.to_string()))
+}
+
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -460,7 +488,9 @@ mod tests {
         raw.from_env([("HEADWATER_CLUSTER_NODES".to_string(), nodes.to_string())]);
         raw.set_flag("--node-id", "2".into()).unwrap();
         raw.set_flag("--rack", "r1".into()).unwrap();
+        raw.set_flag("--cluster-id", "hw-test_1".into()).unwrap();
         let config = raw.build().unwrap();
+        assert_eq!(config.cluster_id.as_deref(), Some("hw-test_1"));
         assert_eq!(config.cluster_nodes.len(), 3);
         assert_eq!(config.cluster_nodes[2], ClusterNode { id: 3, host: "localhost".into(), port: 9094 });
         // Unless `advertise` says otherwise, a node advertises its entry.
@@ -483,6 +513,10 @@ mod tests {
         assert!(e.contains("address h:1 appears twice"), "{e}");
         let e = error(&[("--cluster-nodes", "1-h:1")]);
         assert!(e.contains("`cluster_nodes`") && e.contains("ID@HOST:PORT"), "{e}");
+        let e = error(&[("--cluster-nodes", nodes), ("--node-id", "2")]);
+        assert!(e.contains("`cluster_id` is not set") && e.contains("lists 3 nodes"), "{e}");
+        let e = error(&[("--cluster-id", "no spaces")]);
+        assert!(e.contains("`cluster_id`") && e.contains("A-Z a-z 0-9 - _"), "{e}");
         let e = error(&[("--cluster-nodes", nodes), ("--advertise", "127.0.0.1:9999")]);
         assert!(e.contains("`advertise`") && e.contains("`cluster_nodes`"), "{e}");
     }

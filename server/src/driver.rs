@@ -8,14 +8,23 @@ use std::collections::BTreeMap;
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use headwater_core::ids::NodeId;
+use headwater_core::raft::Message;
 use headwater_core::{Broker, IoCommand, IoToken, Output, Request, RequestId, ResponseBody};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
+
+use crate::peers::Peers;
 
 /// Inputs to the core loop.
 pub enum CoreInput {
     Request(Box<Request>, oneshot::Sender<ResponseBody>),
     IoDone(IoToken, io::Result<()>),
+    /// A peer's answer to a Raft request this node sent ([`Output::Peer`]).
+    Peer {
+        from: NodeId,
+        message: Message,
+    },
     /// Finish: answer what is parked, sync, checkpoint, then reply.
     Shutdown(oneshot::Sender<()>),
 }
@@ -25,12 +34,18 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>, io_done: mpsc::Sender<CoreInput>) {
+pub async fn run_core(
+    mut broker: Broker,
+    mut inputs: mpsc::Receiver<CoreInput>,
+    io_done: mpsc::Sender<CoreInput>,
+    peers: Peers,
+) {
     let mut waiting: BTreeMap<RequestId, oneshot::Sender<ResponseBody>> = BTreeMap::new();
     let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
+    let mut quorum_leader = None;
     // Outputs from `Broker::open` (the sync of recovered segments) are drained before the first
     // input arrives, so the high watermark reaches the recovered log end at once.
-    drain(&mut broker, &mut waiting, &io_done);
+    drain(&mut broker, &mut waiting, &io_done, &peers);
     loop {
         let sleep_ms = (broker.next_timeout_ms() - now_ms()).clamp(0, 60_000) as u64;
         // `biased`: the branches are tried in this order rather than in tokio's random one,
@@ -52,6 +67,7 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
                     CoreInput::IoDone(token, result) => {
                         broker.handle_io_done(now_ms(), token, result);
                     }
+                    CoreInput::Peer { from, message } => broker.handle_peer(now_ms(), from, message),
                     CoreInput::Shutdown(reply) => {
                         broker.begin_shutdown(now_ms());
                         shutdown_reply = Some(reply);
@@ -59,7 +75,8 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
                 }
             }
         }
-        drain(&mut broker, &mut waiting, &io_done);
+        drain(&mut broker, &mut waiting, &io_done, &peers);
+        log_quorum_leader(&broker, &mut quorum_leader);
         if shutdown_reply.is_some() && !broker.sync_pending() && !broker.has_unsynced() {
             match broker.finish_shutdown() {
                 Ok(()) => info!("final sync done, recovery checkpoint written"),
@@ -75,11 +92,27 @@ pub async fn run_core(mut broker: Broker, mut inputs: mpsc::Receiver<CoreInput>,
     }
 }
 
+/// Logs each change of the metadata quorum's epoch or leader, as this node learns of it.
+fn log_quorum_leader(broker: &Broker, last: &mut Option<(i32, Option<NodeId>)>) {
+    let now = broker.quorum_leader();
+    if now == *last {
+        return;
+    }
+    if let Some((epoch, leader)) = now {
+        match leader {
+            Some(leader) => info!(epoch, %leader, "metadata quorum leader known"),
+            None => info!(epoch, "metadata quorum has no leader in this epoch yet (an election is running)"),
+        }
+    }
+    *last = now;
+}
+
 /// Sends responses to their connections and starts I/O commands.
 fn drain(
     broker: &mut Broker,
     waiting: &mut BTreeMap<RequestId, oneshot::Sender<ResponseBody>>,
     io_done: &mpsc::Sender<CoreInput>,
+    peers: &Peers,
 ) {
     while let Some(output) = broker.poll_output() {
         match output {
@@ -99,9 +132,7 @@ fn drain(
                 "storage failure: {}",
                 fault.consequence
             ),
-            // Start-up refuses a cluster of several nodes until the peer transport exists, so
-            // no quorum here has a peer to talk to.
-            Output::Peer { to, .. } => warn!(peer = %to, "no connections to peers yet; a Raft message is dropped"),
+            Output::Peer { to, message } => peers.send(to, message),
         }
     }
 }

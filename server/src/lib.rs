@@ -7,4 +7,5 @@ pub mod driver;
 #[cfg(not(madsim))]
 pub mod embedded;
 pub mod fs_storage;
+pub mod peers;
 pub mod server;

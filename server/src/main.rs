@@ -87,13 +87,6 @@ fn parse_config(args: &[String]) -> Result<(headwater_server::config::ServerConf
         raw.set_flag(&flag, value).map_err(|e| e.to_string())?;
     }
     let config = raw.build().map_err(|e| e.to_string())?;
-    if config.cluster_nodes.len() > 1 {
-        return Err(format!(
-            "config key `cluster_nodes` lists {} nodes, but brokers do not replicate yet: list only this node, or \
-             leave the key empty, to run a single node",
-            config.cluster_nodes.len()
-        ));
-    }
     Ok((config, ignored_env))
 }
 

@@ -5,6 +5,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
+use headwater_core::ids::NodeId;
 use headwater_core::{Broker, BrokerConfig, ConnId, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -13,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::config::ServerConfig;
 use crate::driver::{now_ms, run_core, CoreInput};
 use crate::fs_storage::FsStorage;
+use crate::peers::{LinkContext, Peers};
 
 /// Requests queued for the core loop before connections wait.
 const CORE_QUEUE_MAX: usize = 4096;
@@ -121,6 +123,11 @@ async fn serve_on(
         group: config.group.clone(),
         consumer_group: config.consumer_group.clone(),
         offsets_retention_ms: config.offsets_retention_ms,
+        // Every node `cluster_nodes` lists votes in the metadata quorum (a combined
+        // broker and controller, as KRaft's `process.roles=broker,controller`).
+        quorum_voters: (!config.cluster_nodes.is_empty())
+            .then(|| config.cluster_nodes.iter().map(|n| NodeId(n.id)).collect()),
+        cluster_id: config.cluster_id.clone(),
         ..BrokerConfig::default()
     };
     let (broker, report) = Broker::open(broker_config, storage, now_ms())
@@ -150,9 +157,30 @@ async fn serve_on(
         startup_ms = started.elapsed().as_millis() as u64,
         "headwater is serving"
     );
+    if config.cluster_nodes.len() > 1 {
+        warn!(
+            nodes = config.cluster_nodes.len(),
+            "the metadata quorum runs across the cluster, but partitions are not replicated yet: each node \
+             serves the topics created on it"
+        );
+    }
     let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE_MAX);
-    let core_task = tokio::spawn(run_core(broker, core_rx, core_tx.clone()));
     let stop = Arc::new(crate::connection::Stop::default());
+    let link_context = LinkContext {
+        own: NodeId(config.node_id),
+        cluster_id: broker.cluster_id().to_string(),
+        core: core_tx.clone(),
+        stop: stop.clone(),
+    };
+    let peers = Peers::start(
+        &link_context,
+        config
+            .cluster_nodes
+            .iter()
+            .filter(|n| n.id != config.node_id)
+            .map(|n| (NodeId(n.id), format!("{}:{}", n.host, n.port))),
+    );
+    let core_task = tokio::spawn(run_core(broker, core_rx, core_tx.clone(), peers));
     let connections = Arc::new(Semaphore::new(config.connections_max));
     let mut next_conn = 1u64;
     let request_ids = Arc::new(std::sync::atomic::AtomicU64::new(1));

@@ -95,6 +95,7 @@ class HeadwaterBroker:
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc = None
         self.extra_args = []
+        self.node_id = 1
 
     def start(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -104,7 +105,7 @@ class HeadwaterBroker:
             "--listen", self.bootstrap,
             "--advertise", self.bootstrap,
             "--data-dir", str(self.data_dir),
-            "--node-id", "1",
+            "--node-id", str(self.node_id),
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:
@@ -151,6 +152,32 @@ class HeadwaterBroker:
             self.stop()
         finally:
             self.kill()
+
+
+class HeadwaterCluster:
+    """Headwater processes on free ports of 127.0.0.1, each listed in every node's
+    cluster_nodes, sharing a cluster id; node ids 1..n, data under workdir/node-N."""
+
+    kind = "headwater"
+
+    def __init__(self, binary, workdir, size=3, cluster_id="hw-test-cluster", extra_args=()):
+        self.nodes = {}
+        for node_id in range(1, size + 1):
+            node = HeadwaterBroker(binary, Path(workdir) / f"node-{node_id}")
+            node.node_id = node_id
+            self.nodes[node_id] = node
+        listed = ",".join(f"{i}@{n.bootstrap}" for i, n in self.nodes.items())
+        for node in self.nodes.values():
+            node.extra_args = ["--cluster-nodes", listed, "--cluster-id", cluster_id, *extra_args]
+        self.bootstrap = ",".join(n.bootstrap for n in self.nodes.values())
+
+    def start(self):
+        for node in self.nodes.values():
+            node.start()
+
+    def close(self):
+        for node in self.nodes.values():
+            node.close()
 
 
 class KafkaReferenceBroker:
@@ -222,6 +249,19 @@ class KafkaReferenceBroker:
             self.kill()
 
 
+def started(b):
+    """Starts `b` (a broker or a cluster) for a fixture, yields it, and closes it after."""
+    try:
+        b.start()
+    except RuntimeError as e:
+        b.close()
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory, request):
     """One broker per test module; a module may set BROKER_ARGS (extra `headwater serve` flags)
@@ -244,15 +284,15 @@ def broker(tmp_path_factory, request):
                         f"or HEADWATER_BOOTSTRAP)", pytrace=False)
         b = HeadwaterBroker(binary, workdir)
         b.extra_args = list(getattr(request.module, "BROKER_ARGS", []))
-    try:
-        b.start()
-    except RuntimeError as e:
-        b.close()
-        pytest.fail(str(e), pytrace=False)
-    try:
-        yield b
-    finally:
-        b.close()
+    yield from started(b)
+
+
+@pytest.fixture
+def headwater_cluster(tmp_path, broker):
+    """Three Headwater nodes in one cluster, started; skipped against another broker."""
+    if broker.kind != "headwater":
+        pytest.skip("starts Headwater nodes of its own")
+    yield from started(HeadwaterCluster(broker.binary, tmp_path))
 
 
 @pytest.fixture
@@ -280,7 +320,9 @@ def pytest_runtest_makereport(item, call):
         # The module's broker and any a test started itself (a fixture yielding a broker).
         shown = set()
         for b in getattr(item, "funcargs", {}).values():
-            if isinstance(b, (HeadwaterBroker, KafkaReferenceBroker)) and b.log_path not in shown:
-                shown.add(b.log_path)
-                report.sections.append((f"{b.kind} broker log tail ({b.log_path})", log_tail(b.log_path)))
+            brokers = b.nodes.values() if isinstance(b, HeadwaterCluster) else [b]
+            for b in brokers:
+                if isinstance(b, (HeadwaterBroker, KafkaReferenceBroker)) and b.log_path not in shown:
+                    shown.add(b.log_path)
+                    report.sections.append((f"{b.kind} broker log tail ({b.log_path})", log_tail(b.log_path)))
     return report

@@ -267,3 +267,36 @@ def describe_log_dirs(bootstrap, version, topics=None):
     r.tags()
     assert r.at == len(r.data), f"{len(r.data) - r.at} bytes left over in DescribeLogDirs v{version}"
     return top_error, results
+
+
+def describe_quorum_v0(bootstrap, timeout=5.0):
+    """DescribeQuorum v0 (API key 55, flexible) for __cluster_metadata-0 as the node at
+    `bootstrap` sees it: a dict with error_code, leader_id, leader_epoch, high_watermark and
+    voters {replica_id: log_end_offset}."""
+    topic = b"__cluster_metadata"
+    partition = struct.pack(">i", 0) + b"\x00"
+    body = uvarint(2) + uvarint(len(topic) + 1) + topic + uvarint(2) + partition + b"\x00" + b"\x00"
+    with connect(bootstrap, timeout) as sock:
+        sock.sendall(frame(55, 0, 55, body, flexible=True))
+        r = Reader(read_response(sock), True)
+    assert r.take("i") == 55, "correlation id"
+    r.tags()
+    result = {"error_code": r.take("h")}
+    for _ in range(r.count()):
+        r.string()
+        for _ in range(r.count()):
+            r.take("i")
+            result["partition_error_code"] = r.take("h")
+            result["leader_id"], result["leader_epoch"], result["high_watermark"] = r.take("i"), r.take("i"), r.take("q")
+            voters = {}
+            for _ in range(r.count()):
+                replica, end = r.take("i"), r.take("q")
+                r.tags()
+                voters[replica] = end
+            result["voters"] = voters
+            for _ in range(r.count()):
+                r.take("i"), r.take("q")
+                r.tags()
+            r.tags()
+        r.tags()
+    return result

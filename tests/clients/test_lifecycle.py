@@ -8,6 +8,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import kafkawire as kw
+from conftest import HeadwaterBroker
 
 
 @pytest.fixture
@@ -31,9 +32,9 @@ def run_binary(binary, *args, env=None, timeout=10):
     ([], {"HEADWATER_LOG_SEGMENT_BYTES": "3"}, "log_segment_bytes"),
     (["--cluster-nodes", "1@127.0.0.1:9092,1@127.0.0.1:9093"], {}, "cluster_nodes"),
     (["--cluster-nodes", "1@127.0.0.1:9092,2@127.0.0.1:9093", "--node-id", "3"], {}, "node_id"),
-    # Until brokers replicate, a list of several nodes is refused rather than run as
-    # unrelated single brokers.
-    ([], {"HEADWATER_CLUSTER_NODES": "1@127.0.0.1:9092,2@127.0.0.1:9093"}, "cluster_nodes"),
+    # Every node of a cluster must be given the same id.
+    ([], {"HEADWATER_CLUSTER_NODES": "1@127.0.0.1:9092,2@127.0.0.1:9093"}, "cluster_id"),
+    (["--cluster-id", "not/a/cluster/id"], {}, "cluster_id"),
 ])
 def test_bad_config_stops_startup_naming_the_key(headwater, tmp_path, args, env, key):
     result = run_binary(headwater.binary, "serve", "--data-dir", str(tmp_path / "d"), *args, env=env)
@@ -46,6 +47,19 @@ def test_bad_config_file_names_the_key(headwater, tmp_path):
     config.write_text('listen = "127.0.0.1:0"\nretention = 5\n')
     result = run_binary(headwater.binary, "serve", "--config", str(config), "--data-dir", str(tmp_path / "d"))
     assert result.returncode != 0 and "retention" in result.stderr, result.stderr
+
+
+def test_data_dir_of_another_cluster_stops_startup(headwater, tmp_path):
+    """A data directory keeps the id of the cluster it was created in; started with another
+    `cluster_id`, the node refuses to start instead of joining a cluster it does not belong to."""
+    first = HeadwaterBroker(headwater.binary, tmp_path / "first")
+    first.extra_args = ["--cluster-id", "first"]
+    first.start()
+    assert first.stop() == 0
+    result = run_binary(headwater.binary, "serve", "--data-dir", str(first.data_dir), "--listen", "127.0.0.1:0",
+                        "--cluster-id", "second")
+    assert result.returncode != 0
+    assert "`cluster_id`" in result.stderr and "first" in result.stderr and "second" in result.stderr, result.stderr
 
 
 def test_data_dir_is_locked(headwater):
@@ -103,7 +117,6 @@ def test_retention_by_size_deletes_old_segments(broker, tmp_path):
 
     from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-    from conftest import HeadwaterBroker
     own = HeadwaterBroker(broker.binary, tmp_path)
     own.extra_args = ["--log-retention-check-interval-ms", "200"]
     own.start()

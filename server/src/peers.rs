@@ -1,0 +1,318 @@
+//! Links to the other nodes of the cluster, for the Raft's requests (Vote, BeginQuorumEpoch,
+//! EndQuorumEpoch, Fetch). Each peer has two links, each one TCP connection to the peer's
+//! Kafka port: one for fetches and one for the rest, because a broker answers a connection's
+//! requests in order and a fetch may wait there up to its `max_wait_ms`; a vote must not queue
+//! behind it. A link connects, learns the peer's API versions, sends what the core gives it
+//! and passes the answers back to the core as [`CoreInput::Peer`].
+//!
+//! Nothing here retries a message: a message that finds its link down, or its queue full, is
+//! dropped, and the Raft sends again on its own timers (a follower refetches, a candidate asks
+//! again in its next round, a leader resends BeginQuorumEpoch).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use headwater_core::broker::versions::supported_range;
+use headwater_core::ids::NodeId;
+use headwater_core::raft::{wire, Message};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::connection::Stop;
+use crate::driver::CoreInput;
+
+/// Messages waiting for one link; more are dropped (the Raft resends).
+const QUEUE_MAX: usize = 256;
+/// Requests sent on a link and not yet answered. A peer that stops answering (a stopped
+/// process keeps its sockets open) would let these grow; past this the link is reopened.
+const UNANSWERED_MAX: usize = 64;
+/// Largest answer frame accepted; a fetch answer holds at most the Raft's fetch_max_bytes.
+const RESPONSE_BYTES_MAX: usize = 64 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The node's links, by peer.
+#[derive(Default)]
+pub struct Peers {
+    links: BTreeMap<NodeId, Lanes>,
+}
+
+struct Lanes {
+    fetch: mpsc::Sender<Message>,
+    control: mpsc::Sender<Message>,
+}
+
+/// What a link needs to know about this node.
+#[derive(Clone)]
+pub struct LinkContext {
+    pub own: NodeId,
+    pub cluster_id: String,
+    pub core: mpsc::Sender<CoreInput>,
+    pub stop: Arc<Stop>,
+}
+
+impl Peers {
+    /// Starts two links to each of `peers` (id and Kafka address).
+    pub fn start(context: &LinkContext, peers: impl IntoIterator<Item = (NodeId, String)>) -> Peers {
+        let mut links = BTreeMap::new();
+        for (peer, addr) in peers {
+            let lane = |name: &'static str| {
+                let (tx, rx) = mpsc::channel(QUEUE_MAX);
+                let link = Link { context: context.clone(), peer, addr: addr.clone(), lane: name };
+                tokio::spawn(link.run(rx));
+                tx
+            };
+            links.insert(peer, Lanes { fetch: lane("fetch"), control: lane("control") });
+        }
+        Peers { links }
+    }
+
+    /// Queues `message` for `to`, or drops it (see the module's note).
+    pub fn send(&self, to: NodeId, message: Message) {
+        let Some(lanes) = self.links.get(&to) else {
+            warn!(peer = %to, "a Raft message for a node that cluster_nodes does not list is dropped");
+            return;
+        };
+        let lane = if matches!(message, Message::Fetch { .. }) { &lanes.fetch } else { &lanes.control };
+        if lane.try_send(message).is_err() {
+            debug!(peer = %to, "the link's queue is full; a Raft message is dropped");
+        }
+    }
+}
+
+struct Link {
+    context: LinkContext,
+    peer: NodeId,
+    addr: String,
+    lane: &'static str,
+}
+
+/// A request sent and not yet answered, by correlation id.
+struct Sent {
+    api_key: ApiKey,
+    version: i16,
+    message: Message,
+}
+
+type Unanswered = Arc<Mutex<BTreeMap<i32, Sent>>>;
+
+impl Link {
+    async fn run(self, mut queue: mpsc::Receiver<Message>) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let connected = tokio::select! {
+                biased;
+                _ = self.context.stop.stopped() => return,
+                c = connect(&self.addr) => c,
+            };
+            match connected {
+                Ok((stream, versions)) => {
+                    backoff = BACKOFF_MIN;
+                    debug!(peer = %self.peer, addr = %self.addr, lane = self.lane, "connected to a peer");
+                    let why = self.serve(stream, &versions, &mut queue).await;
+                    let Some(why) = why else { return };
+                    info!(peer = %self.peer, addr = %self.addr, lane = self.lane, reason = %why, "peer link lost; reconnecting");
+                }
+                Err(why) => debug!(peer = %self.peer, addr = %self.addr, reason = %why, "cannot reach a peer"),
+            }
+            // What waited while the link was down is stale by now.
+            while queue.try_recv().is_ok() {}
+            tokio::select! {
+                biased;
+                _ = self.context.stop.stopped() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Sends the queue's messages on `stream` until the link fails (`Some(why)`) or the node
+    /// stops (`None`).
+    async fn serve(
+        &self,
+        stream: TcpStream,
+        versions: &BTreeMap<i16, (i16, i16)>,
+        queue: &mut mpsc::Receiver<Message>,
+    ) -> Option<String> {
+        let (reader, mut writer) = tokio::io::split(stream);
+        let unanswered: Unanswered = Arc::default();
+        let reading = tokio::spawn(read_answers(self.peer, self.context.core.clone(), unanswered.clone(), reader));
+        let mut correlation = 0i32;
+        let why = loop {
+            let message = tokio::select! {
+                biased;
+                _ = self.context.stop.stopped() => break None,
+                message = queue.recv() => match message {
+                    Some(message) => message,
+                    None => break None,
+                },
+            };
+            if reading.is_finished() {
+                break Some("the peer closed the connection or sent an unreadable answer".to_string());
+            }
+            let Some((api_key, version)) = version_for(&message, versions) else {
+                debug!(peer = %self.peer, "the peer serves no version of this Raft request; dropped");
+                continue;
+            };
+            let Some(request) =
+                wire::request_for(&self.context.cluster_id, self.context.own, self.peer, &message, version)
+            else {
+                continue;
+            };
+            correlation = correlation.wrapping_add(1);
+            let frame = match encode_request(&request, api_key, version, correlation, self.context.own) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    warn!(peer = %self.peer, error = %e, "cannot encode a Raft request (a broker bug)");
+                    continue;
+                }
+            };
+            {
+                let mut unanswered = unanswered.lock().expect("unanswered lock");
+                if unanswered.len() >= UNANSWERED_MAX {
+                    break Some(format!("{UNANSWERED_MAX} requests unanswered"));
+                }
+                unanswered.insert(correlation, Sent { api_key, version, message });
+            }
+            if let Err(e) = async {
+                writer.write_all(&frame).await?;
+                writer.flush().await
+            }
+            .await
+            {
+                break Some(format!("writing: {e}"));
+            }
+        };
+        reading.abort();
+        // The connection ends either way.
+        let _ = writer.shutdown().await;
+        why
+    }
+}
+
+/// Reads answers and passes each to the core as the Raft's answer to the message it answers.
+/// Returns when the connection ends or carries something unreadable.
+async fn read_answers<R: AsyncReadExt + Unpin>(
+    peer: NodeId,
+    core: mpsc::Sender<CoreInput>,
+    unanswered: Unanswered,
+    mut reader: R,
+) {
+    while let Ok(frame) = read_frame(&mut reader).await {
+        let correlation = i32::from_be_bytes(frame[..4].try_into().expect("a frame holds at least 4 bytes"));
+        let Some(sent) = unanswered.lock().expect("unanswered lock").remove(&correlation) else {
+            warn!(peer = %peer, correlation, "an answer to no request sent; closing the link");
+            return;
+        };
+        match decode_answer(frame, &sent) {
+            Ok(Some(message)) => {
+                if core.send(CoreInput::Peer { from: peer, message }).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(peer = %peer, api = ?sent.api_key, error = %e, "a peer's Raft answer is not used"),
+        }
+    }
+}
+
+async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> std::io::Result<Bytes> {
+    let size = reader.read_i32().await?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|s| (4..=RESPONSE_BYTES_MAX).contains(s))
+        .ok_or_else(|| std::io::Error::other(format!("an answer frame of {size} bytes")))?;
+    let mut frame = vec![0u8; size];
+    reader.read_exact(&mut frame).await?;
+    Ok(Bytes::from(frame))
+}
+
+/// The Raft's answer in `frame`; `None` for an answer the Raft does not take
+/// (EndQuorumEpoch's).
+fn decode_answer(mut frame: Bytes, sent: &Sent) -> Result<Option<Message>, String> {
+    ResponseHeader::decode(&mut frame, sent.api_key.response_header_version(sent.version))
+        .map_err(|e| format!("undecodable header: {e}"))?;
+    let body = ResponseKind::decode(sent.api_key, &mut frame, sent.version).map_err(|e| format!("undecodable: {e}"))?;
+    if sent.api_key == ApiKey::EndQuorumEpoch {
+        return Ok(None);
+    }
+    wire::message_from_response(&body, &sent.message).map(Some)
+}
+
+/// The API and version to send `message` at: the highest both this node and the peer serve,
+/// and for a fetch at least the first that carries what the Raft needs.
+fn version_for(message: &Message, theirs: &BTreeMap<i16, (i16, i16)>) -> Option<(ApiKey, i16)> {
+    let (api_key, floor) = match message {
+        Message::Vote { .. } => (ApiKey::Vote, 0),
+        Message::BeginQuorumEpoch { .. } => (ApiKey::BeginQuorumEpoch, 0),
+        Message::EndQuorumEpoch { .. } => (ApiKey::EndQuorumEpoch, 0),
+        Message::Fetch { .. } => (ApiKey::Fetch, wire::RAFT_FETCH_VERSION_MIN),
+        _ => return None,
+    };
+    let (_, _, ours) = supported_range(api_key as i16)?;
+    let &(their_min, their_max) = theirs.get(&(api_key as i16))?;
+    let version = ours.min(their_max);
+    (version >= their_min.max(floor)).then_some((api_key, version))
+}
+
+fn encode_request(
+    request: &RequestKind,
+    api_key: ApiKey,
+    version: i16,
+    correlation: i32,
+    own: NodeId,
+) -> Result<BytesMut, String> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation)
+        .with_client_id(Some(StrBytes::from_string(format!("headwater-peer-{own}"))));
+    let mut frame = BytesMut::with_capacity(128);
+    frame.put_i32(0);
+    header.encode(&mut frame, api_key.request_header_version(version)).map_err(|e| e.to_string())?;
+    request.encode(&mut frame, version).map_err(|e| e.to_string())?;
+    let size = i32::try_from(frame.len() - 4).map_err(|_| "a request over 2 GiB".to_string())?;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(frame)
+}
+
+/// Connects to `addr` and asks its API versions (key -> (min, max)).
+async fn connect(addr: &str) -> Result<(TcpStream, BTreeMap<i16, (i16, i16)>), String> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connecting timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    // Latency only: a socket that refuses TCP_NODELAY still works.
+    let _ = stream.set_nodelay(true);
+    const VERSION: i16 = 3;
+    let request = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("headwater-peer"))
+        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+    let frame = encode_request(&RequestKind::ApiVersions(request), ApiKey::ApiVersions, VERSION, 0, NodeId(-1))?;
+    let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        stream.write_all(&frame).await?;
+        stream.flush().await?;
+        read_frame(&mut stream).await
+    })
+    .await
+    .map_err(|_| "ApiVersions timed out".to_string())?
+    .map_err(|e| format!("ApiVersions: {e}"))?;
+    let mut answer = answer;
+    // ApiVersions answers carry header v0 (the correlation id alone) at every version.
+    answer.advance(4);
+    let response = ApiVersionsResponse::decode(&mut answer, VERSION).map_err(|e| format!("ApiVersions: {e}"))?;
+    if response.error_code != 0 {
+        return Err(format!("ApiVersions refused with error code {}", response.error_code));
+    }
+    let versions = response.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
+    Ok((stream, versions))
+}

@@ -1,0 +1,101 @@
+"""Several Headwater processes as one cluster: the metadata quorum elects a leader over real
+sockets, fails over when the leader dies, takes the old leader back as a follower, and
+answers Kafka's own `kafka-metadata-quorum` tool.
+
+Partitions are not replicated yet (README, "Cluster"); these tests cover the quorum alone."""
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import kafkawire as kw
+from test_durability import TOOLS_JARS
+
+ELECTION_TIMEOUT_S = 30.0
+
+
+def quorum_views(cluster, nodes=None):
+    """{node id: DescribeQuorum as that node sees it} for the running `nodes`."""
+    views = {}
+    for node_id in nodes or cluster.nodes:
+        views[node_id] = kw.describe_quorum_v0(cluster.nodes[node_id].bootstrap)
+    return views
+
+
+def agreed_leader(cluster, nodes=None, not_before_epoch=0):
+    """Waits until every node in `nodes` names the same leader in the same epoch (at least
+    `not_before_epoch`) and returns (leader, epoch)."""
+    deadline = time.monotonic() + ELECTION_TIMEOUT_S
+    while True:
+        views = quorum_views(cluster, nodes)
+        seen = {(v["leader_id"], v["leader_epoch"]) for v in views.values()}
+        for view in views.values():
+            assert view["error_code"] == 0 and view["partition_error_code"] == 0, views
+            assert sorted(view["voters"]) == sorted(cluster.nodes), views
+        if len(seen) == 1:
+            leader, epoch = seen.pop()
+            if leader != -1 and epoch >= not_before_epoch:
+                return leader, epoch
+        assert time.monotonic() < deadline, f"no agreed leader within {ELECTION_TIMEOUT_S:.0f}s: {views}"
+        time.sleep(0.2)
+
+
+def test_quorum_elects_fails_over_and_takes_the_old_leader_back(headwater_cluster):
+    cluster = headwater_cluster
+    leader, epoch = agreed_leader(cluster)
+    assert leader in cluster.nodes
+
+    cluster.nodes[leader].kill()
+    survivors = [n for n in cluster.nodes if n != leader]
+    new_leader, new_epoch = agreed_leader(cluster, survivors, not_before_epoch=epoch + 1)
+    assert new_leader in survivors and new_epoch > epoch
+
+    # The old leader comes back as a follower of the new epoch: pre-vote keeps it from
+    # deposing a leader the others still hear from.
+    cluster.nodes[leader].start()
+    assert agreed_leader(cluster) == (new_leader, new_epoch)
+    # The leader counts every voter again (its log end is known once the voter fetches).
+    deadline = time.monotonic() + ELECTION_TIMEOUT_S
+    while True:
+        voters = kw.describe_quorum_v0(cluster.nodes[new_leader].bootstrap)["voters"]
+        if all(end >= 0 for end in voters.values()):
+            break
+        assert time.monotonic() < deadline, f"the leader does not hear from every voter: {voters}"
+        time.sleep(0.2)
+    assert "metadata quorum leader known" in open(cluster.nodes[leader].log_path).read()
+
+
+def test_kafka_metadata_quorum_describe_status(headwater_cluster):
+    """kafka-metadata-quorum.sh describe --status / --replication (MetadataQuorumCommand from
+    Kafka's kafka-tools jar) against a follower and the leader."""
+    java = shutil.which("java")
+    if java is None:
+        pytest.fail("java not found", pytrace=False)
+    if not any(TOOLS_JARS.glob("kafka-tools-*.jar")):
+        pytest.fail("kafka-tools not set up: run scripts/setup-test-deps.sh", pytrace=False)
+    cluster = headwater_cluster
+    leader, epoch = agreed_leader(cluster)
+    follower = next(n for n in cluster.nodes if n != leader)
+
+    def describe(node_id, what):
+        cmd = [java, "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+               "-cp", f"{TOOLS_JARS}/*", "org.apache.kafka.tools.MetadataQuorumCommand",
+               "--bootstrap-server", cluster.nodes[node_id].bootstrap, "describe", f"--{what}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        detail = f"exit {out.returncode}\n--- stdout ---\n{out.stdout[-4000:]}\n--- stderr ---\n{out.stderr[-4000:]}"
+        assert out.returncode == 0, detail
+        return out.stdout, detail
+
+    status, detail = describe(follower, "status")
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    assert fields["ClusterId"] == "hw-test-cluster", detail
+    assert fields["LeaderId"] == str(leader) and fields["LeaderEpoch"] == str(epoch), detail
+    assert all(f'"id": {n}' in fields["CurrentVoters"] for n in cluster.nodes), detail
+
+    replication, detail = describe(leader, "replication")
+    rows = [line.split() for line in replication.splitlines()[1:] if line.strip()]
+    statuses = {int(row[0]): row[-1] for row in rows}
+    assert statuses == {n: "Leader" if n == leader else "Follower" for n in cluster.nodes}, detail
