@@ -65,12 +65,12 @@ pub enum Output {
     Io(IoCommand),
     /// A storage failure the broker handled; the driver logs it at error level.
     Fault(StorageFault),
-    /// A Raft request for peer `to` (Vote, BeginQuorumEpoch, EndQuorumEpoch, Fetch of the
-    /// metadata log): the driver sends it as the matching Kafka request
-    /// (`raft::wire::request_for`) and hands the answer to `Broker::handle_peer`. Lost
-    /// requests are fine: the Raft sends again.
+    /// A request for peer `to` (a Raft request, or a call to the controller): the driver
+    /// sends it as its Kafka request ([`crate::peer::PeerMessage::request`]) and hands the
+    /// answer to `Broker::handle_peer`. Lost requests are fine: the Raft and the broker's
+    /// lifecycle send again.
     Peer {
         to: crate::ids::NodeId,
-        message: crate::raft::Message,
+        message: crate::peer::PeerMessage,
     },
 }

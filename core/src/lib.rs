@@ -42,6 +42,7 @@ pub mod io;
 pub mod log;
 pub mod metadata;
 pub mod partition;
+pub mod peer;
 pub mod planted;
 pub mod raft;
 pub mod rng;

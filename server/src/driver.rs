@@ -9,7 +9,7 @@ use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use headwater_core::ids::NodeId;
-use headwater_core::raft::Message;
+use headwater_core::peer::PeerMessage;
 use headwater_core::{Broker, IoCommand, IoToken, Output, Request, RequestId, ResponseBody};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -20,10 +20,10 @@ use crate::peers::Peers;
 pub enum CoreInput {
     Request(Box<Request>, oneshot::Sender<ResponseBody>),
     IoDone(IoToken, io::Result<()>),
-    /// A peer's answer to a Raft request this node sent ([`Output::Peer`]).
+    /// A peer's answer to a request this node sent ([`Output::Peer`]).
     Peer {
         from: NodeId,
-        message: Message,
+        message: PeerMessage,
     },
     /// Finish: answer what is parked, sync, checkpoint, then reply.
     Shutdown(oneshot::Sender<()>),

@@ -1,13 +1,15 @@
 //! Links to the other nodes of the cluster, for the Raft's requests (Vote, BeginQuorumEpoch,
-//! EndQuorumEpoch, Fetch). Each peer has two links, each one TCP connection to the peer's
+//! EndQuorumEpoch, Fetch) and brokers' calls to the controller (BrokerRegistration,
+//! BrokerHeartbeat). Each peer has two links, each one TCP connection to the peer's
 //! Kafka port: one for fetches and one for the rest, because a broker answers a connection's
 //! requests in order and a fetch may wait there up to its `max_wait_ms`; a vote must not queue
 //! behind it. A link connects, learns the peer's API versions, sends what the core gives it
 //! and passes the answers back to the core as [`CoreInput::Peer`].
 //!
 //! Nothing here retries a message: a message that finds its link down, or its queue full, is
-//! dropped, and the Raft sends again on its own timers (a follower refetches, a candidate asks
-//! again in its next round, a leader resends BeginQuorumEpoch).
+//! dropped, and the core sends again on its own timers (a follower refetches, a candidate asks
+//! again in its next round, a leader resends BeginQuorumEpoch, a broker repeats a call that
+//! went unanswered).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use headwater_core::broker::versions::supported_range;
 use headwater_core::ids::NodeId;
-use headwater_core::raft::{wire, Message};
+use headwater_core::peer::PeerMessage;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
@@ -47,8 +49,8 @@ pub struct Peers {
 }
 
 struct Lanes {
-    fetch: mpsc::Sender<Message>,
-    control: mpsc::Sender<Message>,
+    fetch: mpsc::Sender<PeerMessage>,
+    control: mpsc::Sender<PeerMessage>,
 }
 
 /// What a link needs to know about this node.
@@ -77,14 +79,14 @@ impl Peers {
     }
 
     /// Queues `message` for `to`, or drops it (see the module's note).
-    pub fn send(&self, to: NodeId, message: Message) {
+    pub fn send(&self, to: NodeId, message: PeerMessage) {
         let Some(lanes) = self.links.get(&to) else {
-            warn!(peer = %to, "a Raft message for a node that cluster_nodes does not list is dropped");
+            warn!(peer = %to, "a message for a node that cluster_nodes does not list is dropped");
             return;
         };
-        let lane = if matches!(message, Message::Fetch { .. }) { &lanes.fetch } else { &lanes.control };
+        let lane = if message.may_wait() { &lanes.fetch } else { &lanes.control };
         if lane.try_send(message).is_err() {
-            debug!(peer = %to, "the link's queue is full; a Raft message is dropped");
+            debug!(peer = %to, "the link's queue is full; a message is dropped");
         }
     }
 }
@@ -100,13 +102,13 @@ struct Link {
 struct Sent {
     api_key: ApiKey,
     version: i16,
-    message: Message,
+    message: PeerMessage,
 }
 
 type Unanswered = Arc<Mutex<BTreeMap<i32, Sent>>>;
 
 impl Link {
-    async fn run(self, mut queue: mpsc::Receiver<Message>) {
+    async fn run(self, mut queue: mpsc::Receiver<PeerMessage>) {
         let mut backoff = BACKOFF_MIN;
         loop {
             let connected = tokio::select! {
@@ -141,7 +143,7 @@ impl Link {
         &self,
         stream: TcpStream,
         versions: &BTreeMap<i16, (i16, i16)>,
-        queue: &mut mpsc::Receiver<Message>,
+        queue: &mut mpsc::Receiver<PeerMessage>,
     ) -> Option<String> {
         let (reader, mut writer) = tokio::io::split(stream);
         let unanswered: Unanswered = Arc::default();
@@ -160,19 +162,17 @@ impl Link {
                 break Some("the peer closed the connection or sent an unreadable answer".to_string());
             }
             let Some((api_key, version)) = version_for(&message, versions) else {
-                debug!(peer = %self.peer, "the peer serves no version of this Raft request; dropped");
+                debug!(peer = %self.peer, "the peer serves no version of this request; dropped");
                 continue;
             };
-            let Some(request) =
-                wire::request_for(&self.context.cluster_id, self.context.own, self.peer, &message, version)
-            else {
+            let Some(request) = message.request(&self.context.cluster_id, self.context.own, self.peer, version) else {
                 continue;
             };
             correlation = correlation.wrapping_add(1);
             let frame = match encode_request(&request, api_key, version, correlation, self.context.own) {
                 Ok(frame) => frame,
                 Err(e) => {
-                    warn!(peer = %self.peer, error = %e, "cannot encode a Raft request (a broker bug)");
+                    warn!(peer = %self.peer, error = %e, "cannot encode a request to a peer (a broker bug)");
                     continue;
                 }
             };
@@ -199,7 +199,7 @@ impl Link {
     }
 }
 
-/// Reads answers and passes each to the core as the Raft's answer to the message it answers.
+/// Reads answers and passes each to the core as the answer to the message it answers.
 /// Returns when the connection ends or carries something unreadable.
 async fn read_answers<R: AsyncReadExt + Unpin>(
     peer: NodeId,
@@ -220,7 +220,7 @@ async fn read_answers<R: AsyncReadExt + Unpin>(
                 }
             }
             Ok(None) => {}
-            Err(e) => warn!(peer = %peer, api = ?sent.api_key, error = %e, "a peer's Raft answer is not used"),
+            Err(e) => warn!(peer = %peer, api = ?sent.api_key, error = %e, "a peer's answer is not used"),
         }
     }
 }
@@ -236,28 +236,18 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> std::io::Result<
     Ok(Bytes::from(frame))
 }
 
-/// The Raft's answer in `frame`; `None` for an answer the Raft does not take
-/// (EndQuorumEpoch's).
-fn decode_answer(mut frame: Bytes, sent: &Sent) -> Result<Option<Message>, String> {
+/// The answer in `frame`; `None` for an answer nothing needs (EndQuorumEpoch's).
+fn decode_answer(mut frame: Bytes, sent: &Sent) -> Result<Option<PeerMessage>, String> {
     ResponseHeader::decode(&mut frame, sent.api_key.response_header_version(sent.version))
         .map_err(|e| format!("undecodable header: {e}"))?;
     let body = ResponseKind::decode(sent.api_key, &mut frame, sent.version).map_err(|e| format!("undecodable: {e}"))?;
-    if sent.api_key == ApiKey::EndQuorumEpoch {
-        return Ok(None);
-    }
-    wire::message_from_response(&body, &sent.message).map(Some)
+    sent.message.answer(&body)
 }
 
 /// The API and version to send `message` at: the highest both this node and the peer serve,
-/// and for a fetch at least the first that carries what the Raft needs.
-fn version_for(message: &Message, theirs: &BTreeMap<i16, (i16, i16)>) -> Option<(ApiKey, i16)> {
-    let (api_key, floor) = match message {
-        Message::Vote { .. } => (ApiKey::Vote, 0),
-        Message::BeginQuorumEpoch { .. } => (ApiKey::BeginQuorumEpoch, 0),
-        Message::EndQuorumEpoch { .. } => (ApiKey::EndQuorumEpoch, 0),
-        Message::Fetch { .. } => (ApiKey::Fetch, wire::RAFT_FETCH_VERSION_MIN),
-        _ => return None,
-    };
+/// and at least the first that carries what the message needs.
+fn version_for(message: &PeerMessage, theirs: &BTreeMap<i16, (i16, i16)>) -> Option<(ApiKey, i16)> {
+    let (api_key, floor) = message.api()?;
     let (_, _, ours) = supported_range(api_key as i16)?;
     let &(their_min, their_max) = theirs.get(&(api_key as i16))?;
     let version = ours.min(their_max);

@@ -128,6 +128,7 @@ async fn serve_on(
         quorum_voters: (!config.cluster_nodes.is_empty())
             .then(|| config.cluster_nodes.iter().map(|n| NodeId(n.id)).collect()),
         cluster_id: config.cluster_id.clone(),
+        rack: config.rack.clone(),
         ..BrokerConfig::default()
     };
     let (broker, report) = Broker::open(broker_config, storage, now_ms())

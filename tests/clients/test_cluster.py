@@ -99,3 +99,39 @@ def test_kafka_metadata_quorum_describe_status(headwater_cluster):
     rows = [line.split() for line in replication.splitlines()[1:] if line.strip()]
     statuses = {int(row[0]): row[-1] for row in rows}
     assert statuses == {n: "Leader" if n == leader else "Follower" for n in cluster.nodes}, detail
+
+
+def listed_brokers(bootstrap):
+    """The broker ids a client learns from the node at `bootstrap` (librdkafka's Metadata)."""
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return sorted(admin.list_topics(timeout=10).brokers)
+
+
+def wait_listed(bootstrap, expected, what):
+    deadline = time.monotonic() + ELECTION_TIMEOUT_S
+    while True:
+        listed = listed_brokers(bootstrap)
+        if listed == expected:
+            return
+        assert time.monotonic() < deadline, f"{what}: {bootstrap} lists {listed}, expected {expected}"
+        time.sleep(0.5)
+
+
+def test_brokers_register_and_a_dead_one_is_fenced_until_it_returns(headwater_cluster):
+    """Each node registers with the controller and heartbeats; clients are told of every
+    registered broker. A broker that stops heartbeating is fenced after its session (9 s) and
+    no longer listed; restarted, it registers again."""
+    cluster = headwater_cluster
+    agreed_leader(cluster)
+    everyone = sorted(cluster.nodes)
+    for node in cluster.nodes.values():
+        wait_listed(node.bootstrap, everyone, "after start-up")
+    victim = everyone[-1]
+    cluster.nodes[victim].kill()
+    survivors = [n for n in everyone if n != victim]
+    for n in survivors:
+        wait_listed(cluster.nodes[n].bootstrap, survivors, f"after broker {victim} was killed")
+    cluster.nodes[victim].start()
+    for node in cluster.nodes.values():
+        wait_listed(node.bootstrap, everyone, f"after broker {victim} came back")

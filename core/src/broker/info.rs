@@ -38,13 +38,41 @@ pub fn api_versions_unsupported() -> ApiVersionsResponse {
     api_versions(0).with_error_code(ErrorCode::UnsupportedVersion.code())
 }
 
+/// A broker as Metadata and DescribeCluster list it.
+struct Listed {
+    id: BrokerId,
+    host: StrBytes,
+    port: i32,
+    rack: Option<StrBytes>,
+}
+
 impl Broker {
-    fn self_broker(&self) -> (BrokerId, StrBytes, i32) {
-        (
-            BrokerId(self.config.node_id),
-            StrBytes::from_string(self.config.advertised_host.clone()),
-            self.config.advertised_port,
-        )
+    /// The brokers clients are told of: in a cluster, those registered and not fenced in the
+    /// metadata image, and always this one (it serves the topics created on it until
+    /// partitions are replicated); the controller is the quorum's leader when known.
+    fn listed_brokers(&self) -> (Vec<Listed>, BrokerId) {
+        let own = Listed {
+            id: BrokerId(self.config.node_id),
+            host: StrBytes::from_string(self.config.advertised_host.clone()),
+            port: self.config.advertised_port,
+            rack: self.config.rack.clone().map(StrBytes::from_string),
+        };
+        let Some(quorum) = &self.quorum else { return (vec![own], BrokerId(self.config.node_id)) };
+        let mut listed: Vec<Listed> = quorum
+            .image()
+            .live_brokers()
+            .filter(|(id, _)| id.0 != self.config.node_id)
+            .map(|(id, b)| Listed {
+                id: BrokerId(id.0),
+                host: StrBytes::from_string(b.host.clone()),
+                port: b.port,
+                rack: b.rack.clone().map(StrBytes::from_string),
+            })
+            .collect();
+        listed.push(own);
+        listed.sort_by_key(|b| b.id.0);
+        let controller = quorum.raft().leader().map_or(self.config.node_id, |n| n.0);
+        (listed, BrokerId(controller))
     }
 
     pub(super) fn metadata_response(
@@ -53,10 +81,17 @@ impl Broker {
         api_version: i16,
         request: MetadataRequest,
     ) -> MetadataResponse {
-        let (node_id, host, port) = self.self_broker();
-        let mut response = MetadataResponse::default()
-            .with_brokers(vec![MetadataResponseBroker::default().with_node_id(node_id).with_host(host).with_port(port)])
-            .with_controller_id(node_id);
+        let (listed, controller) = self.listed_brokers();
+        let node_id = BrokerId(self.config.node_id);
+        let brokers = listed
+            .into_iter()
+            .map(|b| {
+                // The rack field is there from v1.
+                let rack = b.rack.filter(|_| api_version >= 1);
+                MetadataResponseBroker::default().with_node_id(b.id).with_host(b.host).with_port(b.port).with_rack(rack)
+            })
+            .collect();
+        let mut response = MetadataResponse::default().with_brokers(brokers).with_controller_id(controller);
         if (8..=10).contains(&api_version) && request.include_cluster_authorized_operations {
             response.cluster_authorized_operations = CLUSTER_OPERATIONS;
         }
@@ -138,14 +173,21 @@ impl Broker {
         _api_version: i16,
         _request: DescribeClusterRequest,
     ) -> DescribeClusterResponse {
-        let (node_id, host, port) = self.self_broker();
+        let (listed, controller) = self.listed_brokers();
+        let brokers = listed
+            .into_iter()
+            .map(|b| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(b.id)
+                    .with_host(b.host)
+                    .with_port(b.port)
+                    .with_rack(b.rack)
+            })
+            .collect();
         DescribeClusterResponse::default()
             .with_cluster_id(StrBytes::from_string(self.cluster_id().to_string()))
-            .with_controller_id(node_id)
-            .with_brokers(vec![DescribeClusterBroker::default()
-                .with_broker_id(node_id)
-                .with_host(host)
-                .with_port(port)])
+            .with_controller_id(controller)
+            .with_brokers(brokers)
     }
 
     /// Idempotent producers get a fresh id with epoch 0. A producer that sends back its id and

@@ -24,6 +24,7 @@ mod fault;
 mod fetch;
 mod groups;
 mod info;
+mod lifecycle;
 mod log_dirs;
 mod offsets;
 mod produce;
@@ -89,6 +90,8 @@ pub struct BrokerConfig {
     /// The cluster's id, shared by every node (`cluster_id`); `None` lets a new data
     /// directory pick one at random. A data directory of another cluster refuses to open.
     pub cluster_id: Option<String>,
+    /// `broker.rack`, registered with the controller for rack-aware placement.
+    pub rack: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -109,6 +112,7 @@ impl Default for BrokerConfig {
             offsets_log_compact_bytes: 64 * 1024 * 1024,
             quorum_voters: None,
             cluster_id: None,
+            rack: None,
         }
     }
 }
@@ -216,6 +220,9 @@ pub struct Broker {
     quorum_sync: Option<(IoToken, i64)>,
     /// Metadata-log fetches from peers waiting in the Raft, with the version to answer in.
     quorum_fetch_versions: BTreeMap<RequestId, i16>,
+    /// This broker's registration and heartbeats, and (on the controller) brokers' calls.
+    lifecycle: lifecycle::Lifecycle,
+    controller_calls: lifecycle::ControllerCalls,
     /// How many times a parked request was looked at again (tests check it follows what
     /// changed, not how much is parked).
     #[cfg(test)]
@@ -344,6 +351,8 @@ impl Broker {
             quorum,
             quorum_sync: None,
             quorum_fetch_versions: BTreeMap::new(),
+            lifecycle: lifecycle::Lifecycle::default(),
+            controller_calls: lifecycle::ControllerCalls::default(),
             #[cfg(test)]
             parked_looked_at: 0,
             next_token: 1,
@@ -359,7 +368,7 @@ impl Broker {
         broker.unsynced.extend(recovered);
         let hold_ms = 2 * i64::from(broker.config.consumer_group.heartbeat_interval_ms);
         broker.consumer_groups.hold_back(broker.offsets.groups(), now_ms + hold_ms);
-        broker.drain_quorum(None);
+        broker.drain_quorum(now_ms, None);
         broker.maybe_start_sync();
         broker.report_faults(now_ms);
         Ok((broker, report))
@@ -411,6 +420,12 @@ impl Broker {
                 Some(body) => body,
                 None => return self.after_input(),
             },
+            body @ (RequestKind::BrokerRegistration(_) | RequestKind::BrokerHeartbeat(_)) => {
+                match self.controller_call(now_ms, id, api_key, api_version, &body) {
+                    Some(body) => body,
+                    None => return self.after_input(),
+                }
+            }
             RequestKind::Fetch(r) => match self.fetch(now_ms, id, api_version, r) {
                 Some(body) => reply(ResponseKind::Fetch(body)),
                 None => return self.after_input(),
@@ -532,8 +547,9 @@ impl Broker {
     pub fn handle_timeout(&mut self, now_ms: i64) {
         if let Some(quorum) = self.quorum.as_mut().filter(|q| q.next_timeout_ms() <= now_ms) {
             quorum.handle_timeout(now_ms);
-            self.drain_quorum(None);
+            self.drain_quorum(now_ms, None);
         }
+        self.lifecycle_tick(now_ms);
         while let Some(&(deadline_ms, id)) = self.deadlines.first() {
             if deadline_ms > now_ms {
                 break;
@@ -609,7 +625,7 @@ impl Broker {
             next = next.min(deadline_ms);
         }
         if let Some(quorum) = &self.quorum {
-            next = next.min(quorum.next_timeout_ms());
+            next = next.min(quorum.next_timeout_ms()).min(self.lifecycle_next_ms());
         }
         for deadline in [self.groups.next_deadline_ms(), self.consumer_groups.next_deadline_ms()].into_iter().flatten()
         {

@@ -12,6 +12,7 @@ use super::{Broker, IoCommand, IoToken, Output, RequestId, Response, ResponseBod
 use crate::error::ErrorCode;
 use crate::ids::NodeId;
 use crate::metadata::quorum::QuorumOutput;
+use crate::peer::PeerMessage;
 use crate::raft::{wire, Message};
 
 /// A peer request being answered during this input: its answer is this request's response.
@@ -53,7 +54,7 @@ impl Broker {
         };
         let end_quorum_epoch = matches!(message, Message::EndQuorumEpoch { .. });
         quorum.handle_message(now_ms, from, message);
-        let answered = self.drain_quorum(Some(Answering { id, api_key, api_version, from }));
+        let answered = self.drain_quorum(now_ms, Some(Answering { id, api_key, api_version, from }));
         if end_quorum_epoch {
             // The Raft has no answer for it; Kafka's is an empty success.
             return reply(ResponseKind::EndQuorumEpoch(EndQuorumEpochResponse::default()));
@@ -75,17 +76,24 @@ impl Broker {
     }
 
     /// The answer to a request this node sent to `from` ([`Output::Peer`]).
-    pub fn handle_peer(&mut self, now_ms: i64, from: NodeId, message: Message) {
-        if let Some(quorum) = &mut self.quorum {
-            quorum.handle_message(now_ms, from, message);
-            self.drain_quorum(None);
+    pub fn handle_peer(&mut self, now_ms: i64, from: NodeId, message: PeerMessage) {
+        match message {
+            PeerMessage::Raft(message) => {
+                if let Some(quorum) = &mut self.quorum {
+                    quorum.handle_message(now_ms, from, message);
+                    self.drain_quorum(now_ms, None);
+                }
+            }
+            PeerMessage::Controller(answer) => self.lifecycle_answer(now_ms, from, answer),
         }
+        // A new leader is where the next registration or heartbeat goes; one due now leaves.
+        self.lifecycle_tick(now_ms);
         self.after_input();
         self.report_faults(now_ms);
     }
 
     /// Performs the quorum's outputs. True if one of them answered `answering`.
-    pub(super) fn drain_quorum(&mut self, answering: Option<Answering>) -> bool {
+    pub(super) fn drain_quorum(&mut self, now_ms: i64, answering: Option<Answering>) -> bool {
         let mut answered = false;
         loop {
             let Some(output) = self.quorum.as_mut().and_then(|q| q.poll_output()) else { break };
@@ -110,7 +118,7 @@ impl Broker {
                             self.respond_peer(a.id, a.api_key, a.api_version, &message);
                         }
                     }
-                    _ => self.outputs.push_back(Output::Peer { to, message }),
+                    _ => self.outputs.push_back(Output::Peer { to, message: message.into() }),
                 },
                 QuorumOutput::Sync { files, durable_offset } => {
                     let token = IoToken(self.next_token);
@@ -118,7 +126,7 @@ impl Broker {
                     self.quorum_sync = Some((token, durable_offset));
                     self.outputs.push_back(Output::Io(IoCommand::Sync { token, files }));
                 }
-                QuorumOutput::Decided { .. } => {}
+                QuorumOutput::Decided { token, result } => self.call_decided(now_ms, token, result),
                 QuorumOutput::Fault(fault) => self.faults.push(fault),
             }
         }
@@ -145,7 +153,7 @@ impl Broker {
                 quorum.handle_sync_failed();
             }
         }
-        self.drain_quorum(None);
+        self.drain_quorum(now_ms, None);
         self.after_input();
         self.report_faults(now_ms);
     }

@@ -728,7 +728,7 @@ struct QuorumCluster {
     now_ms: i64,
     next_id: u64,
     /// Requests delivered and not yet answered: (receiver, request id) -> (sender, message).
-    waiting: BTreeMap<(i32, RequestId), (i32, crate::raft::Message)>,
+    waiting: BTreeMap<(i32, RequestId), (i32, crate::peer::PeerMessage)>,
 }
 
 impl QuorumCluster {
@@ -736,14 +736,7 @@ impl QuorumCluster {
         let mut brokers = BTreeMap::new();
         for node in 1..=3 {
             let storage = MemStorage::new();
-            let config = BrokerConfig {
-                node_id: node,
-                seed: node as u64,
-                quorum_voters: Some(vec![crate::ids::NodeId(1), crate::ids::NodeId(2), crate::ids::NodeId(3)]),
-                cluster_id: Some("c".into()),
-                ..BrokerConfig::default()
-            };
-            let (broker, _) = Broker::open(config, Arc::new(storage.clone()), 0).unwrap();
+            let (broker, _) = Broker::open(Self::config(node), Arc::new(storage.clone()), 0).unwrap();
             brokers.insert(node, (storage, broker));
         }
         QuorumCluster { brokers, now_ms: 0, next_id: 1, waiting: BTreeMap::new() }
@@ -770,29 +763,27 @@ impl QuorumCluster {
         let now = self.now_ms;
         match output {
             Output::Peer { to, message } => {
-                let (api_key, version) = match message {
-                    crate::raft::Message::Vote { .. } => (ApiKey::Vote, 2),
-                    crate::raft::Message::BeginQuorumEpoch { .. } => (ApiKey::BeginQuorumEpoch, 1),
-                    crate::raft::Message::EndQuorumEpoch { .. } => (ApiKey::EndQuorumEpoch, 1),
-                    _ => (ApiKey::Fetch, 12),
-                };
+                // What the server's peer link does: the highest version this broker serves.
+                let (api_key, _) = message.api().expect("a request");
+                let (_, _, version) = super::versions::supported_range(api_key as i16).unwrap();
                 let from = crate::ids::NodeId(node);
-                let body = crate::raft::wire::request_for("c", from, to, &message, version).expect("a request");
+                let body = message.request("c", from, to, version).expect("a request");
                 let id = RequestId(self.next_id);
                 self.next_id += 1;
+                // A stopped broker (see `stop`) takes nothing.
+                let Some((_, receiver)) = self.brokers.get_mut(&to.0) else { return };
                 self.waiting.insert((to.0, id), (node, message));
                 let request =
                     Request { id, conn: ConnId(node as u64), api_key, api_version: version, client_id: None, body };
-                self.brokers.get_mut(&to.0).unwrap().1.handle_request(now, request);
+                receiver.handle_request(now, request);
             }
             Output::Response(response) => {
                 let Some((sender, sent)) = self.waiting.remove(&(node, response.id)) else { return };
                 let ResponseBody::Message(body) = response.body else { panic!("{:?}", response.body) };
-                let Ok(answer) = crate::raft::wire::message_from_response(&body, &sent) else {
-                    // EndQuorumEpoch's empty answer carries nothing for the Raft.
-                    return;
-                };
-                self.brokers.get_mut(&sender).unwrap().1.handle_peer(now, crate::ids::NodeId(node), answer);
+                // EndQuorumEpoch's empty answer carries nothing.
+                let Some(answer) = sent.answer(&body).unwrap() else { return };
+                let Some((_, asker)) = self.brokers.get_mut(&sender) else { return };
+                asker.handle_peer(now, crate::ids::NodeId(node), answer);
             }
             Output::Io(IoCommand::Sync { token, files }) => {
                 for named in files {
@@ -823,28 +814,59 @@ impl QuorumCluster {
         }
     }
 
-    fn describe(&mut self, node: i32) -> DescribeQuorumResponse {
+    fn config(node: i32) -> BrokerConfig {
+        BrokerConfig {
+            node_id: node,
+            seed: node as u64,
+            advertised_port: 9091 + node,
+            quorum_voters: Some(vec![crate::ids::NodeId(1), crate::ids::NodeId(2), crate::ids::NodeId(3)]),
+            cluster_id: Some("c".into()),
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// Stops a broker: it takes no more messages, and its storage stays for `restart`.
+    fn stop(&mut self, node: i32) -> MemStorage {
+        let (storage, _) = self.brokers.remove(&node).unwrap();
+        self.waiting.retain(|(to, _), (from, _)| *to != node && *from != node);
+        storage
+    }
+
+    fn restart(&mut self, node: i32, storage: MemStorage) {
+        let (broker, _) = Broker::open(Self::config(node), Arc::new(storage.clone()), self.now_ms).unwrap();
+        self.brokers.insert(node, (storage, broker));
+    }
+
+    /// Asks node `node` as a client would; the answer must come at once. The node's other
+    /// outputs meanwhile are performed as usual.
+    fn ask(&mut self, node: i32, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        let request = Request {
-            id,
-            conn: ConnId(99),
-            api_key: ApiKey::DescribeQuorum,
-            api_version: 2,
-            client_id: None,
-            body: RequestKind::DescribeQuorum(DescribeQuorumRequest::default()),
-        };
+        let request = Request { id, conn: ConnId(99), api_key, api_version, client_id: None, body };
         let broker = &mut self.brokers.get_mut(&node).unwrap().1;
         broker.handle_request(self.now_ms, request);
+        let outputs: Vec<Output> = std::iter::from_fn(|| broker.poll_output()).collect();
         let mut found = None;
-        while let Some(output) = broker.poll_output() {
+        for output in outputs {
             match output {
                 Output::Response(r) if r.id == id => found = Some(r),
-                other => panic!("unexpected {other:?}"),
+                other => self.perform(node, other),
             }
         }
         let ResponseBody::Message(body) = found.expect("answered at once").body else { panic!() };
-        let ResponseKind::DescribeQuorum(described) = *body else { panic!() };
+        *body
+    }
+
+    /// The brokers node `node` lists in its Metadata answer.
+    fn listed(&mut self, node: i32) -> Vec<(i32, i32)> {
+        let body = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![])));
+        let ResponseKind::Metadata(metadata) = self.ask(node, ApiKey::Metadata, 12, body) else { panic!() };
+        metadata.brokers.iter().map(|b| (b.node_id.0, b.port)).collect()
+    }
+
+    fn describe(&mut self, node: i32) -> DescribeQuorumResponse {
+        let body = RequestKind::DescribeQuorum(DescribeQuorumRequest::default());
+        let ResponseKind::DescribeQuorum(described) = self.ask(node, ApiKey::DescribeQuorum, 2, body) else { panic!() };
         described
     }
 }
@@ -867,6 +889,33 @@ fn brokers_elect_a_metadata_leader_through_kraft_requests() {
     for (node, (_, broker)) in &c.brokers {
         assert_eq!(broker.quorum.as_ref().unwrap().is_active_controller(), *node == leader);
     }
+}
+
+#[test]
+fn brokers_register_heartbeat_and_a_silent_one_is_fenced_until_it_returns() {
+    let mut c = QuorumCluster::new();
+    c.run_until(10_000);
+    let everyone = vec![(1, 9092), (2, 9093), (3, 9094)];
+    for node in 1..=3 {
+        assert!(c.brokers[&node].1.is_registered(), "broker {node} registered");
+        assert_eq!(c.listed(node), everyone, "broker {node} lists every registered broker");
+    }
+    // A broker that stops heartbeating is fenced once its session (9 s) runs out, and the
+    // others stop listing it; whichever node it was, the other two keep a quorum.
+    let stopped = c.stop(2);
+    c.run_until(30_000);
+    for node in [1, 3] {
+        assert_eq!(c.listed(node), vec![(1, 9092), (3, 9094)], "broker {node} no longer lists broker 2");
+        let image = c.brokers[&node].1.quorum.as_ref().unwrap().image().clone();
+        assert!(image.brokers[&crate::ids::NodeId(2)].fenced);
+    }
+    // Back with a new incarnation, it registers again and is unfenced.
+    c.restart(2, stopped);
+    c.run_until(45_000);
+    for node in 1..=3 {
+        assert_eq!(c.listed(node), everyone, "broker {node} lists broker 2 again");
+    }
+    assert!(c.brokers[&2].1.is_registered());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! (`records`), applied to an immutable image (`image`), with the controller's placement of
 //! replicas (`placement`).
 
+pub mod calls;
 pub mod config;
 pub mod controller;
 pub mod image;

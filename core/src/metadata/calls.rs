@@ -1,0 +1,178 @@
+//! A broker's calls to the controller (KRaft's BrokerRegistration and BrokerHeartbeat), as
+//! messages between nodes, and their Kafka request and response bodies.
+//!
+//! The broker epoch on the wire is the broker's incarnation (it grows at every start of the
+//! broker), which is what the controller tells registrations apart by; Kafka uses the offset of
+//! the registration record instead, which no client sees either.
+
+use kafka_protocol::messages::broker_registration_request::Listener;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::controller::Registration;
+use crate::ids::NodeId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControllerMessage {
+    Register(Registration),
+    RegisterResponse {
+        error: i16,
+    },
+    /// `metadata_offset`: how far the broker has applied the metadata log.
+    Heartbeat {
+        node: NodeId,
+        incarnation: u64,
+        metadata_offset: i64,
+    },
+    HeartbeatResponse {
+        error: i16,
+        fenced: bool,
+    },
+}
+
+/// The listener name brokers register their one Kafka address under.
+const LISTENER: &str = "PLAINTEXT";
+
+/// The Kafka request for a call to the controller; `None` for an answer.
+pub fn request_for(cluster_id: &str, message: &ControllerMessage) -> Option<RequestKind> {
+    Some(match message {
+        ControllerMessage::Register(r) => {
+            let listener = Listener::default()
+                .with_name(StrBytes::from_static_str(LISTENER))
+                .with_host(StrBytes::from_string(r.host.clone()))
+                .with_port(u16::try_from(r.port).unwrap_or(0));
+            RequestKind::BrokerRegistration(
+                BrokerRegistrationRequest::default()
+                    .with_broker_id(BrokerId(r.node.0))
+                    .with_cluster_id(StrBytes::from_string(cluster_id.to_string()))
+                    .with_incarnation_id(uuid::Uuid::from_u64_pair(0, r.incarnation))
+                    .with_listeners(vec![listener])
+                    .with_rack(r.rack.clone().map(StrBytes::from_string))
+                    .with_previous_broker_epoch(-1),
+            )
+        }
+        ControllerMessage::Heartbeat { node, incarnation, metadata_offset } => RequestKind::BrokerHeartbeat(
+            BrokerHeartbeatRequest::default()
+                .with_broker_id(BrokerId(node.0))
+                .with_broker_epoch(*incarnation as i64)
+                .with_current_metadata_offset(*metadata_offset),
+        ),
+        ControllerMessage::RegisterResponse { .. } | ControllerMessage::HeartbeatResponse { .. } => return None,
+    })
+}
+
+/// A peer's call, with the cluster it names (registrations name one, heartbeats do not).
+pub fn message_from_request(request: &RequestKind) -> Result<(Option<&str>, ControllerMessage), String> {
+    match request {
+        RequestKind::BrokerRegistration(r) => {
+            let listener = r
+                .listeners
+                .iter()
+                .find(|l| l.name.as_str() == LISTENER)
+                .or(r.listeners.first())
+                .ok_or("a registration without a listener")?;
+            let (_, incarnation) = r.incarnation_id.as_u64_pair();
+            let registration = Registration {
+                node: NodeId(r.broker_id.0),
+                host: listener.host.to_string(),
+                port: i32::from(listener.port),
+                rack: r.rack.as_ref().map(|s| s.to_string()),
+                incarnation,
+            };
+            Ok((Some(r.cluster_id.as_str()), ControllerMessage::Register(registration)))
+        }
+        RequestKind::BrokerHeartbeat(r) => {
+            let incarnation = u64::try_from(r.broker_epoch).map_err(|_| "a negative broker epoch")?;
+            Ok((
+                None,
+                ControllerMessage::Heartbeat {
+                    node: NodeId(r.broker_id.0),
+                    incarnation,
+                    metadata_offset: r.current_metadata_offset,
+                },
+            ))
+        }
+        _ => Err("not a call to the controller".into()),
+    }
+}
+
+/// The Kafka response for an answer; `None` for a call. `incarnation` is the broker epoch a
+/// registration answer returns.
+pub fn response_for(message: &ControllerMessage, incarnation: u64) -> Option<ResponseKind> {
+    Some(match message {
+        ControllerMessage::RegisterResponse { error } => ResponseKind::BrokerRegistration(
+            BrokerRegistrationResponse::default().with_error_code(*error).with_broker_epoch(if *error == 0 {
+                incarnation as i64
+            } else {
+                -1
+            }),
+        ),
+        ControllerMessage::HeartbeatResponse { error, fenced } => ResponseKind::BrokerHeartbeat(
+            BrokerHeartbeatResponse::default()
+                .with_error_code(*error)
+                .with_is_fenced(*fenced)
+                .with_is_caught_up(!*fenced),
+        ),
+        ControllerMessage::Register(_) | ControllerMessage::Heartbeat { .. } => return None,
+    })
+}
+
+/// A peer's answer to the call `sent`.
+pub fn message_from_response(response: &ResponseKind, sent: &ControllerMessage) -> Result<ControllerMessage, String> {
+    match (response, sent) {
+        (ResponseKind::BrokerRegistration(r), ControllerMessage::Register(_)) => {
+            Ok(ControllerMessage::RegisterResponse { error: r.error_code })
+        }
+        (ResponseKind::BrokerHeartbeat(r), ControllerMessage::Heartbeat { .. }) => {
+            Ok(ControllerMessage::HeartbeatResponse { error: r.error_code, fenced: r.is_fenced })
+        }
+        _ => Err("the response does not answer the call sent".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_and_answers_survive_the_wire() {
+        let registration = Registration {
+            node: NodeId(2),
+            host: "10.0.0.2".into(),
+            port: 9093,
+            rack: Some("r2".into()),
+            incarnation: 7,
+        };
+        let calls = [
+            ControllerMessage::Register(registration),
+            ControllerMessage::Heartbeat { node: NodeId(2), incarnation: 7, metadata_offset: 41 },
+        ];
+        for call in calls {
+            let request = request_for("c1", &call).expect("a call has a request");
+            let (cluster, back) = message_from_request(&request).unwrap();
+            assert_eq!(back, call);
+            assert_eq!(cluster, matches!(call, ControllerMessage::Register(_)).then_some("c1"));
+        }
+        let sent = ControllerMessage::Heartbeat { node: NodeId(2), incarnation: 7, metadata_offset: 41 };
+        let answer = ControllerMessage::HeartbeatResponse { error: 0, fenced: true };
+        let response = response_for(&answer, 7).unwrap();
+        assert_eq!(message_from_response(&response, &sent).unwrap(), answer);
+        let ResponseKind::BrokerRegistration(r) =
+            response_for(&ControllerMessage::RegisterResponse { error: 0 }, 7).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.broker_epoch, 7);
+        assert!(message_from_response(
+            &response,
+            &ControllerMessage::Register(Registration {
+                node: NodeId(1),
+                host: "h".into(),
+                port: 1,
+                rack: None,
+                incarnation: 1,
+            })
+        )
+        .is_err());
+    }
+}
