@@ -99,8 +99,8 @@ impl Broker {
         let record = TopicRecord { name: name.to_string(), id, partitions, configs: config.overrides.clone() };
         let states = logs
             .into_iter()
-            .enumerate()
-            .map(|(index, log)| Partition::new(PartitionId::new(id, index as i32), log, ProducerTable::default()))
+            .zip(0..)
+            .map(|(log, index)| (index, Partition::new(PartitionId::new(id, index), log, ProducerTable::default())))
             .collect();
         self.topics.insert(name.to_string(), Topic { record, config, partitions: states });
         self.topic_names_by_id.insert(id, name.to_string());
@@ -109,7 +109,7 @@ impl Broker {
         if let Err(error) = self.persist_new_partitions() {
             let topic = self.topics.remove(name).expect("inserted above");
             self.topic_names_by_id.remove(&id);
-            self.remove_new_logs(topic.partitions.into_iter().map(|p| p.log).collect());
+            self.remove_new_logs(topic.partitions.into_values().map(|p| p.log).collect());
             return Err(error);
         }
         Ok(id)
@@ -276,8 +276,8 @@ impl Broker {
         let id = topic.record.id;
         let mut renamed: Vec<(String, String)> = Vec::new();
         let mut failure = None;
-        for index in 0..topic.partitions.len() {
-            let dir = partition_dir(name, index as i32);
+        for &index in topic.partitions.keys() {
+            let dir = partition_dir(name, index);
             let target = format!("{dir}.{}-delete", id.simple());
             match self.storage.rename(&dir, &target) {
                 Ok(()) => renamed.push((dir, target)),
@@ -307,7 +307,7 @@ impl Broker {
         // Requests parked on the topic are answered (UNKNOWN_TOPIC_OR_PARTITION) before this
         // input ends.
         let mut topic = topic;
-        for partition in &mut topic.partitions {
+        for partition in topic.partitions.values_mut() {
             partition.waiters.take_all(&mut self.woken);
         }
         drop(topic);
@@ -439,18 +439,16 @@ impl Broker {
         }
         let topic = self.topics.get_mut(name).expect("looked up above");
         let topic_id = topic.record.id;
-        topic.partitions.extend(
-            logs.into_iter()
-                .zip(current..)
-                .map(|(log, index)| Partition::new(PartitionId::new(topic_id, index), log, ProducerTable::default())),
-        );
+        topic.partitions.extend(logs.into_iter().zip(current..).map(|(log, index)| {
+            (index, Partition::new(PartitionId::new(topic_id, index), log, ProducerTable::default()))
+        }));
         topic.record.partitions = count;
         self.unsynced.extend((current..count).map(|index| PartitionId::new(topic_id, index)));
         if let Err(error) = self.persist_new_partitions() {
             let topic = self.topics.get_mut(name).expect("looked up above");
-            let added = topic.partitions.split_off(current as usize);
+            let added = topic.partitions.split_off(&current);
             topic.record.partitions = current;
-            self.remove_new_logs(added.into_iter().map(|p| p.log).collect());
+            self.remove_new_logs(added.into_values().map(|p| p.log).collect());
             return Err(error);
         }
         Ok(())
@@ -581,7 +579,7 @@ impl Broker {
         }
         let topic = self.topics.get_mut(name).expect("topic exists: looked up above");
         let log_config = topic.config.log_config(&defaults);
-        for partition in &mut topic.partitions {
+        for partition in topic.partitions.values_mut() {
             partition.log.set_config(log_config.clone());
         }
         Ok(())

@@ -87,7 +87,7 @@ impl Broker {
         for topic in &request.topics {
             let Some(state) = self.topic(&topic.topic.0) else { continue };
             for wanted in &topic.partitions {
-                if let Some(p) = usize::try_from(wanted.partition).ok().and_then(|i| state.partitions.get(i)) {
+                if let Some(p) = state.partitions.get(&wanted.partition) {
                     waits.push((p.id, wanted.fetch_offset));
                 }
             }

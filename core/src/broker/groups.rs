@@ -100,7 +100,7 @@ impl Broker {
             self.groups.delete(group_id).ok();
         }
         let topics = &self.topics;
-        let lookup = |name: &str| topics.get(name).map(|t| (t.record.id, t.partitions.len() as i32));
+        let lookup = |name: &str| topics.get(name).map(|t| (t.record.id, t.record.partitions));
         self.consumer_groups.heartbeat(now_ms, api_version, client_id, &request, &lookup)
     }
 

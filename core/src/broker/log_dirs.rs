@@ -36,8 +36,7 @@ impl Broker {
                 },
             };
             let mut entry = DescribeLogDirsTopic::default().with_name(TopicName(StrBytes::from_string(name.clone())));
-            for (index, partition) in topic.partitions.iter().enumerate() {
-                let index = index as i32;
+            for (&index, partition) in &topic.partitions {
                 if selected.is_some_and(|list| !list.contains(&index)) {
                     continue;
                 }

@@ -136,7 +136,9 @@ const RECOVERY_CHECKPOINT_INTERVAL_MS: i64 = 60_000;
 pub(crate) struct Topic {
     pub record: TopicRecord,
     pub config: TopicConfig,
-    pub partitions: Vec<Partition>,
+    /// The partitions this node holds a replica of, by index: on a single node every
+    /// partition of the topic, in a cluster those placed on this node.
+    pub partitions: BTreeMap<i32, Partition>,
 }
 
 struct SyncInFlight {
@@ -283,7 +285,7 @@ impl Broker {
             let topic_config = TopicConfig::from_pairs(record.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("topic {}: {e}", record.name)))?;
             let log_config = topic_config.log_config(&config.topic_defaults);
-            let mut partitions = Vec::new();
+            let mut partitions = BTreeMap::new();
             for index in 0..record.partitions {
                 let dir = partition_dir(&record.name, index);
                 let key = (record.name.clone(), index);
@@ -303,7 +305,7 @@ impl Broker {
                 }
                 max_producer_id = max_producer_id.max(producers.max_producer_id().unwrap_or(NO_PRODUCER_ID));
                 report.producers += producers.len();
-                partitions.push(Partition::new(PartitionId::new(record.id, index), log, producers));
+                partitions.insert(index, Partition::new(PartitionId::new(record.id, index), log, producers));
             }
             report.partitions += partitions.len();
             topic_names_by_id.insert(record.id, record.name.clone());
@@ -363,8 +365,13 @@ impl Broker {
         report.committed_offsets = broker.offsets.len();
         // Recovery may have left unsynced bytes (a cut tail, rebuilt indexes); start-up is the
         // one time every partition is looked at.
-        let recovered: Vec<PartitionId> =
-            broker.topics.values().flat_map(|t| &t.partitions).filter(|p| p.log.needs_sync()).map(|p| p.id).collect();
+        let recovered: Vec<PartitionId> = broker
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.log.needs_sync())
+            .map(|p| p.id)
+            .collect();
         broker.unsynced.extend(recovered);
         let hold_ms = 2 * i64::from(broker.config.consumer_group.heartbeat_interval_ms);
         broker.consumer_groups.hold_back(broker.offsets.groups(), now_ms + hold_ms);
@@ -768,7 +775,7 @@ impl Broker {
 
     pub(crate) fn partition_by_id(&self, id: PartitionId) -> Option<&Partition> {
         let name = self.topic_names_by_id.get(&id.topic_id)?;
-        self.topics.get(name)?.partitions.get(usize::try_from(id.index).ok()?)
+        self.topics.get(name)?.partitions.get(&id.index)
     }
 
     pub(crate) fn partition_by_id_mut(&mut self, id: PartitionId) -> Option<&mut Partition> {
@@ -776,18 +783,18 @@ impl Broker {
     }
 
     pub(crate) fn partition(&self, topic: &str, index: i32) -> Option<&Partition> {
-        self.topics.get(topic)?.partitions.get(usize::try_from(index).ok()?)
+        self.topics.get(topic)?.partitions.get(&index)
     }
 
     pub(crate) fn partition_mut(&mut self, topic: &str, index: i32) -> Option<&mut Partition> {
-        self.topics.get_mut(topic)?.partitions.get_mut(usize::try_from(index).ok()?)
+        self.topics.get_mut(topic)?.partitions.get_mut(&index)
     }
 
     /// Rolls segments older than `segment.ms` and applies retention to every partition.
     fn enforce_retention(&mut self, now_ms: i64) {
         let mut moves = Vec::new();
         for topic in self.topics.values_mut() {
-            for (index, partition) in topic.partitions.iter_mut().enumerate().filter(|(_, p)| !p.failed) {
+            for (&index, partition) in topic.partitions.iter_mut().filter(|(_, p)| !p.failed) {
                 let rolled = partition.log.roll_if_old(now_ms);
                 if partition.log.needs_sync() {
                     self.unsynced.insert(partition.id);
@@ -801,7 +808,7 @@ impl Broker {
                     ));
                 }
                 if let Some(start) = partition.log.start_after_retention(now_ms) {
-                    moves.push((topic.record.name.clone(), index as i32, start));
+                    moves.push((topic.record.name.clone(), index, start));
                 }
             }
         }
@@ -850,7 +857,7 @@ impl Broker {
             self.topics
                 .values()
                 .flat_map(|t| {
-                    t.partitions.iter().enumerate().filter(|(_, p)| !p.failed).map(move |(i, p)| {
+                    t.partitions.iter().filter(|(_, p)| !p.failed).map(move |(i, p)| {
                         vec![t.record.name.clone(), i.to_string(), p.log.durable_offset().to_string()]
                     })
                 })
@@ -867,9 +874,9 @@ impl Broker {
             .values()
             .flat_map(|t| {
                 let moved = &moved;
-                t.partitions.iter().enumerate().map(move |(i, p)| {
+                t.partitions.iter().map(move |(&i, p)| {
                     let current = p.log.log_start_offset();
-                    let start = moved.get(&(t.record.name.as_str(), i as i32)).map_or(current, |&m| m.max(current));
+                    let start = moved.get(&(t.record.name.as_str(), i)).map_or(current, |&m| m.max(current));
                     vec![t.record.name.clone(), i.to_string(), start.to_string()]
                 })
             })
@@ -925,7 +932,7 @@ fn partition_in<'a>(
     id: PartitionId,
 ) -> Option<&'a mut Partition> {
     let name = names_by_id.get(&id.topic_id)?;
-    topics.get_mut(name)?.partitions.get_mut(usize::try_from(id.index).ok()?)
+    topics.get_mut(name)?.partitions.get_mut(&id.index)
 }
 
 /// `<topic>-<partition>`, Kafka's directory name.

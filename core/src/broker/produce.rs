@@ -130,10 +130,7 @@ impl Broker {
         let topic_state = self.topics.get_mut(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
         let message_bytes_max = topic_state.config.message_bytes_max(defaults);
         let log_append_time = topic_state.config.log_append_time(defaults);
-        let partition = usize::try_from(index)
-            .ok()
-            .and_then(|i| topic_state.partitions.get_mut(i))
-            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let partition = topic_state.partitions.get_mut(&index).ok_or(ErrorCode::UnknownTopicOrPartition)?;
         if partition.failed {
             return Err(ErrorCode::KafkaStorageError);
         }
