@@ -2,7 +2,8 @@
 sockets, fails over when the leader dies, takes the old leader back as a follower, and
 answers Kafka's own `kafka-metadata-quorum` tool.
 
-Partitions are not replicated yet (README, "Cluster"); these tests cover the quorum alone."""
+Partitions are not replicated yet (README, "A cluster of several nodes"): a topic's partitions
+are spread over the brokers with one replica each."""
 
 import shutil
 import subprocess
@@ -135,3 +136,48 @@ def test_brokers_register_and_a_dead_one_is_fenced_until_it_returns(headwater_cl
     cluster.nodes[victim].start()
     for node in cluster.nodes.values():
         wait_listed(node.bootstrap, everyone, f"after broker {victim} came back")
+
+
+def test_a_topic_spread_over_the_brokers_serves_librdkafka(headwater_cluster):
+    """CreateTopics goes to the controller (librdkafka sends it to Metadata's controller id);
+    each partition lives on one broker, every broker names the same leaders, and a producer
+    and a consumer bootstrapped on the whole cluster find each partition's leader."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+    cluster = headwater_cluster
+    agreed_leader(cluster)
+    for node in cluster.nodes.values():
+        wait_listed(node.bootstrap, sorted(cluster.nodes), "before creating the topic")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic("spread", num_partitions=3, replication_factor=1)])["spread"].result(30)
+
+    def leaders(bootstrap):
+        topic = AdminClient({"bootstrap.servers": bootstrap}).list_topics("spread", timeout=10).topics["spread"]
+        return {p.id: p.leader for p in topic.partitions.values()}
+
+    deadline = time.monotonic() + ELECTION_TIMEOUT_S
+    while True:
+        seen = [leaders(n.bootstrap) for n in cluster.nodes.values()]
+        if all(s == seen[0] and len(s) == 3 and -1 not in s.values() for s in seen):
+            break
+        assert time.monotonic() < deadline, f"the brokers do not agree on the leaders: {seen}"
+        time.sleep(0.3)
+    assert sorted(seen[0].values()) == sorted(cluster.nodes), f"one partition per broker: {seen[0]}"
+
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True})
+    failures = []
+    for i in range(300):
+        producer.produce("spread", value=f"v{i}".encode(), partition=i % 3,
+                         on_delivery=lambda err, msg: err and failures.append(err))
+    assert producer.flush(30) == 0 and not failures, failures
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "unused",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition("spread", p, 0) for p in range(3)])
+    values = set()
+    deadline = time.monotonic() + 30
+    while len(values) < 300 and time.monotonic() < deadline:
+        msg = consumer.poll(1)
+        if msg is not None and msg.error() is None:
+            values.add(msg.value())
+    consumer.close()
+    assert values == {f"v{i}".encode() for i in range(300)}

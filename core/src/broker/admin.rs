@@ -262,7 +262,7 @@ impl Broker {
     /// a crash midway cannot leave a half topic), persists the metadata without it, then
     /// removes the directories. If a rename, its sync or the metadata write fails, the renames
     /// are undone and the topic stays.
-    fn delete_topic(&mut self, name: &str) -> Result<uuid::Uuid, AdminError> {
+    pub(super) fn delete_topic(&mut self, name: &str) -> Result<uuid::Uuid, AdminError> {
         if Broker::is_internal(name) {
             return Err((
                 ErrorCode::InvalidTopicException,
@@ -406,6 +406,9 @@ impl Broker {
     }
 
     fn add_partitions(&mut self, now_ms: i64, name: &str, count: i32, validate_only: bool) -> Result<(), AdminError> {
+        if self.is_cluster() {
+            return Err((ErrorCode::InvalidRequest, "adding partitions in a cluster is not supported yet".into()));
+        }
         let defaults = self.config.topic_defaults.clone();
         let topic = self
             .topics
@@ -564,6 +567,12 @@ impl Broker {
 
     /// Replaces a topic's overrides and applies the new log settings at once.
     fn set_topic_config(&mut self, name: &str, config: TopicConfig) -> Result<(), AdminError> {
+        if self.topic(name).is_some_and(|t| self.cluster.image_topics().contains(&t.record.id)) {
+            return Err((
+                ErrorCode::InvalidRequest,
+                "changing a topic's configs in a cluster is not supported yet".into(),
+            ));
+        }
         let defaults = self.config.topic_defaults.clone();
         let topic = self
             .topics

@@ -110,7 +110,7 @@ impl Broker {
             for wanted in &topic.partitions {
                 let mut data = PartitionData::default().with_partition_index(wanted.partition);
                 match self.partition(&name, wanted.partition) {
-                    None => data.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                    None => data.error_code = self.absent_partition(&name, wanted.partition).code(),
                     Some(p) => {
                         let log = &p.log;
                         data.high_watermark = p.high_watermark();

@@ -82,7 +82,6 @@ impl Broker {
         request: MetadataRequest,
     ) -> MetadataResponse {
         let (listed, controller) = self.listed_brokers();
-        let node_id = BrokerId(self.config.node_id);
         let brokers = listed
             .into_iter()
             .map(|b| {
@@ -130,7 +129,16 @@ impl Broker {
                 response.topics.push(entry);
                 continue;
             }
-            if self.topic(&name).is_none() && auto_create {
+            if self.topic(&name).is_none() && auto_create && self.is_cluster() {
+                self.cluster_auto_create(now_ms, &name);
+                if self.topic(&name).is_none() {
+                    // Being created (or refused: a node that is not the controller asks the
+                    // client to come back, as Kafka does while a topic is created).
+                    entry.error_code = ErrorCode::LeaderNotAvailable.code();
+                    response.topics.push(entry);
+                    continue;
+                }
+            } else if self.topic(&name).is_none() && auto_create {
                 let partitions = self.config.default_partitions;
                 // A failure is reported as a fault inside; the entry then answers below as an
                 // unknown topic, and the client asks again.
@@ -148,15 +156,23 @@ impl Broker {
                     if topic_operations {
                         entry.topic_authorized_operations = TOPIC_OPERATIONS;
                     }
+                    let topic_id = topic.record.id;
                     entry.partitions = (0..topic.record.partitions)
                         .map(|index| {
+                            let roles = self.partition_roles(topic_id, index);
                             let mut p = MetadataResponsePartition::default()
                                 .with_partition_index(index)
-                                .with_leader_id(node_id)
-                                .with_replica_nodes(vec![node_id])
-                                .with_isr_nodes(vec![node_id]);
+                                .with_leader_id(BrokerId(roles.leader))
+                                .with_replica_nodes(roles.replicas.into_iter().map(BrokerId).collect())
+                                .with_isr_nodes(roles.in_sync.into_iter().map(BrokerId).collect());
+                            if roles.leader < 0 {
+                                p.error_code = ErrorCode::LeaderNotAvailable.code();
+                            }
+                            if api_version >= 5 {
+                                p.offline_replicas = roles.offline.into_iter().map(BrokerId).collect();
+                            }
                             if api_version >= 7 {
-                                p.leader_epoch = 0;
+                                p.leader_epoch = roles.epoch;
                             }
                             p
                         })

@@ -20,6 +20,7 @@
 //! the last one, so many produce requests share one fsync (group commit).
 
 mod admin;
+mod cluster_topics;
 mod fault;
 mod fetch;
 mod groups;
@@ -225,6 +226,9 @@ pub struct Broker {
     /// This broker's registration and heartbeats, and (on the controller) brokers' calls.
     lifecycle: lifecycle::Lifecycle,
     controller_calls: lifecycle::ControllerCalls,
+    /// In a cluster: the topics built from the metadata image, and admin requests waiting
+    /// for the controller.
+    cluster: cluster_topics::ClusterTopics,
     /// How many times a parked request was looked at again (tests check it follows what
     /// changed, not how much is parked).
     #[cfg(test)]
@@ -331,6 +335,19 @@ impl Broker {
             }
             None => None,
         };
+        // A cluster's partitions open once the image names them; until then their checkpoint
+        // entries are kept as read.
+        let mut unopened = BTreeMap::new();
+        if quorum.is_some() {
+            for key in recovery_points.keys().chain(start_offsets.keys()) {
+                if !topics.contains_key(&key.0) {
+                    let recovery = recovery_points.get(key).copied().unwrap_or(0);
+                    let start = start_offsets.get(key).copied().unwrap_or(0);
+                    unopened.insert(key.clone(), (recovery, start));
+                }
+            }
+        }
+        let cluster = cluster_topics::ClusterTopics::new(unopened);
         let mut broker = Broker {
             config,
             storage,
@@ -355,6 +372,7 @@ impl Broker {
             quorum_fetch_versions: BTreeMap::new(),
             lifecycle: lifecycle::Lifecycle::default(),
             controller_calls: lifecycle::ControllerCalls::default(),
+            cluster,
             #[cfg(test)]
             parked_looked_at: 0,
             next_token: 1,
@@ -445,6 +463,18 @@ impl Broker {
                 reply(ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(r)))
             }
             RequestKind::DeleteRecords(r) => reply(ResponseKind::DeleteRecords(self.delete_records(r))),
+            RequestKind::CreateTopics(r) if self.is_cluster() => {
+                match self.cluster_create_topics(now_ms, id, api_version, r) {
+                    Some(body) => body,
+                    None => return self.after_input(),
+                }
+            }
+            RequestKind::DeleteTopics(r) if self.is_cluster() => {
+                match self.cluster_delete_topics(now_ms, id, api_version, r) {
+                    Some(body) => body,
+                    None => return self.after_input(),
+                }
+            }
             RequestKind::CreateTopics(r) => {
                 reply(ResponseKind::CreateTopics(self.create_topics(now_ms, api_version, r)))
             }
@@ -853,7 +883,7 @@ impl Broker {
     }
 
     fn write_recovery_checkpoint(&self) -> io::Result<()> {
-        let entries: Vec<Vec<String>> =
+        let mut entries: Vec<Vec<String>> =
             self.topics
                 .values()
                 .flat_map(|t| {
@@ -862,6 +892,9 @@ impl Broker {
                     })
                 })
                 .collect();
+        let unopened = self.cluster.unopened().iter();
+        entries
+            .extend(unopened.map(|((name, i), (recovery, _))| vec![name.clone(), i.to_string(), recovery.to_string()]));
         checkpoint::write(self.storage.as_ref(), "", RECOVERY_CHECKPOINT, &entries)
     }
 
@@ -881,6 +914,9 @@ impl Broker {
                 })
             })
             .collect();
+        let mut entries = entries;
+        let unopened = self.cluster.unopened().iter();
+        entries.extend(unopened.map(|((name, i), (_, start))| vec![name.clone(), i.to_string(), start.to_string()]));
         checkpoint::write(self.storage.as_ref(), "", LOG_START_CHECKPOINT, &entries)
     }
 
@@ -915,7 +951,10 @@ impl Broker {
     }
 
     fn persist_metadata(&mut self) -> io::Result<()> {
-        self.metadata.document.topics = self.topics.values().map(|t| t.record.clone()).collect();
+        // A cluster's topics live in the metadata log; this file keeps the node's own.
+        let from_image = self.cluster.image_topics();
+        self.metadata.document.topics =
+            self.topics.values().filter(|t| !from_image.contains(&t.record.id)).map(|t| t.record.clone()).collect();
         self.metadata.persist(self.storage.as_ref())
     }
 }

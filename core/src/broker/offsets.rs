@@ -27,7 +27,7 @@ impl Broker {
                 let mut entry = ListOffsetsPartitionResponse::default().with_partition_index(wanted.partition_index);
                 // A failed partition still answers from what is durable.
                 let result = match self.partition(&name, wanted.partition_index) {
-                    None => Err(ErrorCode::UnknownTopicOrPartition),
+                    None => Err(self.absent_partition(&name, wanted.partition_index)),
                     Some(p) => match leader_epoch_error(wanted.current_leader_epoch) {
                         Some(code) => Err(code),
                         None => {
@@ -83,7 +83,7 @@ impl Broker {
             for wanted in topic.partitions {
                 let mut entry = DeleteRecordsPartitionResult::default().with_partition_index(wanted.partition_index);
                 match self.partition(&name, wanted.partition_index) {
-                    None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                    None => entry.error_code = self.absent_partition(&name, wanted.partition_index).code(),
                     Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),
                     Some(p) => {
                         let high_watermark = p.log.durable_offset();
@@ -121,7 +121,7 @@ impl Broker {
             for wanted in topic.partitions {
                 let mut entry = EpochEndOffset::default().with_partition(wanted.partition);
                 match self.partition(&name, wanted.partition) {
-                    None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                    None => entry.error_code = self.absent_partition(&name, wanted.partition).code(),
                     Some(p) => match leader_epoch_error(wanted.current_leader_epoch) {
                         Some(code) => entry.error_code = code.code(),
                         None => match p.log.end_offset_for_epoch(wanted.leader_epoch) {

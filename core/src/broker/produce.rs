@@ -130,7 +130,9 @@ impl Broker {
         let topic_state = self.topics.get_mut(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
         let message_bytes_max = topic_state.config.message_bytes_max(defaults);
         let log_append_time = topic_state.config.log_append_time(defaults);
-        let partition = topic_state.partitions.get_mut(&index).ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let known = (0..topic_state.record.partitions).contains(&index);
+        let absent = if known { ErrorCode::NotLeaderOrFollower } else { ErrorCode::UnknownTopicOrPartition };
+        let partition = topic_state.partitions.get_mut(&index).ok_or(absent)?;
         if partition.failed {
             return Err(ErrorCode::KafkaStorageError);
         }

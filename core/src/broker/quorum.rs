@@ -126,7 +126,11 @@ impl Broker {
                     self.quorum_sync = Some((token, durable_offset));
                     self.outputs.push_back(Output::Io(IoCommand::Sync { token, files }));
                 }
-                QuorumOutput::Decided { token, result } => self.call_decided(now_ms, token, result),
+                QuorumOutput::Decided { token, result } => {
+                    if !self.admin_decided(token, result.clone()) {
+                        self.call_decided(now_ms, token, result);
+                    }
+                }
                 QuorumOutput::Fault(fault) => self.faults.push(fault),
             }
         }
@@ -134,6 +138,8 @@ impl Broker {
         if let Some(a) = answering.filter(|a| a.api_key == ApiKey::Fetch && !answered) {
             self.quorum_fetch_versions.insert(a.id, a.api_version);
         }
+        // Newly committed records may have changed which partitions live here.
+        self.build_from_image(now_ms);
         answered
     }
 

@@ -729,6 +729,8 @@ struct QuorumCluster {
     next_id: u64,
     /// Requests delivered and not yet answered: (receiver, request id) -> (sender, message).
     waiting: BTreeMap<(i32, RequestId), (i32, crate::peer::PeerMessage)>,
+    /// Answers to requests of clients (sent with `call`), by request id.
+    answers: BTreeMap<RequestId, ResponseKind>,
 }
 
 impl QuorumCluster {
@@ -739,7 +741,7 @@ impl QuorumCluster {
             let (broker, _) = Broker::open(Self::config(node), Arc::new(storage.clone()), 0).unwrap();
             brokers.insert(node, (storage, broker));
         }
-        QuorumCluster { brokers, now_ms: 0, next_id: 1, waiting: BTreeMap::new() }
+        QuorumCluster { brokers, now_ms: 0, next_id: 1, waiting: BTreeMap::new(), answers: BTreeMap::new() }
     }
 
     /// Performs every output until nothing moves at the current time.
@@ -778,7 +780,12 @@ impl QuorumCluster {
                 receiver.handle_request(now, request);
             }
             Output::Response(response) => {
-                let Some((sender, sent)) = self.waiting.remove(&(node, response.id)) else { return };
+                let Some((sender, sent)) = self.waiting.remove(&(node, response.id)) else {
+                    if let ResponseBody::Message(body) = response.body {
+                        self.answers.insert(response.id, *body);
+                    }
+                    return;
+                };
                 let ResponseBody::Message(body) = response.body else { panic!("{:?}", response.body) };
                 // EndQuorumEpoch's empty answer carries nothing.
                 let Some(answer) = sent.answer(&body).unwrap() else { return };
@@ -857,6 +864,23 @@ impl QuorumCluster {
         *body
     }
 
+    /// Asks node `node` as a client would and runs the cluster until it answers (10 s at most).
+    fn call(&mut self, node: i32, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        let request = Request { id, conn: ConnId(97), api_key, api_version, client_id: None, body };
+        self.brokers.get_mut(&node).unwrap().1.handle_request(self.now_ms, request);
+        let give_up = self.now_ms + 10_000;
+        loop {
+            self.settle();
+            if let Some(answer) = self.answers.remove(&id) {
+                return answer;
+            }
+            assert!(self.now_ms < give_up, "node {node} did not answer {api_key:?}");
+            self.run_until(self.now_ms + 10);
+        }
+    }
+
     /// The brokers node `node` lists in its Metadata answer.
     fn listed(&mut self, node: i32) -> Vec<(i32, i32)> {
         let body = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![])));
@@ -916,6 +940,76 @@ fn brokers_register_heartbeat_and_a_silent_one_is_fenced_until_it_returns() {
         assert_eq!(c.listed(node), everyone, "broker {node} lists broker 2 again");
     }
     assert!(c.brokers[&2].1.is_registered());
+}
+
+#[test]
+fn a_cluster_topic_is_created_by_the_controller_and_spread_over_the_brokers() {
+    let mut c = QuorumCluster::new();
+    c.run_until(10_000);
+    let leader = c.describe(1).topics[0].partitions[0].leader_id.0;
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let create = |partitions: i32, replication_factor: i16| {
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("orders")))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor);
+        RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))
+    };
+    // Only the controller creates; replication is not there yet.
+    let ResponseKind::CreateTopics(r) = c.call(follower, ApiKey::CreateTopics, 7, create(3, 1)) else { panic!() };
+    assert_eq!(r.topics[0].error_code, ErrorCode::NotController.code());
+    let ResponseKind::CreateTopics(r) = c.call(leader, ApiKey::CreateTopics, 7, create(3, 3)) else { panic!() };
+    assert_eq!(r.topics[0].error_code, ErrorCode::InvalidReplicationFactor.code());
+    let ResponseKind::CreateTopics(r) = c.call(leader, ApiKey::CreateTopics, 7, create(3, 1)) else { panic!() };
+    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    assert_eq!(r.topics[0].num_partitions, 3);
+    assert!(!r.topics[0].topic_id.is_nil());
+    c.run_until(c.now_ms + 1_000);
+
+    // Each partition lives on exactly one broker, and every broker tells the same leaders.
+    let mut holders = BTreeMap::new();
+    for node in 1..=3 {
+        for &index in c.brokers[&node].1.topic("orders").expect("every node knows the topic").partitions.keys() {
+            assert!(holders.insert(index, node).is_none(), "partition {index} is on two brokers");
+        }
+    }
+    assert_eq!(holders.len(), 3, "{holders:?}");
+    assert_eq!(holders.values().collect::<std::collections::BTreeSet<_>>().len(), 3, "spread evenly: {holders:?}");
+    let metadata = || RequestKind::Metadata(MetadataRequest::default().with_topics(None));
+    for node in 1..=3 {
+        let ResponseKind::Metadata(m) = c.ask(node, ApiKey::Metadata, 12, metadata()) else { panic!() };
+        let topic = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "orders")).unwrap();
+        let leaders: BTreeMap<i32, i32> = topic.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
+        assert_eq!(leaders, holders, "node {node}'s Metadata names the holders as leaders");
+    }
+
+    // A produce goes to the partition's leader; another broker says NOT_LEADER_OR_FOLLOWER.
+    let (&index, &holder) = holders.iter().next().unwrap();
+    let other = (1..=3).find(|&n| n != holder).unwrap();
+    let produce = || produce_request("orders", index, 1, batch(&simple(2, 5), None));
+    let ResponseKind::Produce(r) = c.call(other, ApiKey::Produce, 9, produce()) else { panic!() };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, ErrorCode::NotLeaderOrFollower.code());
+    let ResponseKind::Produce(r) = c.call(holder, ApiKey::Produce, 9, produce()) else { panic!() };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+
+    // A restarted broker opens its partitions again once its image names them, data included.
+    let storage = c.stop(holder);
+    c.restart(holder, storage);
+    c.run_until(c.now_ms + 10_000);
+    let log_end = c.brokers[&holder].1.partition("orders", index).map(|p| p.log.end_offset());
+    assert_eq!(log_end, Some(2), "the produced records are back");
+
+    // Deleting through the controller removes the topic on every broker.
+    let leader = c.describe(other).topics[0].partitions[0].leader_id.0;
+    let delete = RequestKind::DeleteTopics(
+        DeleteTopicsRequest::default().with_topic_names(vec![TopicName(StrBytes::from_static_str("orders"))]),
+    );
+    let ResponseKind::DeleteTopics(r) = c.call(leader, ApiKey::DeleteTopics, 4, delete) else { panic!() };
+    assert_eq!(r.responses[0].error_code, 0, "{r:?}");
+    c.run_until(c.now_ms + 1_000);
+    for node in 1..=3 {
+        assert!(c.brokers[&node].1.topic("orders").is_none(), "node {node} deleted the topic");
+    }
 }
 
 #[test]

@@ -1,0 +1,431 @@
+//! Topics in a cluster: the controller creates and deletes them (CreateTopics and DeleteTopics
+//! are decided by the quorum's leader and answered once committed), and every node builds its
+//! share from the metadata image: a replica placed on this node gets a local log, and a topic
+//! that leaves the image is deleted here too.
+//!
+//! Partitions are not replicated yet: a topic's replication factor must be 1, and its one
+//! replica leads it while that broker is not fenced. Partition Rafts (D21) replace this.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{
+    partition_dir, Broker, Output, Partition, RequestId, Response, ResponseBody, StorageFault, StorageOp, Topic,
+};
+use crate::constants::PARTITIONS_PER_TOPIC_MAX;
+use crate::error::ErrorCode;
+use crate::ids::{NodeId, PartitionId};
+use crate::log::Log;
+use crate::metadata::controller::Refusal;
+use crate::metadata::image::MetadataImage;
+use crate::metadata::quorum::Decision;
+use crate::metadata::{validate_topic_name, TopicConfig, TopicRecord};
+use crate::txn::producer::ProducerTable;
+
+/// Tokens of admin decisions; apart from the broker lifecycle's (request ids and bit 63).
+const ADMIN_TOKEN: u64 = 1 << 62;
+
+/// What the cluster side of a broker keeps between inputs.
+#[derive(Debug, Default)]
+pub(super) struct ClusterTopics {
+    /// The image this node's topics were last built from.
+    built_from: Option<Arc<MetadataImage>>,
+    /// Topic ids that came from the image (only those are deleted when they leave it).
+    from_image: BTreeSet<uuid::Uuid>,
+    /// Admin requests waiting for their decisions, and which entry each token answers.
+    waiting: BTreeMap<RequestId, WaitingAdmin>,
+    tokens: BTreeMap<u64, (RequestId, usize)>,
+    next_token: u64,
+    /// Checkpointed (recovery point, log start) of partitions not opened yet: they open once
+    /// the image names them, and their entries are kept in the checkpoints meanwhile.
+    unopened: BTreeMap<(String, i32), (i64, i64)>,
+}
+
+#[derive(Debug)]
+struct WaitingAdmin {
+    api_version: i16,
+    response: ResponseKind,
+    remaining: usize,
+}
+
+impl ClusterTopics {
+    pub(super) fn new(unopened: BTreeMap<(String, i32), (i64, i64)>) -> ClusterTopics {
+        ClusterTopics { unopened, ..ClusterTopics::default() }
+    }
+
+    /// Checkpoint entries of partitions not opened yet, to keep in the checkpoint files.
+    pub(super) fn unopened(&self) -> &BTreeMap<(String, i32), (i64, i64)> {
+        &self.unopened
+    }
+
+    pub(super) fn image_topics(&self) -> &BTreeSet<uuid::Uuid> {
+        &self.from_image
+    }
+}
+
+impl Broker {
+    pub(super) fn is_cluster(&self) -> bool {
+        self.quorum.is_some()
+    }
+
+    /// CreateTopics in a cluster: each valid topic is asked of the controller.
+    pub(super) fn cluster_create_topics(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: CreateTopicsRequest,
+    ) -> Option<ResponseBody> {
+        let mut response = CreateTopicsResponse::default();
+        let mut decisions = Vec::new();
+        for (position, wanted) in request.topics.into_iter().enumerate() {
+            let name = wanted.name.0.to_string();
+            let mut result = CreatableTopicResult::default().with_name(wanted.name.clone());
+            let checked = (|| -> Result<Decision, Refusal> {
+                validate_topic_name(&name).map_err(|e| (ErrorCode::InvalidTopicException, e))?;
+                if self.topics.contains_key(&name) {
+                    return Err((ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists")));
+                }
+                if !wanted.assignments.is_empty() {
+                    return Err((
+                        ErrorCode::InvalidReplicaAssignment,
+                        "replica assignments are not taken yet; give partitions and replication factor".into(),
+                    ));
+                }
+                if ![-1, 1].contains(&wanted.replication_factor) {
+                    return Err((
+                        ErrorCode::InvalidReplicationFactor,
+                        format!(
+                            "replication factor {}: partitions are not replicated yet, so it must be 1",
+                            wanted.replication_factor
+                        ),
+                    ));
+                }
+                let partitions =
+                    if wanted.num_partitions == -1 { self.config.default_partitions } else { wanted.num_partitions };
+                if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+                    return Err((
+                        ErrorCode::InvalidPartitions,
+                        format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
+                    ));
+                }
+                let configs: BTreeMap<String, String> = wanted
+                    .configs
+                    .iter()
+                    .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                    .collect();
+                TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+                Ok(Decision::CreateTopic { name: name.clone(), partitions, replication_factor: 1, configs })
+            })();
+            match checked {
+                Ok(decision) if !request.validate_only => decisions.push((position, decision)),
+                Ok(_) => {}
+                Err((code, message)) => set_create_error(&mut result, api_version, code, message),
+            }
+            response.topics.push(result);
+        }
+        self.decide_admin(now_ms, id, api_version, ResponseKind::CreateTopics(response), decisions)
+    }
+
+    /// DeleteTopics in a cluster, by name (requests by topic id name them through the image).
+    pub(super) fn cluster_delete_topics(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: DeleteTopicsRequest,
+    ) -> Option<ResponseBody> {
+        let image = self.quorum.as_ref().map(|q| q.image().clone()).unwrap_or_default();
+        let mut wanted: Vec<(Option<String>, uuid::Uuid)> =
+            request.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
+        wanted.extend(request.topics.iter().map(|t| {
+            let name = t.name.as_ref().map(|n| n.0.to_string());
+            let name = name.or_else(|| image.topics.get(&t.topic_id).map(|t| t.name.clone()));
+            (name, t.topic_id)
+        }));
+        let mut response = DeleteTopicsResponse::default();
+        let mut decisions = Vec::new();
+        for (position, (name, topic_id)) in wanted.into_iter().enumerate() {
+            let mut result = DeletableTopicResult::default().with_topic_id(topic_id);
+            result.name = name.clone().map(|n| TopicName(StrBytes::from_string(n)));
+            match name {
+                Some(name) if !Broker::is_internal(&name) => decisions.push((position, Decision::DeleteTopic { name })),
+                Some(_) => {
+                    result.error_code = ErrorCode::InvalidRequest.code();
+                    result.error_message = Some(StrBytes::from_static_str("internal topics cannot be deleted"));
+                }
+                None => result.error_code = ErrorCode::UnknownTopicId.code(),
+            }
+            if api_version < 5 {
+                result.error_message = None;
+            }
+            if api_version < 6 {
+                result.topic_id = uuid::Uuid::nil();
+            }
+            response.responses.push(result);
+        }
+        self.decide_admin(now_ms, id, api_version, ResponseKind::DeleteTopics(response), decisions)
+    }
+
+    /// Asks the controller each decision; the response leaves once every one is decided.
+    fn decide_admin(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        response: ResponseKind,
+        decisions: Vec<(usize, Decision)>,
+    ) -> Option<ResponseBody> {
+        if decisions.is_empty() {
+            return Some(ResponseBody::Message(Box::new(response)));
+        }
+        let remaining = decisions.len();
+        self.cluster.waiting.insert(id, WaitingAdmin { api_version, response, remaining });
+        for (position, decision) in decisions {
+            let token = ADMIN_TOKEN | self.cluster.next_token;
+            self.cluster.next_token += 1;
+            self.cluster.tokens.insert(token, (id, position));
+            if let Some(quorum) = &mut self.quorum {
+                quorum.decide(now_ms, token, decision);
+            }
+        }
+        // Refusals come back at once; the response may already be out.
+        self.drain_quorum(now_ms, None);
+        None
+    }
+
+    /// A controller decision on an admin request's entry. False if `token` is not an admin one.
+    pub(super) fn admin_decided(&mut self, token: u64, result: Result<(), Refusal>) -> bool {
+        let Some((id, position)) = self.cluster.tokens.remove(&token) else { return token & ADMIN_TOKEN != 0 };
+        let Some(waiting) = self.cluster.waiting.get_mut(&id) else { return true };
+        let api_version = waiting.api_version;
+        let image = self.quorum.as_ref().map(|q| q.image().clone()).unwrap_or_default();
+        match &mut waiting.response {
+            ResponseKind::CreateTopics(r) => {
+                let entry = &mut r.topics[position];
+                match result {
+                    Ok(()) => {
+                        if let Some(topic) = image.topic(entry.name.0.as_str()) {
+                            if api_version >= 5 {
+                                entry.num_partitions = topic.partitions.len() as i32;
+                                entry.replication_factor =
+                                    topic.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+                            }
+                            if api_version >= 7 {
+                                entry.topic_id = topic.id;
+                            }
+                        }
+                    }
+                    Err((code, message)) => set_create_error(entry, api_version, code, message),
+                }
+            }
+            ResponseKind::DeleteTopics(r) => {
+                if let Err((code, message)) = result {
+                    let entry = &mut r.responses[position];
+                    entry.error_code = code.code();
+                    if api_version >= 5 {
+                        entry.error_message = Some(StrBytes::from_string(message));
+                    }
+                }
+            }
+            _ => {}
+        }
+        waiting.remaining -= 1;
+        if waiting.remaining == 0 {
+            let waiting = self.cluster.waiting.remove(&id).expect("looked up above");
+            let api_key = match waiting.response {
+                ResponseKind::CreateTopics(_) => kafka_protocol::messages::ApiKey::CreateTopics,
+                _ => kafka_protocol::messages::ApiKey::DeleteTopics,
+            };
+            self.outputs.push_back(Output::Response(Response {
+                id,
+                api_key,
+                api_version,
+                body: ResponseBody::Message(Box::new(waiting.response)),
+            }));
+        }
+        true
+    }
+
+    /// Brings this node's topics in line with the quorum's image, if it changed: opens a log
+    /// for each replica placed here, and deletes the topics that left it.
+    pub(super) fn build_from_image(&mut self, now_ms: i64) {
+        let Some(image) = self.quorum.as_ref().map(|q| q.image().clone()) else { return };
+        if self.cluster.built_from.as_ref().is_some_and(|built| Arc::ptr_eq(built, &image)) {
+            return;
+        }
+        let unchanged = self.cluster.built_from.as_ref().is_some_and(|built| built.topics == image.topics);
+        self.cluster.built_from = Some(image.clone());
+        if unchanged {
+            return;
+        }
+        let gone: Vec<uuid::Uuid> =
+            self.cluster.from_image.iter().filter(|id| !image.topics.contains_key(id)).copied().collect();
+        for id in gone {
+            self.cluster.from_image.remove(&id);
+            if let Some(name) = self.topic_names_by_id.get(&id).cloned() {
+                if self.delete_topic(&name).is_err() {
+                    // The fault is reported inside; the next image change tries again.
+                    self.cluster.from_image.insert(id);
+                }
+            }
+        }
+        let own = NodeId(self.config.node_id);
+        for topic in image.topics.values() {
+            if let Some(local) = self.topic_names_by_id.get(&topic.id) {
+                if *local != topic.name {
+                    continue;
+                }
+            } else if self.topics.contains_key(&topic.name) {
+                // A local topic of the same name (one made before this node joined a cluster).
+                self.faults.push(StorageFault::new(
+                    StorageOp::CreateTopic,
+                    partition_dir(&topic.name, 0),
+                    &std::io::Error::other("a local topic has this name"),
+                    "the cluster's topic of this name is not served by this node",
+                ));
+                continue;
+            }
+            // The controller checked the configs before deciding.
+            let config = TopicConfig::from_pairs(topic.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .unwrap_or_default();
+            let record = TopicRecord {
+                name: topic.name.clone(),
+                id: topic.id,
+                partitions: topic.partitions.len() as i32,
+                configs: topic.configs.clone(),
+            };
+            self.cluster.from_image.insert(topic.id);
+            self.topic_names_by_id.insert(topic.id, topic.name.clone());
+            let entry = self.topics.entry(topic.name.clone()).or_insert_with(|| Topic {
+                record: record.clone(),
+                config: config.clone(),
+                partitions: BTreeMap::new(),
+            });
+            entry.record = record;
+            let log_config = config.log_config(&self.config.topic_defaults);
+            entry.config = config;
+            let wanted: Vec<i32> = topic
+                .partitions
+                .iter()
+                .zip(0..)
+                .filter(|(p, index)| p.replicas.contains(&own) && !entry.partitions.contains_key(index))
+                .map(|(_, index)| index)
+                .collect();
+            for index in wanted {
+                let dir = partition_dir(&topic.name, index);
+                let (recovery_point, start) =
+                    self.cluster.unopened.remove(&(topic.name.clone(), index)).unwrap_or((0, 0));
+                let opened = match self.storage.exists(&dir) {
+                    Ok(true) => {
+                        Log::open(self.storage.clone(), &dir, log_config.clone(), recovery_point, start, now_ms)
+                            .map(|(log, _)| log)
+                    }
+                    Ok(false) => Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms),
+                    Err(e) => Err(e),
+                };
+                let log = match opened {
+                    Ok(log) => log,
+                    Err(error) => {
+                        self.faults.push(StorageFault::new(
+                            StorageOp::CreateTopic,
+                            dir,
+                            &error,
+                            "this replica is not served here; a restart tries again",
+                        ));
+                        continue;
+                    }
+                };
+                let mut producers = ProducerTable::default();
+                // An unreadable header leaves the table as far as it got; the log's own
+                // recovery has checked every batch already.
+                let _ = log.for_each_batch_header(|header| producers.record(header, header.base_offset));
+                let id = PartitionId::new(topic.id, index);
+                let topic_entry = self.topics.get_mut(&topic.name).expect("inserted above");
+                topic_entry.partitions.insert(index, Partition::new(id, log, producers));
+                self.unsynced.insert(id);
+            }
+        }
+    }
+
+    /// The leader, leader epoch and replicas of a partition for Metadata: on one node this
+    /// node; in a cluster the image's, where a partition of one replica is led by that
+    /// replica while its broker is not fenced.
+    pub(super) fn partition_roles(&self, topic_id: uuid::Uuid, index: i32) -> Roles {
+        let own = self.config.node_id;
+        let alone = Roles { leader: own, epoch: 0, replicas: vec![own], in_sync: vec![own], offline: Vec::new() };
+        let Some(quorum) = &self.quorum else { return alone };
+        let image = quorum.image();
+        let Some(partition) = image.topics.get(&topic_id).and_then(|t| t.partitions.get(index as usize)) else {
+            // One of this node's own topics (the offsets topic).
+            return alone;
+        };
+        let live = |n: &NodeId| image.brokers.get(n).is_some_and(|b| !b.fenced);
+        let leader = partition.leader.or_else(|| match partition.replicas.as_slice() {
+            [only] if live(only) => Some(*only),
+            _ => None,
+        });
+        let replicas: Vec<i32> = partition.replicas.iter().map(|n| n.0).collect();
+        let in_sync = match leader {
+            Some(leader) if partition.in_sync.is_empty() => vec![leader.0],
+            _ => partition.in_sync.iter().map(|n| n.0).collect(),
+        };
+        let offline = partition.replicas.iter().filter(|n| !live(n)).map(|n| n.0).collect();
+        Roles { leader: leader.map_or(-1, |n| n.0), epoch: partition.leader_epoch, replicas, in_sync, offline }
+    }
+
+    /// The error for a partition this node does not hold: NOT_LEADER_OR_FOLLOWER for a
+    /// partition of a known topic (it lives on another broker), else UNKNOWN_TOPIC_OR_PARTITION.
+    pub(super) fn absent_partition(&self, topic: &str, index: i32) -> ErrorCode {
+        match self.topic(topic) {
+            Some(t) if (0..t.record.partitions).contains(&index) => ErrorCode::NotLeaderOrFollower,
+            _ => ErrorCode::UnknownTopicOrPartition,
+        }
+    }
+
+    /// Auto-creation in a cluster: asked of the controller, answered by nobody (the client
+    /// asks for the topic's metadata again).
+    pub(super) fn cluster_auto_create(&mut self, now_ms: i64, name: &str) {
+        let decision = Decision::CreateTopic {
+            name: name.to_string(),
+            partitions: self.config.default_partitions,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        };
+        let token = ADMIN_TOKEN | self.cluster.next_token;
+        self.cluster.next_token += 1;
+        if let Some(quorum) = &mut self.quorum {
+            quorum.decide(now_ms, token, decision);
+        }
+        self.drain_quorum(now_ms, None);
+    }
+}
+
+/// A partition's roles as Metadata tells them (-1: no leader now).
+pub(super) struct Roles {
+    pub leader: i32,
+    pub epoch: i32,
+    pub replicas: Vec<i32>,
+    pub in_sync: Vec<i32>,
+    pub offline: Vec<i32>,
+}
+
+fn set_create_error(result: &mut CreatableTopicResult, api_version: i16, code: ErrorCode, message: String) {
+    result.error_code = code.code();
+    if api_version >= 1 {
+        result.error_message = Some(StrBytes::from_string(message));
+    }
+    if api_version >= 5 {
+        result.num_partitions = -1;
+        result.replication_factor = -1;
+        result.configs = None;
+    }
+}
