@@ -224,6 +224,19 @@ impl Broker {
             response.producer_epoch = request.producer_epoch + 1;
             return response;
         }
+        // In a cluster each node hands out its own residue of the ids modulo the number of
+        // voters, so two nodes never give two producers one id (a partition would take the
+        // second producer's first batch for a duplicate of the first's). The controller's
+        // producer-id blocks replace this once partitions move between brokers.
+        let (stride, residue) = match &self.config.quorum_voters {
+            Some(voters) => {
+                // Sorted, so that nodes listing the cluster in different orders still agree.
+                let position = voters.iter().filter(|n| n.0 < self.config.node_id).count();
+                (voters.len().max(1) as i64, position as i64)
+            }
+            None => (1, 0),
+        };
+        self.next_producer_id += (residue - self.next_producer_id).rem_euclid(stride);
         if self.next_producer_id >= self.metadata.document.producer_id_block_end {
             self.metadata.document.producer_id_block_end = self.next_producer_id + PRODUCER_ID_BLOCK_SIZE;
             if let Err(error) = self.persist_metadata() {

@@ -1013,6 +1013,30 @@ fn a_cluster_topic_is_created_by_the_controller_and_spread_over_the_brokers() {
 }
 
 #[test]
+fn nodes_of_a_cluster_never_hand_out_the_same_producer_id() {
+    let mut c = QuorumCluster::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 0..4 {
+        for node in 1..=3 {
+            let body = RequestKind::InitProducerId(
+                InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)),
+            );
+            let ResponseKind::InitProducerId(r) = c.ask(node, ApiKey::InitProducerId, 4, body) else { panic!() };
+            assert_eq!(r.error_code, 0);
+            assert!(seen.insert(r.producer_id.0), "round {round}: node {node} repeated id {}", r.producer_id.0);
+        }
+    }
+    // Restarted, a node goes on from where it was, still apart from the others.
+    let storage = c.stop(2);
+    c.restart(2, storage);
+    let body = RequestKind::InitProducerId(
+        InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)),
+    );
+    let ResponseKind::InitProducerId(r) = c.ask(2, ApiKey::InitProducerId, 4, body) else { panic!() };
+    assert!(seen.insert(r.producer_id.0), "the restarted node repeated id {}", r.producer_id.0);
+}
+
+#[test]
 fn a_kraft_request_from_another_cluster_is_refused_and_changes_nothing() {
     let mut c = QuorumCluster::new();
     let vote = |cluster: &str| {
