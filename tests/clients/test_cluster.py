@@ -181,3 +181,23 @@ def test_a_topic_spread_over_the_brokers_serves_librdkafka(headwater_cluster):
             values.add(msg.value())
     consumer.close()
     assert values == {f"v{i}".encode() for i in range(300)}
+
+    # A consumer group finds its one coordinator (whichever node it asks), reads every
+    # partition and commits; the commit is there for the next member.
+    group = {"bootstrap.servers": cluster.bootstrap, "group.id": "spread-readers",
+             "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    member = Consumer(group)
+    member.subscribe(["spread"])
+    read = 0
+    deadline = time.monotonic() + 60
+    while read < 300 and time.monotonic() < deadline:
+        msg = member.poll(1)
+        if msg is not None and msg.error() is None:
+            read += 1
+    assert read == 300, f"the group read {read} of 300"
+    member.commit(asynchronous=False)
+    member.close()
+    later = Consumer(group)
+    committed = later.committed([TopicPartition("spread", p) for p in range(3)], timeout=10)
+    later.close()
+    assert sorted(tp.offset for tp in committed) == [100, 100, 100], committed

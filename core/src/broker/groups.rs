@@ -146,28 +146,42 @@ impl Broker {
         api_version: i16,
         request: FindCoordinatorRequest,
     ) -> FindCoordinatorResponse {
-        let (node_id, host, port) =
-            (BrokerId(self.config.node_id), self.config.advertised_host.clone(), self.config.advertised_port);
-        let answer = |key_type: i8| -> (ErrorCode, Option<&'static str>) {
-            match key_type {
-                0 => (ErrorCode::None, None),
-                _ => (ErrorCode::CoordinatorNotAvailable, Some("Headwater does not support transactions yet")),
+        // (error, message, coordinator id, host, port)
+        let answer = |key_type: i8, key: &str| -> (ErrorCode, Option<&'static str>, BrokerId, String, i32) {
+            if key_type != 0 {
+                let message = Some("Headwater does not support transactions yet");
+                return (ErrorCode::CoordinatorNotAvailable, message, BrokerId(-1), String::new(), -1);
+            }
+            match self.group_home(key) {
+                GroupHome::Here => (
+                    ErrorCode::None,
+                    None,
+                    BrokerId(self.config.node_id),
+                    self.config.advertised_host.clone(),
+                    self.config.advertised_port,
+                ),
+                GroupHome::There(id, host, port) => (ErrorCode::None, None, id, host, port),
+                GroupHome::Unavailable => {
+                    let message = Some("the group's coordinator is not available");
+                    (ErrorCode::CoordinatorNotAvailable, message, BrokerId(-1), String::new(), -1)
+                }
             }
         };
         let mut response = FindCoordinatorResponse::default();
         if api_version >= 4 {
             for key in request.coordinator_keys {
-                let (code, message) = answer(request.key_type);
+                let (code, message, node_id, host, port) = answer(request.key_type, key.as_str());
                 let mut entry = CoordinatorEntry::default().with_key(key).with_error_code(code.code());
                 if code == ErrorCode::None {
-                    entry = entry.with_node_id(node_id).with_host(s(host.clone())).with_port(port);
+                    entry = entry.with_node_id(node_id).with_host(s(host)).with_port(port);
                 } else {
                     entry = entry.with_node_id(BrokerId(-1)).with_port(-1).with_error_message(message.map(s));
                 }
                 response.coordinators.push(entry);
             }
         } else {
-            let (code, message) = answer(if api_version >= 1 { request.key_type } else { 0 });
+            let key_type = if api_version >= 1 { request.key_type } else { 0 };
+            let (code, message, node_id, host, port) = answer(key_type, request.key.as_str());
             response.error_code = code.code();
             if code == ErrorCode::None {
                 response = response.with_node_id(node_id).with_host(s(host)).with_port(port);
@@ -293,7 +307,12 @@ impl Broker {
             for partition in &topic.partitions {
                 let code = match membership {
                     Err(code) => code,
-                    Ok(()) if self.partition(&name, partition.partition_index).is_none() => {
+                    // The partition may live on another broker of a cluster; it must exist.
+                    Ok(())
+                        if !self
+                            .topic(&name)
+                            .is_some_and(|t| (0..t.record.partitions).contains(&partition.partition_index)) =>
+                    {
                         ErrorCode::UnknownTopicOrPartition
                     }
                     Ok(())
@@ -694,5 +713,114 @@ fn with_error(body: ResponseKind, code: ErrorCode) -> ResponseKind {
             ResponseKind::DeleteGroups(r)
         }
         other => other,
+    }
+}
+
+/// The partition of `__consumer_offsets` a group's records belong to, as Kafka picks it
+/// (the Java hash of the group id, modulo `offsets.topic.num.partitions`, 50).
+pub(super) fn offsets_partition_of(group: &str) -> i32 {
+    const OFFSETS_PARTITIONS: i32 = 50;
+    let mut hash: i32 = 0;
+    for unit in group.encode_utf16() {
+        hash = hash.wrapping_mul(31).wrapping_add(i32::from(unit));
+    }
+    // Kafka's Utils.abs: the lowest value maps to 0 rather than overflowing.
+    (if hash == i32::MIN { 0 } else { hash.abs() }) % OFFSETS_PARTITIONS
+}
+
+/// Where a group is coordinated in a cluster.
+pub(super) enum GroupHome {
+    Here,
+    /// Another broker, not fenced: its id, host and port.
+    There(BrokerId, String, i32),
+    /// The broker it belongs to is down or not registered yet.
+    Unavailable,
+}
+
+impl Broker {
+    /// The group's coordinator: on one node this node; in a cluster the voter its offsets
+    /// partition falls to (partition modulo the sorted voters), while that broker is not
+    /// fenced. Groups and their offsets stay on that node until `__consumer_offsets` is
+    /// replicated and led like any partition.
+    pub(super) fn group_home(&self, group: &str) -> GroupHome {
+        let (Some(quorum), Some(voters)) = (&self.quorum, &self.config.quorum_voters) else { return GroupHome::Here };
+        let mut sorted = voters.clone();
+        sorted.sort();
+        let home = sorted[offsets_partition_of(group) as usize % sorted.len()];
+        if home.0 == self.config.node_id {
+            return GroupHome::Here;
+        }
+        match quorum.image().brokers.get(&home) {
+            Some(b) if !b.fenced => GroupHome::There(BrokerId(home.0), b.host.clone(), b.port),
+            _ => GroupHome::Unavailable,
+        }
+    }
+
+    /// In a cluster, the answer to a group request that reached a node that does not
+    /// coordinate its group: NOT_COORDINATOR, so the client asks FindCoordinator again.
+    pub(super) fn not_this_coordinator(&self, api_version: i16, body: &RequestKind) -> Option<ResponseKind> {
+        if !self.is_cluster() {
+            return None;
+        }
+        let group = match body {
+            RequestKind::JoinGroup(r) => &r.group_id.0,
+            RequestKind::SyncGroup(r) => &r.group_id.0,
+            RequestKind::Heartbeat(r) => &r.group_id.0,
+            RequestKind::LeaveGroup(r) => &r.group_id.0,
+            RequestKind::OffsetCommit(r) => &r.group_id.0,
+            RequestKind::OffsetDelete(r) => &r.group_id.0,
+            RequestKind::ConsumerGroupHeartbeat(r) => &r.group_id.0,
+            RequestKind::OffsetFetch(r) if api_version < 8 => &r.group_id.0,
+            RequestKind::OffsetFetch(r) => &r.groups.first()?.group_id.0,
+            _ => return None,
+        };
+        if matches!(self.group_home(group), GroupHome::Here) {
+            return None;
+        }
+        let code = ErrorCode::NotCoordinator.code();
+        Some(match body {
+            RequestKind::JoinGroup(_) => ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(code)),
+            RequestKind::SyncGroup(_) => ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(code)),
+            RequestKind::Heartbeat(_) => ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code)),
+            RequestKind::LeaveGroup(_) => ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code)),
+            RequestKind::OffsetDelete(_) => {
+                ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(code))
+            }
+            RequestKind::ConsumerGroupHeartbeat(_) => ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default().with_error_code(code).with_heartbeat_interval_ms(0),
+            ),
+            RequestKind::OffsetCommit(r) => {
+                let topics = r
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    OffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(topics))
+            }
+            RequestKind::OffsetFetch(r) if api_version >= 8 => {
+                let groups = r
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        offset_fetch_response::OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id.clone())
+                            .with_error_code(code)
+                    })
+                    .collect();
+                ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_groups(groups))
+            }
+            _ => ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_error_code(code)),
+        })
     }
 }

@@ -421,6 +421,9 @@ impl Broker {
     fn dispatch_request(&mut self, now_ms: i64, request: Request) {
         let Request { id, api_key, api_version, body, client_id: request_client_id, .. } = request;
         let reply = |body: ResponseKind| ResponseBody::Message(Box::new(body));
+        if let Some(refused) = self.not_this_coordinator(api_version, &body) {
+            return self.respond(id, api_key, api_version, reply(refused));
+        }
         let body = match body {
             RequestKind::ApiVersions(_) => reply(ResponseKind::ApiVersions(info::api_versions(api_version))),
             RequestKind::Metadata(r) => reply(ResponseKind::Metadata(self.metadata_response(now_ms, api_version, r))),
