@@ -46,6 +46,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Peers {
     links: BTreeMap<NodeId, Lanes>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 struct Lanes {
@@ -66,16 +67,24 @@ impl Peers {
     /// Starts two links to each of `peers` (id and Kafka address).
     pub fn start(context: &LinkContext, peers: impl IntoIterator<Item = (NodeId, String)>) -> Peers {
         let mut links = BTreeMap::new();
+        let mut tasks = Vec::new();
         for (peer, addr) in peers {
-            let lane = |name: &'static str| {
+            let mut lane = |name: &'static str| {
                 let (tx, rx) = mpsc::channel(QUEUE_MAX);
                 let link = Link { context: context.clone(), peer, addr: addr.clone(), lane: name };
-                tokio::spawn(link.run(rx));
+                tasks.push(tokio::spawn(link.run(rx)));
                 tx
             };
-            links.insert(peer, Lanes { fetch: lane("fetch"), control: lane("control") });
+            let fetch = lane("fetch");
+            let control = lane("control");
+            links.insert(peer, Lanes { fetch, control });
         }
-        Peers { links }
+        Peers { links, tasks }
+    }
+
+    /// The link tasks, for a shutdown to wait on once it has stopped them; the senders stay.
+    pub fn take_tasks(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut self.tasks)
     }
 
     /// Queues `message` for `to`, or drops it (see the module's note).
@@ -149,14 +158,27 @@ impl Link {
         let unanswered: Unanswered = Arc::default();
         let reading = tokio::spawn(read_answers(self.peer, self.context.core.clone(), unanswered.clone(), reader));
         let mut correlation = 0i32;
+        // Once the node stops, what is still queued goes out (a resigning leader's
+        // EndQuorumEpoch is queued last of all), then the link ends.
+        let mut stopping = false;
         let why = loop {
-            let message = tokio::select! {
-                biased;
-                _ = self.context.stop.stopped() => break None,
-                message = queue.recv() => match message {
-                    Some(message) => message,
-                    None => break None,
-                },
+            let message = if stopping {
+                match queue.try_recv() {
+                    Ok(message) => message,
+                    Err(_) => break None,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = self.context.stop.stopped() => {
+                        stopping = true;
+                        continue;
+                    }
+                    message = queue.recv() => match message {
+                        Some(message) => message,
+                        None => break None,
+                    },
+                }
             };
             if reading.is_finished() {
                 break Some("the peer closed the connection or sent an unreadable answer".to_string());

@@ -167,13 +167,16 @@ async fn serve_on(
     }
     let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE_MAX);
     let stop = Arc::new(crate::connection::Stop::default());
+    let peer_stop = Arc::new(crate::connection::Stop::default());
     let link_context = LinkContext {
         own: NodeId(config.node_id),
         cluster_id: broker.cluster_id().to_string(),
         core: core_tx.clone(),
-        stop: stop.clone(),
+        // Links stop only after the core loop, so what it sends last (a resigning leader's
+        // EndQuorumEpoch) still leaves.
+        stop: peer_stop.clone(),
     };
-    let peers = Peers::start(
+    let mut peers = Peers::start(
         &link_context,
         config
             .cluster_nodes
@@ -181,6 +184,7 @@ async fn serve_on(
             .filter(|n| n.id != config.node_id)
             .map(|n| (NodeId(n.id), format!("{}:{}", n.host, n.port))),
     );
+    let link_tasks = peers.take_tasks();
     let core_task = tokio::spawn(run_core(broker, core_rx, core_tx.clone(), peers));
     let connections = Arc::new(Semaphore::new(config.connections_max));
     let mut next_conn = 1u64;
@@ -236,6 +240,14 @@ async fn serve_on(
     if let Err(e) = core_task.await {
         error!(error = %e, "core loop failed");
     }
+    peer_stop.stop();
+    // A peer that does not take the last messages within this is left behind.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        for task in link_tasks {
+            let _ = task.await;
+        }
+    })
+    .await;
     info!("stopped");
     Ok(())
 }

@@ -67,6 +67,12 @@ def test_quorum_elects_fails_over_and_takes_the_old_leader_back(headwater_cluste
         time.sleep(0.2)
     assert "metadata quorum leader known" in open(cluster.nodes[leader].log_path).read()
 
+    # A leader stopped with SIGTERM hands over (EndQuorumEpoch) and exits cleanly.
+    assert cluster.nodes[new_leader].stop() == 0
+    others = [n for n in cluster.nodes if n != new_leader]
+    third, third_epoch = agreed_leader(cluster, others, not_before_epoch=new_epoch + 1)
+    assert third in others and third_epoch > new_epoch
+
 
 def test_kafka_metadata_quorum_describe_status(headwater_cluster):
     """kafka-metadata-quorum.sh describe --status / --replication (MetadataQuorumCommand from

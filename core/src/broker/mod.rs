@@ -625,6 +625,12 @@ impl Broker {
     /// Starts a final sync for a clean shutdown. The driver drains outputs, runs the sync, and
     /// then calls [`Broker::finish_shutdown`].
     pub fn begin_shutdown(&mut self, now_ms: i64) {
+        // The metadata quorum's leader hands over now rather than leave the others to notice
+        // it is gone (KRaft's EndQuorumEpoch on a graceful stop).
+        if let Some(quorum) = &mut self.quorum {
+            quorum.resign(now_ms);
+            self.drain_quorum(now_ms, None);
+        }
         let ids: Vec<RequestId> = self.parked.keys().copied().collect();
         for id in ids {
             self.finish_parked(now_ms, id, true);

@@ -1074,6 +1074,30 @@ fn a_group_has_one_coordinator_in_a_cluster_as_kafka_places_it() {
 }
 
 #[test]
+fn a_metadata_leader_that_stops_gracefully_hands_over_at_once() {
+    let mut c = QuorumCluster::new();
+    c.run_until(10_000);
+    let leader = c.describe(1).topics[0].partitions[0].leader_id.0;
+    let epoch = c.describe(1).topics[0].partitions[0].leader_epoch;
+    let now = c.now_ms;
+    c.brokers.get_mut(&leader).unwrap().1.begin_shutdown(now);
+    c.settle();
+    c.stop(leader);
+    // Within half the followers' fetch timeout (2 s): only an EndQuorumEpoch makes them stand.
+    c.run_until(now + 1_000);
+    let survivors: Vec<i32> = (1..=3).filter(|&n| n != leader).collect();
+    let views: Vec<(i32, i32)> = survivors
+        .iter()
+        .map(|&n| {
+            let d = c.describe(n);
+            (d.topics[0].partitions[0].leader_id.0, d.topics[0].partitions[0].leader_epoch)
+        })
+        .collect();
+    assert!(views.iter().all(|&(l, e)| l != leader && l != -1 && e > epoch), "{views:?}");
+    assert_eq!(views[0], views[1], "{views:?}");
+}
+
+#[test]
 fn a_kraft_request_from_another_cluster_is_refused_and_changes_nothing() {
     let mut c = QuorumCluster::new();
     let vote = |cluster: &str| {

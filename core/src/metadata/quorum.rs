@@ -191,6 +191,12 @@ impl MetadataQuorum {
         self.controller = None;
     }
 
+    /// A graceful stop: a leader hands its leadership over (see [`Raft::resign`]).
+    pub fn resign(&mut self, now_ms: i64) {
+        self.raft.resign(now_ms);
+        self.after_input(now_ms);
+    }
+
     /// A request for the controller; answered with `Decided { token }` once committed, or at
     /// once when this node is not the active controller (NOT_CONTROLLER) or refuses it.
     pub fn decide(&mut self, now_ms: i64, token: u64, decision: Decision) {

@@ -631,6 +631,29 @@ impl Raft {
         self.outputs.push_back(RaftOutput::LeaderChanged { epoch, leader: None });
     }
 
+    /// A leader that is about to stop (a graceful shutdown) hands over: it asks the voters to
+    /// elect a successor now (EndQuorumEpoch, the most caught-up first) and stops leading, so
+    /// the others need not wait out `fetch_timeout_ms`. It does not stand again until its own
+    /// election timeout, which a stopping node never reaches. Nothing for a non-leader.
+    pub fn resign(&mut self, now_ms: i64) {
+        let Role::Leader(leader) = &self.role else { return };
+        let mut successors: Vec<(i64, NodeId)> = self
+            .config
+            .voters
+            .iter()
+            .filter(|&&v| v != self.config.node)
+            .map(|&v| (leader.follower_end.get(&v).copied().unwrap_or(-1), v))
+            .collect();
+        // Most caught up first; ties by id, so the order is the same on every run.
+        successors.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let preferred_successors: Vec<NodeId> = successors.into_iter().map(|(_, v)| v).collect();
+        let epoch = self.state.epoch;
+        // Sent before stepping down answers the parked fetches: a follower told "no leader" by
+        // its fetch's answer first would stop following and take the EndQuorumEpoch for stale.
+        self.send_to_voters(Message::EndQuorumEpoch { epoch, preferred_successors });
+        self.step_down(now_ms);
+    }
+
     /// Stops leading or following in the current epoch, keeping its vote (a replica never
     /// votes twice in one epoch).
     fn step_down(&mut self, now_ms: i64) {
