@@ -36,7 +36,9 @@ impl PeerMessage {
             PeerMessage::Raft(Message::EndQuorumEpoch { .. }) => (ApiKey::EndQuorumEpoch, 0),
             PeerMessage::Raft(Message::Fetch { .. }) => (ApiKey::Fetch, wire::RAFT_FETCH_VERSION_MIN),
             PeerMessage::Controller(ControllerMessage::Register(_)) => (ApiKey::BrokerRegistration, 0),
-            PeerMessage::Controller(ControllerMessage::Heartbeat { .. }) => (ApiKey::BrokerHeartbeat, 0),
+            PeerMessage::Controller(ControllerMessage::Heartbeat { .. } | ControllerMessage::ShutDown { .. }) => {
+                (ApiKey::BrokerHeartbeat, 0)
+            }
             _ => return None,
         })
     }

@@ -143,6 +143,15 @@ def test_brokers_register_and_a_dead_one_is_fenced_until_it_returns(headwater_cl
     for node in cluster.nodes.values():
         wait_listed(node.bootstrap, everyone, f"after broker {victim} came back")
 
+    # Stopped with SIGTERM, a broker tells the controller (a heartbeat with want_shut_down)
+    # and exits cleanly; the others stop listing it.
+    leader, _ = agreed_leader(cluster)
+    stopping = next(n for n in everyone if n != leader)
+    assert cluster.nodes[stopping].stop() == 0
+    rest = [n for n in everyone if n != stopping]
+    for n in rest:
+        wait_listed(cluster.nodes[n].bootstrap, rest, f"after broker {stopping} stopped")
+
 
 def test_a_topic_spread_over_the_brokers_serves_librdkafka(headwater_cluster):
     """CreateTopics goes to the controller (librdkafka sends it to Metadata's controller id);

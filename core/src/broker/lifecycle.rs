@@ -111,6 +111,23 @@ impl Broker {
         }
     }
 
+    /// A graceful stop: tells the controller, so it fences this broker now rather than when
+    /// its session runs out (Kafka's controlled shutdown). Not waited for; the controller's
+    /// session timeout covers a message that is lost. A node that is the controller itself
+    /// hands its leadership over instead (the new controller fences it by its session).
+    pub(super) fn lifecycle_shut_down(&mut self) {
+        let Some(quorum) = &self.quorum else { return };
+        let node = NodeId(self.config.node_id);
+        match quorum.raft().leader() {
+            Some(leader) if leader != node && self.lifecycle.registered => {
+                let incarnation = self.metadata.document.incarnation;
+                let message = ControllerMessage::ShutDown { node, incarnation };
+                self.outputs.push_back(Output::Peer { to: leader, message: message.into() });
+            }
+            _ => {}
+        }
+    }
+
     /// When [`Broker::lifecycle_tick`] has something to do.
     pub(super) fn lifecycle_next_ms(&self) -> i64 {
         match (&self.quorum, self.lifecycle.in_flight) {
@@ -178,7 +195,8 @@ impl Broker {
         };
         let (node, incarnation, heartbeat) = match &message {
             ControllerMessage::Register(r) => (r.node, r.incarnation, false),
-            ControllerMessage::Heartbeat { node, incarnation, .. } => (*node, *incarnation, true),
+            ControllerMessage::Heartbeat { node, incarnation, .. }
+            | ControllerMessage::ShutDown { node, incarnation } => (*node, *incarnation, true),
             _ => return refuse(ErrorCode::InvalidRequest),
         };
         self.controller_calls
@@ -199,6 +217,7 @@ impl Broker {
                 let registered_at = *self.controller_calls.registered_at.entry(node).or_insert(applied);
                 Decision::Heartbeat { node, incarnation, caught_up: metadata_offset >= registered_at }
             }
+            ControllerMessage::ShutDown { node, incarnation } => Decision::ShutDown { node, incarnation },
             _ => return,
         };
         quorum.decide(now_ms, token, decision);

@@ -627,6 +627,7 @@ impl Broker {
     pub fn begin_shutdown(&mut self, now_ms: i64) {
         // The metadata quorum's leader hands over now rather than leave the others to notice
         // it is gone (KRaft's EndQuorumEpoch on a graceful stop).
+        self.lifecycle_shut_down();
         if let Some(quorum) = &mut self.quorum {
             quorum.resign(now_ms);
             self.drain_quorum(now_ms, None);

@@ -1098,6 +1098,24 @@ fn a_metadata_leader_that_stops_gracefully_hands_over_at_once() {
 }
 
 #[test]
+fn a_broker_stopped_gracefully_is_fenced_at_once() {
+    let mut c = QuorumCluster::new();
+    c.run_until(10_000);
+    let leader = c.describe(1).topics[0].partitions[0].leader_id.0;
+    let stopping = (1..=3).find(|&n| n != leader).unwrap();
+    let now = c.now_ms;
+    c.brokers.get_mut(&stopping).unwrap().1.begin_shutdown(now);
+    c.settle();
+    c.stop(stopping);
+    // Well inside the 9 s session: only the shut-down heartbeat fences it this soon.
+    c.run_until(now + 500);
+    let image = c.brokers[&leader].1.quorum.as_ref().unwrap().image().clone();
+    assert!(image.brokers[&crate::ids::NodeId(stopping)].fenced);
+    let listed: Vec<i32> = c.listed(leader).into_iter().map(|(id, _)| id).collect();
+    assert!(!listed.contains(&stopping), "{listed:?}");
+}
+
+#[test]
 fn a_kraft_request_from_another_cluster_is_refused_and_changes_nothing() {
     let mut c = QuorumCluster::new();
     let vote = |cluster: &str| {

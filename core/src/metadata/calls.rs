@@ -28,6 +28,11 @@ pub enum ControllerMessage {
         error: i16,
         fenced: bool,
     },
+    /// A heartbeat with `want_shut_down`: the broker is stopping; answered as a heartbeat.
+    ShutDown {
+        node: NodeId,
+        incarnation: u64,
+    },
 }
 
 /// The listener name brokers register their one Kafka address under.
@@ -57,6 +62,13 @@ pub fn request_for(cluster_id: &str, message: &ControllerMessage) -> Option<Requ
                 .with_broker_epoch(*incarnation as i64)
                 .with_current_metadata_offset(*metadata_offset),
         ),
+        ControllerMessage::ShutDown { node, incarnation } => RequestKind::BrokerHeartbeat(
+            BrokerHeartbeatRequest::default()
+                .with_broker_id(BrokerId(node.0))
+                .with_broker_epoch(*incarnation as i64)
+                .with_want_fence(true)
+                .with_want_shut_down(true),
+        ),
         ControllerMessage::RegisterResponse { .. } | ControllerMessage::HeartbeatResponse { .. } => return None,
     })
 }
@@ -83,6 +95,9 @@ pub fn message_from_request(request: &RequestKind) -> Result<(Option<&str>, Cont
         }
         RequestKind::BrokerHeartbeat(r) => {
             let incarnation = u64::try_from(r.broker_epoch).map_err(|_| "a negative broker epoch")?;
+            if r.want_shut_down {
+                return Ok((None, ControllerMessage::ShutDown { node: NodeId(r.broker_id.0), incarnation }));
+            }
             Ok((
                 None,
                 ControllerMessage::Heartbeat {
@@ -113,7 +128,9 @@ pub fn response_for(message: &ControllerMessage, incarnation: u64) -> Option<Res
                 .with_is_fenced(*fenced)
                 .with_is_caught_up(!*fenced),
         ),
-        ControllerMessage::Register(_) | ControllerMessage::Heartbeat { .. } => return None,
+        ControllerMessage::Register(_) | ControllerMessage::Heartbeat { .. } | ControllerMessage::ShutDown { .. } => {
+            return None
+        }
     })
 }
 
@@ -123,9 +140,10 @@ pub fn message_from_response(response: &ResponseKind, sent: &ControllerMessage) 
         (ResponseKind::BrokerRegistration(r), ControllerMessage::Register(_)) => {
             Ok(ControllerMessage::RegisterResponse { error: r.error_code })
         }
-        (ResponseKind::BrokerHeartbeat(r), ControllerMessage::Heartbeat { .. }) => {
-            Ok(ControllerMessage::HeartbeatResponse { error: r.error_code, fenced: r.is_fenced })
-        }
+        (
+            ResponseKind::BrokerHeartbeat(r),
+            ControllerMessage::Heartbeat { .. } | ControllerMessage::ShutDown { .. },
+        ) => Ok(ControllerMessage::HeartbeatResponse { error: r.error_code, fenced: r.is_fenced }),
         _ => Err("the response does not answer the call sent".into()),
     }
 }
@@ -146,6 +164,7 @@ mod tests {
         let calls = [
             ControllerMessage::Register(registration),
             ControllerMessage::Heartbeat { node: NodeId(2), incarnation: 7, metadata_offset: 41 },
+            ControllerMessage::ShutDown { node: NodeId(2), incarnation: 7 },
         ];
         for call in calls {
             let request = request_for("c1", &call).expect("a call has a request");

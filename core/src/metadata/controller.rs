@@ -118,6 +118,22 @@ impl Controller {
         Ok(Vec::new())
     }
 
+    /// A broker stopping gracefully (a heartbeat with `want_shut_down`): fenced now rather
+    /// than when its session runs out, so clients stop being sent to it at once.
+    pub fn shut_down(&mut self, node: NodeId, incarnation: u64) -> Result<Vec<MetadataRecord>, Refusal> {
+        let Some(broker) = self.latest.brokers.get(&node) else {
+            return Err((ErrorCode::BrokerIdNotRegistered, format!("broker {node} is not registered")));
+        };
+        if broker.incarnation != incarnation {
+            return Err((ErrorCode::StaleBrokerEpoch, format!("broker {node} stops an old registration")));
+        }
+        self.last_heartbeat_ms.remove(&node);
+        if broker.fenced {
+            return Ok(Vec::new());
+        }
+        self.decide(vec![MetadataRecord::FenceBroker { node: node.0 }])
+    }
+
     /// Fences brokers whose session expired.
     pub fn tick(&mut self, now_ms: i64) -> Vec<MetadataRecord> {
         let expired: Vec<NodeId> = self

@@ -84,6 +84,7 @@ pub enum QuorumOutput {
 pub enum Decision {
     Register(super::controller::Registration),
     Heartbeat { node: NodeId, incarnation: u64, caught_up: bool },
+    ShutDown { node: NodeId, incarnation: u64 },
     CreateTopic { name: String, partitions: i32, replication_factor: i16, configs: BTreeMap<String, String> },
     DeleteTopic { name: String },
 }
@@ -210,6 +211,7 @@ impl MetadataQuorum {
             Decision::Heartbeat { node, incarnation, caught_up } => {
                 controller.heartbeat(now_ms, node, incarnation, caught_up)
             }
+            Decision::ShutDown { node, incarnation } => controller.shut_down(node, incarnation),
             Decision::CreateTopic { name, partitions, replication_factor, configs } => {
                 controller.create_topic(&name, partitions, replication_factor, &configs)
             }
