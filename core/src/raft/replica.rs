@@ -433,7 +433,10 @@ impl Raft {
         }
         leader.heard_from.insert(follower);
         leader.unannounced.remove(&follower);
-        leader.parked_fetches.remove(&follower);
+        // A fetch still parked from before is answered now (the follower ignores the answer,
+        // it waits for this one): a transport answers a connection's requests in order, and
+        // one never answered would hold up every answer after it.
+        self.answer_parked_fetch(follower, &*log)?;
         if let Some(diverging) = diverging_from(log, offset, last_epoch) {
             let response = self.leader_fetch_response(id, offset, Some(diverging), Bytes::new());
             self.send(follower, response);
@@ -441,6 +444,7 @@ impl Raft {
         }
         // The follower's log matches this one up to `offset`, all of it durable there.
         if self.config.voters.contains(&follower) {
+            let Role::Leader(leader) = &mut self.role else { return Ok(()) };
             let end = leader.follower_end.entry(follower).or_insert(0);
             *end = (*end).max(offset);
         }

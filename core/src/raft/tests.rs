@@ -598,6 +598,32 @@ fn a_leader_that_may_hold_uncommitted_entries_opens_its_epoch_with_a_leader_chan
     assert!(fresh.entries.is_empty(), "an empty log needs no leader-change entry");
 }
 
+#[test]
+fn a_parked_fetch_replaced_by_a_newer_one_is_still_answered() {
+    let mut log = MemLog::default();
+    let mut raft = Raft::new(RaftConfig::new(NodeId(1), ids(3)), QuorumState::default(), 9, 0, &mut log);
+    elect_by_hand(&mut raft, &mut log);
+    while raft.poll_output().is_some() {}
+    let epoch = raft.epoch();
+    let fetch = |id| Message::Fetch { epoch, offset: 0, last_epoch: 0, id };
+    // The first fetch learns the high watermark; the second finds nothing new and parks.
+    raft.handle_message(10_010, NodeId(2), fetch(1), &mut log).unwrap();
+    while raft.poll_output().is_some() {}
+    raft.handle_message(10_011, NodeId(2), fetch(2), &mut log).unwrap();
+    let answered = |raft: &mut Raft| -> Vec<u64> {
+        std::iter::from_fn(|| raft.poll_output())
+            .filter_map(|o| match o {
+                RaftOutput::Send { message: Message::FetchResponse { id, .. }, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(answered(&mut raft), Vec::<u64>::new(), "the second fetch waits");
+    // The follower gave up on it and fetched again: the old one is answered, the new one waits.
+    raft.handle_message(10_020, NodeId(2), fetch(3), &mut log).unwrap();
+    assert_eq!(answered(&mut raft), vec![2]);
+}
+
 /// Each scenario runs on the in-memory log and on the real partition log.
 macro_rules! on_both_logs {
     ($($name:ident),* $(,)?) => {
