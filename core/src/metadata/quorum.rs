@@ -190,6 +190,15 @@ impl MetadataQuorum {
         self.sync_in_flight = false;
         self.failed = true;
         self.controller = None;
+        self.refuse_pending(ErrorCode::KafkaStorageError, "the metadata log's sync failed");
+    }
+
+    /// Answers every decision still waiting for its commit with an error (each waits for
+    /// nothing else, and its asker would otherwise wait for ever).
+    fn refuse_pending(&mut self, code: ErrorCode, why: &str) {
+        for (_, token) in std::mem::take(&mut self.pending) {
+            self.outputs.push_back(QuorumOutput::Decided { token, result: Err((code, why.to_string())) });
+        }
     }
 
     /// A graceful stop: a leader hands its leadership over (see [`Raft::resign`]).
@@ -332,10 +341,7 @@ impl MetadataQuorum {
         }
         if !self.raft.is_leader() || self.failed {
             self.controller = None;
-            for (_, token) in std::mem::take(&mut self.pending) {
-                let refusal = (ErrorCode::NotController, "the controller lost its leadership".to_string());
-                self.outputs.push_back(QuorumOutput::Decided { token, result: Err(refusal) });
-            }
+            self.refuse_pending(ErrorCode::NotController, "the controller lost its leadership");
         }
         let caught_up = self.image.applied_offset == self.log.end_offset();
         if !self.failed && self.raft.is_leader() && self.controller.is_none() && caught_up {
@@ -367,12 +373,15 @@ impl MetadataQuorum {
                     self.outputs.push_back(QuorumOutput::Decided { token, result: Ok(()) });
                 }
             }
-            Err(reason) => self.outputs.push_back(QuorumOutput::Fault(StorageFault::new(
-                StorageOp::Read,
-                METADATA_LOG_DIR,
-                &io::Error::new(io::ErrorKind::InvalidData, reason),
-                "the image stays at the last records that applied; this broker's metadata is stale until a fix",
-            ))),
+            Err(reason) => {
+                self.outputs.push_back(QuorumOutput::Fault(StorageFault::new(
+                    StorageOp::Read,
+                    METADATA_LOG_DIR,
+                    &io::Error::new(io::ErrorKind::InvalidData, reason),
+                    "the image stays at the last records that applied; this broker's metadata is stale until a fix",
+                )));
+                self.refuse_pending(ErrorCode::KafkaStorageError, "committed metadata records did not apply");
+            }
         }
     }
 }
