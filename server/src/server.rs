@@ -125,7 +125,9 @@ async fn serve_on(
         offsets_retention_ms: config.offsets_retention_ms,
         // Every node `cluster_nodes` lists votes in the metadata quorum (a combined
         // broker and controller, as KRaft's `process.roles=broker,controller`).
-        quorum_voters: (!config.cluster_nodes.is_empty())
+        // A list of this node alone is a single node, as before (`make run`'s data stays
+        // served the same way).
+        quorum_voters: (config.cluster_nodes.len() > 1)
             .then(|| config.cluster_nodes.iter().map(|n| NodeId(n.id)).collect()),
         cluster_id: config.cluster_id.clone(),
         rack: config.rack.clone(),

@@ -270,13 +270,15 @@ impl Broker {
         let gone: Vec<uuid::Uuid> =
             self.cluster.from_image.iter().filter(|id| !image.topics.contains_key(id)).copied().collect();
         for id in gone {
-            self.cluster.from_image.remove(&id);
+            // Still counted as the image's while the delete runs, so a failed delete (which
+            // puts the topic back and rewrites metadata.json) never writes it there as local.
             if let Some(name) = self.topic_names_by_id.get(&id).cloned() {
                 if self.delete_topic(&name).is_err() {
                     // The fault is reported inside; the next image change tries again.
-                    self.cluster.from_image.insert(id);
+                    continue;
                 }
             }
+            self.cluster.from_image.remove(&id);
         }
         let own = NodeId(self.config.node_id);
         for topic in image.topics.values() {
@@ -322,8 +324,8 @@ impl Broker {
                 .collect();
             for index in wanted {
                 let dir = partition_dir(&topic.name, index);
-                let (recovery_point, start) =
-                    self.cluster.unopened.remove(&(topic.name.clone(), index)).unwrap_or((0, 0));
+                let key = (topic.name.clone(), index);
+                let (recovery_point, start) = self.cluster.unopened.get(&key).copied().unwrap_or((0, 0));
                 let opened = match self.storage.exists(&dir) {
                     Ok(true) => {
                         Log::open(self.storage.clone(), &dir, log_config.clone(), recovery_point, start, now_ms)
@@ -344,6 +346,8 @@ impl Broker {
                         continue;
                     }
                 };
+                // Kept until the log is open, so a failed open loses no checkpoint entry.
+                self.cluster.unopened.remove(&key);
                 let mut producers = ProducerTable::default();
                 // An unreadable header leaves the table as far as it got; the log's own
                 // recovery has checked every batch already.

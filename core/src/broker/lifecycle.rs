@@ -38,6 +38,8 @@ pub(super) struct Lifecycle {
     in_flight: Option<InFlight>,
     next_call_ms: i64,
     next_local_token: u64,
+    /// Shutting down: no more heartbeats (a caught-up one would unfence this broker again).
+    stopping: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +74,9 @@ impl Broker {
     /// Sends the next registration or heartbeat when it is due.
     pub(super) fn lifecycle_tick(&mut self, now_ms: i64) {
         let Some(quorum) = &self.quorum else { return };
+        if self.lifecycle.stopping {
+            return;
+        }
         if let Some(call) = self.lifecycle.in_flight {
             if now_ms < call.sent_ms + CALL_TIMEOUT_MS {
                 return;
@@ -105,6 +110,7 @@ impl Broker {
             self.lifecycle.in_flight =
                 Some(InFlight { to: node, sent_ms: now_ms, heartbeat, local_token: Some(token) });
             self.decide_call(now_ms, token, message);
+            self.drain_quorum(now_ms, None);
         } else {
             self.lifecycle.in_flight = Some(InFlight { to: leader, sent_ms: now_ms, heartbeat, local_token: None });
             self.outputs.push_back(Output::Peer { to: leader, message: message.into() });
@@ -116,6 +122,7 @@ impl Broker {
     /// session timeout covers a message that is lost. A node that is the controller itself
     /// hands its leadership over instead (the new controller fences it by its session).
     pub(super) fn lifecycle_shut_down(&mut self) {
+        self.lifecycle.stopping = true;
         let Some(quorum) = &self.quorum else { return };
         let node = NodeId(self.config.node_id);
         match quorum.raft().leader() {
@@ -132,6 +139,7 @@ impl Broker {
     pub(super) fn lifecycle_next_ms(&self) -> i64 {
         match (&self.quorum, self.lifecycle.in_flight) {
             (None, _) => i64::MAX,
+            _ if self.lifecycle.stopping => i64::MAX,
             (Some(_), Some(call)) => call.sent_ms + CALL_TIMEOUT_MS,
             (Some(_), None) => self.lifecycle.next_call_ms,
         }
@@ -203,6 +211,8 @@ impl Broker {
             .waiting
             .insert(id.0, WaitingCall { id, api_key, api_version, node, incarnation, heartbeat });
         self.decide_call(now_ms, id.0, message);
+        // A refusal or a decision with no records is answered now.
+        self.drain_quorum(now_ms, None);
         None
     }
 
