@@ -20,7 +20,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "cluster_nodes",
         "",
         "every node of the cluster as ID@HOST:PORT,... with each node's advertised Kafka address; \
-         empty: a cluster of this node alone",
+         empty (or this node alone): a single node",
     ),
     (
         "cluster_id",
