@@ -32,6 +32,15 @@ use crate::txn::producer::ProducerTable;
 /// Tokens of admin decisions; apart from the broker lifecycle's (request ids and bit 63).
 const ADMIN_TOKEN: u64 = 1 << 62;
 
+/// The file in a cluster partition's directory naming the topic id it belongs to (Kafka's
+/// name for it), so a directory left by a deleted topic is never taken for a new topic of the
+/// same name.
+const TOPIC_ID_FILE: &str = "partition.metadata";
+
+fn topic_id_file(id: uuid::Uuid) -> String {
+    format!("version: 0\ntopic_id: {id}\n")
+}
+
 /// What the cluster side of a broker keeps between inputs.
 #[derive(Debug, Default)]
 pub(super) struct ClusterTopics {
@@ -325,13 +334,26 @@ impl Broker {
             for index in wanted {
                 let dir = partition_dir(&topic.name, index);
                 let key = (topic.name.clone(), index);
+                if let Err(error) = self.set_aside_if_stale(&dir, topic.id) {
+                    self.faults.push(StorageFault::new(
+                        StorageOp::Delete,
+                        dir,
+                        &error,
+                        "a directory of another topic of this name stays; this replica is not served here",
+                    ));
+                    continue;
+                }
                 let (recovery_point, start) = self.cluster.unopened.get(&key).copied().unwrap_or((0, 0));
                 let opened = match self.storage.exists(&dir) {
                     Ok(true) => {
                         Log::open(self.storage.clone(), &dir, log_config.clone(), recovery_point, start, now_ms)
                             .map(|(log, _)| log)
                     }
-                    Ok(false) => Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms),
+                    Ok(false) => Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms).and_then(|log| {
+                        let marker = topic_id_file(topic.id);
+                        crate::storage::write_file_atomic(self.storage.as_ref(), &dir, TOPIC_ID_FILE, marker.as_bytes())
+                            .map(|()| log)
+                    }),
                     Err(e) => Err(e),
                 };
                 let log = match opened {
@@ -358,6 +380,28 @@ impl Broker {
                 self.unsynced.insert(id);
             }
         }
+    }
+
+    /// Removes `dir` if it holds a partition of another topic than `id` (one deleted while
+    /// this node was down, then created again under the same name), with its checkpoint
+    /// entries: its data must not become the new topic's.
+    fn set_aside_if_stale(&mut self, dir: &str, id: uuid::Uuid) -> std::io::Result<()> {
+        if !self.storage.exists(dir)? {
+            return Ok(());
+        }
+        let marker = crate::storage::read_file(self.storage.as_ref(), &format!("{dir}/{TOPIC_ID_FILE}"))?;
+        if marker.as_deref() == Some(topic_id_file(id).as_bytes()) {
+            return Ok(());
+        }
+        let doomed = format!("{dir}.{}-stale-delete", id.simple());
+        self.storage.rename(dir, &doomed)?;
+        self.storage.sync_dir("")?;
+        if let Some((name, index)) = dir.rsplit_once('-') {
+            if let Ok(index) = index.parse::<i32>() {
+                self.cluster.unopened.remove(&(name.to_string(), index));
+            }
+        }
+        self.storage.remove_dir_all(&doomed)
     }
 
     /// The leader, leader epoch and replicas of a partition for Metadata: on one node this

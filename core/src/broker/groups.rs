@@ -716,6 +716,23 @@ fn with_error(body: ResponseKind, code: ErrorCode) -> ResponseKind {
     }
 }
 
+impl Broker {
+    /// An OffsetFetch of several groups (v8+) in a cluster: the groups this node does not
+    /// coordinate answer NOT_COORDINATOR, each on its own, rather than offsets of -1 that
+    /// would reset their consumers.
+    pub(super) fn refuse_groups_elsewhere(&self, response: &mut OffsetFetchResponse) {
+        if !self.is_cluster() {
+            return;
+        }
+        for group in &mut response.groups {
+            if !matches!(self.group_home(group.group_id.0.as_str()), GroupHome::Here) {
+                group.error_code = ErrorCode::NotCoordinator.code();
+                group.topics.clear();
+            }
+        }
+    }
+}
+
 /// The partition of `__consumer_offsets` a group's records belong to, as Kafka picks it
 /// (the Java hash of the group id, modulo `offsets.topic.num.partitions`, 50).
 pub(super) fn offsets_partition_of(group: &str) -> i32 {
@@ -771,7 +788,7 @@ impl Broker {
             RequestKind::OffsetDelete(r) => &r.group_id.0,
             RequestKind::ConsumerGroupHeartbeat(r) => &r.group_id.0,
             RequestKind::OffsetFetch(r) if api_version < 8 => &r.group_id.0,
-            RequestKind::OffsetFetch(r) => &r.groups.first()?.group_id.0,
+            // Several groups: each is refused on its own (`refuse_groups_elsewhere`).
             _ => return None,
         };
         if matches!(self.group_home(group), GroupHome::Here) {
@@ -807,18 +824,6 @@ impl Broker {
                     })
                     .collect();
                 ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(topics))
-            }
-            RequestKind::OffsetFetch(r) if api_version >= 8 => {
-                let groups = r
-                    .groups
-                    .iter()
-                    .map(|g| {
-                        offset_fetch_response::OffsetFetchResponseGroup::default()
-                            .with_group_id(g.group_id.clone())
-                            .with_error_code(code)
-                    })
-                    .collect();
-                ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_groups(groups))
             }
             _ => ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_error_code(code)),
         })

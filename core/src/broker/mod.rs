@@ -519,7 +519,11 @@ impl Broker {
                 Some(body) => reply(body),
                 None => return self.after_input(),
             },
-            RequestKind::OffsetFetch(r) => reply(ResponseKind::OffsetFetch(self.offset_fetch(api_version, r))),
+            RequestKind::OffsetFetch(r) => {
+                let mut response = self.offset_fetch(api_version, r);
+                self.refuse_groups_elsewhere(&mut response);
+                reply(ResponseKind::OffsetFetch(response))
+            }
             RequestKind::ListGroups(r) => reply(ResponseKind::ListGroups(self.list_groups(api_version, r))),
             RequestKind::DescribeGroups(r) => reply(ResponseKind::DescribeGroups(self.describe_groups(api_version, r))),
             RequestKind::DeleteGroups(r) => match self.delete_groups(now_ms, id, api_version, r) {

@@ -1063,6 +1063,19 @@ fn a_group_has_one_coordinator_in_a_cluster_as_kafka_places_it() {
     };
     let ResponseKind::JoinGroup(r) = c.ask(2, ApiKey::JoinGroup, 5, join()) else { panic!() };
     assert_eq!(r.error_code, ErrorCode::NotCoordinator.code());
+    // Several groups in one OffsetFetch: each answers for itself ("aa" falls to partition 4,
+    // so to node 2).
+    let groups = ["my-group", "aa"]
+        .map(|g| {
+            offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str(g)))
+                .with_topics(None)
+        })
+        .to_vec();
+    let body = RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(groups));
+    let ResponseKind::OffsetFetch(r) = c.ask(1, ApiKey::OffsetFetch, 8, body) else { panic!() };
+    let codes: Vec<i16> = r.groups.iter().map(|g| g.error_code).collect();
+    assert_eq!(codes, vec![0, ErrorCode::NotCoordinator.code()]);
     // Its coordinator down, the group has none until it returns.
     let storage = c.stop(1);
     c.run_until(c.now_ms + 20_000);
@@ -1113,6 +1126,40 @@ fn a_broker_stopped_gracefully_is_fenced_at_once() {
     assert!(image.brokers[&crate::ids::NodeId(stopping)].fenced);
     let listed: Vec<i32> = c.listed(leader).into_iter().map(|(id, _)| id).collect();
     assert!(!listed.contains(&stopping), "{listed:?}");
+}
+
+#[test]
+fn a_leftover_directory_of_another_topic_is_not_taken_for_a_new_one() {
+    let mut c = QuorumCluster::new();
+    // Each node holds data under the names a new topic "orders" will take, with no marker of
+    // its topic id: what a topic deleted while the node was down leaves behind.
+    for (storage, _) in c.brokers.values() {
+        for index in 0..3 {
+            let disk: Arc<dyn Storage> = Arc::new(storage.clone());
+            let mut log =
+                Log::create(disk, &partition_dir("orders", index), crate::log::LogConfig::default(), 0).unwrap();
+            let mut records = batch(&simple(4, 5), None);
+            log.append(&mut records, 0, 0).unwrap();
+        }
+    }
+    c.run_until(10_000);
+    let leader = c.describe(1).topics[0].partitions[0].leader_id.0;
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("orders")))
+        .with_num_partitions(3)
+        .with_replication_factor(1);
+    let body = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]));
+    let ResponseKind::CreateTopics(r) = c.call(leader, ApiKey::CreateTopics, 7, body) else { panic!() };
+    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    c.run_until(c.now_ms + 1_000);
+    let mut held = 0;
+    for node in 1..=3 {
+        for (index, partition) in &c.brokers[&node].1.topic("orders").unwrap().partitions {
+            held += 1;
+            assert_eq!(partition.log.end_offset(), 0, "node {node} took the leftover data as orders-{index}");
+        }
+    }
+    assert_eq!(held, 3);
 }
 
 #[test]
