@@ -46,6 +46,19 @@ const OP_SUBTRACT: i8 = 3;
 /// An admin failure: a Kafka code and a message naming what was wrong.
 type AdminError = (ErrorCode, String);
 
+/// A CreateTopics entry refused with `code`, in the fields `api_version` has.
+pub(super) fn set_create_error(result: &mut CreatableTopicResult, api_version: i16, code: ErrorCode, message: String) {
+    result.error_code = code.code();
+    if api_version >= 1 {
+        result.error_message = Some(str_bytes(message));
+    }
+    if api_version >= 5 {
+        result.num_partitions = -1;
+        result.replication_factor = -1;
+        result.configs = None;
+    }
+}
+
 fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
@@ -241,17 +254,7 @@ impl Broker {
                         result.topic_id = id;
                     }
                 }
-                Err((code, message)) => {
-                    result.error_code = code.code();
-                    if api_version >= 1 {
-                        result.error_message = Some(str_bytes(message));
-                    }
-                    if api_version >= 5 {
-                        result.num_partitions = -1;
-                        result.replication_factor = -1;
-                        result.configs = None;
-                    }
-                }
+                Err((code, message)) => set_create_error(&mut result, api_version, code, message),
             }
             response.topics.push(result);
         }

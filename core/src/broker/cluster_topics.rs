@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::admin::set_create_error;
 use super::{
     partition_dir, Broker, Output, Partition, RequestId, Response, ResponseBody, StorageFault, StorageOp, Topic,
 };
@@ -464,16 +465,4 @@ pub(super) struct Roles {
     pub replicas: Vec<i32>,
     pub in_sync: Vec<i32>,
     pub offline: Vec<i32>,
-}
-
-fn set_create_error(result: &mut CreatableTopicResult, api_version: i16, code: ErrorCode, message: String) {
-    result.error_code = code.code();
-    if api_version >= 1 {
-        result.error_message = Some(StrBytes::from_string(message));
-    }
-    if api_version >= 5 {
-        result.num_partitions = -1;
-        result.replication_factor = -1;
-        result.configs = None;
-    }
 }
