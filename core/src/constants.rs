@@ -47,3 +47,21 @@ pub const PARKED_REQUESTS_MAX: usize = 100_000;
 /// Producer ids are reserved in blocks so that a restart never reuses one: the end of the
 /// current block is persisted before any id in it is handed out.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// A follower's replica fetcher waits this long at most for every partition it follows on a
+/// leader to be ready (durable) before sending the fetches it has; see `broker/replication.rs`.
+pub const REPLICA_FETCH_GATHER_MS_MAX: i64 = 250;
+
+/// A replica fetch unanswered this long is given up (the peer link lost it) and sent again.
+pub const REPLICA_FETCH_IN_FLIGHT_MS_MAX: i64 = 1_500;
+
+/// A leader answers a replica fetch by this long at the latest, even if a partition's Raft
+/// went away (its topic deleted) while the fetch waited.
+pub const REPLICA_FETCH_WAIT_MS_MAX: i64 = 1_000;
+
+/// A follower that has not caught up with its leader's log end for this long leaves the
+/// in-sync replicas (Kafka's `replica.lag.time.max.ms`, 30 s there).
+pub const REPLICA_LAG_MS_MAX: i64 = 10_000;
+
+/// How often a leader looks at its partitions' in-sync replicas again (time alone shrinks them).
+pub const ISR_CHECK_INTERVAL_MS: i64 = 1_000;

@@ -6,11 +6,25 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use crate::ids::NodeId;
 use crate::metadata::calls::{self, ControllerMessage};
-use crate::raft::{wire, Message};
+use crate::raft::wire::{self, Target};
+use crate::raft::Message;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeerMessage {
+    /// A message of the metadata quorum's Raft.
     Raft(Message),
+    /// A Vote, BeginQuorumEpoch or EndQuorumEpoch of one partition's Raft, or its answer.
+    Partition {
+        target: Target,
+        message: Message,
+    },
+    /// A follower's fetches of the partitions it follows on one leader, sent as one Kafka
+    /// Fetch (Kafka's replica fetcher), so a partition's answer never waits in line behind
+    /// another partition's parked fetch on the same connection.
+    ReplicaFetch(Vec<(Target, Message)>),
+    /// The leader's answers to a [`PeerMessage::ReplicaFetch`], in its order; `None` where the
+    /// leader refused the partition (it does not replicate it).
+    ReplicaFetchAnswers(Vec<(Target, Option<Message>)>),
     Controller(ControllerMessage),
 }
 
@@ -34,11 +48,17 @@ impl PeerMessage {
             PeerMessage::Raft(Message::Vote { .. }) => (ApiKey::Vote, 0),
             PeerMessage::Raft(Message::BeginQuorumEpoch { .. }) => (ApiKey::BeginQuorumEpoch, 0),
             PeerMessage::Raft(Message::EndQuorumEpoch { .. }) => (ApiKey::EndQuorumEpoch, 0),
-            PeerMessage::Raft(Message::Fetch { .. }) => (ApiKey::Fetch, wire::RAFT_FETCH_VERSION_MIN),
+            PeerMessage::Raft(Message::Fetch { .. }) | PeerMessage::ReplicaFetch(_) => {
+                (ApiKey::Fetch, wire::RAFT_FETCH_VERSION_MIN)
+            }
+            PeerMessage::Partition { message: Message::Vote { .. }, .. } => (ApiKey::Vote, 0),
+            PeerMessage::Partition { message: Message::BeginQuorumEpoch { .. }, .. } => (ApiKey::BeginQuorumEpoch, 0),
+            PeerMessage::Partition { message: Message::EndQuorumEpoch { .. }, .. } => (ApiKey::EndQuorumEpoch, 0),
             PeerMessage::Controller(ControllerMessage::Register(_)) => (ApiKey::BrokerRegistration, 0),
             PeerMessage::Controller(ControllerMessage::Heartbeat { .. } | ControllerMessage::ShutDown { .. }) => {
                 (ApiKey::BrokerHeartbeat, 0)
             }
+            PeerMessage::Controller(ControllerMessage::ReportLeaders { .. }) => (ApiKey::AlterPartition, 2),
             _ => return None,
         })
     }
@@ -46,14 +66,21 @@ impl PeerMessage {
     /// Whether this request may wait at the receiver (a Raft fetch that finds nothing new),
     /// so a transport keeps it apart from requests that must not queue behind it.
     pub fn may_wait(&self) -> bool {
-        matches!(self, PeerMessage::Raft(Message::Fetch { .. }))
+        matches!(self, PeerMessage::Raft(Message::Fetch { .. }) | PeerMessage::ReplicaFetch(_))
     }
 
     /// The Kafka request at `version`; `None` for an answer or a request that version cannot
     /// carry (see [`wire::request_for`]).
     pub fn request(&self, cluster_id: &str, from: NodeId, to: NodeId, version: i16) -> Option<RequestKind> {
         match self {
-            PeerMessage::Raft(message) => wire::request_for(cluster_id, from, to, message, version),
+            PeerMessage::Raft(message) => {
+                wire::request_for(cluster_id, from, to, &Target::metadata(), message, version)
+            }
+            PeerMessage::Partition { target, message } => {
+                wire::request_for(cluster_id, from, to, target, message, version)
+            }
+            PeerMessage::ReplicaFetch(parts) => wire::fetch_request(cluster_id, from, parts, version),
+            PeerMessage::ReplicaFetchAnswers(_) => None,
             PeerMessage::Controller(message) => calls::request_for(cluster_id, message),
         }
     }
@@ -62,8 +89,15 @@ impl PeerMessage {
     /// (EndQuorumEpoch's).
     pub fn answer(&self, response: &ResponseKind) -> Result<Option<PeerMessage>, String> {
         match self {
-            PeerMessage::Raft(Message::EndQuorumEpoch { .. }) => Ok(None),
+            PeerMessage::Raft(Message::EndQuorumEpoch { .. })
+            | PeerMessage::Partition { message: Message::EndQuorumEpoch { .. }, .. } => Ok(None),
             PeerMessage::Raft(message) => wire::message_from_response(response, message).map(|m| Some(m.into())),
+            PeerMessage::Partition { target, message } => wire::message_from_response(response, message)
+                .map(|answer| Some(PeerMessage::Partition { target: target.clone(), message: answer })),
+            PeerMessage::ReplicaFetch(sent) => {
+                wire::fetch_from_response(response, sent).map(|answers| Some(PeerMessage::ReplicaFetchAnswers(answers)))
+            }
+            PeerMessage::ReplicaFetchAnswers(_) => Err("an answer answers nothing".into()),
             PeerMessage::Controller(message) => calls::message_from_response(response, message).map(|m| Some(m.into())),
         }
     }

@@ -32,6 +32,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("log_level", "info", "error, warn, info, debug or trace"),
     ("auto_create_topics", "true", "create a topic when a client asks for its metadata (auto.create.topics.enable)"),
     ("num_partitions", "1", "partitions of auto-created topics (num.partitions)"),
+    (
+        "default_replication_factor",
+        "1",
+        "replicas of auto-created topics and of topics created with replication factor -1, in a cluster \
+         (default.replication.factor)",
+    ),
     ("socket_request_max_bytes", "104857600", "largest request frame accepted (socket.request.max.bytes)"),
     ("message_max_bytes", "1048588", "default largest record batch (message.max.bytes)"),
     ("log_retention_ms", "604800000", "default retention.ms of topics"),
@@ -104,6 +110,7 @@ pub struct ServerConfig {
     pub log_level: tracing::Level,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
+    pub default_replication_factor: i16,
     pub socket_request_max_bytes: usize,
     pub connections_max: usize,
     pub retention_check_interval_ms: i64,
@@ -248,6 +255,16 @@ impl RawConfig {
         let num_partitions = self.get("num_partitions", |v| {
             positive(v).and_then(|n| i32::try_from(n).map_err(|_| "too large".to_string()))
         })?;
+        let default_replication_factor = self.get("default_replication_factor", |v| {
+            positive(v).and_then(|n| i16::try_from(n).map_err(|_| "too large".to_string()))
+        })?;
+        if usize::try_from(default_replication_factor).unwrap_or(0) > cluster_nodes.len().max(1) {
+            return Err(ConfigError(format!(
+                "config key `default_replication_factor` is {default_replication_factor}, more than the {} node(s) \
+                 cluster_nodes lists",
+                cluster_nodes.len().max(1)
+            )));
+        }
         let socket_request_max_bytes = self.get("socket_request_max_bytes", |v| positive(v).map(|n| n as usize))?;
         let connections_max = self.get("connections_max", |v| positive(v).map(|n| n as usize))?;
         let retention_check_interval_ms = self.get("log_retention_check_interval_ms", positive)?;
@@ -325,6 +342,7 @@ impl RawConfig {
             log_level,
             auto_create_topics,
             num_partitions,
+            default_replication_factor,
             socket_request_max_bytes,
             connections_max,
             retention_check_interval_ms,

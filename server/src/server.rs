@@ -111,6 +111,7 @@ async fn serve_on(
         advertised_port: i32::from(config.advertise_port),
         auto_create_topics: config.auto_create_topics,
         default_partitions: config.num_partitions,
+        default_replication_factor: config.default_replication_factor,
         topic_defaults: config.topic_defaults.clone(),
         seed,
         // Kafka reports log directories by absolute path; a directory that cannot be resolved

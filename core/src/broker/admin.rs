@@ -312,6 +312,9 @@ impl Broker {
         let mut topic = topic;
         for partition in topic.partitions.values_mut() {
             partition.waiters.take_all(&mut self.woken);
+            if let Some(replica) = &partition.replica {
+                self.close_replica(partition.id, replica.timer_ms);
+            }
         }
         drop(topic);
         for (_, doomed) in renamed {

@@ -3,8 +3,8 @@
 //! share from the metadata image: a replica placed on this node gets a local log, and a topic
 //! that leaves the image is deleted here too.
 //!
-//! Partitions are not replicated yet: a topic's replication factor must be 1, and its one
-//! replica leads it while that broker is not fenced. Partition Rafts (D21) replace this.
+//! Each partition placed on this node gets a Raft among its replicas (see `replication.rs`),
+//! which elects its leader; the leader reports itself to the controller.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -109,15 +109,19 @@ impl Broker {
                         "replica assignments are not taken yet; give partitions and replication factor".into(),
                     ));
                 }
-                if ![-1, 1].contains(&wanted.replication_factor) {
+                if wanted.replication_factor == 0 || wanted.replication_factor < -1 {
                     return Err((
                         ErrorCode::InvalidReplicationFactor,
-                        format!(
-                            "replication factor {}: partitions are not replicated yet, so it must be 1",
-                            wanted.replication_factor
-                        ),
+                        format!("replication factor {} must be at least 1", wanted.replication_factor),
                     ));
                 }
+                // -1 takes the broker's default; the controller refuses more replicas than
+                // there are live brokers.
+                let replication_factor = if wanted.replication_factor == -1 {
+                    self.config.default_replication_factor
+                } else {
+                    wanted.replication_factor
+                };
                 let partitions =
                     if wanted.num_partitions == -1 { self.config.default_partitions } else { wanted.num_partitions };
                 if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
@@ -133,7 +137,7 @@ impl Broker {
                     .collect();
                 TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
-                Ok(Decision::CreateTopic { name: name.clone(), partitions, replication_factor: 1, configs })
+                Ok(Decision::CreateTopic { name: name.clone(), partitions, replication_factor, configs })
             })();
             match checked {
                 Ok(decision) if !request.validate_only => decisions.push((position, decision)),
@@ -266,16 +270,17 @@ impl Broker {
     }
 
     /// Brings this node's topics in line with the quorum's image, if it changed: opens a log
-    /// for each replica placed here, and deletes the topics that left it.
-    pub(super) fn build_from_image(&mut self, now_ms: i64) {
-        let Some(image) = self.quorum.as_ref().map(|q| q.image().clone()) else { return };
+    /// and a Raft for each replica placed here, and deletes the topics that left it. Returns
+    /// whether the image changed since the last call.
+    pub(super) fn build_from_image(&mut self, now_ms: i64) -> bool {
+        let Some(image) = self.quorum.as_ref().map(|q| q.image().clone()) else { return false };
         if self.cluster.built_from.as_ref().is_some_and(|built| Arc::ptr_eq(built, &image)) {
-            return;
+            return false;
         }
         let unchanged = self.cluster.built_from.as_ref().is_some_and(|built| built.topics == image.topics);
         self.cluster.built_from = Some(image.clone());
         if unchanged {
-            return;
+            return true;
         }
         let gone: Vec<uuid::Uuid> =
             self.cluster.from_image.iter().filter(|id| !image.topics.contains_key(id)).copied().collect();
@@ -379,8 +384,23 @@ impl Broker {
                 let topic_entry = self.topics.get_mut(&topic.name).expect("inserted above");
                 topic_entry.partitions.insert(index, Partition::new(id, log, producers));
                 self.unsynced.insert(id);
+                let replicas = &topic.partitions[index as usize].replicas;
+                if let Err(error) = self.open_replica(now_ms, id, &topic.name, replicas) {
+                    // The saved quorum state is unreadable: without it this replica could vote
+                    // twice in one epoch, so it does not take part (and serves nothing).
+                    self.faults.push(StorageFault::new(
+                        StorageOp::Metadata,
+                        format!("{dir}/{}", crate::raft::saved::QUORUM_STATE_FILE),
+                        &error,
+                        "this replica does not take part in its partition until the file is repaired",
+                    ));
+                    if let Some(p) = self.partition_by_id_mut(id) {
+                        p.failed = true;
+                    }
+                }
             }
         }
+        true
     }
 
     /// Removes `dir` if it holds a partition of another topic than `id` (one deleted while
@@ -406,9 +426,10 @@ impl Broker {
     }
 
     /// The leader, leader epoch and replicas of a partition for Metadata: on one node this
-    /// node; in a cluster the image's, where a partition of one replica is led by that
-    /// replica while its broker is not fenced.
-    pub(super) fn partition_roles(&self, topic_id: uuid::Uuid, index: i32) -> Roles {
+    /// node; in a cluster the image's, or this node's own Raft's where it knows a newer epoch
+    /// (a leader elected since the image last heard). Until its first report, a partition of
+    /// one replica is led by that replica while its broker is not fenced.
+    pub(super) fn partition_roles(&self, now_ms: i64, topic_id: uuid::Uuid, index: i32) -> Roles {
         let own = self.config.node_id;
         let alone = Roles { leader: own, epoch: 0, replicas: vec![own], in_sync: vec![own], offline: Vec::new() };
         let Some(quorum) = &self.quorum else { return alone };
@@ -418,17 +439,29 @@ impl Broker {
             return alone;
         };
         let live = |n: &NodeId| image.brokers.get(n).is_some_and(|b| !b.fenced);
-        let leader = partition.leader.or_else(|| match partition.replicas.as_slice() {
+        let mut leader = partition.leader.or_else(|| match partition.replicas.as_slice() {
             [only] if live(only) => Some(*only),
             _ => None,
         });
+        let mut epoch = partition.leader_epoch;
+        let mut in_sync: Vec<NodeId> = partition.in_sync.clone();
+        let local = self.topic_name_by_id(topic_id).and_then(|name| self.partition(name, index));
+        if let Some(raft) = local.and_then(|p| p.replica.as_ref()).map(|r| &r.raft) {
+            if raft.epoch() > epoch || (raft.epoch() == epoch && leader.is_none()) {
+                epoch = raft.epoch();
+                leader = raft.leader();
+                if raft.is_leader() {
+                    in_sync = raft.in_sync(now_ms, crate::constants::REPLICA_LAG_MS_MAX);
+                }
+            }
+        }
         let replicas: Vec<i32> = partition.replicas.iter().map(|n| n.0).collect();
         let in_sync = match leader {
-            Some(leader) if partition.in_sync.is_empty() => vec![leader.0],
-            _ => partition.in_sync.iter().map(|n| n.0).collect(),
+            Some(leader) if in_sync.is_empty() => vec![leader.0],
+            _ => in_sync.iter().map(|n| n.0).collect(),
         };
         let offline = partition.replicas.iter().filter(|n| !live(n)).map(|n| n.0).collect();
-        Roles { leader: leader.map_or(-1, |n| n.0), epoch: partition.leader_epoch, replicas, in_sync, offline }
+        Roles { leader: leader.map_or(-1, |n| n.0), epoch, replicas, in_sync, offline }
     }
 
     /// The error for a partition this node does not hold: NOT_LEADER_OR_FOLLOWER for a
@@ -446,7 +479,7 @@ impl Broker {
         let decision = Decision::CreateTopic {
             name: name.to_string(),
             partitions: self.config.default_partitions,
-            replication_factor: 1,
+            replication_factor: self.config.default_replication_factor,
             configs: BTreeMap::new(),
         };
         let token = ADMIN_TOKEN | self.cluster.next_token;

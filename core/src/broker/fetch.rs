@@ -118,7 +118,7 @@ impl Broker {
                         if api_version >= 5 {
                             data.log_start_offset = log.log_start_offset();
                         }
-                        if let Some(code) = leader_epoch_error(wanted.current_leader_epoch) {
+                        if let Some(code) = leader_epoch_error(p, wanted.current_leader_epoch) {
                             data.error_code = code.code();
                         } else if wanted.fetch_offset < log.log_start_offset() || wanted.fetch_offset > log.end_offset()
                         {
@@ -151,11 +151,16 @@ impl Broker {
     }
 }
 
-/// Single node: the leader epoch is always 0. A client that knows a newer epoch is ahead of
-/// us (UNKNOWN_LEADER_EPOCH); -1 means it does not check.
-pub(super) fn leader_epoch_error(current_leader_epoch: i32) -> Option<ErrorCode> {
+/// Whether partition `p` serves a client's read or offset lookup here, checking the leader
+/// epoch the client knows (-1: it does not check). Only the leader serves; a client that knows
+/// a newer epoch than this replica is ahead of it (UNKNOWN_LEADER_EPOCH), one that knows an
+/// older epoch must refresh its metadata (FENCED_LEADER_EPOCH). A single node is epoch 0.
+pub(super) fn leader_epoch_error(p: &crate::partition::Partition, current_leader_epoch: i32) -> Option<ErrorCode> {
+    let ours = p.leader_epoch();
     match current_leader_epoch {
-        e if e > 0 => Some(ErrorCode::UnknownLeaderEpoch),
+        e if e > ours => Some(ErrorCode::UnknownLeaderEpoch),
+        e if e >= 0 && e < ours => Some(ErrorCode::FencedLeaderEpoch),
+        _ if !p.is_leader() => Some(ErrorCode::NotLeaderOrFollower),
         _ => None,
     }
 }

@@ -159,7 +159,7 @@ impl Broker {
                     let topic_id = topic.record.id;
                     entry.partitions = (0..topic.record.partitions)
                         .map(|index| {
-                            let roles = self.partition_roles(topic_id, index);
+                            let roles = self.partition_roles(now_ms, topic_id, index);
                             let mut p = MetadataResponsePartition::default()
                                 .with_partition_index(index)
                                 .with_leader_id(BrokerId(roles.leader))

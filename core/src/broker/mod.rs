@@ -30,6 +30,7 @@ mod log_dirs;
 mod offsets;
 mod produce;
 mod quorum;
+mod replication;
 pub mod versions;
 
 pub use fault::{StorageFault, StorageOp, PARTITION_FAILED};
@@ -66,6 +67,9 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// `num.partitions`: partitions of auto-created topics and of CreateTopics with -1.
     pub default_partitions: i32,
+    /// `default.replication.factor`: replicas of auto-created topics and of CreateTopics
+    /// with -1, in a cluster.
+    pub default_replication_factor: i16,
     /// Broker-wide defaults for topic configs, by topic config name (from `log.retention.ms`
     /// and friends).
     pub topic_defaults: BTreeMap<String, String>,
@@ -103,6 +107,7 @@ impl Default for BrokerConfig {
             advertised_port: 9092,
             auto_create_topics: true,
             default_partitions: 1,
+            default_replication_factor: 1,
             topic_defaults: BTreeMap::new(),
             seed: 0,
             log_dir: "data".into(),
@@ -229,6 +234,8 @@ pub struct Broker {
     /// In a cluster: the topics built from the metadata image, and admin requests waiting
     /// for the controller.
     cluster: cluster_topics::ClusterTopics,
+    /// In a cluster: the partitions' Rafts, their timers, replica fetches and leader reports.
+    replication: replication::Replication,
     /// How many times a parked request was looked at again (tests check it follows what
     /// changed, not how much is parked).
     #[cfg(test)]
@@ -373,6 +380,7 @@ impl Broker {
             lifecycle: lifecycle::Lifecycle::default(),
             controller_calls: lifecycle::ControllerCalls::default(),
             cluster,
+            replication: replication::Replication::default(),
             #[cfg(test)]
             parked_looked_at: 0,
             next_token: 1,
@@ -415,6 +423,8 @@ impl Broker {
         self.dispatch_request(now_ms, request);
         // The request may have failed or deleted partitions that others are parked on.
         self.wake_parked(now_ms);
+        self.replication_send(now_ms);
+        self.after_input();
         self.report_faults(now_ms);
     }
 
@@ -432,6 +442,18 @@ impl Broker {
             }
             RequestKind::InitProducerId(r) => reply(ResponseKind::InitProducerId(self.init_producer_id(r))),
             RequestKind::Produce(r) => match self.produce(now_ms, id, api_version, r) {
+                Some(body) => body,
+                None => return self.after_input(),
+            },
+            RequestKind::Fetch(r)
+                if self.quorum.is_some()
+                    && !crate::raft::wire::is_metadata_fetch(&r)
+                    && crate::raft::wire::fetching_replica(&r).is_some() =>
+            {
+                self.replica_fetch(now_ms, id, api_version, &r);
+                return self.after_input();
+            }
+            body @ RequestKind::AlterPartition(_) => match self.report_call(now_ms, id, api_version, &body) {
                 Some(body) => body,
                 None => return self.after_input(),
             },
@@ -569,6 +591,7 @@ impl Broker {
             return;
         };
 
+        let mut synced = Vec::new();
         for (id, durable_offset) in sync.targets {
             match &result {
                 // One fsync failed: after an fsync error Linux may have dropped the dirty
@@ -577,12 +600,17 @@ impl Broker {
                 Ok(()) => {
                     if let Some(partition) = partition_in(&mut self.topics, &self.topic_names_by_id, id) {
                         partition.synced(durable_offset, &mut self.woken);
+                        if partition.replica.is_some() {
+                            synced.push(id);
+                        }
                     }
                 }
             }
         }
+        self.replicas_durable(now_ms, &synced);
         self.wake_parked(now_ms);
         self.finish_offsets_rewrite();
+        self.replication_send(now_ms);
         self.after_input();
         self.report_faults(now_ms);
     }
@@ -594,6 +622,7 @@ impl Broker {
             self.drain_quorum(now_ms, None);
         }
         self.lifecycle_tick(now_ms);
+        self.replication_timeout(now_ms);
         while let Some(&(deadline_ms, id)) = self.deadlines.first() {
             if deadline_ms > now_ms {
                 break;
@@ -611,6 +640,7 @@ impl Broker {
             self.expire_offsets(now_ms);
             self.compact_offsets(now_ms);
         }
+        self.replication_send(now_ms);
         if now_ms >= self.next_recovery_checkpoint_ms {
             self.next_recovery_checkpoint_ms = now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS;
             if let Err(error) = self.write_recovery_checkpoint() {
@@ -676,7 +706,7 @@ impl Broker {
             next = next.min(deadline_ms);
         }
         if let Some(quorum) = &self.quorum {
-            next = next.min(quorum.next_timeout_ms()).min(self.lifecycle_next_ms());
+            next = next.min(quorum.next_timeout_ms()).min(self.lifecycle_next_ms()).min(self.replication_next_ms());
         }
         for deadline in [self.groups.next_deadline_ms(), self.consumer_groups.next_deadline_ms()].into_iter().flatten()
         {
@@ -1035,5 +1065,7 @@ fn remove_deleted_dirs(storage: &dyn Storage) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod replication_tests;
 #[cfg(test)]
 mod tests;

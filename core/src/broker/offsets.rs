@@ -26,14 +26,15 @@ impl Broker {
             for wanted in topic.partitions {
                 let mut entry = ListOffsetsPartitionResponse::default().with_partition_index(wanted.partition_index);
                 // A failed partition still answers from what is durable.
+                let leader_epoch = self.partition(&name, wanted.partition_index).map_or(0, |p| p.leader_epoch());
                 let result = match self.partition(&name, wanted.partition_index) {
                     None => Err(self.absent_partition(&name, wanted.partition_index)),
-                    Some(p) => match leader_epoch_error(wanted.current_leader_epoch) {
+                    Some(p) => match leader_epoch_error(p, wanted.current_leader_epoch) {
                         Some(code) => Err(code),
                         None => {
                             let log = &p.log;
                             match wanted.timestamp {
-                                LATEST => Ok(Some((log.durable_offset(), -1))),
+                                LATEST => Ok(Some((p.high_watermark(), -1))),
                                 EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
                                 MAX_TIMESTAMP => {
                                     log.offset_of_max_timestamp().map_err(|_| ErrorCode::KafkaStorageError)
@@ -49,7 +50,7 @@ impl Broker {
                         entry.offset = offset;
                         entry.timestamp = timestamp;
                         if api_version >= 4 {
-                            entry.leader_epoch = 0;
+                            entry.leader_epoch = leader_epoch;
                         }
                     }
                     // No record at or after the timestamp: Kafka answers offset -1.
@@ -122,7 +123,7 @@ impl Broker {
                 let mut entry = EpochEndOffset::default().with_partition(wanted.partition);
                 match self.partition(&name, wanted.partition) {
                     None => entry.error_code = self.absent_partition(&name, wanted.partition).code(),
-                    Some(p) => match leader_epoch_error(wanted.current_leader_epoch) {
+                    Some(p) => match leader_epoch_error(p, wanted.current_leader_epoch) {
                         Some(code) => entry.error_code = code.code(),
                         None => match p.log.end_offset_for_epoch(wanted.leader_epoch) {
                             Some((epoch, end_offset)) => {

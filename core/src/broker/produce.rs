@@ -30,6 +30,10 @@ pub(crate) struct ParkedProduce {
 struct Wait {
     partition: PartitionId,
     offset_end: i64,
+    /// The leader epoch it was written in: a replicated write is acknowledged only by the
+    /// leader of that epoch, since after a change of leader the offsets it waits for may hold
+    /// another leader's records.
+    leader_epoch: i32,
     /// Where the partition's entry sits in the response.
     at: (usize, usize),
 }
@@ -48,6 +52,7 @@ struct Appended {
     offset_end: i64,
     log_start_offset: i64,
     log_append_time_ms: i64,
+    leader_epoch: i32,
 }
 
 impl Broker {
@@ -89,6 +94,7 @@ impl Broker {
                         waits.push(Wait {
                             partition: appended.partition,
                             offset_end: appended.offset_end,
+                            leader_epoch: appended.leader_epoch,
                             at: (topic_index, partition_index),
                         });
                     }
@@ -136,6 +142,10 @@ impl Broker {
         if partition.failed {
             return Err(ErrorCode::KafkaStorageError);
         }
+        if !partition.is_leader() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        let leader_epoch = partition.leader_epoch();
         let records = records.ok_or(ErrorCode::CorruptMessage)?;
         let batches = validate_produce(&records, message_bytes_max)?;
         let mut first: Option<i64> = None;
@@ -160,7 +170,7 @@ impl Broker {
             if log_append_time {
                 set_log_append_time(&mut bytes, now_ms);
             }
-            let base_offset = match partition.log.append(&mut bytes, 0, now_ms) {
+            let base_offset = match partition.log.append(&mut bytes, leader_epoch, now_ms) {
                 Ok(base_offset) => base_offset,
                 Err(error) => {
                     self.faults.extend(partition.fail(super::StorageOp::Append, &error, &mut self.woken));
@@ -172,12 +182,19 @@ impl Broker {
             first.get_or_insert(base_offset);
             offset_end = partition.log_end_offset();
         }
+        let partition_id = partition.id;
+        if partition.replica.is_some() {
+            // Followers waiting for entries are answered now.
+            self.on_replica(now_ms, partition_id, None, |raft, view| raft.appended(view));
+        }
+        let partition = self.partition_by_id(partition_id).expect("looked up above");
         Ok(Appended {
             partition: partition.id,
             base_offset: first.expect("validation returns at least one batch"),
             offset_end,
             log_start_offset: partition.log.log_start_offset(),
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
+            leader_epoch,
         })
     }
 
@@ -202,6 +219,14 @@ impl Broker {
             }
             match self.partition_by_id(wait.partition) {
                 None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                // Written in an epoch that ended: its offsets may now hold another leader's
+                // records. The producer retries; idempotence finds the batch if it survived.
+                Some(p)
+                    if p.replica.is_some()
+                        && p.replica.as_ref().and_then(|r| r.raft.leader_epoch()) != Some(wait.leader_epoch) =>
+                {
+                    entry.error_code = ErrorCode::NotLeaderOrFollower.code()
+                }
                 // Committed before the partition failed: acknowledged as it is.
                 Some(p) if p.high_watermark() >= wait.offset_end => {}
                 Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),

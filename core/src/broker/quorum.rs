@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::{Broker, IoCommand, IoToken, Output, RequestId, Response, ResponseBody};
 use crate::error::ErrorCode;
 use crate::ids::NodeId;
+use crate::metadata::calls::ControllerMessage;
 use crate::metadata::quorum::QuorumOutput;
 use crate::peer::PeerMessage;
 use crate::raft::{wire, Message};
@@ -48,10 +49,23 @@ impl Broker {
         if request_cluster_id(&body).is_some_and(|theirs| theirs.as_str() != cluster_id) {
             return reply(quorum_error(api_key, ErrorCode::InconsistentClusterId, "the request names another cluster"));
         }
-        let (from, message) = match wire::message_from_request(&body, id.0) {
+        let parsed = match &body {
+            RequestKind::Fetch(fetch) => {
+                wire::fetch_from_request(fetch, id.0).and_then(|(from, mut parts)| match parts.pop() {
+                    Some((target, message)) if parts.is_empty() && target.is_metadata() => Ok((target, from, message)),
+                    _ => Err("a fetch of the metadata log names one partition, of it alone".into()),
+                })
+            }
+            other => wire::message_from_request(other),
+        };
+        let (target, from, message) = match parsed {
             Ok(parsed) => parsed,
             Err(reason) => return Some(ResponseBody::Close(format!("malformed KRaft request: {reason}"))),
         };
+        if !target.is_metadata() {
+            return self.partition_raft_request(now_ms, Answering { id, api_key, api_version, from }, target, message);
+        }
+        let Some(quorum) = &mut self.quorum else { unreachable!("checked above") };
         let end_quorum_epoch = matches!(message, Message::EndQuorumEpoch { .. });
         quorum.handle_message(now_ms, from, message);
         let answered = self.drain_quorum(now_ms, Some(Answering { id, api_key, api_version, from }));
@@ -84,10 +98,18 @@ impl Broker {
                     self.drain_quorum(now_ms, None);
                 }
             }
+            PeerMessage::Partition { target, message } => self.partition_raft_answer(now_ms, from, &target, message),
+            PeerMessage::ReplicaFetchAnswers(answers) => self.replica_fetch_answers(now_ms, from, answers),
+            PeerMessage::ReplicaFetch(_) => {}
+            PeerMessage::Controller(ControllerMessage::ReportLeadersResponse { .. }) => {
+                self.report_answered(now_ms, from)
+            }
             PeerMessage::Controller(answer) => self.lifecycle_answer(now_ms, from, answer),
         }
         // A new leader is where the next registration or heartbeat goes; one due now leaves.
         self.lifecycle_tick(now_ms);
+        self.wake_parked(now_ms);
+        self.replication_send(now_ms);
         self.after_input();
         self.report_faults(now_ms);
     }
@@ -127,6 +149,10 @@ impl Broker {
                     self.outputs.push_back(Output::Io(IoCommand::Sync { token, files }));
                 }
                 QuorumOutput::Decided { token, result } => {
+                    let error = result.as_ref().err().map_or(0, |(code, _)| code.code());
+                    if self.report_decided(now_ms, token, error) {
+                        continue;
+                    }
                     if !self.admin_decided(token, result.clone()) {
                         self.call_decided(now_ms, token, result);
                     }
@@ -138,8 +164,11 @@ impl Broker {
         if let Some(a) = answering.filter(|a| a.api_key == ApiKey::Fetch && !answered) {
             self.quorum_fetch_versions.insert(a.id, a.api_version);
         }
-        // Newly committed records may have changed which partitions live here.
-        self.build_from_image(now_ms);
+        // Newly committed records may have changed which partitions live here, and which
+        // leaderships the image shows.
+        if self.build_from_image(now_ms) {
+            self.check_leaderships(now_ms);
+        }
         answered
     }
 
@@ -165,7 +194,7 @@ impl Broker {
     }
 
     fn respond_peer(&mut self, id: RequestId, api_key: ApiKey, api_version: i16, message: &Message) {
-        let body = match wire::response_for(message, api_version) {
+        let body = match wire::response_for(&wire::Target::metadata(), message, api_version) {
             Some(body) => ResponseBody::Message(Box::new(body)),
             None => ResponseBody::Close("a KRaft answer of the wrong kind (a broker bug)".into()),
         };
@@ -187,7 +216,7 @@ fn request_cluster_id(body: &RequestKind) -> Option<&StrBytes> {
 }
 
 /// A KRaft request refused as a whole with `code`.
-fn quorum_error(api_key: ApiKey, code: ErrorCode, message: &'static str) -> ResponseKind {
+pub(super) fn quorum_error(api_key: ApiKey, code: ErrorCode, message: &'static str) -> ResponseKind {
     let code = code.code();
     match api_key {
         ApiKey::Vote => ResponseKind::Vote(VoteResponse::default().with_error_code(code)),

@@ -118,7 +118,7 @@ impl Harness {
     }
 }
 
-fn produce_request(topic: &str, partition: i32, acks: i16, records: Vec<u8>) -> RequestKind {
+pub(super) fn produce_request(topic: &str, partition: i32, acks: i16, records: Vec<u8>) -> RequestKind {
     RequestKind::Produce(ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
         TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.into()))).with_partition_data(
             vec![PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(records)))],
@@ -126,7 +126,7 @@ fn produce_request(topic: &str, partition: i32, acks: i16, records: Vec<u8>) -> 
     ]))
 }
 
-fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32, min_bytes: i32) -> RequestKind {
+pub(super) fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32, min_bytes: i32) -> RequestKind {
     RequestKind::Fetch(
         FetchRequest::default()
             .with_max_wait_ms(max_wait_ms)
@@ -141,17 +141,17 @@ fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32, min
     )
 }
 
-fn produce_result(response: &ResponseKind) -> (i16, i64) {
+pub(super) fn produce_result(response: &ResponseKind) -> (i16, i64) {
     let ResponseKind::Produce(r) = response else { panic!("not a produce response: {response:?}") };
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
-fn idempotent(producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Vec<u8> {
+pub(super) fn idempotent(producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Vec<u8> {
     batch(&simple(count, 0), Some(Idempotence { producer_id, producer_epoch: epoch, base_sequence: sequence }))
 }
 
-fn fetched_offsets(response: &ResponseKind) -> (i16, i64, Vec<i64>) {
+pub(super) fn fetched_offsets(response: &ResponseKind) -> (i16, i64, Vec<i64>) {
     let ResponseKind::Fetch(r) = response else { panic!("not a fetch response") };
     let p = &r.responses[0].partitions[0];
     let records = p.records.clone().unwrap_or_default();
@@ -723,9 +723,9 @@ fn a_failed_auto_creation_is_reported() {
 /// Three brokers whose metadata quorums talk through Kafka requests, as peers will over the
 /// network: each Raft request leaves as `Output::Peer`, goes to the other broker as the KRaft
 /// request `raft::wire` makes of it, and its response comes back through `handle_peer`.
-struct QuorumCluster {
-    brokers: BTreeMap<i32, (MemStorage, Broker)>,
-    now_ms: i64,
+pub(super) struct QuorumCluster {
+    pub(super) brokers: BTreeMap<i32, (MemStorage, Broker)>,
+    pub(super) now_ms: i64,
     next_id: u64,
     /// Requests delivered and not yet answered: (receiver, request id) -> (sender, message).
     waiting: BTreeMap<(i32, RequestId), (i32, crate::peer::PeerMessage)>,
@@ -734,7 +734,7 @@ struct QuorumCluster {
 }
 
 impl QuorumCluster {
-    fn new() -> QuorumCluster {
+    pub(super) fn new() -> QuorumCluster {
         let mut brokers = BTreeMap::new();
         for node in 1..=3 {
             let storage = MemStorage::new();
@@ -745,7 +745,7 @@ impl QuorumCluster {
     }
 
     /// Performs every output until nothing moves at the current time.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         loop {
             let mut moved = false;
             let nodes: Vec<i32> = self.brokers.keys().copied().collect();
@@ -761,7 +761,7 @@ impl QuorumCluster {
         }
     }
 
-    fn perform(&mut self, node: i32, output: Output) {
+    pub(super) fn perform(&mut self, node: i32, output: Output) {
         let now = self.now_ms;
         match output {
             Output::Peer { to, message } => {
@@ -802,7 +802,7 @@ impl QuorumCluster {
         }
     }
 
-    fn run_until(&mut self, until_ms: i64) {
+    pub(super) fn run_until(&mut self, until_ms: i64) {
         self.settle();
         loop {
             let next = self.brokers.values().map(|(_, b)| b.next_timeout_ms()).min().unwrap();
@@ -821,7 +821,7 @@ impl QuorumCluster {
         }
     }
 
-    fn config(node: i32) -> BrokerConfig {
+    pub(super) fn config(node: i32) -> BrokerConfig {
         BrokerConfig {
             node_id: node,
             seed: node as u64,
@@ -833,20 +833,20 @@ impl QuorumCluster {
     }
 
     /// Stops a broker: it takes no more messages, and its storage stays for `restart`.
-    fn stop(&mut self, node: i32) -> MemStorage {
+    pub(super) fn stop(&mut self, node: i32) -> MemStorage {
         let (storage, _) = self.brokers.remove(&node).unwrap();
         self.waiting.retain(|(to, _), (from, _)| *to != node && *from != node);
         storage
     }
 
-    fn restart(&mut self, node: i32, storage: MemStorage) {
+    pub(super) fn restart(&mut self, node: i32, storage: MemStorage) {
         let (broker, _) = Broker::open(Self::config(node), Arc::new(storage.clone()), self.now_ms).unwrap();
         self.brokers.insert(node, (storage, broker));
     }
 
     /// Asks node `node` as a client would; the answer must come at once. The node's other
     /// outputs meanwhile are performed as usual.
-    fn ask(&mut self, node: i32, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
+    pub(super) fn ask(&mut self, node: i32, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         let request = Request { id, conn: ConnId(99), api_key, api_version, client_id: None, body };
@@ -865,7 +865,7 @@ impl QuorumCluster {
     }
 
     /// Asks node `node` as a client would and runs the cluster until it answers (10 s at most).
-    fn call(&mut self, node: i32, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
+    pub(super) fn call(&mut self, node: i32, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         let request = Request { id, conn: ConnId(97), api_key, api_version, client_id: None, body };
@@ -882,13 +882,13 @@ impl QuorumCluster {
     }
 
     /// The brokers node `node` lists in its Metadata answer.
-    fn listed(&mut self, node: i32) -> Vec<(i32, i32)> {
+    pub(super) fn listed(&mut self, node: i32) -> Vec<(i32, i32)> {
         let body = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![])));
         let ResponseKind::Metadata(metadata) = self.ask(node, ApiKey::Metadata, 12, body) else { panic!() };
         metadata.brokers.iter().map(|b| (b.node_id.0, b.port)).collect()
     }
 
-    fn describe(&mut self, node: i32) -> DescribeQuorumResponse {
+    pub(super) fn describe(&mut self, node: i32) -> DescribeQuorumResponse {
         let body = RequestKind::DescribeQuorum(DescribeQuorumRequest::default());
         let ResponseKind::DescribeQuorum(described) = self.ask(node, ApiKey::DescribeQuorum, 2, body) else { panic!() };
         described
@@ -955,10 +955,10 @@ fn a_cluster_topic_is_created_by_the_controller_and_spread_over_the_brokers() {
             .with_replication_factor(replication_factor);
         RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))
     };
-    // Only the controller creates; replication is not there yet.
+    // Only the controller creates, with no more replicas than brokers.
     let ResponseKind::CreateTopics(r) = c.call(follower, ApiKey::CreateTopics, 7, create(3, 1)) else { panic!() };
     assert_eq!(r.topics[0].error_code, ErrorCode::NotController.code());
-    let ResponseKind::CreateTopics(r) = c.call(leader, ApiKey::CreateTopics, 7, create(3, 3)) else { panic!() };
+    let ResponseKind::CreateTopics(r) = c.call(leader, ApiKey::CreateTopics, 7, create(3, 4)) else { panic!() };
     assert_eq!(r.topics[0].error_code, ErrorCode::InvalidReplicationFactor.code());
     let ResponseKind::CreateTopics(r) = c.call(leader, ApiKey::CreateTopics, 7, create(3, 1)) else { panic!() };
     assert_eq!(r.topics[0].error_code, 0, "{r:?}");
@@ -1167,7 +1167,15 @@ fn a_kraft_request_from_another_cluster_is_refused_and_changes_nothing() {
     let mut c = QuorumCluster::new();
     let vote = |cluster: &str| {
         let message = crate::raft::Message::Vote { epoch: 7, last_epoch: 0, end_offset: 0, pre_vote: false };
-        crate::raft::wire::request_for(cluster, crate::ids::NodeId(2), crate::ids::NodeId(1), &message, 2).unwrap()
+        crate::raft::wire::request_for(
+            cluster,
+            crate::ids::NodeId(2),
+            crate::ids::NodeId(1),
+            &crate::raft::wire::Target::metadata(),
+            &message,
+            2,
+        )
+        .unwrap()
     };
     let request = Request {
         id: RequestId(1_000),
@@ -1208,6 +1216,7 @@ fn a_single_broker_answers_kraft_requests_with_an_error() {
         "c",
         crate::ids::NodeId(2),
         crate::ids::NodeId(1),
+        &crate::raft::wire::Target::metadata(),
         &crate::raft::Message::Vote { epoch: 1, last_epoch: 0, end_offset: 0, pre_vote: false },
         2,
     )

@@ -44,6 +44,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Brokers' calls to the active controller (D24).
     (ApiKey::BrokerRegistration, 0, 4),
     (ApiKey::BrokerHeartbeat, 0, 1),
+    // Partition leaders report their leadership and in-sync replicas (D26). v2 names topics
+    // by id with a plain ISR list; v3's per-replica broker epochs are not kept.
+    (ApiKey::AlterPartition, 2, 2),
 ];
 
 /// The supported range for an API key number, if Headwater serves it.

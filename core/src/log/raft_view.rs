@@ -11,9 +11,11 @@ use kafka_protocol::messages::BrokerId;
 use kafka_protocol::protocol::Encodable;
 
 use super::batch::build::control_batch;
+use super::batch::BatchHeader;
 use super::Log;
 use crate::ids::NodeId;
 use crate::raft::RaftLog;
+use crate::txn::producer::ProducerTable;
 
 /// Kafka's control record type for a leader change (0 and 1 are the transaction markers).
 pub const CONTROL_TYPE_LEADER_CHANGE: i16 = 2;
@@ -24,6 +26,9 @@ pub struct RaftView<'a> {
     pub now_ms: i64,
     /// The voters named in leader-change records.
     pub voters: &'a [NodeId],
+    /// A partition's idempotent producers, kept in step with what is replicated and cut (the
+    /// metadata log has none).
+    pub producers: Option<&'a mut ProducerTable>,
 }
 
 impl RaftLog for RaftView<'_> {
@@ -62,11 +67,25 @@ impl RaftLog for RaftView<'_> {
     }
 
     fn append_replicated(&mut self, entries: &Bytes) -> io::Result<()> {
-        self.log.append_replicated(entries, self.now_ms)
+        self.log.append_replicated(entries, self.now_ms)?;
+        if let Some(producers) = self.producers.as_deref_mut() {
+            // The batches kept their offsets; the log checked each one whole.
+            let mut at = 0;
+            while let Some(header) = BatchHeader::parse(&entries[at..]) {
+                let Some(size) = header.size_bytes() else { break };
+                producers.record(&header, header.base_offset);
+                at += size;
+            }
+        }
+        Ok(())
     }
 
     fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
-        self.log.truncate_to(offset)
+        self.log.truncate_to(offset)?;
+        if let Some(producers) = self.producers.as_deref_mut() {
+            producers.truncate_to(self.log.end_offset());
+        }
+        Ok(())
     }
 
     fn read(&self, offset: i64, max_bytes: usize) -> io::Result<Bytes> {

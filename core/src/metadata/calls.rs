@@ -1,5 +1,5 @@
-//! A broker's calls to the controller (KRaft's BrokerRegistration and BrokerHeartbeat), as
-//! messages between nodes, and their Kafka request and response bodies.
+//! A broker's calls to the controller (KRaft's BrokerRegistration, BrokerHeartbeat and
+//! AlterPartition), as messages between nodes, and their Kafka request and response bodies.
 //!
 //! The broker epoch on the wire is the broker's incarnation (it grows at every start of the
 //! broker), which is what the controller tells registrations apart by; Kafka uses the offset of
@@ -33,6 +33,25 @@ pub enum ControllerMessage {
         node: NodeId,
         incarnation: u64,
     },
+    /// Partition leaders on `node` report their leadership and in-sync replicas (KRaft's
+    /// AlterPartition, v2: by topic id); the controller records what changed.
+    ReportLeaders {
+        node: NodeId,
+        incarnation: u64,
+        reports: Vec<LeaderReport>,
+    },
+    ReportLeadersResponse {
+        error: i16,
+    },
+}
+
+/// One partition's leadership as its leader's Raft knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderReport {
+    pub topic_id: uuid::Uuid,
+    pub index: i32,
+    pub leader_epoch: i32,
+    pub in_sync: Vec<NodeId>,
 }
 
 /// The listener name brokers register their one Kafka address under.
@@ -69,7 +88,32 @@ pub fn request_for(cluster_id: &str, message: &ControllerMessage) -> Option<Requ
                 .with_want_fence(true)
                 .with_want_shut_down(true),
         ),
-        ControllerMessage::RegisterResponse { .. } | ControllerMessage::HeartbeatResponse { .. } => return None,
+        ControllerMessage::ReportLeaders { node, incarnation, reports } => {
+            let mut topics: Vec<alter_partition_request::TopicData> = Vec::new();
+            for report in reports {
+                let partition = alter_partition_request::PartitionData::default()
+                    .with_partition_index(report.index)
+                    .with_leader_epoch(report.leader_epoch)
+                    .with_new_isr(report.in_sync.iter().map(|n| BrokerId(n.0)).collect());
+                match topics.iter_mut().find(|t| t.topic_id == report.topic_id) {
+                    Some(topic) => topic.partitions.push(partition),
+                    None => topics.push(
+                        alter_partition_request::TopicData::default()
+                            .with_topic_id(report.topic_id)
+                            .with_partitions(vec![partition]),
+                    ),
+                }
+            }
+            RequestKind::AlterPartition(
+                AlterPartitionRequest::default()
+                    .with_broker_id(BrokerId(node.0))
+                    .with_broker_epoch(*incarnation as i64)
+                    .with_topics(topics),
+            )
+        }
+        ControllerMessage::RegisterResponse { .. }
+        | ControllerMessage::HeartbeatResponse { .. }
+        | ControllerMessage::ReportLeadersResponse { .. } => return None,
     })
 }
 
@@ -107,6 +151,22 @@ pub fn message_from_request(request: &RequestKind) -> Result<(Option<&str>, Cont
                 },
             ))
         }
+        RequestKind::AlterPartition(r) => {
+            let incarnation = u64::try_from(r.broker_epoch).map_err(|_| "a negative broker epoch")?;
+            let reports = r
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| LeaderReport {
+                        topic_id: t.topic_id,
+                        index: p.partition_index,
+                        leader_epoch: p.leader_epoch,
+                        in_sync: p.new_isr.iter().map(|n| NodeId(n.0)).collect(),
+                    })
+                })
+                .collect();
+            Ok((None, ControllerMessage::ReportLeaders { node: NodeId(r.broker_id.0), incarnation, reports }))
+        }
         _ => Err("not a call to the controller".into()),
     }
 }
@@ -128,9 +188,13 @@ pub fn response_for(message: &ControllerMessage, incarnation: u64) -> Option<Res
                 .with_is_fenced(*fenced)
                 .with_is_caught_up(!*fenced),
         ),
-        ControllerMessage::Register(_) | ControllerMessage::Heartbeat { .. } | ControllerMessage::ShutDown { .. } => {
-            return None
+        ControllerMessage::ReportLeadersResponse { error } => {
+            ResponseKind::AlterPartition(AlterPartitionResponse::default().with_error_code(*error))
         }
+        ControllerMessage::Register(_)
+        | ControllerMessage::Heartbeat { .. }
+        | ControllerMessage::ShutDown { .. }
+        | ControllerMessage::ReportLeaders { .. } => return None,
     })
 }
 
@@ -144,6 +208,9 @@ pub fn message_from_response(response: &ResponseKind, sent: &ControllerMessage) 
             ResponseKind::BrokerHeartbeat(r),
             ControllerMessage::Heartbeat { .. } | ControllerMessage::ShutDown { .. },
         ) => Ok(ControllerMessage::HeartbeatResponse { error: r.error_code, fenced: r.is_fenced }),
+        (ResponseKind::AlterPartition(r), ControllerMessage::ReportLeaders { .. }) => {
+            Ok(ControllerMessage::ReportLeadersResponse { error: r.error_code })
+        }
         _ => Err("the response does not answer the call sent".into()),
     }
 }
@@ -165,6 +232,24 @@ mod tests {
             ControllerMessage::Register(registration),
             ControllerMessage::Heartbeat { node: NodeId(2), incarnation: 7, metadata_offset: 41 },
             ControllerMessage::ShutDown { node: NodeId(2), incarnation: 7 },
+            ControllerMessage::ReportLeaders {
+                node: NodeId(2),
+                incarnation: 7,
+                reports: vec![
+                    LeaderReport {
+                        topic_id: uuid::Uuid::from_u128(5),
+                        index: 0,
+                        leader_epoch: 3,
+                        in_sync: vec![NodeId(2), NodeId(3)],
+                    },
+                    LeaderReport {
+                        topic_id: uuid::Uuid::from_u128(5),
+                        index: 4,
+                        leader_epoch: 1,
+                        in_sync: vec![NodeId(2)],
+                    },
+                ],
+            },
         ];
         for call in calls {
             let request = request_for("c1", &call).expect("a call has a request");

@@ -246,6 +246,12 @@ impl Controller {
             .get(&topic_id)
             .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
             .ok_or_else(unknown)?;
+        if !partition.replicas.contains(&leader) || in_sync.iter().any(|r| !partition.replicas.contains(r)) {
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!("broker {leader} reports replicas of {topic_id}-{index} that it does not have"),
+            ));
+        }
         if leader_epoch < partition.leader_epoch {
             return Err((
                 ErrorCode::FencedLeaderEpoch,

@@ -34,12 +34,11 @@ use crate::log::batch::build::{batch, Record};
 use crate::log::batch::{payload_records, BatchHeader};
 use crate::log::raft_view::RaftView;
 use crate::log::{Log, LogConfig};
-use crate::raft::{Message, QuorumState, Raft, RaftConfig, RaftOutput};
-use crate::storage::{read_file, write_file_atomic, NamedFile, Storage};
+use crate::raft::{saved, Message, Raft, RaftConfig, RaftOutput};
+use crate::storage::{NamedFile, Storage};
 
 /// The metadata log's directory, as Kafka names it.
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
-const QUORUM_STATE_FILE: &str = "quorum-state";
 
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
@@ -83,10 +82,30 @@ pub enum QuorumOutput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Register(super::controller::Registration),
-    Heartbeat { node: NodeId, incarnation: u64, caught_up: bool },
-    ShutDown { node: NodeId, incarnation: u64 },
-    CreateTopic { name: String, partitions: i32, replication_factor: i16, configs: BTreeMap<String, String> },
-    DeleteTopic { name: String },
+    Heartbeat {
+        node: NodeId,
+        incarnation: u64,
+        caught_up: bool,
+    },
+    ShutDown {
+        node: NodeId,
+        incarnation: u64,
+    },
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Partition leaders on `node` report leadership and in-sync replicas; reports that are
+    /// stale (an older epoch) or not from a replica are left out, the rest recorded.
+    ReportLeaders {
+        node: NodeId,
+        reports: Vec<super::calls::LeaderReport>,
+    },
 }
 
 pub struct MetadataQuorum {
@@ -120,14 +139,14 @@ impl MetadataQuorum {
         } else {
             Log::create(storage.clone(), METADATA_LOG_DIR, LogConfig::default(), now_ms)?
         };
-        let saved = read_quorum_state(storage.as_ref())?;
+        let saved = saved::read(storage.as_ref(), METADATA_LOG_DIR)?;
         let mut log = log;
         let raft = Raft::new(
             config.raft.clone(),
             saved,
             seed,
             now_ms,
-            &mut RaftView { log: &mut log, now_ms, voters: &config.voters },
+            &mut RaftView { log: &mut log, now_ms, voters: &config.voters, producers: None },
         );
         let mut quorum = MetadataQuorum {
             config,
@@ -225,6 +244,23 @@ impl MetadataQuorum {
                 controller.create_topic(&name, partitions, replication_factor, &configs)
             }
             Decision::DeleteTopic { name } => controller.delete_topic(&name),
+            Decision::ReportLeaders { node, reports } => {
+                let mut records = Vec::new();
+                for report in reports {
+                    // A refused report (stale, or of a deleted topic) changes nothing; the others
+                    // still count.
+                    if let Ok(more) = controller.report_leader(
+                        report.topic_id,
+                        report.index,
+                        node,
+                        report.leader_epoch,
+                        report.in_sync,
+                    ) {
+                        records.extend(more);
+                    }
+                }
+                Ok(records)
+            }
         };
         match decided {
             Ok(records) if records.is_empty() => {
@@ -268,7 +304,7 @@ impl MetadataQuorum {
     // ----- internals -----
 
     fn with_view<R>(&mut self, now_ms: i64, f: impl FnOnce(&mut Raft, &mut RaftView<'_>) -> R) -> R {
-        let mut view = RaftView { log: &mut self.log, now_ms, voters: &self.config.voters };
+        let mut view = RaftView { log: &mut self.log, now_ms, voters: &self.config.voters, producers: None };
         f(&mut self.raft, &mut view)
     }
 
@@ -319,12 +355,12 @@ impl MetadataQuorum {
         while let Some(output) = self.raft.poll_output() {
             match output {
                 RaftOutput::SaveState(state) => {
-                    if let Err(error) = write_quorum_state(self.storage.as_ref(), state) {
+                    if let Err(error) = saved::write(self.storage.as_ref(), METADATA_LOG_DIR, state) {
                         // A vote or epoch that is not durable must not be acted on: nothing after
                         // it leaves, and this replica stops taking part until a restart.
                         self.outputs.push_back(QuorumOutput::Fault(StorageFault::new(
                             StorageOp::Metadata,
-                            format!("{METADATA_LOG_DIR}/{QUORUM_STATE_FILE}"),
+                            format!("{METADATA_LOG_DIR}/{}", saved::QUORUM_STATE_FILE),
                             &error,
                             "this node stops taking part in the metadata quorum until it restarts",
                         )));
@@ -415,29 +451,6 @@ impl MetadataQuorum {
         }
         Ok(records)
     }
-}
-
-fn read_quorum_state(storage: &dyn Storage) -> io::Result<QuorumState> {
-    let path = format!("{METADATA_LOG_DIR}/{QUORUM_STATE_FILE}");
-    let Some(bytes) = read_file(storage, &path)? else { return Ok(QuorumState::default()) };
-    let text = String::from_utf8_lossy(&bytes);
-    let field = |name: &str| -> Option<i64> {
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')?.trim().parse().ok())
-    };
-    let invalid = || io::Error::new(io::ErrorKind::InvalidData, format!("{path}: malformed"));
-    let epoch = field("epoch").ok_or_else(invalid)?;
-    let node = |v: i64| i32::try_from(v).ok().filter(|&n| n >= 0).map(NodeId);
-    Ok(QuorumState {
-        epoch: i32::try_from(epoch).map_err(|_| invalid())?,
-        voted_for: field("voted_for").and_then(node),
-        leader: field("leader").and_then(node),
-    })
-}
-
-fn write_quorum_state(storage: &dyn Storage, state: QuorumState) -> io::Result<()> {
-    let id = |n: Option<NodeId>| n.map_or(-1, |n| i64::from(n.0));
-    let text = format!("epoch={}\nvoted_for={}\nleader={}\n", state.epoch, id(state.voted_for), id(state.leader));
-    write_file_atomic(storage, METADATA_LOG_DIR, QUORUM_STATE_FILE, text.as_bytes())
 }
 
 #[cfg(test)]

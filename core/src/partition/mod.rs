@@ -4,11 +4,13 @@
 //! (committed: on a single node, the durable offset) and the last stable offset (without
 //! transactions, the high watermark).
 
+mod replica;
 mod waiters;
 
 use std::collections::BTreeSet;
 use std::io;
 
+pub(crate) use replica::Replica;
 pub(crate) use waiters::Waiters;
 
 use crate::broker::{StorageFault, StorageOp, PARTITION_FAILED};
@@ -26,11 +28,14 @@ pub(crate) struct Partition {
     /// durable until a restart recovers it from what is really stored (see `broker/fault.rs`).
     pub failed: bool,
     pub waiters: Waiters,
+    /// In a cluster, the Raft replicating this partition; `None` on a single node (and for the
+    /// node's own offsets topic), where this node alone holds the partition.
+    pub replica: Option<Replica>,
 }
 
 impl Partition {
     pub fn new(id: PartitionId, log: Log, producers: ProducerTable) -> Partition {
-        Partition { id, log, producers, failed: false, waiters: Waiters::default() }
+        Partition { id, log, producers, failed: false, waiters: Waiters::default(), replica: None }
     }
 
     /// One past the last record written (not necessarily durable).
@@ -44,9 +49,24 @@ impl Partition {
     }
 
     /// Everything before it is committed, so consumers may read it and acks=all may be
-    /// answered for it. A single node commits what it has fsynced.
+    /// answered for it. A single node commits what it has fsynced; a replicated partition
+    /// what a majority of its replicas have fsynced (its Raft's high watermark).
     pub fn high_watermark(&self) -> i64 {
-        self.durable_offset()
+        match &self.replica {
+            Some(replica) => replica.high_watermark,
+            None => self.durable_offset(),
+        }
+    }
+
+    /// The partition's leader epoch here: its Raft's epoch, or 0 on a single node.
+    pub fn leader_epoch(&self) -> i32 {
+        self.replica.as_ref().map_or(0, |r| r.raft.epoch())
+    }
+
+    /// Whether this node may take writes and serve consumers for the partition: a single
+    /// node always, a replica while its Raft leads.
+    pub fn is_leader(&self) -> bool {
+        self.replica.as_ref().is_none_or(|r| r.raft.is_leader() && !r.failed)
     }
 
     /// Consumers with read_committed stop here. Without transactions, at the high watermark.
@@ -55,10 +75,25 @@ impl Partition {
     }
 
     /// A sync planned up to `durable_offset` completed: the offsets move on and the requests
-    /// waiting for them go to `woken`.
+    /// waiting for them go to `woken`. (A replicated partition's high watermark moves when its
+    /// Raft commits, see [`Partition::committed`].)
     pub fn synced(&mut self, durable_offset: i64, woken: &mut BTreeSet<RequestId>) {
         self.log.synced(durable_offset);
         self.waiters.advanced(Offset(self.high_watermark()), woken);
+    }
+
+    /// The Raft committed everything before `high_watermark`.
+    pub fn committed(&mut self, high_watermark: i64, woken: &mut BTreeSet<RequestId>) {
+        let Some(replica) = &mut self.replica else { return };
+        replica.high_watermark = replica.high_watermark.max(high_watermark);
+        self.waiters.advanced(Offset(replica.high_watermark), woken);
+    }
+
+    /// The leadership changed: every write waiting for its commit is looked at again (it was
+    /// written in an epoch that ended, so it is answered NOT_LEADER_OR_FOLLOWER unless it
+    /// committed already).
+    pub fn leadership_changed(&mut self, woken: &mut BTreeSet<RequestId>) {
+        self.waiters.failed(woken);
     }
 
     /// Fails the partition after a storage error; the requests waiting for a commit on it go

@@ -40,6 +40,7 @@
 
 mod message;
 mod replica;
+pub mod saved;
 mod state;
 pub mod wire;
 

@@ -23,6 +23,10 @@ pub struct RaftConfig {
     /// How long a leader holds a fetch that has nothing new.
     pub fetch_max_wait_ms: i64,
     pub fetch_max_bytes: usize,
+    /// A brand-new replica (epoch 0, nothing saved) stands at once instead of after an
+    /// election timeout: a partition's preferred leader, so new partitions get the leader
+    /// placement chose, spread over the brokers, within one round trip.
+    pub stand_at_once: bool,
 }
 
 impl RaftConfig {
@@ -34,6 +38,7 @@ impl RaftConfig {
             election_timeout_ms: 1_000,
             fetch_max_wait_ms: 500,
             fetch_max_bytes: 1 << 20,
+            stand_at_once: false,
         }
     }
 
@@ -118,6 +123,9 @@ impl Raft {
             Some(leader) => raft.become_follower(now_ms, leader, false, log),
             // A lone voter has nobody to wait for: it stands at the first timeout, now.
             None if raft.config.voters.len() == 1 => raft.election_deadline_ms = now_ms,
+            None if raft.config.stand_at_once && raft.state == QuorumState::default() => {
+                raft.election_deadline_ms = now_ms
+            }
             None => {}
         }
         raft
@@ -250,6 +258,18 @@ impl Raft {
         Ok(Some(offset))
     }
 
+    /// The leader appended to the log itself (a partition's produce, which stamps the batch
+    /// with [`Raft::leader_epoch`]): followers waiting for entries are answered.
+    pub fn appended(&mut self, log: &dyn RaftLog) -> io::Result<()> {
+        self.wake_parked_fetches(log)
+    }
+
+    /// Answers `follower`'s parked fetch now, with whatever there is (a broker answering one
+    /// request that carries fetches of many partitions answers all of them once one has news).
+    pub fn release_fetch(&mut self, follower: NodeId, log: &dyn RaftLog) -> io::Result<()> {
+        self.answer_parked_fetch(follower, log)
+    }
+
     // ----- outputs and queries -----
 
     pub fn poll_output(&mut self) -> Option<RaftOutput> {
@@ -280,6 +300,27 @@ impl Raft {
 
     pub fn is_leader(&self) -> bool {
         matches!(self.role, Role::Leader(_))
+    }
+
+    /// The epoch this replica leads, if it leads.
+    pub fn leader_epoch(&self) -> Option<i32> {
+        self.is_leader().then_some(self.state.epoch)
+    }
+
+    pub fn voters(&self) -> &BTreeSet<NodeId> {
+        &self.config.voters
+    }
+
+    /// On a leader: itself and the voters that were caught up with its log end within the
+    /// last `lag_max_ms` (Kafka's in-sync replicas, `replica.lag.time.max.ms`). Empty elsewhere.
+    pub fn in_sync(&self, now_ms: i64, lag_max_ms: i64) -> Vec<NodeId> {
+        let Role::Leader(leader) = &self.role else { return Vec::new() };
+        self.config
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v == self.config.node || leader.caught_up_ms.get(v).is_some_and(|&t| now_ms - t < lag_max_ms))
+            .collect()
     }
 
     pub fn role(&self) -> &Role {
@@ -447,6 +488,19 @@ impl Raft {
             let Role::Leader(leader) = &mut self.role else { return Ok(()) };
             let end = leader.follower_end.entry(follower).or_insert(0);
             *end = (*end).max(offset);
+            // Caught up now if it holds the whole log; else as of its previous fetch if it
+            // holds what the log held then (Kafka's rule for lastCaughtUpTime).
+            let log_end = log.end_offset();
+            let caught_up = match leader.last_fetch.get(&follower) {
+                _ if offset >= log_end => Some(now_ms),
+                Some(&(at_ms, end_then)) if offset >= end_then => Some(at_ms),
+                _ => None,
+            };
+            if let Some(at_ms) = caught_up {
+                let known = leader.caught_up_ms.entry(follower).or_insert(at_ms);
+                *known = (*known).max(at_ms);
+            }
+            leader.last_fetch.insert(follower, (now_ms, log_end));
         }
         self.update_leader_high_watermark(log)?;
         let Role::Leader(leader) = &mut self.role else { return Ok(()) };
@@ -733,6 +787,10 @@ impl Raft {
             unannounced: others.clone(),
             parked_fetches: BTreeMap::new(),
             told_high_watermark: BTreeMap::new(),
+            // Every voter starts in sync, as a new Kafka leader keeps the ISR it was elected
+            // from; one that does not fetch drops out after the lag allowed.
+            caught_up_ms: others.iter().map(|&v| (v, now_ms)).collect(),
+            last_fetch: BTreeMap::new(),
         }));
         self.check_quorum_ms = now_ms + self.config.fetch_timeout_ms;
         self.announce_ms = now_ms + self.config.fetch_timeout_ms / 4;

@@ -61,6 +61,10 @@ pub struct LeaderState {
     pub parked_fetches: std::collections::BTreeMap<NodeId, ParkedFetch>,
     /// The high watermark each follower was last told, so a newer one wakes its fetch.
     pub told_high_watermark: std::collections::BTreeMap<NodeId, i64>,
+    /// Per voter: when it last held this leader's whole log (the in-sync replicas).
+    pub caught_up_ms: std::collections::BTreeMap<NodeId, i64>,
+    /// Per voter: its last fetch, (when, this log's end then).
+    pub last_fetch: std::collections::BTreeMap<NodeId, (i64, i64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -89,7 +89,7 @@ impl Store for LogStore {
     }
 
     fn with<R>(&mut self, now_ms: i64, voters: &[NodeId], f: impl FnOnce(&mut dyn RaftLog) -> R) -> R {
-        f(&mut RaftView { log: &mut self.log, now_ms, voters })
+        f(&mut RaftView { log: &mut self.log, now_ms, voters, producers: None })
     }
 
     fn sync(&mut self) {

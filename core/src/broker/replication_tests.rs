@@ -1,0 +1,151 @@
+//! Replicated partitions on in-process clusters of three brokers, talking through the Kafka
+//! requests their peer links would carry (see `tests::QuorumCluster`).
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::tests::{fetch_request, fetched_offsets, idempotent, produce_request, produce_result, QuorumCluster};
+use crate::error::ErrorCode;
+
+/// What a broker's Metadata says of a partition: (leader, epoch, replicas, in-sync replicas).
+type Roles = (i32, i32, Vec<i32>, Vec<i32>);
+
+fn roles(c: &mut QuorumCluster, node: i32, topic: &str, index: i32) -> Roles {
+    let body = RequestKind::Metadata(MetadataRequest::default().with_topics(None));
+    let ResponseKind::Metadata(m) = c.ask(node, ApiKey::Metadata, 12, body) else { panic!() };
+    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).expect("listed");
+    let p = t.partitions.iter().find(|p| p.partition_index == index).expect("listed");
+    let mut isr: Vec<i32> = p.isr_nodes.iter().map(|n| n.0).collect();
+    isr.sort_unstable();
+    let mut replicas: Vec<i32> = p.replica_nodes.iter().map(|n| n.0).collect();
+    replicas.sort_unstable();
+    (p.leader_id.0, p.leader_epoch, replicas, isr)
+}
+
+/// A cluster of three with topic `orders` (one partition per `partitions`, three replicas each)
+/// created and its leaders reported.
+fn cluster_with_topic(partitions: i32) -> QuorumCluster {
+    let mut c = QuorumCluster::new();
+    c.run_until(10_000);
+    let controller = c.describe(1).topics[0].partitions[0].leader_id.0;
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("orders")))
+        .with_num_partitions(partitions)
+        .with_replication_factor(3);
+    let create = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]));
+    let ResponseKind::CreateTopics(r) = c.call(controller, ApiKey::CreateTopics, 7, create) else { panic!() };
+    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    assert_eq!(r.topics[0].replication_factor, 3);
+    c.run_until(c.now_ms + 3_000);
+    c
+}
+
+/// The stored bytes of a node's replica of `orders-<index>`, from offset 0 to its log end.
+fn stored(c: &QuorumCluster, node: i32, index: i32) -> Vec<u8> {
+    let p = c.brokers[&node].1.partition("orders", index).expect("a replica here");
+    p.log.read(0, 1 << 30, p.log.end_offset(), true).unwrap().records.to_vec()
+}
+
+fn produce(c: &mut QuorumCluster, node: i32, records: Vec<u8>) -> (i16, i64) {
+    let request = produce_request("orders", 0, -1, records);
+    produce_result(&c.call(node, ApiKey::Produce, 9, request))
+}
+
+#[test]
+fn a_partition_of_three_replicas_is_led_by_one_and_every_broker_says_so() {
+    let mut c = cluster_with_topic(3);
+    let mut leaders = Vec::new();
+    for index in 0..3 {
+        let seen: Vec<Roles> = (1..=3).map(|node| roles(&mut c, node, "orders", index)).collect();
+        assert!(seen.iter().all(|r| *r == seen[0]), "partition {index}: every broker names the same roles: {seen:?}");
+        let (leader, epoch, replicas, isr) = seen[0].clone();
+        assert!((1..=3).contains(&leader) && epoch >= 1, "{seen:?}");
+        assert_eq!(replicas, vec![1, 2, 3]);
+        assert_eq!(isr, vec![1, 2, 3], "all three in sync");
+        leaders.push(leader);
+        // Only the leader takes writes and serves consumers.
+        for node in (1..=3).filter(|&n| n != leader) {
+            let request = produce_request("orders", index, -1, idempotent(7, 0, 0, 1));
+            let (error, _) = produce_result(&c.call(node, ApiKey::Produce, 9, request));
+            assert_eq!(error, ErrorCode::NotLeaderOrFollower.code());
+            let (error, _, _) =
+                fetched_offsets(&c.ask(node, ApiKey::Fetch, 11, fetch_request("orders", index, 0, 0, 0)));
+            assert_eq!(error, ErrorCode::NotLeaderOrFollower.code());
+        }
+    }
+    leaders.sort_unstable();
+    assert_eq!(leaders, vec![1, 2, 3], "the preferred leaders placement chose, one per broker");
+}
+
+#[test]
+fn acks_all_is_answered_once_a_majority_holds_the_write_and_a_new_leader_keeps_it() {
+    let mut c = cluster_with_topic(1);
+    let (leader, epoch, _, _) = roles(&mut c, 1, "orders", 0);
+    assert_eq!(produce(&mut c, leader, idempotent(7, 0, 0, 5)), (0, 0));
+    assert_eq!(produce(&mut c, leader, idempotent(7, 0, 5, 5)), (0, 5));
+    c.run_until(c.now_ms + 1_000);
+    // Log matching: every replica holds the same bytes.
+    let on_leader = stored(&c, leader, 0);
+    for node in 1..=3 {
+        assert_eq!(stored(&c, node, 0), on_leader, "broker {node} holds what the leader holds");
+    }
+
+    // The leader dies; the other two elect one of themselves, and every live broker names it.
+    let storage = c.stop(leader);
+    c.run_until(c.now_ms + 15_000);
+    let survivors: Vec<i32> = (1..=3).filter(|&n| n != leader).collect();
+    let (new_leader, new_epoch, _, isr) = roles(&mut c, survivors[0], "orders", 0);
+    assert!(survivors.contains(&new_leader) && new_epoch > epoch, "{new_leader} at {new_epoch}");
+    assert_eq!(roles(&mut c, survivors[1], "orders", 0).0, new_leader);
+    assert!(!isr.contains(&leader), "the dead leader left the in-sync replicas: {isr:?}");
+
+    // Every acknowledged record is there; a retried batch gets its original offset.
+    let fetched = c.call(new_leader, ApiKey::Fetch, 11, fetch_request("orders", 0, 0, 0, 0));
+    let (error, high_watermark, batches) = fetched_offsets(&fetched);
+    assert_eq!((error, batches.first().copied()), (0, Some(0)), "{batches:?}");
+    assert!(high_watermark >= 10 && batches.contains(&5), "hw {high_watermark}, batches {batches:?}");
+    assert_eq!(produce(&mut c, new_leader, idempotent(7, 0, 5, 5)), (0, 5), "a retry is not written twice");
+    let (error, offset) = produce(&mut c, new_leader, idempotent(7, 0, 10, 5));
+    assert!(error == 0 && offset >= 10, "({error}, {offset})");
+
+    // The old leader comes back as a follower and catches up.
+    c.restart(leader, storage);
+    c.run_until(c.now_ms + 10_000);
+    let on_new_leader = stored(&c, new_leader, 0);
+    assert_eq!(stored(&c, leader, 0), on_new_leader, "the restarted broker caught up");
+    let (_, _, _, isr) = roles(&mut c, new_leader, "orders", 0);
+    assert_eq!(isr, vec![1, 2, 3], "and rejoined the in-sync replicas");
+}
+
+#[test]
+fn with_two_replicas_down_acks_all_fails_and_loses_nothing() {
+    let mut c = cluster_with_topic(1);
+    let (leader, _, _, _) = roles(&mut c, 1, "orders", 0);
+    assert_eq!(produce(&mut c, leader, idempotent(9, 0, 0, 3)), (0, 0));
+    let others: Vec<i32> = (1..=3).filter(|&n| n != leader).collect();
+    let stopped: Vec<_> = others.iter().map(|&n| (n, c.stop(n))).collect();
+    let request = RequestKind::Produce(match produce_request("orders", 0, -1, idempotent(9, 0, 3, 3)) {
+        RequestKind::Produce(p) => p.with_timeout_ms(3_000),
+        _ => unreachable!(),
+    });
+    let (error, _) = produce_result(&c.call(leader, ApiKey::Produce, 9, request));
+    assert!(
+        [ErrorCode::RequestTimedOut.code(), ErrorCode::NotLeaderOrFollower.code()].contains(&error),
+        "a write no majority holds is not acknowledged: {error}"
+    );
+    for (node, storage) in stopped {
+        c.restart(node, storage);
+    }
+    c.run_until(c.now_ms + 15_000);
+    let (leader, _, _, _) = roles(&mut c, others[0], "orders", 0);
+    assert!(leader > 0, "a leader again");
+    // The retry lands once: either the unacknowledged batch survived and is found, or it is
+    // written now.
+    let (error, offset) = produce(&mut c, leader, idempotent(9, 0, 3, 3));
+    assert_eq!(error, 0);
+    assert!(offset >= 3, "{offset}");
+    let (error, _, batches) = fetched_offsets(&c.call(leader, ApiKey::Fetch, 11, fetch_request("orders", 0, 0, 0, 0)));
+    assert_eq!(error, 0);
+    assert_eq!(batches.iter().filter(|&&b| b == 0).count(), 1, "the acknowledged batch is there once: {batches:?}");
+}

@@ -1,0 +1,36 @@
+//! Where an owner keeps a replica's [`QuorumState`]: a `quorum-state` file in the log's
+//! directory (KRaft's name for it), written whole and renamed into place, so a crash leaves
+//! either the old state or the new one. The Raft asks for it with `RaftOutput::SaveState`
+//! and must not be acted on further until it is written.
+
+use std::io;
+
+use super::QuorumState;
+use crate::ids::NodeId;
+use crate::storage::{read_file, write_file_atomic, Storage};
+
+pub const QUORUM_STATE_FILE: &str = "quorum-state";
+
+/// The state saved in `dir`; the default (epoch 0, no vote, no leader) if none was.
+pub fn read(storage: &dyn Storage, dir: &str) -> io::Result<QuorumState> {
+    let path = format!("{dir}/{QUORUM_STATE_FILE}");
+    let Some(bytes) = read_file(storage, &path)? else { return Ok(QuorumState::default()) };
+    let text = String::from_utf8_lossy(&bytes);
+    let field = |name: &str| -> Option<i64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')?.trim().parse().ok())
+    };
+    let invalid = || io::Error::new(io::ErrorKind::InvalidData, format!("{path}: malformed"));
+    let epoch = field("epoch").ok_or_else(invalid)?;
+    let node = |v: i64| i32::try_from(v).ok().filter(|&n| n >= 0).map(NodeId);
+    Ok(QuorumState {
+        epoch: i32::try_from(epoch).map_err(|_| invalid())?,
+        voted_for: field("voted_for").and_then(node),
+        leader: field("leader").and_then(node),
+    })
+}
+
+pub fn write(storage: &dyn Storage, dir: &str, state: QuorumState) -> io::Result<()> {
+    let id = |n: Option<NodeId>| n.map_or(-1, |n| i64::from(n.0));
+    let text = format!("epoch={}\nvoted_for={}\nleader={}\n", state.epoch, id(state.voted_for), id(state.leader));
+    write_file_atomic(storage, dir, QUORUM_STATE_FILE, text.as_bytes())
+}
