@@ -23,6 +23,9 @@ test: lint test-rust deps build test-clients test-python test-go sim
 
 test-rust:
 	$(CARGO) test --release --locked --workspace --exclude headwater-python
+	@# The core's unit tests once more with debug assertions, which check the broker's
+	@# indexes (parked requests, unsynced partitions) against a full scan after each input.
+	$(CARGO) test --locked -p headwater-core --lib
 
 ## The Python SDK: build its abi3 wheel with maturin, install it into .venv, run its tests.
 python-wheel: deps

@@ -742,7 +742,7 @@ impl Broker {
         }
         // Debug builds (the unit tests) check the indexes against a full scan.
         #[cfg(debug_assertions)]
-        for partition in self.topics.values().flat_map(|t| &t.partitions) {
+        for partition in self.topics.values().flat_map(|t| t.partitions.values()) {
             assert!(
                 partition.failed || !partition.log.needs_sync() || self.unsynced.contains(&partition.id),
                 "partition {} was written without being marked unsynced",
