@@ -787,9 +787,10 @@ impl Raft {
             unannounced: others.clone(),
             parked_fetches: BTreeMap::new(),
             told_high_watermark: BTreeMap::new(),
-            // Every voter starts in sync, as a new Kafka leader keeps the ISR it was elected
-            // from; one that does not fetch drops out after the lag allowed.
-            caught_up_ms: others.iter().map(|&v| (v, now_ms)).collect(),
+            // A voter is in sync from its first fetch that holds this leader's whole log, so a
+            // replica that died with the old leader is never counted (its first fetch after an
+            // election comes within a round trip for a live one).
+            caught_up_ms: BTreeMap::new(),
             last_fetch: BTreeMap::new(),
         }));
         self.check_quorum_ms = now_ms + self.config.fetch_timeout_ms;

@@ -1,0 +1,125 @@
+"""Replicated partitions on three Headwater processes (README, "A cluster of several nodes"):
+a topic with three replicas keeps every acknowledged record when its leader is SIGKILLed in
+the middle of a run, a new leader takes over, and the killed broker catches up and rejoins the
+in-sync replicas when it returns.
+
+Each check reads the data back from the cluster itself: every record a producer was told is
+written (acks=all) must be there exactly once, at the offset the producer was told."""
+
+import time
+
+from test_cluster import ELECTION_TIMEOUT_S, agreed_leader, wait_listed
+
+RECORDS = 3000
+
+
+def partition_roles(bootstrap, topic):
+    """{partition: (leader, sorted replicas, sorted in-sync replicas)} as the broker at
+    `bootstrap` answers Metadata (librdkafka's view)."""
+    from confluent_kafka.admin import AdminClient
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    partitions = metadata.topics[topic].partitions
+    return {p.id: (p.leader, sorted(p.replicas), sorted(p.isrs)) for p in partitions.values()}
+
+
+def wait_roles(cluster, topic, nodes, check, what):
+    """Waits until every node in `nodes` gives the same roles and `check(roles)` holds."""
+    deadline = time.monotonic() + ELECTION_TIMEOUT_S
+    while True:
+        try:
+            seen = [partition_roles(cluster.nodes[n].bootstrap, topic) for n in nodes]
+        except Exception as e:  # a broker still starting: ask again
+            seen = [repr(e)]
+        if all(s == seen[0] for s in seen) and isinstance(seen[0], dict) and check(seen[0]):
+            return seen[0]
+        assert time.monotonic() < deadline, f"{what}: {seen}"
+        time.sleep(0.3)
+
+
+def create_replicated(cluster, topic, partitions=1):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    agreed_leader(cluster)
+    everyone = sorted(cluster.nodes)
+    for node in cluster.nodes.values():
+        wait_listed(node.bootstrap, everyone, "before creating the topic")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=3)])[topic].result(30)
+    return wait_roles(
+        cluster, topic, everyone,
+        lambda roles: len(roles) == partitions and all(
+            leader in everyone and replicas == everyone and isr == everyone
+            for leader, replicas, isr in roles.values()),
+        "three replicas in sync")
+
+
+def read_all(bootstrap, topic, partition, end):
+    """Every record of `topic`-`partition` below offset `end`, as {offset: value}."""
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    read = {}
+    deadline = time.monotonic() + 60
+    while len(read) < end and time.monotonic() < deadline:
+        msg = consumer.poll(1)
+        if msg is not None and msg.error() is None:
+            assert msg.offset() not in read, f"offset {msg.offset()} read twice"
+            read[msg.offset()] = msg.value()
+    consumer.close()
+    return read
+
+
+def test_acks_all_records_survive_a_leader_sigkill_with_librdkafka(headwater_cluster):
+    from confluent_kafka import Producer
+    cluster = headwater_cluster
+    topic = "replicated"
+    roles = create_replicated(cluster, topic)
+    leader = roles[0][0]
+
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 5, "message.timeout.ms": 120000})
+    acked, failed = {}, []
+
+    def delivered(err, msg):
+        if err is not None:
+            failed.append(err)
+        else:
+            acked[msg.value()] = msg.offset()
+
+    killed_at = None
+    for i in range(RECORDS):
+        producer.produce(topic, value=f"r{i}".encode(), partition=0, on_delivery=delivered)
+        producer.poll(0)
+        if i % 100 == 0:
+            time.sleep(0.02)
+        if killed_at is None and len(acked) >= RECORDS // 3:
+            cluster.nodes[leader].kill()
+            killed_at = i
+    assert killed_at is not None, "the leader was killed mid-run"
+    assert producer.flush(120) == 0, "every record answered"
+    # Idempotence with acks=all: the producer retries through the failover, nothing fails.
+    assert not failed, failed[:5]
+    assert len(acked) == RECORDS
+
+    survivors = [n for n in cluster.nodes if n != leader]
+    roles = wait_roles(cluster, topic, survivors, lambda r: r[0][0] in survivors and leader not in r[0][2],
+                       "a new leader, and the killed broker out of the ISR")
+    new_leader = roles[0][0]
+
+    # Every acknowledged record is there once, at the offset it was acknowledged at.
+    end = max(acked.values()) + 1
+    read = read_all(cluster.bootstrap, topic, 0, len(acked))
+    by_value = {}
+    for offset, value in read.items():
+        assert value not in by_value, f"{value} stored twice, at {by_value[value]} and {offset}"
+        by_value[value] = offset
+    lost = [v for v in acked if v not in by_value]
+    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:5]}"
+    moved = [(v, o, by_value[v]) for v, o in acked.items() if by_value[v] != o]
+    assert not moved, f"records not at their acknowledged offsets: {moved[:5]}"
+    assert end <= max(read) + 1
+
+    # The killed broker returns as a follower, catches up and is in sync again.
+    cluster.nodes[leader].start()
+    roles = wait_roles(cluster, topic, sorted(cluster.nodes),
+                       lambda r: r[0][2] == sorted(cluster.nodes), "the restarted broker rejoins the ISR")
+    assert roles[0][0] == new_leader, "leadership stays where it moved"
