@@ -162,10 +162,10 @@ async fn serve_on(
         "headwater is serving"
     );
     if config.cluster_nodes.len() > 1 {
-        warn!(
+        info!(
             nodes = config.cluster_nodes.len(),
-            "the metadata quorum runs across the cluster, but partitions are not replicated yet: each node \
-             serves the topics created on it"
+            default_replication_factor = config.default_replication_factor,
+            "serving as one node of a cluster"
         );
     }
     let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE_MAX);
