@@ -666,6 +666,9 @@ impl Broker {
             quorum.resign(now_ms);
             self.drain_quorum(now_ms, None);
         }
+        // So do the partitions it leads (Kafka's controlled shutdown moves them first).
+        self.resign_leaderships(now_ms);
+        self.replication_send(now_ms);
         let ids: Vec<RequestId> = self.parked.keys().copied().collect();
         for id in ids {
             self.finish_parked(now_ms, id, true);

@@ -289,6 +289,19 @@ impl Broker {
         }
     }
 
+    /// A graceful stop: every partition this node leads hands its leadership to the most
+    /// caught-up replica (EndQuorumEpoch), so producers move on in a round trip rather than
+    /// after the followers' fetch timeout.
+    pub(super) fn resign_leaderships(&mut self, now_ms: i64) {
+        let leading: Vec<PartitionId> = self.replication.leading.iter().copied().collect();
+        for id in leading {
+            self.on_replica(now_ms, id, None, |raft, _| {
+                raft.resign(now_ms);
+                Ok(())
+            });
+        }
+    }
+
     // ----- requests from peers -----
 
     /// A Vote, BeginQuorumEpoch or EndQuorumEpoch about a partition.
