@@ -19,6 +19,7 @@ pub enum ErrorCode {
     NotCoordinator = 16,
     InvalidTopicException = 17,
     RecordListTooLarge = 18,
+    NotEnoughReplicas = 19,
     InvalidRequiredAcks = 21,
     IllegalGeneration = 22,
     InconsistentGroupProtocol = 23,
@@ -91,6 +92,7 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequenceNumber => "the broker received an out of order sequence number",
             ErrorCode::InvalidProducerEpoch => "the producer's epoch is older than the one this partition has seen",
             ErrorCode::KafkaStorageError => "a disk error occurred on this broker",
+            ErrorCode::NotEnoughReplicas => "fewer replicas are in sync than min.insync.replicas asks for",
             ErrorCode::InconsistentClusterId => "the request names a cluster id other than this node's",
             _ => "",
         }

@@ -456,9 +456,10 @@ impl Broker {
             }
         }
         let replicas: Vec<i32> = partition.replicas.iter().map(|n| n.0).collect();
+        // A fenced broker is in sync with nothing (Kafka's controller takes it out of every ISR).
         let in_sync = match leader {
             Some(leader) if in_sync.is_empty() => vec![leader.0],
-            _ => in_sync.iter().map(|n| n.0).collect(),
+            _ => in_sync.iter().filter(|n| live(n)).map(|n| n.0).collect(),
         };
         let offline = partition.replicas.iter().filter(|n| !live(n)).map(|n| n.0).collect();
         Roles { leader: leader.map_or(-1, |n| n.0), epoch, replicas, in_sync, offline }

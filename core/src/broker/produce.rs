@@ -82,7 +82,7 @@ impl Broker {
                     // Transactions are their own issue; refuse clearly rather than half-work.
                     Err(ErrorCode::TransactionalIdAuthorizationFailed)
                 } else {
-                    self.append_partition(now_ms, &name, partition_data.index, partition_data.records)
+                    self.append_partition(now_ms, &name, partition_data.index, acks, partition_data.records)
                 };
                 match result {
                     Ok(appended) => {
@@ -130,12 +130,14 @@ impl Broker {
         now_ms: i64,
         topic: &str,
         index: i32,
+        acks: i16,
         records: Option<Bytes>,
     ) -> Result<Appended, ErrorCode> {
         let defaults = &self.config.topic_defaults;
         let topic_state = self.topics.get_mut(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
         let message_bytes_max = topic_state.config.message_bytes_max(defaults);
         let log_append_time = topic_state.config.log_append_time(defaults);
+        let min_insync = topic_state.config.min_insync_replicas(defaults);
         let known = (0..topic_state.record.partitions).contains(&index);
         let absent = if known { ErrorCode::NotLeaderOrFollower } else { ErrorCode::UnknownTopicOrPartition };
         let partition = topic_state.partitions.get_mut(&index).ok_or(absent)?;
@@ -144,6 +146,13 @@ impl Broker {
         }
         if !partition.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        if let Some(replica) = partition.replica.as_ref().filter(|_| acks == -1) {
+            // Kafka's rule: acks=all is refused up front while too few replicas are in sync
+            // (the write still commits only on a majority, whatever this is set to).
+            if replica.raft.in_sync(now_ms, crate::constants::REPLICA_LAG_MS_MAX).len() < min_insync {
+                return Err(ErrorCode::NotEnoughReplicas);
+            }
         }
         let leader_epoch = partition.leader_epoch();
         let records = records.ok_or(ErrorCode::CorruptMessage)?;

@@ -149,3 +149,56 @@ fn with_two_replicas_down_acks_all_fails_and_loses_nothing() {
     assert_eq!(error, 0);
     assert_eq!(batches.iter().filter(|&&b| b == 0).count(), 1, "the acknowledged batch is there once: {batches:?}");
 }
+
+#[test]
+fn a_leader_stopped_gracefully_hands_its_partitions_over_at_once() {
+    let mut c = cluster_with_topic(1);
+    let (leader, epoch, _, _) = roles(&mut c, 1, "orders", 0);
+    let now = c.now_ms;
+    c.brokers.get_mut(&leader).unwrap().1.begin_shutdown(now);
+    c.settle();
+    c.stop(leader);
+    // Well before a follower's fetch timeout (2 s) would start an election.
+    c.run_until(c.now_ms + 500);
+    let survivors: Vec<i32> = (1..=3).filter(|&n| n != leader).collect();
+    let led: Vec<(i32, i32)> = survivors
+        .iter()
+        .filter_map(|&n| {
+            let raft = &c.brokers[&n].1.partition("orders", 0)?.replica.as_ref()?.raft;
+            raft.is_leader().then_some((n, raft.epoch()))
+        })
+        .collect();
+    assert_eq!(led.len(), 1, "one survivor leads: {led:?}");
+    assert!(led[0].1 > epoch);
+}
+
+#[test]
+fn acks_all_is_refused_while_fewer_than_min_insync_replicas_are_in_sync() {
+    let mut c = QuorumCluster::new();
+    c.run_until(10_000);
+    let controller = c.describe(1).topics[0].partitions[0].leader_id.0;
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("orders")))
+        .with_num_partitions(1)
+        .with_replication_factor(3)
+        .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("3")))]);
+    let create = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]));
+    let ResponseKind::CreateTopics(r) = c.call(controller, ApiKey::CreateTopics, 7, create) else { panic!() };
+    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    c.run_until(c.now_ms + 3_000);
+    let (leader, _, _, _) = roles(&mut c, 1, "orders", 0);
+    assert_eq!(produce(&mut c, leader, idempotent(4, 0, 0, 1)), (0, 0), "three in sync");
+    // One follower goes; once it is out of sync (10 s), acks=all is refused up front, while
+    // acks=1 is still taken.
+    let follower =
+        (1..=3).find(|&n| n != leader && n != controller).unwrap_or_else(|| (1..=3).find(|&n| n != leader).unwrap());
+    c.stop(follower);
+    c.run_until(c.now_ms + 12_000);
+    let (leader, _, _, isr) = roles(&mut c, leader, "orders", 0);
+    assert_eq!(isr.len(), 2, "{isr:?}");
+    assert_eq!(produce(&mut c, leader, idempotent(4, 0, 1, 1)).0, ErrorCode::NotEnoughReplicas.code());
+    let request = produce_request("orders", 0, 1, idempotent(4, 0, 1, 1));
+    assert_eq!(produce_result(&c.call(leader, ApiKey::Produce, 9, request)).0, 0);
+}

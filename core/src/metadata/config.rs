@@ -207,8 +207,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         name: "min.insync.replicas",
         kind: ConfigType::Int,
         default: "1",
-        effective: false,
-        doc: "single node: always satisfied",
+        effective: true,
+        doc: "acks=all is refused (NOT_ENOUGH_REPLICAS) while fewer replicas are in sync; a single node always has one",
         validate: validator!(int_at_least(1)),
     },
     ConfigDef {
@@ -344,6 +344,11 @@ impl TopicConfig {
 
     pub fn message_bytes_max(&self, defaults: &BTreeMap<String, String>) -> i32 {
         i32::try_from(self.long("max.message.bytes", defaults)).expect("validated as int")
+    }
+
+    /// `min.insync.replicas`: acks=all needs at least this many replicas in sync.
+    pub fn min_insync_replicas(&self, defaults: &BTreeMap<String, String>) -> usize {
+        usize::try_from(self.long("min.insync.replicas", defaults)).unwrap_or(1)
     }
 
     pub fn log_append_time(&self, defaults: &BTreeMap<String, String>) -> bool {
