@@ -68,14 +68,17 @@ test-clients: deps build
 	HEADWATER_BIN=$(CURDIR)/$(HEADWATER) $(PYTEST) -q tests/clients
 
 ## The deterministic simulator (madsim), built into its own target dir with --cfg madsim.
-## `make sim` runs SIM_SEEDS seeds in SIM_JOBS parallel ranges, checks that each planted bug is
-## caught and that a run is deterministic; `make sim SEED=S [PLANTED=bug]` replays one seed.
+## `make sim` runs SIM_SEEDS single-node seeds and SIM_CLUSTER_SEEDS seeds of a 3- or 5-broker
+## cluster in SIM_JOBS parallel ranges, checks that each planted bug is caught and that a run is
+## deterministic; `make sim SEED=S [PLANTED=bug] [CLUSTER=1]` replays one seed.
 SIM_SEEDS ?= 700
+SIM_CLUSTER_SEEDS ?= 400
 # Seed ranges run at once (each run is single-threaded).
 SIM_JOBS ?= 2
 SIM_CARGO := RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim $(CARGO)
 SIM_BIN := target/sim/release/headwater-sim
 PLANTED_BUGS := ack-before-fsync keep-torn-tail forget-producer-state same-generation early-handover
+PLANTED_CLUSTER_BUGS := ack-before-quorum elect-stale-replica skip-truncation
 
 sim-build:
 	$(SIM_CARGO) build --release --locked -p headwater-sim
@@ -86,12 +89,16 @@ sim-test:
 
 ifdef SEED
 sim: sim-build
-	$(SIM_BIN) --seed $(SEED) $(if $(PLANTED),--planted $(PLANTED))
+	$(SIM_BIN) --seed $(SEED) $(if $(PLANTED),--planted $(PLANTED)) $(if $(CLUSTER),--cluster)
 else
 sim: sim-build sim-test
 	$(SIM_BIN) --seed 1 --check-determinism
+	$(SIM_BIN) --cluster --seed 1 --check-determinism
 	@for bug in $(PLANTED_BUGS); do $(SIM_BIN) --planted $$bug --seeds 50 | tail -1 || exit 1; done
+	@for bug in $(PLANTED_CLUSTER_BUGS); do $(SIM_BIN) --cluster --planted $$bug --seeds 50 | tail -1 || exit 1; done
 	scripts/sim-seeds.sh $(SIM_BIN) $(SIM_SEEDS) $(SIM_JOBS)
+	@echo "sim: clusters of 3 and 5 brokers:"
+	scripts/sim-seeds.sh $(SIM_BIN) $(SIM_CLUSTER_SEEDS) $(SIM_JOBS) --cluster
 endif
 
 ## Benchmark Headwater against Apache Kafka on this machine, and the SDKs against confluent-kafka

@@ -4,10 +4,11 @@
 # half as long), prints each range's output in seed order, then the sum of their summaries.
 # Exits non-zero if any range did (an anomaly, a crash).
 #
-# Usage: scripts/sim-seeds.sh SIM_BIN SEEDS JOBS
+# Usage: scripts/sim-seeds.sh SIM_BIN SEEDS JOBS [SIM_ARGS...]   (e.g. --cluster)
 set -uo pipefail
 
 bin="$1" seeds="$2" jobs="$3"
+shift 3
 (( jobs < 1 )) && jobs=1
 (( jobs > seeds )) && jobs="$seeds"
 logs="$(mktemp -d)"
@@ -17,7 +18,7 @@ pids=()
 first=1
 for ((j = 0; j < jobs; j++)); do
     count=$(( seeds / jobs + (j < seeds % jobs ? 1 : 0) ))
-    "$bin" --seeds "$count" --first-seed "$first" >"$logs/$j" 2>&1 &
+    "$bin" "$@" --seeds "$count" --first-seed "$first" >"$logs/$j" 2>&1 &
     pids+=($!)
     first=$(( first + count ))
 done

@@ -22,15 +22,29 @@ pub enum PlantedBug {
     /// The consumer protocol hands a partition to its new owner without waiting for the old
     /// owner to revoke it: `double-holding`.
     EarlyHandover = 5,
+    /// A replicated partition's leader counts a write committed once its own copy is durable,
+    /// without a majority: a leader cut off or killed takes acknowledged records with it
+    /// (`lost-write`).
+    AckBeforeQuorum = 6,
+    /// A replica grants its vote whatever the candidate's log holds, so a replica that lacks
+    /// committed records can be elected (`lost-write`, or the Raft's own check that a cut never
+    /// removes committed entries).
+    ElectStaleReplica = 7,
+    /// A follower told its log diverges from the leader's does not cut its tail; it never
+    /// catches up, and its replica differs from the others (`replica-divergence`).
+    SkipTruncation = 8,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 8] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::KeepTornTail,
         PlantedBug::ForgetProducerState,
         PlantedBug::SameGeneration,
         PlantedBug::EarlyHandover,
+        PlantedBug::AckBeforeQuorum,
+        PlantedBug::ElectStaleReplica,
+        PlantedBug::SkipTruncation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +54,9 @@ impl PlantedBug {
             PlantedBug::ForgetProducerState => "forget-producer-state",
             PlantedBug::SameGeneration => "same-generation",
             PlantedBug::EarlyHandover => "early-handover",
+            PlantedBug::AckBeforeQuorum => "ack-before-quorum",
+            PlantedBug::ElectStaleReplica => "elect-stale-replica",
+            PlantedBug::SkipTruncation => "skip-truncation",
         }
     }
 

@@ -75,12 +75,28 @@ impl Conn {
     }
 
     pub async fn create_topic(&mut self, name: &str, partitions: i32) -> io::Result<i16> {
+        self.create_replicated_topic(name, partitions, 1).await
+    }
+
+    pub async fn create_replicated_topic(&mut self, name: &str, partitions: i32, replicas: i16) -> io::Result<i16> {
         let request = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(name))
             .with_num_partitions(partitions)
-            .with_replication_factor(1)]);
+            .with_replication_factor(replicas)]);
         let response = self.call(&request, 7).await?;
         Ok(response.topics.first().map_or(-1, |t| t.error_code))
+    }
+
+    /// Each partition's leader as this broker's Metadata names it (-1: none now).
+    pub async fn leaders(&mut self, topic: &str) -> io::Result<std::collections::BTreeMap<i32, i32>> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+            ]))
+            .with_allow_auto_topic_creation(false);
+        let response = self.call(&request, 9).await?;
+        let topic = response.topics.first().ok_or_else(|| io::Error::other("empty metadata response"))?;
+        Ok(topic.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect())
     }
 
     pub async fn delete_topic(&mut self, name: &str) -> io::Result<i16> {
@@ -343,7 +359,9 @@ pub fn decode_records(mut bytes: Bytes) -> Result<Vec<Seen>, String> {
     let mut out = Vec::new();
     while bytes.has_remaining() {
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|e| e.to_string())?;
-        for record in set.records {
+        // Control batches (a partition leader's LeaderChange, later transaction markers) hold no
+        // data; consumers skip them.
+        for record in set.records.into_iter().filter(|r| !r.control) {
             out.push(Seen { offset: record.offset, value: record.value.map(|v| v.to_vec()).unwrap_or_default() });
         }
     }

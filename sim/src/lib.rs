@@ -12,6 +12,8 @@ pub mod history;
 #[cfg(madsim)]
 pub mod client;
 #[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
 pub mod disk;
 #[cfg(madsim)]
 pub mod scenario;

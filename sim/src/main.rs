@@ -5,6 +5,7 @@
 //! headwater-sim --seed S                          replay one seed, with its anomalies
 //! headwater-sim --seed S --check-determinism      run it twice and compare
 //! headwater-sim --planted BUG [--seeds N]         expect BUG's anomaly within N seeds
+//! headwater-sim --cluster ...                     the same, over a cluster of 3 or 5 brokers
 //! ```
 
 #[cfg(not(madsim))]
@@ -16,7 +17,7 @@ fn main() {
 #[cfg(madsim)]
 fn main() {
     use headwater_core::planted::PlantedBug;
-    use headwater_sim::scenario::{run, RunReport};
+    use headwater_sim::scenario::RunReport;
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     if std::env::var_os("HEADWATER_SIM_VERBOSE").is_some() {
@@ -37,6 +38,16 @@ fn main() {
         })
     });
     let check_determinism = args.iter().any(|a| a == "--check-determinism");
+    let cluster = args.iter().any(|a| a == "--cluster");
+    let run = move |seed: u64,
+                    planted: Option<PlantedBug>|
+          -> std::pin::Pin<Box<dyn std::future::Future<Output = RunReport>>> {
+        if cluster {
+            Box::pin(headwater_sim::cluster::run(seed, planted))
+        } else {
+            Box::pin(headwater_sim::scenario::run(seed, planted))
+        }
+    };
     let verbose = args.iter().any(|a| a == "--verbose") || single.is_some();
 
     let run_one = |seed: u64| -> RunReport {
@@ -45,10 +56,18 @@ fn main() {
     };
 
     if let (Some(seed), true) = (single, check_determinism) {
-        madsim::runtime::Runtime::check_determinism(seed, network_config(seed), || async move {
-            let report = run(madsim::runtime::Handle::current().seed(), None).await;
-            assert!(report.acked > 0);
-        });
+        // `check_determinism` takes a plain fn: one per scenario.
+        if cluster {
+            madsim::runtime::Runtime::check_determinism(seed, network_config(seed), || async move {
+                let report = headwater_sim::cluster::run(madsim::runtime::Handle::current().seed(), None).await;
+                assert!(report.acked > 0);
+            });
+        } else {
+            madsim::runtime::Runtime::check_determinism(seed, network_config(seed), || async move {
+                let report = headwater_sim::scenario::run(madsim::runtime::Handle::current().seed(), None).await;
+                assert!(report.acked > 0);
+            });
+        }
         println!("sim: seed {seed} is deterministic");
         return;
     }
@@ -100,7 +119,8 @@ fn main() {
                 println!("  {}: {}", a.kind, a.detail);
             }
             let planted_flag = planted.map(|b| format!(" PLANTED={}", b.name())).unwrap_or_default();
-            println!("  anomalies {kinds:?}; replay with: make sim SEED={seed}{planted_flag}");
+            let cluster_flag = if cluster { " CLUSTER=1" } else { "" };
+            println!("  anomalies {kinds:?}; replay with: make sim SEED={seed}{planted_flag}{cluster_flag}");
             failed_seeds.push(seed);
             if planted.is_some() {
                 expected_found = true;

@@ -310,14 +310,14 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
 
 /// Asks the running broker to shut down as SIGTERM does, and tells when it has.
 #[derive(Default)]
-struct GracefulStop {
-    requested: tokio::sync::Notify,
-    stopped: AtomicBool,
+pub(crate) struct GracefulStop {
+    pub(crate) requested: tokio::sync::Notify,
+    pub(crate) stopped: AtomicBool,
 }
 
 impl GracefulStop {
     /// Requests a graceful stop; true once the broker has stopped within a bound.
-    async fn stop(&self) -> bool {
+    pub(crate) async fn stop(&self) -> bool {
         self.stopped.store(false, Ordering::SeqCst);
         // Only a broker that is serving hears it; one still starting is killed instead.
         self.requested.notify_waiters();

@@ -53,6 +53,11 @@ impl Partition {
     /// what a majority of its replicas have fsynced (its Raft's high watermark).
     pub fn high_watermark(&self) -> i64 {
         match &self.replica {
+            Some(replica)
+                if replica.raft.is_leader() && crate::planted::active(crate::planted::PlantedBug::AckBeforeQuorum) =>
+            {
+                self.durable_offset()
+            }
             Some(replica) => replica.high_watermark,
             None => self.durable_offset(),
         }
@@ -81,6 +86,9 @@ impl Partition {
         self.log.synced(durable_offset);
         self.waiters.advanced(Offset(self.high_watermark()), woken);
     }
+
+    // (With the planted bug `ack-before-quorum`, `high_watermark` above is the leader's
+    // durable offset, so `synced` wakes acks=all before any follower has the write.)
 
     /// The Raft committed everything before `high_watermark`.
     pub fn committed(&mut self, high_watermark: i64, woken: &mut BTreeSet<RequestId>) {

@@ -369,7 +369,8 @@ impl Raft {
         pre_vote: bool,
         log: &dyn RaftLog,
     ) {
-        let log_ok = candidate_log >= (log.last_epoch(), log.end_offset());
+        let log_ok = candidate_log >= (log.last_epoch(), log.end_offset())
+            || crate::planted::active(crate::planted::PlantedBug::ElectStaleReplica);
         let granted = if pre_vote {
             // A pre-vote changes nothing here. Refused while this replica still has a live
             // leader, so a replica that was cut off cannot depose it on its return.
@@ -557,7 +558,9 @@ impl Raft {
                 "truncating to {cut} would remove committed entries (high watermark {:?})",
                 self.high_watermark
             );
-            log.truncate_to(cut)?;
+            if !crate::planted::active(crate::planted::PlantedBug::SkipTruncation) {
+                log.truncate_to(cut)?;
+            }
         } else {
             if !entries.is_empty() {
                 log.append_replicated(&entries)?;

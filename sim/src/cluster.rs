@@ -1,0 +1,646 @@
+//! One simulated run of a cluster, fully determined by its seed:
+//!
+//! 1. **Set-up**: 3 or 5 brokers (the seed chooses), each on its own [`SimDisk`], forming one
+//!    cluster; topic `replicated` with every broker a replica of each of its partitions.
+//! 2. **Fault phase**: idempotent acks=all producers that find each partition's leader through
+//!    Metadata and follow it when it moves, and consumers reading from the leaders, while the
+//!    supervisor kills and restarts brokers (their disks losing, tearing or garbling unsynced
+//!    writes), stops one gracefully, kills a majority at once, isolates a broker, cuts the
+//!    link between two brokers both ways or one way, clogs a client's link, and the disks fail
+//!    writes and syncs now and then.
+//! 3. **Healing phase**: faults stop, every link heals, every broker runs; each producer must
+//!    be acknowledged within [`HEAL_BOUND`].
+//! 4. **Final read** of every partition from its leader; then, with the producers stopped and
+//!    the followers caught up, every broker's replica is read from its disk.
+//!
+//! Checkers: no acknowledged record lost or moved (lost-write), none stored twice (duplicate),
+//! no offset read as two values, so no consumer read a record a failover later cut
+//! (inconsistent-offsets), consumers never sent backwards (nonmonotonic-poll), and replicas
+//! agree: once caught up, every replica of a partition holds the same bytes
+//! (replica-divergence).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use headwater_core::log::batch::build::{batch, Idempotence, Record};
+use headwater_core::log::batch::BatchHeader;
+use headwater_core::log::{Log, LogConfig};
+use headwater_core::planted::PlantedBug;
+use headwater_server::config::RawConfig;
+use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::{Handle, NodeHandle};
+use madsim::time::{sleep, Instant};
+
+use crate::checker::{check, Anomaly};
+use crate::client::{decode_records, Conn};
+use crate::disk::{DiskFaults, SimDisk};
+use crate::history::{Ack, History, Poll};
+use crate::scenario::{GracefulStop, RunReport};
+
+pub const TOPIC: &str = "replicated";
+pub const PARTITIONS: i32 = 2;
+const PRODUCERS: u32 = 3;
+const CONSUMERS: u32 = 2;
+const FAULT_PHASE: Duration = Duration::from_secs(20);
+/// After healing starts, every producer must be acknowledged within this (elections take a
+/// few seconds, and a broker killed last must come back and be found first).
+pub const HEAL_BOUND: Duration = Duration::from_secs(20);
+const BROKER_PORT: u16 = 9092;
+/// Errors after which a producer asks for the leaders again and retries the same batch.
+const RETRIABLE: [i16; 8] = [3, 5, 6, 7, 15, 19, 56, 74];
+
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if std::env::var_os("HEADWATER_SIM_VERBOSE").is_some() {
+            eprintln!("[sim] {}", format!($($arg)*));
+        }
+    };
+}
+
+struct Shared {
+    history: Mutex<History>,
+    stop: AtomicBool,
+    brokers: i32,
+    last_ack_ms: Mutex<BTreeMap<u32, u64>>,
+    started: Instant,
+}
+
+impl Shared {
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+struct Broker {
+    node: NodeHandle,
+    disk: SimDisk,
+    graceful: Arc<GracefulStop>,
+}
+
+fn broker_ip(id: i32) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, id as u8)
+}
+
+fn broker_addr(id: i32) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(broker_ip(id)), BROKER_PORT)
+}
+
+/// Runs one seed's cluster scenario. Must be called inside a madsim runtime seeded with `seed`.
+pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
+    headwater_core::planted::set(planted);
+    let handle = Handle::current();
+    let mut rng = thread_rng();
+    let count: i32 = if rng.gen_bool(0.7) { 3 } else { 5 };
+    let faults = DiskFaults {
+        write_error: rng.gen_range(0.0..0.0005),
+        sync_error: rng.gen_range(0.0..0.002),
+        torn_write: rng.gen_range(0.3..0.9),
+        garble: rng.gen_range(0.0..0.5),
+    };
+    let brokers: BTreeMap<i32, Broker> = (1..=count)
+        .map(|id| {
+            let disk = SimDisk::new();
+            let graceful = Arc::new(GracefulStop::default());
+            let node = start_broker(&handle, id, count, disk.clone(), seed, graceful.clone());
+            (id, Broker { node, disk, graceful })
+        })
+        .collect();
+    let shared = Arc::new(Shared {
+        history: Mutex::new(History::default()),
+        stop: AtomicBool::new(false),
+        brokers: count,
+        last_ack_ms: Mutex::new(BTreeMap::new()),
+        started: Instant::now(),
+    });
+
+    // The controller creates the topic; any other broker answers NOT_CONTROLLER.
+    let admin = client_node(&handle, "admin", 100);
+    let created = admin
+        .spawn(async move {
+            for attempt in 0..300 {
+                let broker = attempt % count + 1;
+                if let Ok(mut conn) = Conn::connect(broker_addr(broker)).await {
+                    if let Ok(code) = conn.create_replicated_topic(TOPIC, PARTITIONS, count as i16).await {
+                        if code == 0 || code == 36 {
+                            return true;
+                        }
+                    }
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+    assert!(created, "seed {seed}: could not create the topic");
+
+    let mut clients = Vec::new();
+    for id in 1..=PRODUCERS {
+        let node = client_node(&handle, &format!("producer-{id}"), id as u8);
+        node.spawn(producer(id, shared.clone()));
+        clients.push(node);
+    }
+    for id in 0..CONSUMERS {
+        let node = client_node(&handle, &format!("consumer-{id}"), 50 + id as u8);
+        node.spawn(consumer(id, shared.clone()));
+        clients.push(node);
+    }
+
+    // Fault phase.
+    for broker in brokers.values() {
+        broker.disk.set_faults(faults);
+    }
+    let net = NetSim::current();
+    let ids: Vec<i32> = brokers.keys().copied().collect();
+    let pick = |rng: &mut madsim::rand::GlobalRng| ids[rng.gen_range(0..ids.len())];
+    let mut fault_count: u64 = 0;
+    let deadline = Instant::now() + FAULT_PHASE;
+    while Instant::now() < deadline {
+        sleep(Duration::from_millis(rng.gen_range(200..2500))).await;
+        fault_count += 1;
+        match rng.gen_range(0..20) {
+            0..=6 => {
+                let victim = &brokers[&pick(&mut rng)];
+                trace!("fault: kill and restart broker {}", victim.node.id());
+                handle.kill(victim.node.id());
+                victim.disk.crash();
+                sleep(Duration::from_millis(rng.gen_range(0..3000))).await;
+                handle.restart(victim.node.id());
+            }
+            7 => {
+                // A majority down at once: nothing can commit until they return.
+                let first = pick(&mut rng);
+                let victims: Vec<i32> =
+                    ids.iter().copied().cycle().skip(first as usize).take(ids.len() / 2 + 1).collect();
+                trace!("fault: kill brokers {victims:?} at once");
+                for id in &victims {
+                    handle.kill(brokers[id].node.id());
+                    brokers[id].disk.crash();
+                }
+                sleep(Duration::from_millis(rng.gen_range(0..3000))).await;
+                for id in &victims {
+                    handle.restart(brokers[id].node.id());
+                }
+            }
+            8..=9 => {
+                let victim = &brokers[&pick(&mut rng)];
+                trace!("fault: stop broker {} gracefully and start it again", victim.node.id());
+                if !victim.graceful.stop().await {
+                    trace!("it did not stop gracefully in time: killed instead");
+                    handle.kill(victim.node.id());
+                    victim.disk.crash();
+                }
+                sleep(Duration::from_millis(rng.gen_range(0..1000))).await;
+                handle.restart(victim.node.id());
+            }
+            10..=11 => {
+                let victim = &brokers[&pick(&mut rng)];
+                trace!("fault: isolate broker {}", victim.node.id());
+                net.clog_node(victim.node.id());
+                sleep(Duration::from_millis(rng.gen_range(500..5000))).await;
+                net.unclog_node(victim.node.id());
+            }
+            12..=14 => {
+                let (a, b) = (pick(&mut rng), pick(&mut rng));
+                let one_way = rng.gen_bool(0.4);
+                trace!("fault: cut the link {a} -> {b}{}", if one_way { " one way" } else { " both ways" });
+                let (a, b) = (brokers[&a].node.id(), brokers[&b].node.id());
+                net.clog_link(a, b);
+                if !one_way {
+                    net.clog_link(b, a);
+                }
+                sleep(Duration::from_millis(rng.gen_range(500..5000))).await;
+                net.unclog_link(a, b);
+                net.unclog_link(b, a);
+            }
+            15..=16 => {
+                // A broker that reaches only one other: the links to every other broker cut.
+                let bridge = pick(&mut rng);
+                let keep = pick(&mut rng);
+                trace!("fault: broker {bridge} reaches only broker {keep}");
+                let cut: Vec<i32> = ids.iter().copied().filter(|&id| id != bridge && id != keep).collect();
+                for id in &cut {
+                    net.clog_link(brokers[&bridge].node.id(), brokers[id].node.id());
+                    net.clog_link(brokers[id].node.id(), brokers[&bridge].node.id());
+                }
+                sleep(Duration::from_millis(rng.gen_range(500..5000))).await;
+                for id in &cut {
+                    net.unclog_link(brokers[&bridge].node.id(), brokers[id].node.id());
+                    net.unclog_link(brokers[id].node.id(), brokers[&bridge].node.id());
+                }
+            }
+            _ => {
+                let client = &clients[rng.gen_range(0..clients.len())];
+                let broker = &brokers[&pick(&mut rng)];
+                trace!("fault: clog client {} from broker {}", client.id(), broker.node.id());
+                net.clog_link(client.id(), broker.node.id());
+                net.clog_link(broker.node.id(), client.id());
+                sleep(Duration::from_millis(rng.gen_range(100..3000))).await;
+                net.unclog_link(client.id(), broker.node.id());
+                net.unclog_link(broker.node.id(), client.id());
+            }
+        }
+    }
+
+    // Healing phase: no more faults; every broker restarts once, so a partition a failed
+    // write or fsync took offline is recovered from what its disk really holds.
+    trace!("healing");
+    for broker in brokers.values() {
+        broker.disk.set_faults(DiskFaults::default());
+        handle.kill(broker.node.id());
+        broker.disk.crash();
+        handle.restart(broker.node.id());
+        fault_count += 1;
+    }
+    let heal_start = shared.elapsed_ms();
+    sleep(HEAL_BOUND).await;
+    {
+        let last = shared.last_ack_ms.lock().expect("acks lock");
+        let mut history = shared.history.lock().expect("history lock");
+        for id in 1..=PRODUCERS {
+            if last.get(&id).is_none_or(|&t| t < heal_start) {
+                history.stuck.push(format!("producer {id} got no acknowledgement within {HEAL_BOUND:?} after healing"));
+            }
+        }
+    }
+    shared.stop.store(true, Ordering::SeqCst);
+    sleep(Duration::from_secs(2)).await;
+
+    let reader = client_node(&handle, "final-reader", 200);
+    let final_shared = shared.clone();
+    let complete = reader.spawn(async move { final_read(&final_shared).await }).await.unwrap_or(false);
+    if !complete {
+        shared.history.lock().expect("history lock").stuck.push("the final read could not complete".into());
+    }
+
+    // Followers catch up, then every replica is read from its broker's disk.
+    sleep(Duration::from_secs(3)).await;
+    let mut divergences = Vec::new();
+    for broker in brokers.values() {
+        handle.kill(broker.node.id());
+    }
+    for partition in 0..PARTITIONS {
+        let dir = format!("{TOPIC}-{partition}");
+        let mut replicas: Vec<(i32, Result<Vec<u8>, String>)> = Vec::new();
+        for (&id, broker) in &brokers {
+            replicas.push((id, stored(&broker.disk, &dir)));
+        }
+        let (first_id, first) = &replicas[0];
+        for (id, bytes) in &replicas[1..] {
+            match (first, bytes) {
+                (Ok(a), Ok(b)) if a == b => {}
+                (Ok(a), Ok(b)) => divergences.push(format!(
+                    "partition {partition}: broker {first_id} holds {} bytes, broker {id} {} bytes, and they differ",
+                    a.len(),
+                    b.len()
+                )),
+                (Err(e), _) | (_, Err(e)) => {
+                    divergences.push(format!("partition {partition}: unreadable replica: {e}"))
+                }
+            }
+        }
+    }
+
+    let history = shared.history.lock().expect("history lock");
+    let (mut anomalies, verified) = check(&history);
+    anomalies.extend(divergences.into_iter().map(|detail| Anomaly { kind: "replica-divergence", detail }));
+    let disk_faults: u64 = brokers.values().map(|b| b.disk.counts().total()).sum();
+    headwater_core::planted::set(None);
+    RunReport {
+        seed,
+        faults: fault_count + disk_faults,
+        acked: history.acks.iter().filter(|a| a.durable).count() as u64,
+        verified,
+        anomalies,
+    }
+}
+
+/// A replica's whole log as stored on `disk` (recovered as the broker would open it).
+fn stored(disk: &SimDisk, dir: &str) -> Result<Vec<u8>, String> {
+    let storage: Arc<dyn headwater_core::Storage> = Arc::new(disk.clone());
+    let (log, _) = Log::open(storage, dir, LogConfig::default(), 0, 0, 0).map_err(|e| format!("{dir}: {e}"))?;
+    let read = log.read(log.log_start_offset(), usize::MAX / 2, log.end_offset(), true).map_err(|e| e.to_string())?;
+    Ok(read.records.to_vec())
+}
+
+fn start_broker(
+    handle: &Handle,
+    id: i32,
+    count: i32,
+    disk: SimDisk,
+    seed: u64,
+    graceful: Arc<GracefulStop>,
+) -> NodeHandle {
+    let nodes: Vec<String> = (1..=count).map(|n| format!("{n}@{}", broker_addr(n))).collect();
+    let nodes = nodes.join(",");
+    handle
+        .create_node()
+        .name(format!("broker-{id}"))
+        .ip(IpAddr::V4(broker_ip(id)))
+        .init(move || {
+            let disk = disk.clone();
+            let graceful = graceful.clone();
+            let nodes = nodes.clone();
+            async move {
+                let mut raw = RawConfig::default();
+                for (flag, value) in [
+                    ("--listen", broker_addr(id).to_string()),
+                    ("--data-dir", "sim".to_string()),
+                    ("--node-id", id.to_string()),
+                    ("--cluster-nodes", nodes),
+                    ("--cluster-id", "sim-cluster".to_string()),
+                    ("--auto-create-topics", "false".to_string()),
+                ] {
+                    raw.set_flag(flag, value).expect("valid sim flag");
+                }
+                let config = raw.build().expect("valid sim config");
+                let storage: Arc<dyn headwater_core::Storage> = Arc::new(disk);
+                let shutdown = graceful.requested.notified();
+                match headwater_server::server::serve(config, storage, seed ^ id as u64, shutdown).await {
+                    Ok(()) => graceful.stopped.store(true, Ordering::SeqCst),
+                    Err(e) => trace!("broker {id} failed to start: {e}"),
+                }
+                std::future::pending::<()>().await;
+            }
+        })
+        .build()
+}
+
+fn client_node(handle: &Handle, name: &str, host: u8) -> NodeHandle {
+    handle.create_node().name(name).ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, host))).build()
+}
+
+/// Where a client thinks each partition's leader is, and its connections to the brokers.
+struct Routes {
+    brokers: i32,
+    leaders: BTreeMap<i32, i32>,
+    conns: BTreeMap<i32, Conn>,
+}
+
+impl Routes {
+    fn new(brokers: i32) -> Routes {
+        Routes { brokers, leaders: BTreeMap::new(), conns: BTreeMap::new() }
+    }
+
+    async fn conn(&mut self, broker: i32) -> Option<&mut Conn> {
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.conns.entry(broker) {
+            entry.insert(Conn::connect(broker_addr(broker)).await.ok()?);
+        }
+        self.conns.get_mut(&broker)
+    }
+
+    /// Asks a random broker for the leaders.
+    async fn refresh(&mut self) {
+        let broker = thread_rng().gen_range(1..=self.brokers);
+        let Some(conn) = self.conn(broker).await else { return };
+        match conn.leaders(TOPIC).await {
+            Ok(leaders) => self.leaders = leaders.into_iter().filter(|(_, l)| *l > 0).collect(),
+            Err(_) => {
+                self.conns.remove(&broker);
+            }
+        }
+    }
+
+    /// The connection to `partition`'s leader, if one is known.
+    async fn leader(&mut self, partition: i32) -> Option<(i32, &mut Conn)> {
+        if !self.leaders.contains_key(&partition) {
+            self.refresh().await;
+        }
+        let leader = *self.leaders.get(&partition)?;
+        Some((leader, self.conn(leader).await?))
+    }
+
+    fn forget(&mut self, broker: i32) {
+        self.conns.remove(&broker);
+        self.leaders.clear();
+    }
+}
+
+/// An idempotent acks=all producer that follows each partition's leader. It retries a batch
+/// with the same sequence numbers (wherever the leader has moved) until it is answered, so a
+/// batch whose acknowledgement was lost is found as a duplicate rather than stored twice. On a
+/// sequence or epoch error it starts over with a new producer id and never resends the old
+/// values (their fate is unknown).
+async fn producer(id: u32, shared: Arc<Shared>) {
+    let mut rng = thread_rng();
+    let mut routes = Routes::new(shared.brokers);
+    let mut identity: Option<(i64, i16)> = None;
+    let mut sequences = [0i32; PARTITIONS as usize];
+    let mut pending: Option<(i32, Vec<String>, u32)> = None;
+    let mut counter: u64 = 0;
+    let mut next_partition = rng.gen_range(0..PARTITIONS);
+    while !shared.stop.load(Ordering::SeqCst) {
+        if identity.is_none() {
+            let broker = rng.gen_range(1..=shared.brokers);
+            let Some(conn) = routes.conn(broker).await else {
+                sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            match conn.init_producer_id().await {
+                Ok((0, producer_id, epoch)) => {
+                    identity = Some((producer_id, epoch));
+                    sequences = [0; PARTITIONS as usize];
+                }
+                Ok(_) => sleep(Duration::from_millis(100)).await,
+                Err(_) => routes.forget(broker),
+            }
+            continue;
+        }
+        let (producer_id, epoch) = identity.expect("initialised above");
+        let (partition, values, attempts) = pending.take().unwrap_or_else(|| {
+            let partition = next_partition;
+            next_partition = (next_partition + 1) % PARTITIONS;
+            let values = (0..rng.gen_range(1..=4))
+                .map(|_| {
+                    counter += 1;
+                    format!("c{id}-{producer_id}-{counter}")
+                })
+                .collect();
+            (partition, values, 0)
+        });
+        {
+            let mut history = shared.history.lock().expect("history lock");
+            for v in &values {
+                history.sent.insert(v.clone());
+            }
+        }
+        let records: Vec<Record> = values
+            .iter()
+            .map(|v| Record {
+                key: None,
+                value: Some(v.clone().into_bytes()),
+                headers: Vec::new(),
+                timestamp: 1_000_000,
+            })
+            .collect();
+        let sequence = sequences[partition as usize];
+        let bytes = batch(&records, Some(Idempotence { producer_id, producer_epoch: epoch, base_sequence: sequence }));
+        let outcome = match routes.leader(partition).await {
+            Some((leader, conn)) => Some((leader, conn.produce(TOPIC, partition, -1, bytes).await)),
+            None => None,
+        };
+        match outcome {
+            Some((_, Ok((0, base_offset)))) => {
+                sequences[partition as usize] += values.len() as i32;
+                let mut history = shared.history.lock().expect("history lock");
+                for (i, value) in values.into_iter().enumerate() {
+                    history.acks.push(Ack {
+                        producer: id,
+                        durable: true,
+                        partition,
+                        offset: base_offset + i as i64,
+                        value,
+                    });
+                }
+                drop(history);
+                shared.last_ack_ms.lock().expect("acks lock").insert(id, shared.elapsed_ms());
+            }
+            Some((leader, Ok((code, _)))) if RETRIABLE.contains(&code) && attempts < 400 => {
+                if attempts % 20 == 0 {
+                    trace!(
+                        "producer {id}: error {code} from broker {leader} on partition {partition}, attempt {attempts}"
+                    );
+                }
+                routes.leaders.clear();
+                pending = Some((partition, values, attempts + 1));
+                sleep(Duration::from_millis(50)).await;
+            }
+            Some((leader, Ok((code, _)))) => {
+                trace!("producer {id}: error {code} from broker {leader} after {attempts} attempts; new producer id");
+                identity = None;
+            }
+            Some((leader, Err(_))) if attempts < 400 => {
+                routes.forget(leader);
+                pending = Some((partition, values, attempts + 1));
+                sleep(Duration::from_millis(50)).await;
+            }
+            None if attempts < 400 => {
+                // No leader known yet (an election, or no broker answered).
+                pending = Some((partition, values, attempts + 1));
+                sleep(Duration::from_millis(100)).await;
+            }
+            _ => identity = None,
+        }
+    }
+}
+
+/// A consumer that reads one partition at a time from its leader, from a random offset, for
+/// a while. What it reads is recorded; a record a failover later cut would show as an offset
+/// read with two values.
+async fn consumer(id: u32, shared: Arc<Shared>) {
+    let mut rng = thread_rng();
+    let mut routes = Routes::new(shared.brokers);
+    let mut session: u64 = u64::from(id) << 32;
+    while !shared.stop.load(Ordering::SeqCst) {
+        session += 1;
+        let partition = rng.gen_range(0..PARTITIONS);
+        let Some((leader, conn)) = routes.leader(partition).await else {
+            sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (Ok((0, earliest)), Ok((0, latest))) =
+            (conn.list_offset(TOPIC, partition, -2).await, conn.list_offset(TOPIC, partition, -1).await)
+        else {
+            routes.forget(leader);
+            sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut position = if latest > earliest { rng.gen_range(earliest..=latest) } else { earliest };
+        for _ in 0..rng.gen_range(1..40) {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok((0, _, bytes)) = conn.fetch(TOPIC, partition, position, 300).await else { break };
+            let records = match decode_records(bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    let detail = format!("consumer {id} partition {partition} at {position} from {leader}: {e}");
+                    shared.history.lock().expect("history lock").corrupt_reads.push(detail);
+                    break;
+                }
+            };
+            if records.is_empty() {
+                continue;
+            }
+            let max_offset = records.iter().map(|r| r.offset).max();
+            let mut history = shared.history.lock().expect("history lock");
+            let mut offsets = Vec::new();
+            for record in records.iter().filter(|r| r.offset >= position) {
+                offsets.push(record.offset);
+                history.read(partition, record.offset, String::from_utf8_lossy(&record.value).into_owned());
+            }
+            history.polls.push(Poll { session, partition, position, offsets: offsets.clone(), max_offset });
+            drop(history);
+            match offsets.last() {
+                Some(&last) => position = last + 1,
+                None => break,
+            }
+        }
+        routes.forget(leader);
+    }
+}
+
+/// Reads every partition whole from its leader into the history's final log.
+async fn final_read(shared: &Shared) -> bool {
+    let mut routes = Routes::new(shared.brokers);
+    for partition in 0..PARTITIONS {
+        let mut done = false;
+        for _ in 0..50 {
+            if let Some(log) = read_partition(&mut routes, partition).await {
+                let mut history = shared.history.lock().expect("history lock");
+                for (offset, value) in &log {
+                    history.read(partition, *offset, value.clone());
+                }
+                history.final_log.insert(partition, log);
+                done = true;
+                break;
+            }
+            routes.leaders.clear();
+            sleep(Duration::from_millis(200)).await;
+        }
+        if !done {
+            return false;
+        }
+    }
+    true
+}
+
+async fn read_partition(routes: &mut Routes, partition: i32) -> Option<BTreeMap<i64, String>> {
+    let (_, conn) = routes.leader(partition).await?;
+    let (Ok((0, earliest)), Ok((0, latest))) =
+        (conn.list_offset(TOPIC, partition, -2).await, conn.list_offset(TOPIC, partition, -1).await)
+    else {
+        return None;
+    };
+    let mut log = BTreeMap::new();
+    let mut position = earliest;
+    while position < latest {
+        let (code, _, bytes) = conn.fetch(TOPIC, partition, position, 100).await.ok()?;
+        if code != 0 {
+            return None;
+        }
+        // Past the last whole batch, control batches (leader changes) included.
+        let mut batches_end = position;
+        let mut at = 0;
+        while let Some(header) = BatchHeader::parse(&bytes[at..]) {
+            let Some(size) = header.size_bytes().filter(|&s| at + s <= bytes.len()) else { break };
+            batches_end = batches_end.max(header.last_offset() + 1);
+            at += size;
+        }
+        let records = decode_records(bytes).ok()?;
+        let from = position;
+        for record in records.into_iter().filter(|r| r.offset >= from) {
+            log.insert(record.offset, String::from_utf8_lossy(&record.value).into_owned());
+        }
+        if batches_end == from {
+            // No progress: unreadable bytes where records should be.
+            return Some(log);
+        }
+        position = batches_end;
+    }
+    Some(log)
+}
