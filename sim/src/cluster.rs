@@ -294,9 +294,11 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
             match (first, bytes) {
                 (Ok(a), Ok(b)) if a == b => {}
                 (Ok(a), Ok(b)) => divergences.push(format!(
-                    "partition {partition}: broker {first_id} holds {} bytes, broker {id} {} bytes, and they differ",
+                    "partition {partition}: broker {first_id} holds {} bytes, broker {id} {} bytes, and they differ \
+                     first at {}",
                     a.len(),
-                    b.len()
+                    b.len(),
+                    first_difference(a, b)
                 )),
                 (Err(e), _) | (_, Err(e)) => {
                     divergences.push(format!("partition {partition}: unreadable replica: {e}"))
@@ -316,6 +318,33 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         acked: history.acks.iter().filter(|a| a.durable).count() as u64,
         verified,
         anomalies,
+    }
+}
+
+/// Where two replicas' bytes first differ: the batch (base offset, leader epoch, size) each
+/// holds there.
+fn first_difference(a: &[u8], b: &[u8]) -> String {
+    let (mut at_a, mut at_b) = (0, 0);
+    loop {
+        let (ha, hb) = (BatchHeader::parse(&a[at_a..]), BatchHeader::parse(&b[at_b..]));
+        let describe = |h: &Option<BatchHeader>| {
+            h.as_ref().map_or("nothing".to_string(), |h| {
+                format!(
+                    "batch {}..={} epoch {} control {}",
+                    h.base_offset,
+                    h.last_offset(),
+                    h.partition_leader_epoch,
+                    h.is_control()
+                )
+            })
+        };
+        let (Some(x), Some(y)) = (&ha, &hb) else { return format!("{} / {}", describe(&ha), describe(&hb)) };
+        let (sa, sb) = (x.size_bytes().unwrap_or(0), x.size_bytes().unwrap_or(0).max(y.size_bytes().unwrap_or(0)));
+        if a.get(at_a..at_a + sa) != b.get(at_b..at_b + sb) || sa == 0 {
+            return format!("{} / {}", describe(&ha), describe(&hb));
+        }
+        at_a += sa;
+        at_b += sb;
     }
 }
 

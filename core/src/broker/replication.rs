@@ -260,7 +260,8 @@ impl Broker {
         let own = NodeId(self.config.node_id);
         let Some(image) = self.quorum.as_ref().map(|q| q.image().clone()) else { return };
         let Some(partition) = self.partition_by_id(id) else { return };
-        let Some(replica) = partition.replica.as_ref().filter(|r| r.raft.is_leader() && !r.failed) else {
+        let Some(replica) = partition.replica.as_ref().filter(|r| r.raft.is_leader() && !r.failed && !partition.failed)
+        else {
             self.replication.reports.remove(&id);
             return;
         };
@@ -519,13 +520,19 @@ impl Broker {
 
     fn send_reports(&mut self, now_ms: i64) {
         let r = &self.replication;
-        if r.reports.is_empty() || now_ms < r.next_report_ms || !self.is_registered() {
+        if r.reports.is_empty() || now_ms < r.next_report_ms {
             return;
         }
         if r.report_in_flight.is_some_and(|(_, sent)| now_ms < sent + REPORT_TIMEOUT_MS) {
             return;
         }
-        let Some(leader) = self.quorum.as_ref().and_then(|q| q.raft().leader()) else { return };
+        let leader = self.quorum.as_ref().and_then(|q| q.raft().leader());
+        let Some(leader) = leader.filter(|_| self.is_registered()) else {
+            // No controller to tell yet (an election, or not registered): look again later,
+            // not at every input (the driver would spin on a timeout that never moves).
+            self.replication.next_report_ms = now_ms + REPORT_PAUSE_MS;
+            return;
+        };
         let node = NodeId(self.config.node_id);
         let reports: Vec<LeaderReport> = self.replication.reports.values().cloned().collect();
         self.replication.report_in_flight = Some((leader, now_ms));

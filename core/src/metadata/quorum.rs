@@ -384,7 +384,9 @@ impl MetadataQuorum {
             let seed = self.seed ^ (self.raft.epoch() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             self.controller = Some(Controller::new(self.config.controller.clone(), &self.image, seed, now_ms));
         }
-        if !self.sync_in_flight && self.log.needs_sync() {
+        // A failed quorum syncs nothing more: its disk failed a sync already, and asking again
+        // would only fail again, as fast as the disk answers.
+        if !self.failed && !self.sync_in_flight && self.log.needs_sync() {
             let plan = self.log.plan_sync();
             self.sync_in_flight = true;
             self.outputs.push_back(QuorumOutput::Sync { files: plan.files, durable_offset: plan.durable_offset });
