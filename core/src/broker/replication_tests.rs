@@ -202,3 +202,35 @@ fn acks_all_is_refused_while_fewer_than_min_insync_replicas_are_in_sync() {
     let request = produce_request("orders", 0, 1, idempotent(4, 0, 1, 1));
     assert_eq!(produce_result(&c.call(leader, ApiKey::Produce, 9, request)).0, 0);
 }
+
+#[test]
+fn a_leader_whose_disk_fails_answers_storage_errors_and_its_partition_moves_to_a_healthy_replica() {
+    let mut c = cluster_with_topic(1);
+    let (leader, epoch, _, _) = roles(&mut c, 1, "orders", 0);
+    assert_eq!(produce(&mut c, leader, idempotent(5, 0, 0, 3)), (0, 0));
+    // The leader's fsyncs start failing (EIO): its partition goes offline there, logged once
+    // as an error naming the file, and its writes are refused rather than left to time out.
+    c.failing_syncs.insert(leader);
+    let request = produce_request("orders", 0, -1, idempotent(5, 0, 3, 3));
+    let (error, _) = produce_result(&c.call(leader, ApiKey::Produce, 9, request));
+    assert!(
+        [ErrorCode::KafkaStorageError.code(), ErrorCode::NotLeaderOrFollower.code()].contains(&error),
+        "error {error}"
+    );
+    assert!(
+        c.faults.iter().any(|(node, fault)| *node == leader && fault.to_string().contains("orders-0")),
+        "the failure is reported naming the partition: {:?}",
+        c.faults
+    );
+    // The healthy replicas stop hearing from it and elect one of themselves, which takes the
+    // retry; what was acknowledged before is still there.
+    c.run_until(c.now_ms + 10_000);
+    let healthy: Vec<i32> = (1..=3).filter(|&n| n != leader).collect();
+    let (new_leader, new_epoch, _, _) = roles(&mut c, healthy[0], "orders", 0);
+    assert!(healthy.contains(&new_leader) && new_epoch > epoch, "{new_leader} at {new_epoch}");
+    let (error, offset) = produce(&mut c, new_leader, idempotent(5, 0, 3, 3));
+    assert_eq!(error, 0);
+    assert!(offset >= 3);
+    let (_, _, batches) = fetched_offsets(&c.call(new_leader, ApiKey::Fetch, 11, fetch_request("orders", 0, 0, 0, 0)));
+    assert_eq!(batches.first(), Some(&0), "{batches:?}");
+}

@@ -731,6 +731,9 @@ pub(super) struct QuorumCluster {
     waiting: BTreeMap<(i32, RequestId), (i32, crate::peer::PeerMessage)>,
     /// Answers to requests of clients (sent with `call`), by request id.
     answers: BTreeMap<RequestId, ResponseKind>,
+    /// Brokers whose fsyncs fail (a disk error), and the faults they reported.
+    pub(super) failing_syncs: std::collections::BTreeSet<i32>,
+    pub(super) faults: Vec<(i32, StorageFault)>,
 }
 
 impl QuorumCluster {
@@ -741,7 +744,15 @@ impl QuorumCluster {
             let (broker, _) = Broker::open(Self::config(node), Arc::new(storage.clone()), 0).unwrap();
             brokers.insert(node, (storage, broker));
         }
-        QuorumCluster { brokers, now_ms: 0, next_id: 1, waiting: BTreeMap::new(), answers: BTreeMap::new() }
+        QuorumCluster {
+            brokers,
+            now_ms: 0,
+            next_id: 1,
+            waiting: BTreeMap::new(),
+            answers: BTreeMap::new(),
+            failing_syncs: Default::default(),
+            faults: Vec::new(),
+        }
     }
 
     /// Performs every output until nothing moves at the current time.
@@ -787,17 +798,29 @@ impl QuorumCluster {
                     return;
                 };
                 let ResponseBody::Message(body) = response.body else { panic!("{:?}", response.body) };
-                // EndQuorumEpoch's empty answer carries nothing.
-                let Some(answer) = sent.answer(&body).unwrap() else { return };
+                // EndQuorumEpoch's empty answer carries nothing; a refusal (a replica whose
+                // partition failed, say) is dropped, as the server's peer link drops it.
+                let answer = match sent.answer(&body) {
+                    Ok(answer) => answer,
+                    Err(e) if e.contains("refused with error code") => None,
+                    Err(e) => panic!("broker {node}'s answer does not parse: {e}"),
+                };
+                let Some(answer) = answer else { return };
                 let Some((_, asker)) = self.brokers.get_mut(&sender) else { return };
                 asker.handle_peer(now, crate::ids::NodeId(node), answer);
             }
             Output::Io(IoCommand::Sync { token, files }) => {
-                for named in files {
-                    named.file.sync().unwrap();
-                }
-                self.brokers.get_mut(&node).unwrap().1.handle_io_done(now, token, Ok(()));
+                let result = if self.failing_syncs.contains(&node) {
+                    Err(std::io::Error::other("EIO (injected)"))
+                } else {
+                    for named in files {
+                        named.file.sync().unwrap();
+                    }
+                    Ok(())
+                };
+                self.brokers.get_mut(&node).unwrap().1.handle_io_done(now, token, result);
             }
+            Output::Fault(fault) if self.failing_syncs.contains(&node) => self.faults.push((node, fault)),
             Output::Fault(fault) => panic!("broker {node}: {fault}"),
         }
     }

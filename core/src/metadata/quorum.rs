@@ -279,6 +279,11 @@ impl MetadataQuorum {
     }
 
     pub fn next_timeout_ms(&self) -> i64 {
+        // A failed quorum takes no input; a timeout it would not act on must not be asked for
+        // again and again (the driver would spin on it).
+        if self.failed {
+            return i64::MAX;
+        }
         let controller = self.controller.as_ref().and_then(Controller::next_timeout_ms).unwrap_or(i64::MAX);
         self.raft.next_timeout_ms().min(controller)
     }
