@@ -72,6 +72,19 @@ def read_all(bootstrap, topic, partition, last):
     return read
 
 
+def delivery_recorder():
+    """({value: acknowledged offset}, [errors], a librdkafka delivery callback filling them)."""
+    acked, failed = {}, []
+
+    def delivered(err, msg):
+        if err is not None:
+            failed.append(err)
+        else:
+            acked[msg.value()] = msg.offset()
+
+    return acked, failed, delivered
+
+
 def survives_leader_kill(cluster, topic, produce):
     """Creates `topic` with three replicas, runs `produce(kill)` (which sends RECORDS values
     "r<i>" with acks=all to partition 0, calls `kill()` once a third are acknowledged, and
@@ -122,13 +135,7 @@ def test_acks_all_records_survive_a_leader_sigkill_with_librdkafka(headwater_clu
     def produce(kill):
         producer = Producer({"bootstrap.servers": headwater_cluster.bootstrap, "acks": "all",
                              "enable.idempotence": True, "linger.ms": 5, "message.timeout.ms": 120000})
-        acked, failed = {}, []
-
-        def delivered(err, msg):
-            if err is not None:
-                failed.append(err)
-            else:
-                acked[msg.value()] = msg.offset()
+        acked, failed, delivered = delivery_recorder()
 
         for i in range(RECORDS):
             producer.produce("replicated", value=f"r{i}".encode(), partition=0, on_delivery=delivered)
@@ -208,13 +215,7 @@ def produce_all(bootstrap, topic, values, timeout_ms):
     from confluent_kafka import Producer
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                          "message.timeout.ms": timeout_ms})
-    acked, failed = {}, []
-
-    def delivered(err, msg):
-        if err is not None:
-            failed.append(err)
-        else:
-            acked[msg.value()] = msg.offset()
+    acked, failed, delivered = delivery_recorder()
 
     for value in values:
         producer.produce(topic, value=value, partition=0, on_delivery=delivered)
