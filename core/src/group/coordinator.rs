@@ -803,11 +803,14 @@ impl Coordinator {
         if !group.members.contains_key(member_id) {
             return Err(ErrorCode::UnknownMemberId);
         }
-        if group.state == GroupState::PreparingRebalance || group.state == GroupState::CompletingRebalance {
-            return Err(ErrorCode::RebalanceInProgress);
-        }
         if generation != group.generation {
             return Err(ErrorCode::IllegalGeneration);
+        }
+        // While the group prepares a rebalance its generation is still the members' one, and
+        // (as in Kafka) their commits are taken: a member finishing its records before it
+        // rejoins must not fail. Only between the joins and the sync is a commit refused.
+        if group.state == GroupState::CompletingRebalance {
+            return Err(ErrorCode::RebalanceInProgress);
         }
         Ok(())
     }

@@ -259,6 +259,14 @@ fn commits_are_fenced_by_generation() {
         "simple commits clash with live members"
     );
     assert_eq!(t.c.validate_commit("g", 1, "x", None), Err(ErrorCode::UnknownMemberId));
+    let b = t.member_id();
+    t.join(&b, None);
+    assert_eq!(
+        t.c.validate_commit("g", 1, &a, None),
+        Ok(()),
+        "a member of the current generation commits while the group prepares a rebalance"
+    );
+    assert_eq!(t.c.validate_commit("g", 2, &a, None), Err(ErrorCode::IllegalGeneration));
 }
 
 #[test]
