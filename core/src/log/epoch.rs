@@ -16,7 +16,9 @@ pub struct LeaderEpochCache {
 }
 
 impl LeaderEpochCache {
-    pub fn load(storage: &dyn Storage, dir: &str, end_offset: i64) -> io::Result<LeaderEpochCache> {
+    /// Reads the checkpoint as written; the caller drops the epochs its recovered log does not
+    /// reach (`truncate_from`).
+    pub fn load(storage: &dyn Storage, dir: &str) -> io::Result<LeaderEpochCache> {
         let path = format!("{dir}/{CHECKPOINT_NAME}");
         // A malformed checkpoint is rebuilt from the next append; it only guides truncation.
         let entries = checkpoint::read(storage, &path, 2).unwrap_or_default();
@@ -25,11 +27,15 @@ impl LeaderEpochCache {
             let (Ok(epoch), Ok(offset)) = (entry[0].parse::<i32>(), entry[1].parse::<i64>()) else {
                 continue;
             };
-            // An epoch starting at the end holds no records: its first batch was lost in a
-            // crash after the checkpoint was written. Keeping it would report it as the last.
-            if offset < end_offset {
-                cache.assign(epoch, offset);
+            // Entries out of order are not ours; skip them rather than trust them.
+            if cache
+                .entries
+                .last()
+                .is_some_and(|&(last_epoch, last_offset)| epoch <= last_epoch || offset < last_offset)
+            {
+                continue;
             }
+            cache.assign(epoch, offset);
         }
         Ok(cache)
     }
@@ -53,6 +59,12 @@ impl LeaderEpochCache {
     /// Forgets the epochs that start at or after `offset` (the log was cut there).
     pub fn truncate_from(&mut self, offset: i64) {
         self.entries.retain(|&(_, start)| start < offset);
+    }
+
+    /// The epoch whose leader wrote `offset`, or `None` if the cache does not reach back so far.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        let index = self.entries.partition_point(|&(_, start)| start <= offset);
+        index.checked_sub(1).map(|i| self.entries[i].0)
     }
 
     pub fn latest_epoch(&self) -> Option<i32> {
@@ -90,6 +102,11 @@ mod tests {
         assert_eq!(cache.end_offset_for(2, 500), Some((0, 100)));
         assert_eq!(cache.end_offset_for(3, 500), Some((3, 500)));
         assert_eq!(cache.end_offset_for(-1, 500), None);
+        assert_eq!(cache.epoch_at(-1), None);
+        assert_eq!(cache.epoch_at(0), Some(0));
+        assert_eq!(cache.epoch_at(99), Some(0));
+        assert_eq!(cache.epoch_at(100), Some(3));
+        assert_eq!(cache.epoch_at(1_000), Some(3));
     }
 
     #[test]
@@ -100,10 +117,9 @@ mod tests {
         cache.assign(0, 0);
         cache.assign(1, 10);
         cache.write(&storage, "p").unwrap();
-        assert_eq!(LeaderEpochCache::load(&storage, "p", 50).unwrap(), cache);
-        // Entries past the recovered log end are dropped.
-        assert_eq!(LeaderEpochCache::load(&storage, "p", 5).unwrap().entries(), &[(0, 0)]);
-        // An epoch that starts at the recovered end holds nothing and is dropped too.
-        assert_eq!(LeaderEpochCache::load(&storage, "p", 10).unwrap().entries(), &[(0, 0)]);
+        assert_eq!(LeaderEpochCache::load(&storage, "p").unwrap(), cache);
+        // Cut back to a recovered end of 10, the epoch starting there holds nothing.
+        cache.truncate_from(10);
+        assert_eq!(cache.entries(), &[(0, 0)]);
     }
 }

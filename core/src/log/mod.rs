@@ -160,6 +160,8 @@ impl Log {
         bases.sort_unstable();
         let interval = config.index_interval_bytes.max(1) as u64;
         let mut report = RecoveryReport::default();
+        // Read first: recovery checks scanned batches' leader epochs against it.
+        let mut epochs = LeaderEpochCache::load(storage.as_ref(), dir)?;
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         let mut broken_at: Option<usize> = None;
         for (i, &base) in bases.iter().enumerate() {
@@ -171,7 +173,7 @@ impl Log {
                 (segment, false)
             } else {
                 let (segment, outcome) =
-                    Segment::open_and_recover(storage.as_ref(), dir, base, interval, recovery_point)?;
+                    Segment::open_and_recover(storage.as_ref(), dir, base, interval, recovery_point, &epochs)?;
                 report.segments_scanned += 1;
                 report.scanned_bytes += outcome.checked_bytes;
                 report.trusted_bytes += segment.size_bytes - outcome.checked_bytes;
@@ -213,7 +215,9 @@ impl Log {
         report.segments = segments.len();
         let end_offset = segments.last().expect("at least one segment").next_offset;
         let first_base = segments[0].base_offset;
-        let epochs = LeaderEpochCache::load(storage.as_ref(), dir, end_offset)?;
+        // An epoch starting at or past the end holds no records: its first batch was lost in
+        // a crash after the checkpoint was written. Keeping it would report it as the last.
+        epochs.truncate_from(end_offset);
         let log = Log {
             dir: dir.to_string(),
             storage,

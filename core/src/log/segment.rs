@@ -4,6 +4,7 @@
 use std::io;
 
 use super::batch::{check_stored, BatchHeader, ScanItem};
+use super::epoch::LeaderEpochCache;
 use super::index::{OffsetIndex, TimeIndex};
 use crate::constants::BATCH_HEADER_BYTES;
 use crate::storage::{FileRef, NamedFile, Storage};
@@ -117,7 +118,7 @@ impl Segment {
                 segment.bytes_since_index_entry = index_interval_bytes;
             }
             _ => {
-                segment.scan(None, index_interval_bytes)?;
+                segment.scan(None, index_interval_bytes, None)?;
             }
         }
         segment.created_ms = segment.max_timestamp.max(0);
@@ -126,18 +127,20 @@ impl Segment {
 
     /// Opens a segment that may hold unsynced bytes past `recovery_point`: batches before it
     /// were synced and are walked by header only; from the first batch reaching it on, every
-    /// batch's CRC is checked and the file is cut at the first torn or corrupt one.
+    /// batch's CRC is checked and the file is cut at the first torn or corrupt one, or at the
+    /// first whose leader epoch is not the one `epochs` gives for its offset.
     pub fn open_and_recover(
         storage: &dyn Storage,
         dir: &str,
         base_offset: i64,
         index_interval_bytes: u64,
         recovery_point: i64,
+        epochs: &LeaderEpochCache,
     ) -> io::Result<(Segment, ScanOutcome)> {
         let file = storage.open(&format!("{dir}/{}", log_file_name(base_offset)), false)?;
         // Left marked unsynced: its bytes may be only in the page cache.
         let mut segment = Segment::empty(file, base_offset, 0);
-        let outcome = segment.scan(Some(recovery_point), index_interval_bytes)?;
+        let outcome = segment.scan(Some(recovery_point), index_interval_bytes, Some(epochs))?;
         segment.created_ms = segment.max_timestamp.max(0);
         Ok((segment, outcome))
     }
@@ -146,8 +149,16 @@ impl Segment {
     /// checks the CRC of every batch whose last offset is at or past it (the recovery point:
     /// what lies before was synced), stops at the first batch that is torn, corrupt, or out of
     /// order and truncates there. Without it (a sealed, synced segment), a malformed batch is
-    /// an error.
-    fn scan(&mut self, crc_from: Option<i64>, index_interval_bytes: u64) -> io::Result<ScanOutcome> {
+    /// an error. With `epochs`, a checked batch must also carry the leader epoch they give for
+    /// its offset: `partitionLeaderEpoch` lies outside the CRC, and a crash may garble it in
+    /// an unsynced batch (simulator, cluster seed 256). The checkpoint is durable before any
+    /// batch of a new epoch is synced, so a batch it does not account for was never synced.
+    fn scan(
+        &mut self,
+        crc_from: Option<i64>,
+        index_interval_bytes: u64,
+        epochs: Option<&LeaderEpochCache>,
+    ) -> io::Result<ScanOutcome> {
         let recovering = crc_from.is_some();
         let file_len = self.file.len()?;
         let mut position: u64 = 0;
@@ -180,6 +191,10 @@ impl Segment {
                 match check_stored(&bytes) {
                     ScanItem::Batch(_) => checked_bytes += size as u64,
                     ScanItem::Torn | ScanItem::Corrupt => break,
+                }
+                let expected = epochs.and_then(|e| e.epoch_at(header.base_offset));
+                if expected.is_some_and(|epoch| epoch != header.partition_leader_epoch) {
+                    break;
                 }
             } else if header.magic != 2 {
                 break;
@@ -306,7 +321,7 @@ impl Segment {
         self.unsynced = true;
         // Rebuild from what remains, checking everything; truncation is rare (replication,
         // recovery).
-        self.scan(Some(self.base_offset), index_interval_bytes)?;
+        self.scan(Some(self.base_offset), index_interval_bytes, None)?;
         Ok(())
     }
 }

@@ -306,3 +306,31 @@ fn an_epoch_whose_first_batch_was_lost_is_not_the_last_epoch_after_a_restart() {
     log.truncate_to(2).unwrap();
     assert_eq!(log.epochs().latest_epoch(), Some(1));
 }
+
+#[test]
+fn recovery_cuts_at_a_batch_whose_leader_epoch_the_checkpoint_does_not_give() {
+    // Regression (simulator, cluster seed 256): partitionLeaderEpoch lies outside the CRC; a
+    // crash garbled it in an unsynced batch, recovery kept the batch, and the replica's bytes
+    // differed from its peers'.
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage.clone(), "t-0", LogConfig::default(), 0).unwrap();
+    for epoch in [1, 1, 2, 2] {
+        let mut bytes = batch(&simple(2, 0), None);
+        log.append(&mut bytes, epoch, 0).unwrap();
+    }
+    sync_all(&mut log);
+    drop(log);
+    // Reopened from recovery point 0, every batch is checked, and every epoch matches.
+    let (log, report) = Log::open(storage.clone(), "t-0", LogConfig::default(), 0, 0, 0).unwrap();
+    assert_eq!((log.end_offset(), report.truncated_bytes), (8, 0));
+    drop(log);
+    let batch_bytes = batch(&simple(2, 0), None).len();
+    // Bit 2 of the epoch's lowest byte: the third batch now claims epoch 6.
+    storage.flip_bit("t-0/00000000000000000000.log", 2 * batch_bytes + 15, 2);
+    let (mut log, report) = Log::open(storage, "t-0", LogConfig::default(), 4, 0, 0).unwrap();
+    assert!(report.truncated_bytes > 0);
+    assert_eq!(log.end_offset(), 4, "the batch with the garbled epoch and all after it are cut");
+    assert_eq!(log.epochs().entries(), &[(1, 0)], "epoch 2 started in what was cut");
+    let mut bytes = batch(&simple(1, 0), None);
+    assert_eq!(log.append(&mut bytes, 3, 0).unwrap(), 4);
+}
