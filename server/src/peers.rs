@@ -1,9 +1,11 @@
 //! Links to the other nodes of the cluster, for the Raft's requests (Vote, BeginQuorumEpoch,
 //! EndQuorumEpoch, Fetch) and brokers' calls to the controller (BrokerRegistration,
-//! BrokerHeartbeat). Each peer has two links, each one TCP connection to the peer's
-//! Kafka port: one for fetches and one for the rest, because a broker answers a connection's
-//! requests in order and a fetch may wait there up to its `max_wait_ms`; a vote must not queue
-//! behind it. A link connects, learns the peer's API versions, sends what the core gives it
+//! BrokerHeartbeat). Each peer has three links, each one TCP connection to the peer's
+//! Kafka port: one for the metadata log's fetches, one for partition replica fetches, and one
+//! for the rest, because a broker answers a connection's requests in order and a fetch may
+//! wait there up to its `max_wait_ms`: a vote must not queue behind either, and a replica
+//! fetch must not queue behind a metadata fetch parked at the controller (it did: commits on
+//! partitions the controller led took 500 ms to 1 s). A link connects, learns the peer's API versions, sends what the core gives it
 //! and passes the answers back to the core as [`CoreInput::Peer`].
 //!
 //! Nothing here retries a message: a message that finds its link down, or its queue full, is
@@ -50,7 +52,8 @@ pub struct Peers {
 }
 
 struct Lanes {
-    fetch: mpsc::Sender<PeerMessage>,
+    metadata_fetch: mpsc::Sender<PeerMessage>,
+    replica_fetch: mpsc::Sender<PeerMessage>,
     control: mpsc::Sender<PeerMessage>,
 }
 
@@ -64,7 +67,7 @@ pub struct LinkContext {
 }
 
 impl Peers {
-    /// Starts two links to each of `peers` (id and Kafka address).
+    /// Starts three links to each of `peers` (id and Kafka address).
     pub fn start(context: &LinkContext, peers: impl IntoIterator<Item = (NodeId, String)>) -> Peers {
         let mut links = BTreeMap::new();
         let mut tasks = Vec::new();
@@ -75,9 +78,10 @@ impl Peers {
                 tasks.push(tokio::spawn(link.run(rx)));
                 tx
             };
-            let fetch = lane("fetch");
+            let metadata_fetch = lane("metadata-fetch");
+            let replica_fetch = lane("replica-fetch");
             let control = lane("control");
-            links.insert(peer, Lanes { fetch, control });
+            links.insert(peer, Lanes { metadata_fetch, replica_fetch, control });
         }
         Peers { links, tasks }
     }
@@ -93,7 +97,11 @@ impl Peers {
             warn!(peer = %to, "a message for a node that cluster_nodes does not list is dropped");
             return;
         };
-        let lane = if message.may_wait() { &lanes.fetch } else { &lanes.control };
+        let lane = match &message {
+            PeerMessage::ReplicaFetch(_) => &lanes.replica_fetch,
+            message if message.may_wait() => &lanes.metadata_fetch,
+            _ => &lanes.control,
+        };
         if lane.try_send(message).is_err() {
             debug!(peer = %to, "the link's queue is full; a message is dropped");
         }
