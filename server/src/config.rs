@@ -85,6 +85,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "10080",
         "committed offsets of groups without members are deleted after this long (offsets.retention.minutes)",
     ),
+    (
+        "offsets_topic_num_partitions",
+        "50",
+        "partitions of __consumer_offsets in a cluster, made at the first FindCoordinator \
+         (offsets.topic.num.partitions); a group's coordinator is the leader of its partition",
+    ),
 ];
 
 /// One node of the cluster as `cluster_nodes` lists it.
@@ -117,6 +123,7 @@ pub struct ServerConfig {
     pub group: headwater_core::group::GroupConfig,
     pub consumer_group: headwater_core::group::ConsumerGroupConfig,
     pub offsets_retention_ms: i64,
+    pub offsets_topic_partitions: i32,
     /// Broker-wide topic config defaults, by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -308,6 +315,14 @@ impl RawConfig {
             ));
         }
         let offsets_retention_ms = self.get("offsets_retention_minutes", positive)? * 60_000;
+        let offsets_topic_partitions = self.get("offsets_topic_num_partitions", |v| {
+            positive(v).and_then(|n| {
+                i32::try_from(n)
+                    .ok()
+                    .filter(|&n| n <= headwater_core::constants::PARTITIONS_PER_TOPIC_MAX)
+                    .ok_or_else(|| format!("at most {}", headwater_core::constants::PARTITIONS_PER_TOPIC_MAX))
+            })
+        })?;
         let data_dir =
             self.get(
                 "data_dir",
@@ -349,6 +364,7 @@ impl RawConfig {
             group,
             consumer_group,
             offsets_retention_ms,
+            offsets_topic_partitions,
             topic_defaults,
         })
     }

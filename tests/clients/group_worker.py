@@ -4,7 +4,10 @@ after processing (at-least-once). SIGTERM closes it cleanly.
 
 usage: group_worker.py CLIENT BOOTSTRAP GROUP TOPIC OUT [INSTANCE_ID]
 CLIENT is confluent or kafka-python. HEADWATER_GROUP_PROTOCOL=consumer makes the confluent
-client use the KIP-848 consumer protocol (the broker then owns session timeouts)."""
+client use the KIP-848 consumer protocol (the broker then owns session timeouts).
+HEADWATER_WORKER_COMMIT_FAILURES=note makes a failed commit a `# commit-failed ERROR` line
+instead of the end of the worker, as an application that handles CommitFailed goes on (its
+records are processed again by whoever holds the partition next)."""
 
 import os
 import signal
@@ -14,6 +17,7 @@ import time
 client, bootstrap, group, topic, out_path = sys.argv[1:6]
 instance_id = sys.argv[6] if len(sys.argv) > 6 else None
 protocol = os.environ.get("HEADWATER_GROUP_PROTOCOL", "classic")
+note_commit_failures = os.environ.get("HEADWATER_WORKER_COMMIT_FAILURES") == "note"
 stop = False
 
 
@@ -51,7 +55,12 @@ if client == "confluent":
             continue
         out.write(f"{message.partition()} {message.offset()} {message.value().decode()}\n")
         time.sleep(0.002)
-        consumer.commit(message=message, asynchronous=False)
+        try:
+            consumer.commit(message=message, asynchronous=False)
+        except Exception as e:  # confluent_kafka.KafkaException
+            if not note_commit_failures:
+                raise
+            note(f"commit-failed {e.args[0].name() if e.args else e}")
     consumer.close()
 else:
     assert protocol == "classic", "kafka-python speaks only the classic group protocol"
@@ -67,6 +76,11 @@ else:
             for record in records:
                 out.write(f"{record.partition} {record.offset} {record.value.decode()}\n")
                 time.sleep(0.002)
-                consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(record.offset + 1, "", -1)})
+                try:
+                    consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(record.offset + 1, "", -1)})
+                except Exception as e:  # kafka.errors.CommitFailedError and friends
+                    if not note_commit_failures:
+                        raise
+                    note(f"commit-failed {type(e).__name__}")
     consumer.close()
 note("closed")

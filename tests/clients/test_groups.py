@@ -35,7 +35,7 @@ def produce(bootstrap, topic, values):
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_worker(client, bootstrap, group, topic, out, instance=None, protocol="classic"):
+def start_worker(client, bootstrap, group, topic, out, instance=None, protocol="classic", env=None):
     if client == "java":
         args = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
                 "-cp", f"{REPO_ROOT / '.deps/java-classes'}:{REPO_ROOT / '.deps/java'}/*",
@@ -43,7 +43,7 @@ def start_worker(client, bootstrap, group, topic, out, instance=None, protocol="
     else:
         args = [sys.executable, WORKER, client, bootstrap, group, topic, str(out)]
     args += [instance] if instance else []
-    env = dict(os.environ, HEADWATER_GROUP_PROTOCOL=protocol)
+    env = dict(os.environ, HEADWATER_GROUP_PROTOCOL=protocol, **(env or {}))
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(str(out) + ".err", "w"), env=env)
 
 

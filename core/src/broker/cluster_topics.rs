@@ -483,6 +483,11 @@ impl Broker {
             replication_factor: self.config.default_replication_factor,
             configs: BTreeMap::new(),
         };
+        self.decide_unanswered(now_ms, decision);
+    }
+
+    /// Asks the controller for a decision no request waits for.
+    pub(super) fn decide_unanswered(&mut self, now_ms: i64, decision: Decision) {
         let token = ADMIN_TOKEN | self.cluster.next_token;
         self.cluster.next_token += 1;
         if let Some(quorum) = &mut self.quorum {

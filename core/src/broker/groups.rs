@@ -14,6 +14,8 @@
 //! at that moment, so an offset a client was told is committed survives any crash and an offset
 //! that was not acknowledged is never served.
 
+use std::collections::BTreeMap;
+
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
@@ -25,6 +27,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::group_partitions::GroupHome;
 use super::{Broker, Parked, RequestId, Response, ResponseBody, StorageFault, StorageOp, WaitFor};
 use crate::error::ErrorCode;
 use crate::group::offsets::{record, OffsetKey};
@@ -52,15 +55,15 @@ pub(crate) struct ParkedOffsets {
     api_version: i16,
     body: ResponseKind,
     entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
-    /// The offsets partition written, and the end of what was written to it.
-    partition: PartitionId,
-    offset_end: i64,
+    /// Each offsets partition written: the end of what was written to it, and its leader
+    /// epoch then (the write counts only if that epoch commits it).
+    written: Vec<(PartitionId, i64, i32)>,
     pub deadline_ms: i64,
 }
 
 impl ParkedOffsets {
     pub(super) fn waits(&self) -> Vec<(PartitionId, i64, WaitFor)> {
-        vec![(self.partition, self.offset_end, WaitFor::Commit)]
+        self.written.iter().map(|&(partition, offset_end, _)| (partition, offset_end, WaitFor::Commit)).collect()
     }
 }
 
@@ -111,6 +114,15 @@ impl Broker {
     ) -> ConsumerGroupDescribeResponse {
         let mut response = ConsumerGroupDescribeResponse::default();
         for group in request.group_ids {
+            if let Some(code) = self.coordinated_elsewhere(&group.0) {
+                response.groups.push(
+                    consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(group)
+                        .with_error_code(code.code())
+                        .with_authorized_operations(i32::MIN),
+                );
+                continue;
+            }
             let described = match self.consumer_groups.describe(&group.0, api_version) {
                 Some(mut described) => {
                     if request.include_authorized_operations {
@@ -153,7 +165,9 @@ impl Broker {
                 return (ErrorCode::CoordinatorNotAvailable, message, BrokerId(-1), String::new(), -1);
             }
             match self.group_home(key) {
-                GroupHome::Here => (
+                // A coordinator still loading is named all the same; its group requests
+                // answer COORDINATOR_LOAD_IN_PROGRESS until it is ready (as in Kafka).
+                GroupHome::Here | GroupHome::Loading => (
                     ErrorCode::None,
                     None,
                     BrokerId(self.config.node_id),
@@ -221,55 +235,99 @@ impl Broker {
         if entries.is_empty() {
             return Some(body);
         }
-        let records: Vec<_> = entries.iter().map(|(k, v)| record(k, v.as_ref(), now_ms)).collect();
-        let mut bytes = batch(&records, None);
-        let appended = match self.partition_mut(OFFSETS_TOPIC, 0) {
-            Some(p) if !p.failed => match p.log.append(&mut bytes, 0, now_ms) {
-                Ok(_) => Ok((p.id, p.log.end_offset())),
-                Err(error) => Err(Some((p.id, error))),
-            },
-            _ => Err(None),
-        };
-        match appended {
-            Ok((partition, offset_end)) => {
-                self.note_unsynced(partition);
-                self.park(Parked::Offsets(ParkedOffsets {
-                    id,
-                    api_key,
-                    api_version,
-                    body,
-                    entries,
-                    partition,
-                    offset_end,
-                    deadline_ms: now_ms + COMMIT_WAIT_MS_MAX,
-                }));
-                None
-            }
-            Err(failure) => {
-                if let Some((partition, error)) = failure {
-                    self.fail_partition(partition, StorageOp::Append, &error);
+        // One batch per offsets partition (several only for a DeleteGroups of groups that
+        // fall to different partitions led here).
+        let mut by_partition: BTreeMap<i32, Vec<_>> = BTreeMap::new();
+        for (key, value) in &entries {
+            by_partition.entry(self.offsets_partition(&key.0)).or_default().push(record(key, value.as_ref(), now_ms));
+        }
+        let mut written = Vec::new();
+        for (index, records) in by_partition {
+            let mut bytes = batch(&records, None);
+            let appended = match self.partition_mut(OFFSETS_TOPIC, index) {
+                Some(p) if !p.failed && p.is_leader() => {
+                    let epoch = p.leader_epoch();
+                    match p.log.append(&mut bytes, epoch, now_ms) {
+                        Ok(_) => Ok((p.id, p.log.end_offset(), epoch, p.replica.is_some())),
+                        Err(error) => Err(Some((p.id, error))),
+                    }
                 }
-                Some(with_error(body, ErrorCode::CoordinatorNotAvailable))
+                _ => Err(None),
+            };
+            match appended {
+                Ok((partition, offset_end, epoch, replicated)) => {
+                    self.note_unsynced(partition);
+                    if replicated {
+                        // Followers waiting for entries are answered now.
+                        self.on_replica(now_ms, partition, None, |raft, view| raft.appended(view));
+                    }
+                    written.push((partition, offset_end, epoch));
+                }
+                Err(failure) => {
+                    if let Some((partition, error)) = failure {
+                        self.fail_partition(partition, StorageOp::Append, &error);
+                    }
+                    let code =
+                        if self.is_cluster() { ErrorCode::NotCoordinator } else { ErrorCode::CoordinatorNotAvailable };
+                    return Some(with_error(body, code));
+                }
             }
         }
+        self.park(Parked::Offsets(ParkedOffsets {
+            id,
+            api_key,
+            api_version,
+            body,
+            entries,
+            written,
+            deadline_ms: now_ms + COMMIT_WAIT_MS_MAX,
+        }));
+        None
     }
 
-    /// Answers a parked offsets write once durable (applying it), failed or timed out.
+    /// Answers a parked offsets write once committed (applying it), failed, written in an
+    /// epoch that ended, or timed out.
     pub(super) fn try_finish_offsets(&mut self, now_ms: i64, parked: ParkedOffsets, force: bool) -> Option<Response> {
-        let state = self.partition_by_id(parked.partition).map(|p| (p.failed, p.high_watermark()));
+        // The worst state among the partitions written.
+        #[derive(PartialEq, Eq, PartialOrd, Ord)]
+        enum State {
+            Committed,
+            Waiting,
+            /// Written in an epoch that ended: the records may be gone; the client asks the
+            /// new coordinator.
+            Moved,
+            Failed,
+        }
+        let mut state = State::Committed;
+        for &(partition, offset_end, epoch) in &parked.written {
+            let here = match self.partition_by_id(partition) {
+                None => State::Failed,
+                Some(p)
+                    if p.replica.is_some() && p.replica.as_ref().and_then(|r| r.raft.leader_epoch()) != Some(epoch) =>
+                {
+                    State::Moved
+                }
+                Some(p) if p.high_watermark() >= offset_end => State::Committed,
+                Some(p) if p.failed => State::Failed,
+                Some(_) => State::Waiting,
+            };
+            state = state.max(here);
+        }
         let body = match state {
-            Some((false, durable)) if durable >= parked.offset_end => {
+            State::Committed => {
                 for (key, value) in parked.entries {
                     self.offsets.set(key, value);
                 }
                 parked.body
             }
-            Some((false, _)) if !force && now_ms < parked.deadline_ms => {
+            State::Waiting if !force && now_ms < parked.deadline_ms => {
                 self.park(Parked::Offsets(parked));
                 return None;
             }
-            Some((false, _)) => with_error(parked.body, ErrorCode::RequestTimedOut),
-            _ => with_error(parked.body, ErrorCode::CoordinatorNotAvailable),
+            State::Waiting => with_error(parked.body, ErrorCode::RequestTimedOut),
+            State::Moved => with_error(parked.body, ErrorCode::NotCoordinator),
+            State::Failed if self.is_cluster() => with_error(parked.body, ErrorCode::NotCoordinator),
+            State::Failed => with_error(parked.body, ErrorCode::CoordinatorNotAvailable),
         };
         Some(Response {
             id: parked.id,
@@ -477,6 +535,15 @@ impl Broker {
     pub(super) fn describe_groups(&self, api_version: i16, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
         let mut response = DescribeGroupsResponse::default();
         for group in request.groups {
+            if let Some(code) = self.coordinated_elsewhere(&group.0) {
+                response.groups.push(
+                    describe_groups_response::DescribedGroup::default()
+                        .with_group_id(group.clone())
+                        .with_error_code(code.code())
+                        .with_group_state(s("Dead")),
+                );
+                continue;
+            }
             if self.consumer_groups.contains(&group.0) {
                 // Kafka's answer for a consumer-protocol group below v6 (v6 adds
                 // GROUP_ID_NOT_FOUND): Dead. ConsumerGroupDescribe describes it.
@@ -516,6 +583,12 @@ impl Broker {
         let mut entries = Vec::new();
         for group in request.groups_names {
             let name = group.0.to_string();
+            if let Some(code) = self.coordinated_elsewhere(&name) {
+                response
+                    .results
+                    .push(DeletableGroupResult::default().with_group_id(group).with_error_code(code.code()));
+                continue;
+            }
             let known = self.groups.state_of(&name).is_some()
                 || self.consumer_groups.contains(&name)
                 || self.offsets.has_group(&name);
@@ -583,6 +656,11 @@ impl Broker {
     /// Deletes committed offsets of groups without members that have not committed for
     /// `offsets.retention.minutes`. Applied at once; the tombstones follow in the log.
     pub(super) fn expire_offsets(&mut self, now_ms: i64) {
+        if self.is_cluster() {
+            // Not yet in a cluster: the tombstones would have to go through each partition's
+            // leader like commits (a known gap, docs/ARCHITECTURE.md).
+            return;
+        }
         let retention_ms = self.config.offsets_retention_ms;
         let mut expired = Vec::new();
         for group in self.offsets.groups() {
@@ -628,7 +706,9 @@ impl Broker {
     /// Old segments are never deleted before the rewrite is on disk.
     pub(super) fn compact_offsets(&mut self, now_ms: i64) {
         let limit = self.config.offsets_log_compact_bytes;
-        if self.offsets_rewrite.is_some() {
+        // A replicated log is never rewritten by one replica alone (its bytes must match its
+        // peers'); a cluster's offsets partitions wait for log compaction.
+        if self.offsets_rewrite.is_some() || self.is_cluster() {
             return;
         }
         let entries: Vec<(OffsetKey, CommittedOffset)> = self
@@ -725,54 +805,37 @@ impl Broker {
             return;
         }
         for group in &mut response.groups {
-            if !matches!(self.group_home(group.group_id.0.as_str()), GroupHome::Here) {
-                group.error_code = ErrorCode::NotCoordinator.code();
+            if let Some(code) = self.coordinated_elsewhere(group.group_id.0.as_str()) {
+                group.error_code = code.code();
                 group.topics.clear();
             }
+        }
+    }
+
+    /// In a cluster, the error for a request about a group this node does not coordinate
+    /// now: COORDINATOR_LOAD_IN_PROGRESS while it loads the group's partition, else
+    /// NOT_COORDINATOR. `None` where it does (and on one node).
+    pub(super) fn coordinated_elsewhere(&self, group: &str) -> Option<ErrorCode> {
+        match self.group_home(group) {
+            GroupHome::Here => None,
+            GroupHome::Loading => Some(ErrorCode::CoordinatorLoadInProgress),
+            GroupHome::There(..) | GroupHome::Unavailable => Some(ErrorCode::NotCoordinator),
         }
     }
 }
 
 /// The partition of `__consumer_offsets` a group's records belong to, as Kafka picks it
-/// (the Java hash of the group id, modulo `offsets.topic.num.partitions`, 50).
-pub(super) fn offsets_partition_of(group: &str) -> i32 {
-    const OFFSETS_PARTITIONS: i32 = 50;
+/// (the Java hash of the group id, modulo `offsets.topic.num.partitions`).
+pub(super) fn offsets_partition_of(group: &str, partitions: i32) -> i32 {
     let mut hash: i32 = 0;
     for unit in group.encode_utf16() {
         hash = hash.wrapping_mul(31).wrapping_add(i32::from(unit));
     }
     // Kafka's Utils.abs: the lowest value maps to 0 rather than overflowing.
-    (if hash == i32::MIN { 0 } else { hash.abs() }) % OFFSETS_PARTITIONS
-}
-
-/// Where a group is coordinated in a cluster.
-pub(super) enum GroupHome {
-    Here,
-    /// Another broker, not fenced: its id, host and port.
-    There(BrokerId, String, i32),
-    /// The broker it belongs to is down or not registered yet.
-    Unavailable,
+    (if hash == i32::MIN { 0 } else { hash.abs() }) % partitions.max(1)
 }
 
 impl Broker {
-    /// The group's coordinator: on one node this node; in a cluster the voter its offsets
-    /// partition falls to (partition modulo the sorted voters), while that broker is not
-    /// fenced. Groups and their offsets stay on that node until `__consumer_offsets` is
-    /// replicated and led like any partition.
-    pub(super) fn group_home(&self, group: &str) -> GroupHome {
-        let (Some(quorum), Some(voters)) = (&self.quorum, &self.config.quorum_voters) else { return GroupHome::Here };
-        let mut sorted = voters.clone();
-        sorted.sort();
-        let home = sorted[offsets_partition_of(group) as usize % sorted.len()];
-        if home.0 == self.config.node_id {
-            return GroupHome::Here;
-        }
-        match quorum.image().brokers.get(&home) {
-            Some(b) if !b.fenced => GroupHome::There(BrokerId(home.0), b.host.clone(), b.port),
-            _ => GroupHome::Unavailable,
-        }
-    }
-
     /// In a cluster, the answer to a group request that reached a node that does not
     /// coordinate its group: NOT_COORDINATOR, so the client asks FindCoordinator again.
     pub(super) fn not_this_coordinator(&self, api_version: i16, body: &RequestKind) -> Option<ResponseKind> {
@@ -791,10 +854,7 @@ impl Broker {
             // Several groups: each is refused on its own (`refuse_groups_elsewhere`).
             _ => return None,
         };
-        if matches!(self.group_home(group), GroupHome::Here) {
-            return None;
-        }
-        let code = ErrorCode::NotCoordinator.code();
+        let code = self.coordinated_elsewhere(group)?.code();
         Some(match body {
             RequestKind::JoinGroup(_) => ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(code)),
             RequestKind::SyncGroup(_) => ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(code)),

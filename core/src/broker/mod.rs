@@ -23,6 +23,7 @@ mod admin;
 mod cluster_topics;
 mod fault;
 mod fetch;
+mod group_partitions;
 mod groups;
 mod info;
 mod lifecycle;
@@ -89,6 +90,9 @@ pub struct BrokerConfig {
     /// When the offsets log grows past this, the live offsets are rewritten after it and the
     /// older segments deleted once the rewrite is durable (see `groups.rs`).
     pub offsets_log_compact_bytes: u64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` in a cluster (one
+    /// node keeps a single local one).
+    pub offsets_topic_partitions: i32,
     /// The voters of the metadata quorum, this node among them; `None` for a cluster of one,
     /// which keeps its metadata in `__headwater/metadata.json` as before.
     pub quorum_voters: Option<Vec<crate::ids::NodeId>>,
@@ -116,6 +120,7 @@ impl Default for BrokerConfig {
             consumer_group: ConsumerGroupConfig::default(),
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_log_compact_bytes: 64 * 1024 * 1024,
+            offsets_topic_partitions: 50,
             quorum_voters: None,
             cluster_id: None,
             rack: None,
@@ -208,6 +213,8 @@ pub struct Broker {
     offsets: OffsetStore,
     /// A rewrite of the offsets log waiting to be durable: (first offset of the rewrite, end).
     offsets_rewrite: Option<(i64, i64)>,
+    /// In a cluster, the offsets partitions led here and whether their groups are loaded.
+    group_partitions: group_partitions::GroupPartitions,
     outputs: VecDeque<Output>,
     /// Storage failures met during the current input; moved to `outputs` when it ends, after
     /// the parked requests they affect were answered.
@@ -367,6 +374,7 @@ impl Broker {
             consumer_groups,
             offsets: OffsetStore::default(),
             offsets_rewrite: None,
+            group_partitions: group_partitions::GroupPartitions::default(),
             outputs: VecDeque::new(),
             faults,
             parked: BTreeMap::new(),
@@ -622,6 +630,7 @@ impl Broker {
             self.drain_quorum(now_ms, None);
         }
         self.lifecycle_tick(now_ms);
+        self.ensure_offsets_topic(now_ms);
         self.replication_timeout(now_ms);
         while let Some(&(deadline_ms, id)) = self.deadlines.first() {
             if deadline_ms > now_ms {
@@ -976,6 +985,11 @@ impl Broker {
 
     /// Creates the internal offsets topic if needed and replays it into the offset store.
     fn open_offsets(&mut self, now_ms: i64) -> io::Result<()> {
+        if self.is_cluster() {
+            // A cluster's offsets topic is replicated like any other; its partitions load
+            // where they are led (`group_partitions.rs`).
+            return Ok(());
+        }
         if self.topic(OFFSETS_TOPIC).is_none() {
             let config = TopicConfig::from_pairs([("cleanup.policy", "compact")]).expect("valid internal config");
             self.create_topic(now_ms, OFFSETS_TOPIC, 1, config).map_err(|(_, message)| io::Error::other(message))?;

@@ -31,6 +31,7 @@ use crate::constants::{
     ISR_CHECK_INTERVAL_MS, REPLICA_FETCH_GATHER_MS_MAX, REPLICA_FETCH_IN_FLIGHT_MS_MAX, REPLICA_FETCH_WAIT_MS_MAX,
     REPLICA_LAG_MS_MAX,
 };
+use crate::group::OFFSETS_TOPIC;
 use crate::ids::{NodeId, PartitionId};
 use crate::log::raft_view::RaftView;
 use crate::metadata::calls::{ControllerMessage, LeaderReport};
@@ -165,10 +166,15 @@ impl Broker {
     fn drain_replica(&mut self, now_ms: i64, id: PartitionId, answering: Option<Answering>) -> bool {
         let own = NodeId(self.config.node_id);
         let mut answered = false;
+        // An offsets partition whose Raft spoke: its groups may load or unload here.
+        let mut offsets_partition = None;
         while let Some((partition, output)) = next_output(&mut self.topics, &self.topic_names_by_id, id) {
             let dir = partition.log.dir().to_string();
             let Some(replica) = partition.replica.as_mut() else { break };
             let target = replica.target.clone();
+            if target.topic == OFFSETS_TOPIC {
+                offsets_partition = Some(target.index);
+            }
             match output {
                 RaftOutput::SaveState(state) => {
                     if let Err(error) = saved::write(self.storage.as_ref(), &dir, state) {
@@ -238,6 +244,9 @@ impl Broker {
             }
         }
         self.check_leadership(now_ms, id);
+        if let Some(index) = offsets_partition {
+            self.offsets_partition_changed(now_ms, index);
+        }
         answered
     }
 

@@ -234,3 +234,85 @@ fn a_leader_whose_disk_fails_answers_storage_errors_and_its_partition_moves_to_a
     let (_, _, batches) = fetched_offsets(&c.call(new_leader, ApiKey::Fetch, 11, fetch_request("orders", 0, 0, 0, 0)));
     assert_eq!(batches.first(), Some(&0), "{batches:?}");
 }
+
+fn find_coordinator(c: &mut QuorumCluster, node: i32, group: &'static str) -> (i16, i32) {
+    let body =
+        RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_key(StrBytes::from_static_str(group)));
+    let ResponseKind::FindCoordinator(r) = c.ask(node, ApiKey::FindCoordinator, 3, body) else { panic!() };
+    (r.error_code, r.node_id.0)
+}
+
+/// A simple commit (no membership) of `orders-0` at `offset`: its error.
+fn commit(c: &mut QuorumCluster, node: i32, group: &'static str, offset: i64) -> i16 {
+    let partition = offset_commit_request::OffsetCommitRequestPartition::default()
+        .with_partition_index(0)
+        .with_committed_offset(offset);
+    let topic = offset_commit_request::OffsetCommitRequestTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("orders")))
+        .with_partitions(vec![partition]);
+    let body = RequestKind::OffsetCommit(
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![topic]),
+    );
+    let ResponseKind::OffsetCommit(r) = c.call(node, ApiKey::OffsetCommit, 8, body) else { panic!() };
+    r.topics[0].partitions[0].error_code
+}
+
+/// The committed offset of `orders-0` for `group` as `node` answers it: (error, offset).
+fn committed(c: &mut QuorumCluster, node: i32, group: &'static str) -> (i16, i64) {
+    let body = RequestKind::OffsetFetch(
+        OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str(group))).with_topics(None),
+    );
+    let ResponseKind::OffsetFetch(r) = c.ask(node, ApiKey::OffsetFetch, 7, body) else { panic!() };
+    let offset =
+        r.topics.iter().flat_map(|t| &t.partitions).find(|p| p.partition_index == 0).map_or(-1, |p| p.committed_offset);
+    (r.error_code, offset)
+}
+
+#[test]
+fn a_groups_coordinator_is_its_offsets_partitions_leader_and_its_commits_survive_the_coordinators_loss() {
+    // Kafka's partition for a group: abs(Java hashCode) % 50 ("polygenelubricants" hashes to
+    // i32::MIN, which Kafka's Utils.abs maps to 0).
+    for (group, partition) in [("my-group", 12), ("console-consumer-1", 24), ("", 0), ("polygenelubricants", 0)] {
+        assert_eq!(super::groups::offsets_partition_of(group, 50), partition, "{group:?}");
+    }
+    let mut c = cluster_with_topic(1);
+    assert!(c.brokers[&1].1.topic("__consumer_offsets").is_some(), "the offsets topic was made");
+    let coordinator = find_coordinator(&mut c, 1, "my-group").1;
+    let (leader, _, replicas, _) = roles(&mut c, 1, "__consumer_offsets", 12);
+    assert_eq!(replicas, vec![1, 2, 3], "min(3, brokers) replicas");
+    assert_eq!(coordinator, leader, "the coordinator is the leader of partition 12");
+    for node in 1..=3 {
+        assert_eq!(find_coordinator(&mut c, node, "my-group"), (0, coordinator), "asked node {node}");
+    }
+    let others: Vec<i32> = (1..=3).filter(|&n| n != coordinator).collect();
+    assert_eq!(commit(&mut c, others[0], "my-group", 7), ErrorCode::NotCoordinator.code());
+    // A commit is answered once a majority of the partition's replicas hold it.
+    assert_eq!(commit(&mut c, coordinator, "my-group", 42), 0);
+    assert_eq!(committed(&mut c, coordinator, "my-group"), (0, 42));
+    let stored = |c: &QuorumCluster, node: i32| {
+        let p = c.brokers[&node].1.partition("__consumer_offsets", 12).expect("a replica");
+        p.log.read(0, 1 << 30, p.log.end_offset(), true).unwrap().records.to_vec()
+    };
+    c.run_until(c.now_ms + 1_000);
+    assert_eq!(stored(&c, others[0]), stored(&c, coordinator), "the commit is replicated");
+
+    // The coordinator dies: the partition's new leader loads the group's offsets and takes
+    // over; nothing committed is lost.
+    let storage = c.stop(coordinator);
+    c.run_until(c.now_ms + 15_000);
+    let (error, new_coordinator) = find_coordinator(&mut c, others[0], "my-group");
+    assert_eq!(error, 0);
+    assert!(others.contains(&new_coordinator), "{new_coordinator}");
+    assert_eq!(committed(&mut c, new_coordinator, "my-group"), (0, 42), "the commit survived its coordinator");
+    assert_eq!(commit(&mut c, new_coordinator, "my-group", 43), 0);
+
+    // The old coordinator comes back as a follower: it sends the group's clients on.
+    c.restart(coordinator, storage);
+    c.run_until(c.now_ms + 10_000);
+    assert_eq!(find_coordinator(&mut c, coordinator, "my-group"), (0, new_coordinator));
+    assert_eq!(commit(&mut c, coordinator, "my-group", 44), ErrorCode::NotCoordinator.code());
+    assert_eq!(committed(&mut c, new_coordinator, "my-group"), (0, 43));
+}

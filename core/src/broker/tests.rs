@@ -1060,56 +1060,6 @@ fn nodes_of_a_cluster_never_hand_out_the_same_producer_id() {
 }
 
 #[test]
-fn a_group_has_one_coordinator_in_a_cluster_as_kafka_places_it() {
-    // Kafka's partition for a group: abs(Java hashCode) % 50 ("polygenelubricants" hashes to
-    // i32::MIN, which Kafka's Utils.abs maps to 0).
-    for (group, partition) in [("my-group", 12), ("console-consumer-1", 24), ("", 0), ("polygenelubricants", 0)] {
-        assert_eq!(super::groups::offsets_partition_of(group), partition, "{group:?}");
-    }
-    let mut c = QuorumCluster::new();
-    c.run_until(10_000);
-    // Partition 12 of 50, over the three voters: the first (node 1) coordinates "my-group".
-    for node in 1..=3 {
-        let body = RequestKind::FindCoordinator(
-            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("my-group")),
-        );
-        let ResponseKind::FindCoordinator(r) = c.ask(node, ApiKey::FindCoordinator, 3, body) else { panic!() };
-        assert_eq!((r.error_code, r.node_id.0, r.port), (0, 1, 9092), "asked node {node}");
-    }
-    let join = || {
-        RequestKind::JoinGroup(
-            JoinGroupRequest::default()
-                .with_group_id(GroupId(StrBytes::from_static_str("my-group")))
-                .with_session_timeout_ms(10_000)
-                .with_protocol_type(StrBytes::from_static_str("consumer")),
-        )
-    };
-    let ResponseKind::JoinGroup(r) = c.ask(2, ApiKey::JoinGroup, 5, join()) else { panic!() };
-    assert_eq!(r.error_code, ErrorCode::NotCoordinator.code());
-    // Several groups in one OffsetFetch: each answers for itself ("aa" falls to partition 4,
-    // so to node 2).
-    let groups = ["my-group", "aa"]
-        .map(|g| {
-            offset_fetch_request::OffsetFetchRequestGroup::default()
-                .with_group_id(GroupId(StrBytes::from_static_str(g)))
-                .with_topics(None)
-        })
-        .to_vec();
-    let body = RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(groups));
-    let ResponseKind::OffsetFetch(r) = c.ask(1, ApiKey::OffsetFetch, 8, body) else { panic!() };
-    let codes: Vec<i16> = r.groups.iter().map(|g| g.error_code).collect();
-    assert_eq!(codes, vec![0, ErrorCode::NotCoordinator.code()]);
-    // Its coordinator down, the group has none until it returns.
-    let storage = c.stop(1);
-    c.run_until(c.now_ms + 20_000);
-    let body =
-        RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("my-group")));
-    let ResponseKind::FindCoordinator(r) = c.ask(2, ApiKey::FindCoordinator, 3, body) else { panic!() };
-    assert_eq!(r.error_code, ErrorCode::CoordinatorNotAvailable.code());
-    c.restart(1, storage);
-}
-
-#[test]
 fn a_metadata_leader_that_stops_gracefully_hands_over_at_once() {
     let mut c = QuorumCluster::new();
     c.run_until(10_000);

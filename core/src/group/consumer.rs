@@ -718,6 +718,13 @@ impl ConsumerGroups {
         )
     }
 
+    /// Forgets the groups `unloaded` says yes to, members and all: another broker coordinates
+    /// them now.
+    pub fn unload(&mut self, unloaded: impl Fn(&str) -> bool) {
+        self.groups.retain(|id, _| !unloaded(id));
+        self.held_back.retain(|id, _| !unloaded(id));
+    }
+
     /// Forgets an empty group. Errors if it has members.
     pub fn delete(&mut self, group_id: &str) -> Result<(), ErrorCode> {
         match self.groups.get(group_id) {

@@ -867,6 +867,26 @@ impl Coordinator {
         self.groups.get(group_id).is_some_and(|g| !g.members.is_empty())
     }
 
+    /// Forgets the groups `unloaded` says yes to, members and all: another broker coordinates
+    /// them now. Their parked joins and syncs are answered NOT_COORDINATOR.
+    pub fn unload(&mut self, unloaded: impl Fn(&str) -> bool) {
+        let ids: Vec<String> = self.groups.keys().filter(|g| unloaded(g)).cloned().collect();
+        for id in ids {
+            let Some(group) = self.groups.remove(&id) else { continue };
+            for member in group.members.into_values() {
+                if let Some(parked) = member.awaiting_join {
+                    self.join_error(&parked, ErrorCode::NotCoordinator, "");
+                }
+                if let Some(parked) = member.awaiting_sync {
+                    self.reply_sync(
+                        &parked,
+                        SyncGroupResponse::default().with_error_code(ErrorCode::NotCoordinator.code()),
+                    );
+                }
+            }
+        }
+    }
+
     /// Forgets an empty group. Errors if it has members.
     pub fn delete(&mut self, group_id: &str) -> Result<(), ErrorCode> {
         match self.groups.get(group_id) {

@@ -62,6 +62,16 @@ impl OffsetStore {
         groups
     }
 
+    /// Keeps the offsets of the groups `keep` says yes to.
+    pub fn retain_groups(&mut self, keep: impl Fn(&str) -> bool) {
+        self.offsets.retain(|(group, _, _), _| keep(group));
+    }
+
+    /// Takes every offset of `other`, replacing this store's value for the same key.
+    pub fn merge(&mut self, other: OffsetStore) {
+        self.offsets.extend(other.offsets);
+    }
+
     pub fn has_group(&self, group: &str) -> bool {
         !self.group(group).is_empty()
     }

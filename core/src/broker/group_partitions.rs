@@ -1,0 +1,187 @@
+//! Groups in a cluster (D27): a group's coordinator is the leader of its `__consumer_offsets`
+//! partition, and its committed offsets are records in that replicated partition.
+//!
+//! - **The topic** is made by the controller as soon as enough brokers are registered for its
+//!   replication factor, min(3, voters): `offsets_topic_partitions` partitions (50 by
+//!   default), placed like any topic. (Kafka makes it at the first FindCoordinator; here only
+//!   the controller decides, and a broker has no call to ask it for a topic, so it does not
+//!   wait to be asked.) Until it exists and has leaders, FindCoordinator answers
+//!   COORDINATOR_NOT_AVAILABLE.
+//! - **Loading.** A replica that becomes the partition's leader replays the partition's log
+//!   into the offset store once its high watermark reaches the log end it had when elected
+//!   (every record it holds is then committed); until then its groups answer
+//!   COORDINATOR_LOAD_IN_PROGRESS. Membership is not in the log: members of a moved group
+//!   rejoin (one rebalance), and KIP-848 groups hold back assignments for a moment, as after a
+//!   restart.
+//! - **Unloading.** A leader that loses the partition (a new epoch elsewhere, a failed disk)
+//!   forgets its groups' offsets and members; their requests are sent to the new leader
+//!   (NOT_COORDINATOR), and commits waiting for the quorum are answered NOT_COORDINATOR unless
+//!   they committed in the epoch they were written in.
+//!
+//! On a single node the store is loaded at start-up from the one local offsets partition, and
+//! none of this runs.
+
+use std::collections::BTreeMap;
+
+use super::groups::offsets_partition_of;
+use super::Broker;
+use crate::group::OFFSETS_TOPIC;
+use crate::log::batch::BatchHeader;
+use crate::metadata::quorum::Decision;
+
+/// How long the controller waits before trying to make the offsets topic again.
+const CREATE_RETRY_MS: i64 = 1_000;
+
+#[derive(Debug, Default)]
+pub(super) struct GroupPartitions {
+    /// Offsets partitions led here and not loaded yet: (epoch, log end when elected).
+    loading: BTreeMap<i32, (i32, i64)>,
+    /// Offsets partitions led and loaded here, with the epoch they were loaded in.
+    loaded: BTreeMap<i32, i32>,
+    next_create_ms: i64,
+}
+
+/// Where a group is coordinated.
+pub(super) enum GroupHome {
+    Here,
+    /// This node leads the group's offsets partition but has not loaded it yet.
+    Loading,
+    /// Another broker, not fenced: its id, host and port.
+    There(kafka_protocol::messages::BrokerId, String, i32),
+    /// No leader known now, or the offsets topic does not exist yet.
+    Unavailable,
+}
+
+impl Broker {
+    /// The `__consumer_offsets` partition holding `group`: 0 on one node; in a cluster Kafka's
+    /// hash over the partitions the offsets topic has.
+    pub(super) fn offsets_partition(&self, group: &str) -> i32 {
+        match self.topics.get(OFFSETS_TOPIC) {
+            Some(topic) if self.is_cluster() => offsets_partition_of(group, topic.record.partitions),
+            _ => 0,
+        }
+    }
+
+    /// The group's coordinator: on one node this node; in a cluster the leader of its offsets
+    /// partition (this node once it has loaded it, else the image's leader while not fenced).
+    pub(super) fn group_home(&self, group: &str) -> GroupHome {
+        let Some(quorum) = &self.quorum else { return GroupHome::Here };
+        let Some(topic) = self.topics.get(OFFSETS_TOPIC) else { return GroupHome::Unavailable };
+        let index = offsets_partition_of(group, topic.record.partitions);
+        if let Some(partition) = topic.partitions.get(&index).filter(|p| p.is_leader() && !p.failed) {
+            return match self.group_partitions.loaded.get(&index) {
+                Some(&epoch) if epoch == partition.leader_epoch() => GroupHome::Here,
+                _ => GroupHome::Loading,
+            };
+        }
+        let image = quorum.image();
+        let leader = image
+            .topics
+            .get(&topic.record.id)
+            .and_then(|t| t.partitions.get(index as usize))
+            .and_then(|p| p.leader)
+            .filter(|&l| l.0 != self.config.node_id);
+        match leader.and_then(|l| image.brokers.get(&l).map(|b| (l, b))) {
+            Some((l, b)) if !b.fenced => {
+                GroupHome::There(kafka_protocol::messages::BrokerId(l.0), b.host.clone(), b.port)
+            }
+            _ => GroupHome::Unavailable,
+        }
+    }
+
+    /// On the controller, makes the offsets topic if the image has none, at most every
+    /// [`CREATE_RETRY_MS`]: placement refuses it while fewer brokers than its replication
+    /// factor are registered.
+    pub(super) fn ensure_offsets_topic(&mut self, now_ms: i64) {
+        let Some(quorum) = &self.quorum else { return };
+        if now_ms < self.group_partitions.next_create_ms
+            || quorum.raft().leader() != Some(crate::ids::NodeId(self.config.node_id))
+            || quorum.image().topic(OFFSETS_TOPIC).is_some()
+        {
+            return;
+        }
+        self.group_partitions.next_create_ms = now_ms + CREATE_RETRY_MS;
+        let voters = self.config.quorum_voters.as_ref().map_or(1, Vec::len);
+        let decision = Decision::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: self.config.offsets_topic_partitions,
+            replication_factor: voters.min(3) as i16,
+            configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        };
+        self.decide_unanswered(now_ms, decision);
+    }
+
+    /// Brings the groups of offsets partition `index` in line with this node's role for it,
+    /// after its Raft spoke: loads them once led and committed, forgets them once not led.
+    pub(super) fn offsets_partition_changed(&mut self, now_ms: i64, index: i32) {
+        let state = self
+            .partition(OFFSETS_TOPIC, index)
+            .filter(|p| p.is_leader() && !p.failed)
+            .map(|p| (p.leader_epoch(), p.high_watermark(), p.log_end_offset()));
+        let gp = &mut self.group_partitions;
+        let Some((epoch, high_watermark, end)) = state else {
+            let was_here = gp.loaded.remove(&index).is_some();
+            if gp.loading.remove(&index).is_some() || was_here {
+                self.unload_groups(index);
+            }
+            return;
+        };
+        if gp.loaded.get(&index) == Some(&epoch) {
+            return;
+        }
+        if gp.loaded.remove(&index).is_some() {
+            // Led again in a later epoch: another leader may have taken commits meanwhile.
+            self.unload_groups(index);
+        }
+        let gp = &mut self.group_partitions;
+        let until = match gp.loading.get(&index) {
+            Some(&(loading_epoch, until)) if loading_epoch == epoch => until,
+            _ => {
+                gp.loading.insert(index, (epoch, end));
+                end
+            }
+        };
+        if high_watermark >= until {
+            gp.loading.remove(&index);
+            gp.loaded.insert(index, epoch);
+            self.load_groups(now_ms, index);
+        }
+    }
+
+    /// Replays offsets partition `index` into the offset store (its groups' entries are
+    /// replaced).
+    fn load_groups(&mut self, now_ms: i64, index: i32) {
+        self.unload_groups(index);
+        let mut store = crate::group::OffsetStore::default();
+        let Some(partition) = self.partition(OFFSETS_TOPIC, index) else { return };
+        let read = partition.log.for_each_batch(|bytes| {
+            // The Raft's LeaderChange batches carry no offsets.
+            if BatchHeader::parse(bytes).is_some_and(|h| h.is_control()) {
+                return;
+            }
+            for record in crate::log::batch::payload_records(bytes).unwrap_or_default() {
+                store.apply_record(record.key.as_deref(), record.value.as_deref());
+            }
+        });
+        if let Err(error) = read {
+            let id = partition.id;
+            self.group_partitions.loaded.remove(&index);
+            self.fail_partition(id, super::StorageOp::Append, &error);
+            return;
+        }
+        let groups = store.groups();
+        self.offsets.merge(store);
+        let hold_ms = 2 * i64::from(self.config.consumer_group.heartbeat_interval_ms);
+        self.consumer_groups.hold_back(groups, now_ms + hold_ms);
+    }
+
+    /// Forgets the offsets and members of the groups of offsets partition `index`.
+    fn unload_groups(&mut self, index: i32) {
+        let count = self.topics.get(OFFSETS_TOPIC).map_or(1, |t| t.record.partitions);
+        let elsewhere = |group: &str| offsets_partition_of(group, count) != index;
+        self.offsets.retain_groups(elsewhere);
+        self.groups.unload(|group| !elsewhere(group));
+        self.consumer_groups.unload(|group| !elsewhere(group));
+        self.drain_group_replies();
+    }
+}
