@@ -250,6 +250,12 @@ async fn read_answers<R: AsyncReadExt + Unpin>(
                 }
             }
             Ok(None) => {}
+            // A refusal is the protocol at work (a peer that has not built a new partition
+            // yet answers NOT_LEADER_OR_FOLLOWER; the Raft asks again): at start-up and after
+            // a topic is made there are one per partition, too many for a warning.
+            Err(e) if e.starts_with(headwater_core::raft::wire::REFUSED) => {
+                debug!(peer = %peer, api = ?sent.api_key, error = %e, "a peer refused a request")
+            }
             Err(e) => warn!(peer = %peer, api = ?sent.api_key, error = %e, "a peer's answer is not used"),
         }
     }

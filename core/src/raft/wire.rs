@@ -340,6 +340,10 @@ pub fn fetch_response(parts: &[(Target, Option<Message>)], version: i16) -> Opti
     Some(ResponseKind::Fetch(FetchResponse::default().with_responses(topics)))
 }
 
+/// How the error of a peer's answer that refused the request begins (see [`refused`]): a
+/// refusal is the protocol at work, not a fault of the link.
+pub const REFUSED: &str = "the request was refused";
+
 fn refused(response: &ResponseKind) -> Result<(), String> {
     let code = match response {
         ResponseKind::Vote(r) => r.error_code,
@@ -349,7 +353,7 @@ fn refused(response: &ResponseKind) -> Result<(), String> {
         _ => 0,
     };
     if code != 0 {
-        return Err(format!("the request was refused with error code {code}"));
+        return Err(format!("{REFUSED} with error code {code}"));
     }
     Ok(())
 }
