@@ -72,7 +72,7 @@ test-clients: deps build
 ## cluster in SIM_JOBS parallel ranges, checks that each planted bug is caught and that a run is
 ## deterministic; `make sim SEED=S [PLANTED=bug] [CLUSTER=1]` replays one seed.
 SIM_SEEDS ?= 700
-SIM_CLUSTER_SEEDS ?= 600
+SIM_CLUSTER_SEEDS ?= 400
 # Seed ranges run at once (each run is single-threaded).
 SIM_JOBS ?= 2
 SIM_CARGO := RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim $(CARGO)

@@ -283,6 +283,30 @@ impl Conn {
         Ok(response.topics.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code))
     }
 
+    /// The coordinator of `group` as this broker names it: (error code, node id).
+    pub async fn find_coordinator(&mut self, group: &str) -> io::Result<(i16, i32)> {
+        let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string()));
+        let response = self.call(&request, 3).await?;
+        Ok((response.error_code, response.node_id.0))
+    }
+
+    /// The committed offset of one partition, if the broker answered it as the group's
+    /// coordinator: `Ok(None)` for an error answer (NOT_COORDINATOR, still loading).
+    pub async fn committed_here(&mut self, group: &str, topic: &str, partition: i32) -> io::Result<Option<i64>> {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![partition])]));
+        let response = self.call(&request, 5).await?;
+        let found = response.topics.iter().flat_map(|t| &t.partitions).find(|p| p.partition_index == partition);
+        Ok(match found {
+            Some(p) if response.error_code == 0 && p.error_code == 0 => Some(p.committed_offset),
+            _ => None,
+        })
+    }
+
     /// Committed offsets of `partitions` (-1 where none).
     pub async fn committed(&mut self, group: &str, topic: &str, partitions: &[i32]) -> io::Result<Vec<(i32, i64)>> {
         use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;

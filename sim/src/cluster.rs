@@ -38,13 +38,19 @@ use madsim::time::{sleep, Instant};
 use crate::checker::{check, Anomaly};
 use crate::client::{decode_records, Conn};
 use crate::disk::{DiskFaults, SimDisk};
-use crate::history::{Ack, History, Poll};
+use crate::history::{Ack, CommitEvent, History, Poll};
 use crate::scenario::{GracefulStop, RunReport};
 
 pub const TOPIC: &str = "replicated";
 pub const PARTITIONS: i32 = 2;
 const PRODUCERS: u32 = 3;
 const CONSUMERS: u32 = 2;
+/// Groups whose offsets a committer moves on through the faults, each with simple commits
+/// (no membership) to its coordinator, the leader of its `__consumer_offsets` partition.
+const COMMIT_GROUPS: [&str; 2] = ["commits-a", "commits-b"];
+/// `offsets_topic_num_partitions` in the simulator: few, so a run stays cheap, and more than
+/// one, so the groups may live on different leaders.
+const OFFSETS_PARTITIONS: i32 = 3;
 const FAULT_PHASE: Duration = Duration::from_secs(20);
 /// After healing starts, every producer must be acknowledged within this (elections take a
 /// few seconds, and a broker killed last must come back and be found first).
@@ -147,6 +153,11 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     for id in 0..CONSUMERS {
         let node = client_node(&handle, &format!("consumer-{id}"), 50 + id as u8);
         node.spawn(consumer(id, shared.clone()));
+        clients.push(node);
+    }
+    for (i, group) in COMMIT_GROUPS.into_iter().enumerate() {
+        let node = client_node(&handle, &format!("committer-{group}"), 70 + i as u8);
+        node.spawn(committer(group, shared.clone()));
         clients.push(node);
     }
 
@@ -276,6 +287,8 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     if !complete {
         shared.history.lock().expect("history lock").stuck.push("the final read could not complete".into());
     }
+    let final_shared = shared.clone();
+    reader.spawn(async move { final_commits(&final_shared).await }).await.ok();
 
     // Followers catch up, then every replica is read from its broker's disk.
     sleep(Duration::from_secs(3)).await;
@@ -383,6 +396,7 @@ fn start_broker(
                     ("--cluster-nodes", nodes),
                     ("--cluster-id", "sim-cluster".to_string()),
                     ("--auto-create-topics", "false".to_string()),
+                    ("--offsets-topic-num-partitions", OFFSETS_PARTITIONS.to_string()),
                 ] {
                     raw.set_flag(flag, value).expect("valid sim flag");
                 }
@@ -672,4 +686,101 @@ async fn read_partition(routes: &mut Routes, partition: i32) -> Option<BTreeMap<
         position = batches_end;
     }
     Some(log)
+}
+
+/// The connection to `group`'s coordinator, as a random broker names it.
+async fn coordinator<'a>(routes: &'a mut Routes, group: &str) -> Option<(i32, &'a mut Conn)> {
+    let asked = thread_rng().gen_range(1..=routes.brokers);
+    let conn = routes.conn(asked).await?;
+    match conn.find_coordinator(group).await {
+        Ok((0, node)) if (1..=routes.brokers).contains(&node) => Some((node, routes.conn(node).await?)),
+        Ok(_) => None,
+        Err(_) => {
+            routes.forget(asked);
+            None
+        }
+    }
+}
+
+/// Commits ever larger offsets of `replicated-0` for `group` to its coordinator, wherever it
+/// moves, recording each acknowledged one. On reaching a coordinator other than the last, it
+/// first reads the committed offset there: every commit acknowledged before must survive the
+/// failover. The read counts only if the commit right after it on the same coordinator is
+/// acknowledged: that proves the coordinator led the partition (a deposed leader that has not
+/// heard of its successor could answer a stale read, as Kafka's can, but commits nothing).
+async fn committer(group: &'static str, shared: Arc<Shared>) {
+    let mut routes = Routes::new(shared.brokers);
+    let mut offset: i64 = 1;
+    let mut last_coordinator = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let Some((node, conn)) = coordinator(&mut routes, group).await else {
+            sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut read = None;
+        if last_coordinator != Some(node) {
+            let sent_at = shared.history.lock().expect("history lock").commits.len();
+            match conn.committed_here(group, TOPIC, 0).await {
+                Ok(Some(committed)) => read = Some((committed, sent_at)),
+                Ok(None) => {
+                    sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(_) => {
+                    routes.forget(node);
+                    sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        }
+        match conn.commit(group, -1, "", TOPIC, 0, offset).await {
+            Ok(0) => {
+                {
+                    let mut history = shared.history.lock().expect("history lock");
+                    if let Some((committed, sent_at)) = read {
+                        history.commits.push(CommitEvent::Fetched { group, partition: 0, offset: committed, sent_at });
+                    }
+                    history.commits.push(CommitEvent::Acked { group, partition: 0, offset });
+                }
+                last_coordinator = Some(node);
+                offset += 1;
+                sleep(Duration::from_millis(thread_rng().gen_range(5..50))).await;
+            }
+            Ok(_) => sleep(Duration::from_millis(50)).await,
+            Err(_) => {
+                routes.forget(node);
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// After healing, each group's committed offset as its coordinator answers it.
+async fn final_commits(shared: &Shared) {
+    let mut routes = Routes::new(shared.brokers);
+    for group in COMMIT_GROUPS {
+        let mut read = None;
+        for _ in 0..200 {
+            let sent_at = shared.history.lock().expect("history lock").commits.len();
+            if let Some((node, conn)) = coordinator(&mut routes, group).await {
+                match conn.committed_here(group, TOPIC, 0).await {
+                    Ok(Some(offset)) => {
+                        read = Some((offset, sent_at));
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(_) => routes.forget(node),
+                }
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        let mut history = shared.history.lock().expect("history lock");
+        match read {
+            Some((offset, sent_at)) => {
+                trace!("group {group}: committed offset read back as {offset}");
+                history.commits.push(CommitEvent::Fetched { group, partition: 0, offset, sent_at })
+            }
+            None => history.stuck.push(format!("group {group}: no coordinator answered its committed offset")),
+        }
+    }
 }
