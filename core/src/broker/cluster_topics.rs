@@ -465,6 +465,24 @@ impl Broker {
         Roles { leader: leader.map_or(-1, |n| n.0), epoch, replicas, in_sync, offline }
     }
 
+    /// KIP-951's hint for a client told NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH: the
+    /// partition's leader and epoch as Metadata would name them, with the leader's address,
+    /// so the client moves without a Metadata round trip. `None` on one node, for an unknown
+    /// partition, or while no leader is known.
+    pub(super) fn leader_hint(&self, now_ms: i64, topic: &str, index: i32) -> Option<LeaderHint> {
+        let quorum = self.quorum.as_ref()?;
+        let topic_id = self.topics.get(topic)?.record.id;
+        let roles = self.partition_roles(now_ms, topic_id, index);
+        let broker = quorum.image().brokers.get(&NodeId(roles.leader))?;
+        Some(LeaderHint {
+            leader: roles.leader,
+            epoch: roles.epoch,
+            host: broker.host.clone(),
+            port: broker.port,
+            rack: broker.rack.clone(),
+        })
+    }
+
     /// The error for a partition this node does not hold: NOT_LEADER_OR_FOLLOWER for a
     /// partition of a known topic (it lives on another broker), else UNKNOWN_TOPIC_OR_PARTITION.
     pub(super) fn absent_partition(&self, topic: &str, index: i32) -> ErrorCode {
@@ -495,6 +513,20 @@ impl Broker {
         }
         self.drain_quorum(now_ms, None);
     }
+}
+
+/// A partition's leader, its epoch and its address, for KIP-951's hints.
+pub(super) struct LeaderHint {
+    pub leader: i32,
+    pub epoch: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// Whether an error sends the client to another leader (KIP-951 adds a hint to it).
+pub(super) fn moved_leader(code: i16) -> bool {
+    code == ErrorCode::NotLeaderOrFollower.code() || code == ErrorCode::FencedLeaderEpoch.code()
 }
 
 /// A partition's roles as Metadata tells them (-1: no leader now).

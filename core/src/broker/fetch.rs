@@ -3,7 +3,7 @@
 //! until a sync makes more durable or `max_wait_ms` passes. Fetch sessions (KIP-227) are
 //! declined: every response carries session id 0, so clients send full requests.
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{self, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind};
 
 use super::{Broker, Parked, RequestId, Response, ResponseBody, WaitFor};
@@ -59,7 +59,7 @@ impl Broker {
     /// Answers a fetch if it has `min_bytes`, hit an error, reached its deadline, or is
     /// `force`d; otherwise parks it (again).
     pub(super) fn try_finish_fetch(&mut self, now_ms: i64, mut parked: ParkedFetch, force: bool) -> Option<Response> {
-        let (response, bytes, errors, read_failures) = self.build_fetch(parked.api_version, &parked.request);
+        let (mut response, bytes, errors, read_failures) = self.build_fetch(parked.api_version, &parked.request);
         for (topic, index, error) in read_failures {
             if let Some(id) = self.partition(&topic, index).map(|p| p.id) {
                 self.fail_partition(id, super::StorageOp::Read, &error);
@@ -69,6 +69,9 @@ impl Broker {
         let give_up =
             force || now_ms >= parked.deadline_ms || self.parked.len() >= crate::constants::PARKED_REQUESTS_MAX;
         if enough || errors || give_up {
+            if errors && parked.api_version >= 12 && self.is_cluster() {
+                self.add_fetch_leader_hints(now_ms, &mut response);
+            }
             return Some(Response {
                 id: parked.id,
                 api_key: ApiKey::Fetch,
@@ -79,6 +82,24 @@ impl Broker {
         parked.waits = self.fetch_waits(&parked.request);
         self.park(Parked::Fetch(parked));
         None
+    }
+
+    /// KIP-951 (Fetch v12+): each partition answered NOT_LEADER_OR_FOLLOWER or
+    /// FENCED_LEADER_EPOCH carries its current leader and epoch. (The leaders' addresses come
+    /// with v16, which is not served.)
+    fn add_fetch_leader_hints(&self, now_ms: i64, response: &mut FetchResponse) {
+        for topic in &mut response.responses {
+            for data in &mut topic.partitions {
+                if !super::cluster_topics::moved_leader(data.error_code) {
+                    continue;
+                }
+                if let Some(hint) = self.leader_hint(now_ms, topic.topic.0.as_str(), data.partition_index) {
+                    data.current_leader = fetch_response::LeaderIdAndEpoch::default()
+                        .with_leader_id(kafka_protocol::messages::BrokerId(hint.leader))
+                        .with_leader_epoch(hint.epoch);
+                }
+            }
+        }
     }
 
     /// The partitions a fetch reads, with their fetch offsets.

@@ -6,10 +6,13 @@
 //! - `acks=all` (-1): answered once an fsync covering the batch has completed.
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
+use super::cluster_topics::moved_leader;
 use super::{Broker, Parked, RequestId, Response, ResponseBody, WaitFor};
 use crate::error::ErrorCode;
 use crate::ids::PartitionId;
@@ -110,6 +113,7 @@ impl Broker {
             }
             response.responses.push(topic_response);
         }
+        self.add_produce_leader_hints(now_ms, api_version, &mut response);
         match acks {
             0 => Some(ResponseBody::Nothing),
             -1 if !waits.is_empty() && !planted::active(PlantedBug::AckBeforeFsync) => {
@@ -207,6 +211,36 @@ impl Broker {
         })
     }
 
+    /// KIP-951 (Produce v10+): each partition answered NOT_LEADER_OR_FOLLOWER or
+    /// FENCED_LEADER_EPOCH carries its current leader and epoch, and the response the leaders'
+    /// addresses.
+    fn add_produce_leader_hints(&self, now_ms: i64, api_version: i16, response: &mut ProduceResponse) {
+        if api_version < 10 || !self.is_cluster() {
+            return;
+        }
+        let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+        for topic in &mut response.responses {
+            for entry in &mut topic.partition_responses {
+                if !moved_leader(entry.error_code) {
+                    continue;
+                }
+                let Some(hint) = self.leader_hint(now_ms, topic.name.0.as_str(), entry.index) else { continue };
+                entry.current_leader =
+                    LeaderIdAndEpoch::default().with_leader_id(BrokerId(hint.leader)).with_leader_epoch(hint.epoch);
+                if !endpoints.iter().any(|e| e.node_id.0 == hint.leader) {
+                    endpoints.push(
+                        NodeEndpoint::default()
+                            .with_node_id(BrokerId(hint.leader))
+                            .with_host(StrBytes::from_string(hint.host))
+                            .with_port(hint.port)
+                            .with_rack(hint.rack.map(StrBytes::from_string)),
+                    );
+                }
+            }
+        }
+        response.node_endpoints = endpoints;
+    }
+
     /// Finishes a parked acks=all produce if every partition is durable (or failed), or at its
     /// deadline, or when `force`d at shutdown. Otherwise parks it again.
     pub(super) fn try_finish_produce(
@@ -250,6 +284,7 @@ impl Broker {
             self.park(Parked::Produce(parked));
             return None;
         }
+        self.add_produce_leader_hints(now_ms, parked.api_version, &mut parked.response);
         Some(Response {
             id: parked.id,
             api_key: ApiKey::Produce,

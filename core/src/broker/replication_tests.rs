@@ -316,3 +316,35 @@ fn a_groups_coordinator_is_its_offsets_partitions_leader_and_its_commits_survive
     assert_eq!(commit(&mut c, coordinator, "my-group", 44), ErrorCode::NotCoordinator.code());
     assert_eq!(committed(&mut c, new_coordinator, "my-group"), (0, 43));
 }
+
+#[test]
+fn a_follower_tells_producers_and_consumers_where_the_leader_is() {
+    // KIP-951: NOT_LEADER_OR_FOLLOWER comes with the current leader and epoch (and, for
+    // Produce, the leader's address), so a client moves without asking Metadata first.
+    let mut c = cluster_with_topic(1);
+    let (leader, epoch, _, _) = roles(&mut c, 1, "orders", 0);
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let ResponseKind::Produce(r) =
+        c.call(follower, ApiKey::Produce, 10, produce_request("orders", 0, -1, idempotent(3, 0, 0, 1)))
+    else {
+        panic!()
+    };
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower.code());
+    assert_eq!((p.current_leader.leader_id.0, p.current_leader.leader_epoch), (leader, epoch));
+    let endpoint = r.node_endpoints.iter().find(|e| e.node_id.0 == leader).expect("the leader's address");
+    assert_eq!(endpoint.port, 9092 + leader - 1, "{endpoint:?}");
+    // Older versions carry no hint (the fields do not exist there).
+    let ResponseKind::Produce(r) =
+        c.call(follower, ApiKey::Produce, 9, produce_request("orders", 0, -1, idempotent(3, 0, 0, 1)))
+    else {
+        panic!()
+    };
+    assert!(r.node_endpoints.is_empty());
+    let ResponseKind::Fetch(r) = c.ask(follower, ApiKey::Fetch, 12, fetch_request("orders", 0, 0, 0, 0)) else {
+        panic!()
+    };
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower.code());
+    assert_eq!((p.current_leader.leader_id.0, p.current_leader.leader_epoch), (leader, epoch));
+}
