@@ -154,7 +154,7 @@ impl Broker {
         if let Some(replica) = partition.replica.as_ref().filter(|_| acks == -1) {
             // Kafka's rule: acks=all is refused up front while too few replicas are in sync
             // (the write still commits only on a majority, whatever this is set to).
-            if replica.raft.in_sync(now_ms, crate::constants::REPLICA_LAG_MS_MAX).len() < min_insync {
+            if replica.raft.in_sync_for_append(now_ms, crate::constants::REPLICA_LAG_MS_MAX) < min_insync {
                 return Err(ErrorCode::NotEnoughReplicas);
             }
         }

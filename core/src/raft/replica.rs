@@ -323,6 +323,20 @@ impl Raft {
             .collect()
     }
 
+    /// How many replicas acks=all may count as in sync at append time (Kafka's gate before a
+    /// write, not the commit rule): those in sync and, for a new leader's first fetch timeout,
+    /// the voters it has not heard from yet. A live follower's first fetch comes within a round
+    /// trip of the election; without the grace, the first writes to every new partition and
+    /// after every failover were refused with NOT_ENOUGH_REPLICAS and waited out the producer's
+    /// retry backoff. A voter that fetched and is behind is not counted.
+    pub fn in_sync_for_append(&self, now_ms: i64, lag_max_ms: i64) -> usize {
+        let Role::Leader(leader) = &self.role else { return 0 };
+        let new_leader = now_ms - leader.since_ms < self.config.fetch_timeout_ms;
+        let unheard = |v: &NodeId| new_leader && !leader.last_fetch.contains_key(v);
+        let in_sync = self.in_sync(now_ms, lag_max_ms);
+        in_sync.len() + self.config.voters.iter().filter(|v| !in_sync.contains(v) && unheard(v)).count()
+    }
+
     pub fn role(&self) -> &Role {
         &self.role
     }
@@ -795,6 +809,7 @@ impl Raft {
             // election comes within a round trip for a live one).
             caught_up_ms: BTreeMap::new(),
             last_fetch: BTreeMap::new(),
+            since_ms: now_ms,
         }));
         self.check_quorum_ms = now_ms + self.config.fetch_timeout_ms;
         self.announce_ms = now_ms + self.config.fetch_timeout_ms / 4;

@@ -65,6 +65,8 @@ pub struct LeaderState {
     pub caught_up_ms: std::collections::BTreeMap<NodeId, i64>,
     /// Per voter: its last fetch, (when, this log's end then).
     pub last_fetch: std::collections::BTreeMap<NodeId, (i64, i64)>,
+    /// When this replica became leader.
+    pub since_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

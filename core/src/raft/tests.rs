@@ -624,6 +624,25 @@ fn a_parked_fetch_replaced_by_a_newer_one_is_still_answered() {
     assert_eq!(answered(&mut raft), vec![2]);
 }
 
+#[test]
+fn a_new_leader_counts_voters_it_has_not_heard_from_as_in_sync_for_its_first_fetch_timeout() {
+    let mut log = MemLog::default();
+    let mut raft = Raft::new(RaftConfig::new(NodeId(1), ids(3)), QuorumState::default(), 9, 0, &mut log);
+    elect_by_hand(&mut raft, &mut log);
+    let epoch = raft.epoch();
+    let lag_max = 10_000;
+    // Just elected: no follower has fetched yet, and none is held against a write.
+    assert_eq!(raft.in_sync(10_002, lag_max), vec![NodeId(1)]);
+    assert_eq!(raft.in_sync_for_append(10_002, lag_max), 3);
+    // Replica 2 fetches and holds the whole log; replica 3 stays silent past the grace.
+    let fetch = Message::Fetch { epoch, offset: 0, last_epoch: 0, id: 1 };
+    raft.handle_message(10_010, NodeId(2), fetch, &mut log).unwrap();
+    assert_eq!(raft.in_sync_for_append(10_010, lag_max), 3);
+    let after_grace = 10_002 + RaftConfig::new(NodeId(1), ids(3)).fetch_timeout_ms;
+    assert_eq!(raft.in_sync_for_append(after_grace, lag_max), 2);
+    assert_eq!(raft.in_sync(after_grace, lag_max), vec![NodeId(1), NodeId(2)]);
+}
+
 /// Each scenario runs on the in-memory log and on the real partition log.
 macro_rules! on_both_logs {
     ($($name:ident),* $(,)?) => {
