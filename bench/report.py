@@ -22,6 +22,10 @@ LABELS = {
     "kafka-fsync": "Kafka (flush every message)",
 }
 BASELINES = ["kafka", "kafka-fsync"]
+CLUSTER_LABELS = {
+    "headwater-3": "Headwater, 3 brokers",
+    "kafka-3": "Kafka, 3 brokers",
+}
 
 
 def machine():
@@ -83,6 +87,7 @@ def metric_values(r):
         "vmhwm_mib": r["vmhwm_kb"] / 1024 if r.get("vmhwm_kb") else None,
         "ready_ms": get(r, "ready", "ready_ms"),
         "cpu_seconds": r.get("cpu_seconds"),
+        "failover_ms": get(r, "failover", "failover", "failover_ms"),
         "other_avg_cores": get(r, "interference", "other_avg_cores"),
         "client_cpu_seconds": get(r, "interference", "client_cpu_seconds"),
         "broker_run_cpu_seconds": get(r, "interference", "broker_cpu_seconds"),
@@ -162,6 +167,78 @@ def sdk_values(r):
     }
 
 
+def cluster_section(w, clusters, results, cfg):
+    """The three-broker runs: the same Bench workload on replicated partitions, plus failover."""
+    vals = {s: metric_values(results[s]) if results.get(s) else {} for s in clusters}
+    w("## Three brokers, replication factor 3")
+    w("")
+    w("Three nodes of one cluster on this machine (so on its 2 CPUs and one disk together), every "
+      "node a voter of the metadata quorum and a broker: three `headwater serve` processes with "
+      "`--cluster-nodes`, and three Kafka KRaft nodes, each a combined broker+controller with "
+      "`-Xmx1g`, Kafka's default flush policy and thread pools, and its internal topics "
+      "replicated three times. The client is given all three addresses.")
+    w("")
+    w(f"- Workload: the one above (topic of {cfg.get('partitions', 8)} partitions, same records, "
+      f"producer settings, warm-up, throughput and latency runs), on a topic created with "
+      f"replication factor 3 and `min.insync.replicas=2`.")
+    w("- An `acks=all` answer means: Headwater, a majority (2 of 3) has the write fsynced; Kafka, "
+      "every in-sync replica (normally 3, at least 2) has it in its page cache, none fsynced.")
+    w("- Peak memory: the sum of the three nodes' `VmHWM` after the latency run. Broker CPU: the "
+      "three nodes together over the client's run.")
+    w("- Failover: after those runs, a topic of one partition (replication factor 3, "
+      "`min.insync.replicas=2`) gets 1,000 records/s from an idempotent `acks=all` producer with "
+      "`linger.ms=0`; after 3 s the Admin client names the partition's leader and its process is "
+      "sent SIGKILL. Failover time = from the kill to the first acknowledgement of a record sent "
+      "after it (that answer can only come from the new leader). Every record sent must be "
+      "acknowledged and the log must hold exactly those (no loss, no duplicate).")
+    w("")
+    head = "| metric | " + " | ".join(CLUSTER_LABELS[s] for s in clusters)
+    both = "headwater-3" in clusters and "kafka-3" in clusters
+    if both:
+        head += " | Headwater / Kafka"
+    w(head + " |")
+    w("|" + " --- |" * head.count("|"))
+    rows = [("throughput, records/s (higher is better)", "records_per_sec", "int"),
+            ("throughput, MB/s", "mb_per_sec", "1"),
+            (f"produce latency p50 at {cfg.get('rate', 0):,} records/s, ms (lower is better)", "produce_p50", "ms"),
+            ("produce latency p99, ms", "produce_p99", "ms"),
+            ("produce latency p99.9, ms", "produce_p999", "ms"),
+            ("end-to-end latency p50, ms", "e2e_p50", "ms"),
+            ("end-to-end latency p99, ms", "e2e_p99", "ms"),
+            ("end-to-end latency p99.9, ms", "e2e_p999", "ms"),
+            ("peak memory of the three nodes, MiB (lower is better)", "vmhwm_mib", "1"),
+            ("failover, ms from SIGKILL of the leader to the first answer (lower is better)", "failover_ms", "ms"),
+            ("broker CPU seconds while the client ran, three nodes", "broker_run_cpu_seconds", "1"),
+            ("client CPU seconds", "client_cpu_seconds", "1"),
+            ("other processes, average cores", "other_avg_cores", "2")]
+    for label, key, kind in rows:
+        line = f"| {label} | " + " | ".join(fmt(vals[s].get(key), kind) for s in clusters)
+        if both:
+            line += f" | {fmt_ratio(ratio(vals['headwater-3'].get(key), vals['kafka-3'].get(key)))}"
+        w(line + " |")
+    w("")
+    for s in clusters:
+        r = results.get(s)
+        b = (r or {}).get("bench") or {}
+        f = get(r or {}, "failover", "failover") or {}
+        if not r or not b:
+            w(f"- {CLUSTER_LABELS[s]}: no results (see `bench/out/logs/`).")
+            continue
+        t = b.get("throughput") or {}
+        lat = b.get("latency") or {}
+        probs = (b.get("problems") or []) + (get(r, "failover", "problems") or [])
+        w(f"- {CLUSTER_LABELS[s]}: throughput run {t.get('acked', 0):,} of {t.get('sent', 0):,} "
+          f"acknowledged in {t.get('seconds', 0):.1f} s; latency run sent at "
+          f"{lat.get('achieved_send_rate', 0):,.0f} records/s, {lat.get('consumed', 0):,} consumed, "
+          f"{lat.get('duplicates', 0)} duplicates, {lat.get('corrupt', 0)} corrupt; failover: node "
+          f"{f.get('killed_node', '?')} killed, node {f.get('new_leader', '?')} led next, "
+          f"{f.get('acked', 0):,} of {f.get('sent', 0):,} records acknowledged, the log holds "
+          f"{f.get('log_growth_records', 0):,}; per-node peak memory "
+          + ", ".join(f"{kb / 1024:.1f}" for kb in r.get("vmhwm_kb_per_node") or []) + " MiB; "
+          + ("problems: " + "; ".join(probs) if probs else "no problems") + ".")
+    w("")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", default="bench/out")
@@ -211,6 +288,7 @@ def main():
 
     vals = {s: metric_values(r) if r else {} for s, r in results.items()}
     shown = [s for s in systems if s in LABELS]
+    clusters = [s for s in systems if s in CLUSTER_LABELS]
     hw = vals.get("headwater", {})
 
     L = []
@@ -231,11 +309,13 @@ def main():
     w(f"- Headwater: {combined['headwater']}, `target/release/headwater` built "
       f"{combined['headwater_binary_built'] or 'at an unknown time'}; repository at "
       f"{combined['repository_revision'] or 'unknown'} when the run ended")
-    w(f"- Apache Kafka broker: {combined['kafka_broker']} (Maven Central jars, KRaft, one combined "
-      f"broker+controller node), {env.get('JAVA_VERSION', 'java')}")
+    w(f"- Apache Kafka broker: {combined['kafka_broker']} (Maven Central jars, KRaft, each node a "
+      f"combined broker+controller), {env.get('JAVA_VERSION', 'java')}")
     w(f"- Client for every system: Java {client or 'kafka-clients'} on {java or 'the same JVM'} "
       f"(`bench/java/src/Bench.java`)")
-    loads = ", ".join(f"{LABELS[s]} {results[s]['loadavg_before']}" for s in shown if results.get(s))
+    every_label = {**LABELS, **CLUSTER_LABELS}
+    loads = ", ".join(f"{every_label[s]} {results[s]['loadavg_before']}" for s in shown + clusters
+                      if results.get(s))
     w(f"- Load average (1/5/15 min) just before each system started: {loads}. The client and the "
       f"broker share the machine's CPUs; anything else running at the same time (a compile, say) "
       f"competes with both.")
@@ -378,6 +458,10 @@ def main():
               + ", ".join(f"`{k} = {v}`" for k, v in sorted(eff.items())) + ".")
     w("")
 
+    # ---- three-broker clusters ------------------------------------------------------
+    if clusters:
+        cluster_section(w, clusters, results, cfg)
+
     # ---- the SDKs ------------------------------------------------------------------
     if sdk_names:
         w("## SDK producers against Headwater")
@@ -439,9 +523,9 @@ def main():
     # ---- where we stand -----------------------------------------------------------
     w("## Where we stand")
     w("")
-    w("Targets: at least Kafka's throughput, at most half its p99 latency, at most a fifth of its "
-      "memory, ready in under 100 ms. Measured against both Kafka configurations; the one with "
-      "comparable durability is *flush every message*.")
+    w("One broker (targets: at least Kafka's throughput, at most half its p99 latency, at most a "
+      "fifth of its memory, ready in under 100 ms; measured against both Kafka configurations, the "
+      "one with comparable durability being *flush every message*):")
     w("")
 
     def verdict(x, ok):
@@ -489,6 +573,26 @@ def main():
         else:
             w("- Every system delivered every record of the latency run exactly once, intact, and "
               "the throughput run's log growth matched the acknowledged count.")
+    if "headwater-3" in clusters and "kafka-3" in clusters:
+        cv = {s: metric_values(results[s]) if results.get(s) else {} for s in clusters}
+        h3, k3 = cv["headwater-3"], cv["kafka-3"]
+
+        def cluster_goal(key, ok, what, kind, unit):
+            x = ratio(h3.get(key), k3.get(key))
+            return (f"- {what}: Headwater's {fmt(h3.get(key), kind)} {unit} is "
+                    + (f"{fmt_ratio(x)} Kafka's {fmt(k3.get(key), kind)} {unit} ({verdict(x, ok)})."
+                       if x is not None else "not comparable (no data)."))
+        w("")
+        w("Three brokers, replication factor 3 (targets: at least 1.5× Kafka's throughput, at most "
+          "half its p99, failover faster than Kafka's):")
+        w("")
+        w(cluster_goal("records_per_sec", lambda x: x >= 1.5, "Throughput ≥ 1.5× Kafka's", "int",
+                       "records/s"))
+        w(cluster_goal("produce_p99", lambda x: x <= 0.5, "Produce p99 ≤ ½ Kafka's", "ms", "ms"))
+        w(cluster_goal("e2e_p99", lambda x: x <= 0.5, "End-to-end p99 ≤ ½ Kafka's", "ms", "ms"))
+        w(cluster_goal("failover_ms", lambda x: x < 1.0, "Failover faster than Kafka's", "ms", "ms"))
+        w(cluster_goal("vmhwm_mib", lambda x: x <= 0.2, "Peak memory of the three ≤ ⅕ Kafka's", "1",
+                       "MiB"))
     w("")
     w("Raw results: `bench/out/results.json` (per system: `bench/out/result-<system>.json`, "
       "broker and client logs in `bench/out/logs/`).")

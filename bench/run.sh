@@ -9,6 +9,13 @@
 #   kafka         Kafka 4.3.1 KRaft, default flush policy (no fsync per write)
 #   kafka-fsync   Kafka 4.3.1 KRaft, log.flush.interval.messages=1 (fsync per append)
 #
+# Three-broker clusters (replication factor 3, acks=all, min.insync.replicas=2):
+#   headwater-3   three target/release/headwater nodes of one cluster
+#   kafka-3       three Kafka 4.3.1 KRaft nodes, each broker+controller, default flush
+# Per cluster: the same Bench run against all three (peak RSS and CPU summed over
+# the nodes), then Bench's failover phase: SIGKILL of a one-partition topic's
+# leader, time to the first acknowledgement from its successor.
+#
 # Per system: start-up time (launch -> first answered ApiVersions, bench/probe.py),
 # then Bench: create the topic, warm up, max-throughput run, fixed-rate latency
 # run with a concurrent consumer; then the broker's peak RSS (VmHWM) and CPU time
@@ -18,7 +25,8 @@
 # (`make bench` does both first). Fetches the Kafka jars if needed.
 #
 # Environment (defaults are what docs/benchmarks.md is written with):
-#   BENCH_SYSTEMS          systems to run, in order (default "headwater kafka kafka-fsync")
+#   BENCH_SYSTEMS          systems to run, in order
+#                          (default "headwater kafka kafka-fsync headwater-3 kafka-3")
 #   BENCH_WARMUP_RECORDS   unmeasured records first (default 20000)
 #   BENCH_TPUT_RECORDS     records in the throughput run (default 500000)
 #   BENCH_TPUT_MAX_SECONDS cut the throughput run after this long (default 30)
@@ -35,7 +43,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-systems="${BENCH_SYSTEMS:-headwater kafka kafka-fsync}"
+systems="${BENCH_SYSTEMS:-headwater kafka kafka-fsync headwater-3 kafka-3}"
 warmup="${BENCH_WARMUP_RECORDS:-20000}"
 tput_records="${BENCH_TPUT_RECORDS:-500000}"
 tput_max="${BENCH_TPUT_MAX_SECONDS:-30}"
@@ -70,7 +78,7 @@ if [[ "$(cat "$classes/.stamp" 2>/dev/null)" != "$want" ]]; then
 fi
 
 mkdir -p "$out/logs" "$out/work"
-rm -f "$out"/result-*.json "$out"/bench-*.json "$out"/ready-*.json "$out/results.json" "$out"/logs/*
+rm -f "$out"/result-*.json "$out"/bench-*.json "$out"/failover-*.json "$out"/ready-*.json "$out/results.json" "$out"/logs/*
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -80,8 +88,11 @@ free_port() {
 cur_hw_pid=""
 cur_kafka_port=""
 cur_probe_pid=""
+cur_cluster_pids=()
+cur_cluster_kafka_ports=()
 cleanup() {
     [[ -n "$cur_probe_pid" ]] && kill "$cur_probe_pid" 2>/dev/null || true
+    stop_cluster
     if [[ -n "$cur_hw_pid" ]] && kill -0 "$cur_hw_pid" 2>/dev/null; then
         kill -TERM "$cur_hw_pid" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$cur_hw_pid" 2>/dev/null || break; sleep 0.1; done
@@ -299,8 +310,178 @@ PY
     say "$name: VmHWM ${hwm:-?} kB, CPU ${cpu:-?} s"
 }
 
+# --- a three-broker cluster ------------------------------------------------------------
+stop_cluster() {
+    local p
+    for p in "${cur_cluster_kafka_ports[@]}"; do bench/kafka/stop-kafka.sh "$p" --keep || true; done
+    cur_cluster_kafka_ports=()
+    if (( ${#cur_cluster_pids[@]} )); then
+        kill -TERM "${cur_cluster_pids[@]}" 2>/dev/null || true
+        for _ in $(seq 1 300); do
+            local alive=0
+            for p in "${cur_cluster_pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+            (( alive )) || break
+            sleep 0.1
+        done
+        kill -KILL "${cur_cluster_pids[@]}" 2>/dev/null || true
+        cur_cluster_pids=()
+    fi
+}
+
+run_cluster() {
+    local name="$1" nodes=3 work loadavg i bench_rc=0 failover_rc=0
+    local -a ports=() cports=() pids=()
+    work="$root/$out/work/$name"
+    rm -rf "$work"
+    mkdir -p "$work"
+    for i in $(seq 1 $nodes); do ports+=("$(free_port)"); cports+=("$(free_port)"); done
+    local bootstrap="" members="" voters="" pid_list=""
+    for i in $(seq 1 $nodes); do
+        bootstrap+="${bootstrap:+,}127.0.0.1:${ports[i-1]}"
+        members+="${members:+,}$i@127.0.0.1:${ports[i-1]}"
+        voters+="${voters:+,}$i@127.0.0.1:${cports[i-1]}"
+    done
+    loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
+    say "=== $name on $bootstrap (load average before: $loadavg)"
+
+    case "$name" in
+        headwater-3)
+            for i in $(seq 1 $nodes); do
+                "$hw_bin" serve --node-id "$i" --listen "127.0.0.1:${ports[i-1]}"                     --advertise "127.0.0.1:${ports[i-1]}" --data-dir "$work/node-$i"                     --cluster-nodes "$members" --cluster-id bench                     >"$out/logs/$name-node-$i.log" 2>&1 </dev/null &
+                pids+=($!)
+                cur_cluster_pids+=($!)
+            done
+            ;;
+        kafka-3)
+            # Kafka's defaults for the thread pools and flush policy, as in the single-node
+            # run; every internal topic replicated three times, as a production cluster would.
+            local extra cluster_id
+            extra=$'num.network.threads=3\nnum.io.threads=8\ndefault.replication.factor=3\nmin.insync.replicas=2'
+            extra+=$'\noffsets.topic.replication.factor=3\ntransaction.state.log.replication.factor=3'
+            extra+=$'\ntransaction.state.log.min.isr=2\nshare.coordinator.state.topic.replication.factor=3'
+            extra+=$'\nshare.coordinator.state.topic.min.isr=2'
+            cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' | sed 's/^-/A/')"
+            for i in $(seq 1 $nodes); do
+                local pid
+                cur_cluster_kafka_ports+=("${ports[i-1]}")
+                pid="$(KAFKA_WORK_DIR="$work/headwater-kafka-node-$i" KAFKA_HEAP_OPTS="-Xmx1g" \
+                       KAFKA_NODE_ID="$i" KAFKA_QUORUM_VOTERS="$voters" KAFKA_CONTROLLER_PORT="${cports[i-1]}" \
+                       KAFKA_CLUSTER_ID="$cluster_id" KAFKA_NO_WAIT=1 KAFKA_EXTRA_PROPS="$extra" \
+                       bench/kafka/start-kafka.sh "${ports[i-1]}")" || { say "$name: node $i did not start"; stop_cluster; return 1; }
+                pids+=("$pid")
+            done
+            ;;
+        *) die "unknown cluster '$name'" ;;
+    esac
+    for i in $(seq 1 $nodes); do pid_list+="${pid_list:+,}$i=${pids[i-1]}"; done
+
+    # Ready = every node answers ApiVersions (Bench then waits for the brokers to register).
+    for i in $(seq 1 $nodes); do
+        echo "$EPOCHREALTIME" >"$work/launched"
+        if ! python3 bench/probe.py --port "${ports[i-1]}" --launched-file "$work/launched" \
+                --started-file "$work/probe-started" --timeout 180 >/dev/null; then
+            say "$name: node $i never answered ApiVersions"
+            stop_cluster
+            return 1
+        fi
+    done
+    say "$name ready"
+
+    local busy0 bcpu0=0 wall0 busy1 bcpu1=0 wall1 p
+    busy0="$(machine_busy_seconds)"
+    for p in "${pids[@]}"; do bcpu0="$(python3 -c "print($bcpu0 + $(cpu_seconds "$p"))")"; done
+    wall0="$EPOCHREALTIME"
+    local bench_args=(--bootstrap "$bootstrap" --partitions 8 --record-size 1024 --batch-size 65536
+                      --replication-factor 3 --min-insync-replicas 2)
+    timeout 600 java -Xmx1g -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+        -cp "$classes:.deps/java/*" Bench "${bench_args[@]}" --topic bench --linger-ms 5 \
+        --warmup-records "$warmup" --tput-records "$tput_records" --tput-max-seconds "$tput_max" \
+        --rate "$rate" --lat-seconds "$lat_seconds" \
+        >"$out/bench-$name.json" 2> >(tee "$out/logs/bench-$name.err" >&2) || bench_rc=$?
+    wall1="$EPOCHREALTIME"
+    busy1="$(machine_busy_seconds)"
+    # Every node's peak RSS and CPU, before the failover phase kills one.
+    local hwm_list="" cpu_list="" alive=true
+    for p in "${pids[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            hwm_list+="${hwm_list:+,}$(proc_field "$p" VmHWM)"
+            cpu_list+="${cpu_list:+,}$(cpu_seconds "$p")"
+        else
+            alive=false
+            say "$name: node process $p is gone after the run"
+        fi
+    done
+    [[ "$alive" == true ]] && for p in "${pids[@]}"; do bcpu1="$(python3 -c "print($bcpu1 + $(cpu_seconds "$p"))")"; done
+
+    say "$name: failover"
+    timeout 300 java -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+        -cp "$classes:.deps/java/*" Bench "${bench_args[@]}" --topic failover --partitions 1 \
+        --linger-ms 0 --rate 1000 --failover-pids "$pid_list" \
+        >"$out/failover-$name.json" 2> >(tee "$out/logs/failover-$name.err" >&2) || failover_rc=$?
+
+    stop_cluster
+    if [[ "$name" == kafka-3 ]]; then
+        for i in $(seq 1 $nodes); do
+            cp "$work/headwater-kafka-node-$i/kafka.log" "$out/logs/$name-node-$i.log" 2>/dev/null || true
+        done
+        cp "$work/headwater-kafka-node-1/server.properties" "$out/logs/$name.server.properties" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+
+    NAME="$name" LOADAVG="$loadavg" BENCH_RC="$bench_rc" FAILOVER_RC="$failover_rc" HWMS="$hwm_list" \
+    CPUS="$cpu_list" ALIVE="$alive" BUSY0="$busy0" BUSY1="$busy1" BCPU0="$bcpu0" BCPU1="$bcpu1" \
+    WALL0="$wall0" WALL1="$wall1" OUT="$out" python3 - <<'PY'
+import json, os
+o = os.environ
+def load(path):
+    try:
+        with open(path) as f:
+            lines = [l for l in f.read().splitlines() if l.strip()]
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+hwms = [int(x) for x in o["HWMS"].split(",") if x]
+cpus = [float(x) for x in o["CPUS"].split(",") if x]
+alive = o["ALIVE"] == "true"
+res = {
+    "system": o["NAME"],
+    "nodes": 3,
+    "alive_after_run": alive,
+    "vmhwm_kb_per_node": hwms,
+    "vmhwm_kb": sum(hwms) if alive else None,
+    "cpu_seconds": round(sum(cpus), 2) if alive else None,
+    "loadavg_before": o["LOADAVG"],
+    "bench_exit_code": int(o["BENCH_RC"]),
+    "failover_exit_code": int(o["FAILOVER_RC"]),
+    "bench": load(f'{o["OUT"]}/bench-{o["NAME"]}.json'),
+    "failover": load(f'{o["OUT"]}/failover-{o["NAME"]}.json'),
+}
+client_cpu = (res["bench"] or {}).get("client_cpu_seconds")
+if alive and client_cpu is not None:
+    wall = float(o["WALL1"]) - float(o["WALL0"])
+    busy = float(o["BUSY1"]) - float(o["BUSY0"])
+    broker = float(o["BCPU1"]) - float(o["BCPU0"])
+    other = max(0.0, busy - broker - client_cpu)
+    res["interference"] = {
+        "wall_seconds": round(wall, 2),
+        "machine_busy_cpu_seconds": round(busy, 2),
+        "broker_cpu_seconds": round(broker, 2),
+        "client_cpu_seconds": round(client_cpu, 2),
+        "other_cpu_seconds": round(other, 2),
+        "other_avg_cores": round(other / wall, 3) if wall > 0 else None,
+    }
+with open(f'{o["OUT"]}/result-{o["NAME"]}.json', "w") as f:
+    json.dump(res, f, indent=2)
+PY
+    (( bench_rc == 0 )) || say "$name: Bench exited with $bench_rc (see $out/logs/bench-$name.err)"
+    (( failover_rc == 0 )) || say "$name: the failover phase exited with $failover_rc (see $out/logs/failover-$name.err)"
+}
+
 for s in $systems; do
-    run_system "$s" || say "$s: failed; continuing with the next system"
+    case "$s" in
+        *-3) run_cluster "$s" || say "$s: failed; continuing with the next system" ;;
+        *) run_system "$s" || say "$s: failed; continuing with the next system" ;;
+    esac
 done
 
 # --- the SDKs' producers, next to the clients their users know, on one Headwater broker ---

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start a single-node Apache Kafka 4.3.1 broker (KRaft, combined
-# broker+controller, node.id=1) on 127.0.0.1:PORT, in the background.
+# Start an Apache Kafka 4.3.1 broker (KRaft, combined broker+controller) on
+# 127.0.0.1:PORT, in the background: a single node (node.id=1) by default, or
+# one node of a cluster given by KAFKA_NODE_ID and KAFKA_QUORUM_VOTERS.
 #
 # Usage: bench/kafka/start-kafka.sh [PORT]        (default PORT 9192)
 #
@@ -15,6 +16,15 @@
 #   KAFKA_JAVA_OPTS        extra JVM flags, e.g. to log every request:
 #                          -Dorg.slf4j.simpleLogger.log.kafka.request.logger=debug
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
+#   KAFKA_NODE_ID          node.id (default 1)
+#   KAFKA_QUORUM_VOTERS    controller.quorum.voters of a cluster, ID@HOST:PORT,...
+#                          (default: this node alone); its controller port must be
+#                          given as KAFKA_CONTROLLER_PORT
+#   KAFKA_CLUSTER_ID       the cluster id to format with (default: a random one;
+#                          every node of a cluster needs the same)
+#   KAFKA_NO_WAIT          1: print the PID as soon as the JVM is launched, without
+#                          waiting for readiness (a cluster node is not ready
+#                          until a majority of its voters runs)
 #   KAFKA_EXTRA_PROPS      extra server properties, one key=value per line,
 #                          appended to server.properties of a new broker (a
 #                          key given here overrides the same key above it), e.g.
@@ -75,11 +85,13 @@ if (( ! restart )); then
         exit 1
     fi
     cport="${KAFKA_CONTROLLER_PORT:-$(free_port)}"
+    node="${KAFKA_NODE_ID:-1}"
+    voters="${KAFKA_QUORUM_VOTERS:-$node@127.0.0.1:$cport}"
     cat >"$props" <<PROPS
 # Written by bench/kafka/start-kafka.sh
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=$node
+controller.quorum.voters=$voters
 controller.listener.names=CONTROLLER
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
@@ -91,7 +103,8 @@ default.replication.factor=1
 min.insync.replicas=1
 # Topics must be created explicitly (as the Headwater tests do).
 auto.create.topics.enable=false
-# Single node: every internal topic has replication factor 1.
+# Single node: every internal topic has replication factor 1 (a cluster
+# overrides these in KAFKA_EXTRA_PROPS).
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=8
 transaction.state.log.replication.factor=1
@@ -107,7 +120,7 @@ PROPS
         { echo "# KAFKA_EXTRA_PROPS"; printf '%s\n' "$KAFKA_EXTRA_PROPS"; } >>"$props"
     fi
 fi
-cport="$(sed -n 's/^controller.quorum.voters=1@127.0.0.1://p' "$props")"
+cport="$(sed -n 's/^listeners=.*CONTROLLER:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$props")"
 
 cp="$libs/*"
 java_opts=(${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -XX:+UseG1GC -XX:MaxGCPauseMillis=20
@@ -121,7 +134,7 @@ if (( ! restart )); then
     # A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
     # Not one starting with '-': the storage tool would take it for an option
     # (Kafka's own Uuid.randomUuid() avoids those for the same reason).
-    cluster_id="-"
+    cluster_id="${KAFKA_CLUSTER_ID:--}"
     while [[ "$cluster_id" == -* ]]; do
         cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
     done
@@ -140,6 +153,11 @@ setsid nohup java "${java_opts[@]}" -cp "$cp" kafka.Kafka "$props" >>"$log" 2>&1
 pid=$!
 echo "$pid" >"$run/$port.pid"
 echo "$work" >"$run/$port.dir"
+if [[ "${KAFKA_NO_WAIT:-}" == 1 ]]; then
+    echo "start-kafka: Kafka 4.3.1 launched on 127.0.0.1:$port (controller $cport), dir $work" >&2
+    echo "$pid"
+    exit 0
+fi
 
 # Ready = the listener answers an ApiVersions v0 request with error_code 0.
 # (A bare TCP connect can succeed before the broker processes requests.)

@@ -2,8 +2,9 @@
 // against every broker.
 //
 // Phases, all against one topic:
-//   1. create the topic (Admin, N partitions, replication factor 1) and wait
-//      until a producer sees a leader for every partition;
+//   1. create the topic (Admin, N partitions, --replication-factor, optionally
+//      --min-insync-replicas) and wait until a producer sees a leader for every
+//      partition;
 //   2. warm-up: a few thousand records, not measured (JIT, connections);
 //   3. throughput: send --tput-records records as fast as the producer will
 //      take them (send() blocks when buffer.memory is full), stop early after
@@ -23,6 +24,15 @@
 // (defaults 5 and 65536), no compression, null keys (built-in partitioner),
 // everything else the client's defaults. Consumer: client defaults, no group.
 //
+// With --failover-pids NODE=PID,... it runs the failover phase instead (for a
+// cluster; the topic should have one partition and --linger-ms 0): the producer
+// sends --rate records/s; after 3 s the partition's leader (asked of the Admin
+// client) is sent SIGKILL through its PID, and sending goes on at the same
+// pace. Failover time = from just before the kill to the first acknowledgement
+// of a record sent after it (the old leader is dead by then, so that answer
+// came from the new leader). Sending stops 3 s after that answer (or 60 s after
+// the kill), and the log must have grown by exactly the acknowledged count.
+//
 // Prints one JSON object on stdout (the last line). Exit status 0 when every
 // phase ran without client errors and without lost, duplicated or corrupted
 // records; 1 otherwise (the JSON still says what happened).
@@ -31,7 +41,8 @@
 //          [--topic bench] [--partitions 8] [--record-size 1024]
 //          [--linger-ms 5] [--batch-size 65536] [--warmup-records 20000]
 //          [--tput-records 500000] [--tput-max-seconds 30]
-//          [--rate 5000] [--lat-seconds 20]
+//          [--rate 5000] [--lat-seconds 20] [--replication-factor 1]
+//          [--min-insync-replicas N] [--failover-pids NODE=PID,...]
 
 import java.nio.ByteBuffer;
 import java.time.Duration;
@@ -80,6 +91,9 @@ public final class Bench {
     double tputMaxSeconds = 30;
     int rate = 5000;
     double latSeconds = 20;
+    short replicationFactor = 1;
+    Integer minInsyncReplicas = null; // the broker's default
+    Map<Integer, Long> failoverPids = null; // node id -> PID; set = run the failover phase only
 
     final List<String> problems = Collections.synchronizedList(new ArrayList<>());
 
@@ -106,6 +120,16 @@ public final class Bench {
                 case "--tput-max-seconds": b.tputMaxSeconds = Double.parseDouble(v); break;
                 case "--rate": b.rate = Integer.parseInt(v); break;
                 case "--lat-seconds": b.latSeconds = Double.parseDouble(v); break;
+                case "--replication-factor": b.replicationFactor = Short.parseShort(v); break;
+                case "--min-insync-replicas": b.minInsyncReplicas = Integer.parseInt(v); break;
+                case "--failover-pids":
+                    b.failoverPids = new LinkedHashMap<>();
+                    for (String kv : v.split(",")) {
+                        String[] nodePid = kv.split("=", 2);
+                        if (nodePid.length != 2) usage("--failover-pids wants NODE=PID,... not " + v);
+                        b.failoverPids.put(Integer.parseInt(nodePid[0]), Long.parseLong(nodePid[1]));
+                    }
+                    break;
                 default: usage("unknown option " + a);
             }
             i++;
@@ -119,7 +143,8 @@ public final class Bench {
         System.err.println("Bench: " + why);
         System.err.println("usage: Bench --bootstrap HOST:PORT [--topic T] [--partitions N] [--record-size B]"
                 + " [--linger-ms MS] [--batch-size B] [--warmup-records N] [--tput-records N]"
-                + " [--tput-max-seconds S] [--rate R] [--lat-seconds S]");
+                + " [--tput-max-seconds S] [--rate R] [--lat-seconds S] [--replication-factor N]"
+                + " [--min-insync-replicas N] [--failover-pids NODE=PID,...]");
         System.exit(2);
     }
 
@@ -141,26 +166,16 @@ public final class Bench {
         cfg.put("tput_max_seconds", tputMaxSeconds);
         cfg.put("rate", rate);
         cfg.put("lat_seconds", latSeconds);
+        cfg.put("replication_factor", (int) replicationFactor);
+        cfg.put("min_insync_replicas", minInsyncReplicas);
         out.put("config", cfg);
 
         boolean ok = true;
         try {
-            createTopic();
-            try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(producerProps())) {
-                waitForLeaders(producer);
-                long before = totalEndOffset();
-                Map<String, Object> w = throughput(producer, warmupRecords, 60, "warmup");
-                out.put("warmup", w);
-                Map<String, Object> t = throughput(producer, tputRecords, tputMaxSeconds, "throughput");
-                long after = totalEndOffset();
-                long acked = (Long) w.get("acked") + (Long) t.get("acked");
-                t.put("log_growth_records", after - before);
-                if (after - before != acked) {
-                    problem("the log grew by " + (after - before) + " records but " + acked
-                            + " were acknowledged (warm-up + throughput)");
-                }
-                out.put("throughput", t);
-                out.put("latency", fixedRate(producer));
+            if (failoverPids != null) {
+                out.put("failover", failover());
+            } else {
+                phases(out);
             }
         } catch (Exception e) {
             problem("aborted: " + e);
@@ -179,6 +194,26 @@ public final class Bench {
         System.out.println(toJson(out));
         System.out.flush();
         return ok;
+    }
+
+    void phases(Map<String, Object> out) throws Exception {
+        createTopic();
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(producerProps())) {
+            waitForLeaders(producer);
+            long before = totalEndOffset();
+            Map<String, Object> w = throughput(producer, warmupRecords, 60, "warmup");
+            out.put("warmup", w);
+            Map<String, Object> t = throughput(producer, tputRecords, tputMaxSeconds, "throughput");
+            long after = totalEndOffset();
+            long acked = (Long) w.get("acked") + (Long) t.get("acked");
+            t.put("log_growth_records", after - before);
+            if (after - before != acked) {
+                problem("the log grew by " + (after - before) + " records but " + acked
+                        + " were acknowledged (warm-up + throughput)");
+            }
+            out.put("throughput", t);
+            out.put("latency", fixedRate(producer));
+        }
     }
 
     // ---- clients ----------------------------------------------------------------
@@ -207,13 +242,42 @@ public final class Bench {
         return p;
     }
 
-    void createTopic() throws Exception {
+    Admin admin() {
         Properties p = new Properties();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(AdminClientConfig.CLIENT_ID_CONFIG, "headwater-bench-admin");
-        try (Admin admin = Admin.create(p)) {
-            admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1)))
-                    .all().get(60, TimeUnit.SECONDS);
+        return Admin.create(p);
+    }
+
+    /** Creates the topic; in a cluster that has just started, retries for 60 s while not every
+     *  broker has registered yet (the replication factor is then refused). */
+    void createTopic() throws Exception {
+        NewTopic t = new NewTopic(topic, partitions, replicationFactor);
+        if (minInsyncReplicas != null) t.configs(Map.of("min.insync.replicas", minInsyncReplicas.toString()));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        try (Admin admin = admin()) {
+            while (true) {
+                try {
+                    admin.createTopics(List.of(t)).all().get(60, TimeUnit.SECONDS);
+                    return;
+                } catch (java.util.concurrent.ExecutionException e) {
+                    if (!(e.getCause() instanceof org.apache.kafka.common.errors.InvalidReplicationFactorException)
+                            || System.nanoTime() > deadline) {
+                        throw e;
+                    }
+                    Thread.sleep(200);
+                }
+            }
+        }
+    }
+
+    /** The partition's leader as the cluster's metadata has it now. */
+    int leaderOf(int partition) throws Exception {
+        try (Admin admin = admin()) {
+            org.apache.kafka.clients.admin.TopicDescription d = admin.describeTopics(List.of(topic))
+                    .allTopicNames().get(30, TimeUnit.SECONDS).get(topic);
+            org.apache.kafka.common.Node leader = d.partitions().get(partition).leader();
+            return leader == null ? -1 : leader.id();
         }
     }
 
@@ -422,6 +486,76 @@ public final class Bench {
         if (foreign.get() > 0) problem("fixed rate: " + foreign.get() + " records from before the run were consumed");
         System.err.printf(Locale.ROOT, "bench: fixed rate: %d records at %.0f/s, produce p99 %.2f ms, e2e p99 %.2f ms%n",
                 n, n / sendSecs, ((Map<?, ?>) r.get("produce_ms")).get("p99"), ((Map<?, ?>) r.get("e2e_ms")).get("p99"));
+        return r;
+    }
+
+    // ---- phase: failover (cluster only) --------------------------------------------
+    Map<String, Object> failover() throws Exception {
+        createTopic();
+        Map<String, Object> r = new LinkedHashMap<>();
+        Properties props = producerProps();
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+            waitForLeaders(producer);
+            byte[] value = filler();
+            AtomicLong acked = new AtomicLong();
+            AtomicLong errors = new AtomicLong();
+            AtomicReference<String> firstError = new AtomicReference<>();
+            // nanoTime of the first acknowledgement, after the kill, of a record sent after it.
+            AtomicLong firstAnswer = new AtomicLong(Long.MAX_VALUE);
+            long interval = Math.round(1e9 / rate);
+            long start = System.nanoTime();
+            long killAt = Long.MAX_VALUE;
+            long stopAt = Long.MAX_VALUE;
+            long sent = 0;
+            int killed = -1;
+            while (true) {
+                long due = start + sent * interval;
+                long now;
+                while ((now = System.nanoTime()) < due) LockSupport.parkNanos(Math.min(due - now, 200_000));
+                if (killed < 0 && now - start > TimeUnit.SECONDS.toNanos(3)) {
+                    killed = leaderOf(0);
+                    Long pid = failoverPids.get(killed);
+                    if (pid == null) throw new IllegalStateException("no PID given for leader node " + killed);
+                    ProcessHandle victim = ProcessHandle.of(pid).orElse(null);
+                    if (victim == null) throw new IllegalStateException("node " + killed + "'s PID " + pid + " is not running");
+                    killAt = System.nanoTime();
+                    victim.destroyForcibly(); // SIGKILL
+                    System.err.printf(Locale.ROOT, "bench: failover: killed node %d (PID %d), the leader%n", killed, pid);
+                    stopAt = killAt + TimeUnit.SECONDS.toNanos(60);
+                }
+                if (firstAnswer.get() != Long.MAX_VALUE) stopAt = Math.min(stopAt, firstAnswer.get() + TimeUnit.SECONDS.toNanos(3));
+                if (now > stopAt) break;
+                final boolean afterKill = killed >= 0;
+                producer.send(new ProducerRecord<>(topic, null, value), (md, e) -> {
+                    long t = System.nanoTime();
+                    if (e != null) {
+                        errors.incrementAndGet();
+                        firstError.compareAndSet(null, e.toString());
+                        return;
+                    }
+                    acked.incrementAndGet();
+                    if (afterKill) firstAnswer.accumulateAndGet(t, Math::min);
+                });
+                sent++;
+            }
+            producer.flush();
+            r.put("killed_node", killed);
+            r.put("failover_ms", firstAnswer.get() == Long.MAX_VALUE ? null : (firstAnswer.get() - killAt) / 1e6);
+            r.put("new_leader", leaderOf(0));
+            r.put("sent", sent);
+            r.put("acked", acked.get());
+            r.put("errors", errors.get());
+            r.put("first_error", firstError.get());
+            long growth = totalEndOffset();
+            r.put("log_growth_records", growth);
+            if (firstAnswer.get() == Long.MAX_VALUE) problem("failover: no record sent after the kill was acknowledged within 60 s");
+            if (errors.get() > 0) problem("failover: " + errors.get() + " sends failed, first: " + firstError.get());
+            if (growth != acked.get()) {
+                problem("failover: the log grew by " + growth + " records but " + acked.get() + " were acknowledged");
+            }
+            System.err.printf(Locale.ROOT, "bench: failover: %s ms from the kill of node %d to the first answer from node %s%n",
+                    r.get("failover_ms"), killed, r.get("new_leader"));
+        }
         return r;
     }
 
