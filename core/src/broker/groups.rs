@@ -302,11 +302,7 @@ impl Broker {
         for &(partition, offset_end, epoch) in &parked.written {
             let here = match self.partition_by_id(partition) {
                 None => State::Failed,
-                Some(p)
-                    if p.replica.is_some() && p.replica.as_ref().and_then(|r| r.raft.leader_epoch()) != Some(epoch) =>
-                {
-                    State::Moved
-                }
+                Some(p) if !p.leads_in(epoch) => State::Moved,
                 Some(p) if p.high_watermark() >= offset_end => State::Committed,
                 Some(p) if p.failed => State::Failed,
                 Some(_) => State::Waiting,

@@ -264,12 +264,7 @@ impl Broker {
                 None => entry.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                 // Written in an epoch that ended: its offsets may now hold another leader's
                 // records. The producer retries; idempotence finds the batch if it survived.
-                Some(p)
-                    if p.replica.is_some()
-                        && p.replica.as_ref().and_then(|r| r.raft.leader_epoch()) != Some(wait.leader_epoch) =>
-                {
-                    entry.error_code = ErrorCode::NotLeaderOrFollower.code()
-                }
+                Some(p) if !p.leads_in(wait.leader_epoch) => entry.error_code = ErrorCode::NotLeaderOrFollower.code(),
                 // Committed before the partition failed: acknowledged as it is.
                 Some(p) if p.high_watermark() >= wait.offset_end => {}
                 Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),

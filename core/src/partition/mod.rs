@@ -68,6 +68,13 @@ impl Partition {
         self.replica.as_ref().map_or(0, |r| r.raft.epoch())
     }
 
+    /// Whether a write made here as leader in `epoch` may still be answered by this node: on a
+    /// single node always; a replica only while its Raft leads in that same epoch (after a
+    /// change of leader, the offsets written may hold another leader's records).
+    pub fn leads_in(&self, epoch: i32) -> bool {
+        self.replica.as_ref().is_none_or(|r| r.raft.leader_epoch() == Some(epoch))
+    }
+
     /// Whether this node may take writes and serve consumers for the partition: a single
     /// node always, a replica while its Raft leads.
     pub fn is_leader(&self) -> bool {
