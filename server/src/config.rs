@@ -29,6 +29,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
          lists several nodes; empty: a new data_dir picks one",
     ),
     ("rack", "", "this broker's rack, for placing a partition's replicas in different racks (broker.rack)"),
+    (
+        "replica_selector",
+        "rack",
+        "where consumers read: rack (a consumer that sets client.rack reads from an in-sync replica in its \
+         rack, KIP-392) or leader (replica.selector.class)",
+    ),
     ("log_level", "info", "error, warn, info, debug or trace"),
     ("auto_create_topics", "true", "create a topic when a client asks for its metadata (auto.create.topics.enable)"),
     ("num_partitions", "1", "partitions of auto-created topics (num.partitions)"),
@@ -113,6 +119,8 @@ pub struct ServerConfig {
     /// The id every node of the cluster shares; a data directory of another cluster does not open.
     pub cluster_id: Option<String>,
     pub rack: Option<String>,
+    /// KIP-392: consumers that name their rack read from an in-sync replica there.
+    pub rack_aware_reads: bool,
     pub log_level: tracing::Level,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
@@ -246,6 +254,11 @@ impl RawConfig {
         })?;
         let cluster_nodes = self.get("cluster_nodes", parse_cluster_nodes)?;
         let rack = self.get("rack", |v| Ok((!v.is_empty()).then(|| v.to_string())))?;
+        let rack_aware_reads = self.get("replica_selector", |v| match v {
+            "rack" => Ok(true),
+            "leader" => Ok(false),
+            _ => Err("must be rack or leader".into()),
+        })?;
         let (advertise_host, advertise_port) = self.advertised_address(node_id, &cluster_nodes, advertised, listen)?;
         let cluster_id = self.get("cluster_id", parse_cluster_id)?;
         if cluster_id.is_none() && cluster_nodes.len() > 1 {
@@ -354,6 +367,7 @@ impl RawConfig {
             cluster_nodes,
             cluster_id,
             rack,
+            rack_aware_reads,
             log_level,
             auto_create_topics,
             num_partitions,

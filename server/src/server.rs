@@ -133,6 +133,7 @@ async fn serve_on(
             .then(|| config.cluster_nodes.iter().map(|n| NodeId(n.id)).collect()),
         cluster_id: config.cluster_id.clone(),
         rack: config.rack.clone(),
+        rack_aware_reads: config.rack_aware_reads,
         ..BrokerConfig::default()
     };
     let (broker, report) = Broker::open(broker_config, storage, now_ms())

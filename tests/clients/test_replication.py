@@ -353,3 +353,52 @@ def test_a_group_keeps_consuming_and_loses_no_commit_when_its_coordinator_is_kil
     failures = [line for out in outs for line in out.read_text().splitlines() if line.startswith("# commit-failed")]
     early = [line for line in failures if float(line.rsplit(" ", 1)[1]) < killed_at]
     assert not early, f"commits failed before the coordinator was killed: {early}"
+
+
+def test_a_consumer_with_client_rack_reads_from_the_replica_in_its_rack(tmp_path, broker):
+    """KIP-392: librdkafka with `client.rack` set to a follower's rack is told by the leader to
+    fetch from that follower, and reads every record there (its statistics name the broker
+    each partition is fetched from)."""
+    import json
+    import pytest
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from conftest import HeadwaterCluster, started
+
+    if broker.kind != "headwater":
+        pytest.skip("starts Headwater nodes of its own")
+    cluster = HeadwaterCluster(broker.binary, tmp_path)
+    for node_id, node in cluster.nodes.items():
+        node.extra_args += ["--rack", f"r{node_id}"]
+    gen = started(cluster)
+    next(gen)
+    try:
+        leader = create_replicated(cluster, "racked")[0][0]
+        follower = min(n for n in cluster.nodes if n != leader)
+        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+        for i in range(100):
+            producer.produce("racked", value=f"v{i}".encode(), partition=0)
+        assert producer.flush(30) == 0
+
+        fetched_from = []
+
+        def stats(text):
+            partition = json.loads(text).get("topics", {}).get("racked", {}).get("partitions", {}).get("0")
+            if partition:
+                fetched_from.append((partition["leader"], partition["broker"]))
+
+        consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "unused",
+                             "enable.auto.commit": False, "client.rack": f"r{follower}",
+                             "statistics.interval.ms": 200, "stats_cb": stats})
+        consumer.assign([TopicPartition("racked", 0, 0)])
+        values = []
+        deadline = time.monotonic() + 30
+        while (len(values) < 100 or (leader, follower) not in fetched_from[-3:]) and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                values.append(msg.value().decode())
+        consumer.close()
+        assert values == [f"v{i}" for i in range(100)]
+        assert fetched_from and fetched_from[-1] == (leader, follower), \
+            f"leader {leader}, fetched from (leader, broker): {fetched_from[-5:]}"
+    finally:
+        next(gen, None)

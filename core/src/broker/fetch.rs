@@ -2,14 +2,21 @@
 //! fsynced end). Long polls: if fewer than `min_bytes` are available the request is parked
 //! until a sync makes more durable or `max_wait_ms` passes. Fetch sessions (KIP-227) are
 //! declined: every response carries session id 0, so clients send full requests.
+//!
+//! Fetch from the closest replica (KIP-392): a leader asked by a consumer that names its rack
+//! (Fetch v11+), when the leader is in another rack and an in-sync replica is in that one,
+//! answers with that replica as the preferred read replica and no records; the consumer then
+//! fetches there. A follower serves consumers' v11+ fetches up to the high watermark it has
+//! been told, so a consumer reads only committed records wherever it reads.
 
 use kafka_protocol::messages::fetch_response::{self, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseKind};
 
 use super::{Broker, Parked, RequestId, Response, ResponseBody, WaitFor};
 use crate::constants::FETCH_WAIT_MS_MAX;
 use crate::error::ErrorCode;
-use crate::ids::PartitionId;
+use crate::ids::{NodeId, PartitionId};
+use crate::partition::Partition;
 
 /// Kafka's FETCH_SESSION_ID_NOT_FOUND.
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
@@ -59,7 +66,8 @@ impl Broker {
     /// Answers a fetch if it has `min_bytes`, hit an error, reached its deadline, or is
     /// `force`d; otherwise parks it (again).
     pub(super) fn try_finish_fetch(&mut self, now_ms: i64, mut parked: ParkedFetch, force: bool) -> Option<Response> {
-        let (mut response, bytes, errors, read_failures) = self.build_fetch(parked.api_version, &parked.request);
+        let (mut response, bytes, errors, read_failures) =
+            self.build_fetch(now_ms, parked.api_version, &parked.request);
         for (topic, index, error) in read_failures {
             if let Some(id) = self.partition(&topic, index).map(|p| p.id) {
                 self.fail_partition(id, super::StorageOp::Read, &error);
@@ -119,7 +127,15 @@ impl Broker {
     /// Reads every requested partition. Returns the response, the record bytes in it, whether
     /// any partition has an error (errors are answered at once), and the reads that failed.
     /// A failed partition still serves what is durable.
-    fn build_fetch(&self, api_version: i16, request: &FetchRequest) -> (FetchResponse, i64, bool, Vec<ReadFailure>) {
+    fn build_fetch(
+        &self,
+        now_ms: i64,
+        api_version: i16,
+        request: &FetchRequest,
+    ) -> (FetchResponse, i64, bool, Vec<ReadFailure>) {
+        // Fetch v11 carries the consumer's rack; from then on followers serve consumers too.
+        let replica_reads = api_version >= 11;
+        let client_rack = Some(request.rack_id.as_str()).filter(|rack| replica_reads && !rack.is_empty());
         let mut read_failures = Vec::new();
         let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(usize::MAX);
         let mut total_bytes: usize = 0;
@@ -139,8 +155,12 @@ impl Broker {
                         if api_version >= 5 {
                             data.log_start_offset = log.log_start_offset();
                         }
-                        if let Some(code) = leader_epoch_error(p, wanted.current_leader_epoch) {
+                        if let Some(code) = read_epoch_error(p, wanted.current_leader_epoch, replica_reads) {
                             data.error_code = code.code();
+                        } else if let Some(closer) =
+                            client_rack.and_then(|rack| self.preferred_read_replica(now_ms, p, rack))
+                        {
+                            data.preferred_read_replica = BrokerId(closer.0);
                         } else if wanted.fetch_offset < log.log_start_offset() || wanted.fetch_offset > log.end_offset()
                         {
                             data.error_code = ErrorCode::OffsetOutOfRange.code();
@@ -172,16 +192,43 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// KIP-392: the replica a consumer in `rack` should read `p` from instead of this leader,
+    /// an in-sync one in that rack (the lowest id of several). None: read here, because this
+    /// leader is in the consumer's rack, no in-sync replica is, or rack-aware reads are off.
+    fn preferred_read_replica(&self, now_ms: i64, p: &Partition, rack: &str) -> Option<NodeId> {
+        if !self.config.rack_aware_reads || !p.is_leader() {
+            return None;
+        }
+        let replica = p.replica.as_ref()?;
+        let brokers = &self.quorum.as_ref()?.image().brokers;
+        let in_rack = |node: &NodeId| brokers.get(node).and_then(|b| b.rack.as_deref()) == Some(rack);
+        let here = NodeId(self.config.node_id);
+        if in_rack(&here) {
+            return None;
+        }
+        let mut candidates = replica.raft.in_sync(now_ms, crate::constants::REPLICA_LAG_MS_MAX);
+        candidates.sort_unstable();
+        candidates.into_iter().find(|node| *node != here && in_rack(node))
+    }
+}
+
 /// Whether partition `p` serves a client's read or offset lookup here, checking the leader
 /// epoch the client knows (-1: it does not check). Only the leader serves; a client that knows
 /// a newer epoch than this replica is ahead of it (UNKNOWN_LEADER_EPOCH), one that knows an
 /// older epoch must refresh its metadata (FENCED_LEADER_EPOCH). A single node is epoch 0.
-pub(super) fn leader_epoch_error(p: &crate::partition::Partition, current_leader_epoch: i32) -> Option<ErrorCode> {
+pub(super) fn leader_epoch_error(p: &Partition, current_leader_epoch: i32) -> Option<ErrorCode> {
+    read_epoch_error(p, current_leader_epoch, false)
+}
+
+/// As [`leader_epoch_error`], but with `replica_reads` a follower serves too (a consumer's
+/// Fetch v11+, KIP-392), up to the high watermark it knows.
+fn read_epoch_error(p: &Partition, current_leader_epoch: i32, replica_reads: bool) -> Option<ErrorCode> {
     let ours = p.leader_epoch();
     match current_leader_epoch {
         e if e > ours => Some(ErrorCode::UnknownLeaderEpoch),
         e if e >= 0 && e < ours => Some(ErrorCode::FencedLeaderEpoch),
-        _ if !p.is_leader() => Some(ErrorCode::NotLeaderOrFollower),
+        _ if !(p.is_leader() || replica_reads && p.is_follower()) => Some(ErrorCode::NotLeaderOrFollower),
         _ => None,
     }
 }

@@ -101,6 +101,9 @@ pub struct BrokerConfig {
     pub cluster_id: Option<String>,
     /// `broker.rack`, registered with the controller for rack-aware placement.
     pub rack: Option<String>,
+    /// KIP-392: a leader sends a consumer that names its rack to an in-sync replica in that
+    /// rack (`replica_selector = rack`); off, every consumer reads from the leader.
+    pub rack_aware_reads: bool,
 }
 
 impl Default for BrokerConfig {
@@ -124,6 +127,7 @@ impl Default for BrokerConfig {
             quorum_voters: None,
             cluster_id: None,
             rack: None,
+            rack_aware_reads: true,
         }
     }
 }

@@ -64,13 +64,13 @@ fn a_partition_of_three_replicas_is_led_by_one_and_every_broker_says_so() {
         assert_eq!(replicas, vec![1, 2, 3]);
         assert_eq!(isr, vec![1, 2, 3], "all three in sync");
         leaders.push(leader);
-        // Only the leader takes writes and serves consumers.
+        // Only the leader takes writes, and serves consumers before Fetch v11 (KIP-392).
         for node in (1..=3).filter(|&n| n != leader) {
             let request = produce_request("orders", index, -1, idempotent(7, 0, 0, 1));
             let (error, _) = produce_result(&c.call(node, ApiKey::Produce, 9, request));
             assert_eq!(error, ErrorCode::NotLeaderOrFollower.code());
             let (error, _, _) =
-                fetched_offsets(&c.ask(node, ApiKey::Fetch, 11, fetch_request("orders", index, 0, 0, 0)));
+                fetched_offsets(&c.ask(node, ApiKey::Fetch, 10, fetch_request("orders", index, 0, 0, 0)));
             assert_eq!(error, ErrorCode::NotLeaderOrFollower.code());
         }
     }
@@ -341,10 +341,56 @@ fn a_follower_tells_producers_and_consumers_where_the_leader_is() {
         panic!()
     };
     assert!(r.node_endpoints.is_empty());
-    let ResponseKind::Fetch(r) = c.ask(follower, ApiKey::Fetch, 12, fetch_request("orders", 0, 0, 0, 0)) else {
-        panic!()
-    };
+    // A consumer still fetching at a deposed leader knows an epoch that ended.
+    let ResponseKind::Fetch(r) = c.ask(follower, ApiKey::Fetch, 12, fetch_at_epoch(epoch - 1, None)) else { panic!() };
     let p = &r.responses[0].partitions[0];
-    assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower.code());
+    assert_eq!(p.error_code, ErrorCode::FencedLeaderEpoch.code());
     assert_eq!((p.current_leader.leader_id.0, p.current_leader.leader_epoch), (leader, epoch));
+}
+
+/// A consumer's fetch of `orders-0` from offset 0, knowing leader epoch `epoch` (-1: none),
+/// from rack `rack`.
+fn fetch_at_epoch(epoch: i32, rack: Option<String>) -> RequestKind {
+    let RequestKind::Fetch(mut request) = fetch_request("orders", 0, 0, 0, 0) else { unreachable!() };
+    request.topics[0].partitions[0].current_leader_epoch = epoch;
+    request.rack_id = StrBytes::from_string(rack.unwrap_or_default());
+    RequestKind::Fetch(request)
+}
+
+#[test]
+fn a_consumer_that_names_its_rack_reads_from_an_in_sync_replica_there() {
+    // KIP-392: brokers 1, 2 and 3 sit in racks r1, r2 and r3.
+    let mut c = cluster_with_topic(1);
+    let (leader, epoch, _, _) = roles(&mut c, 1, "orders", 0);
+    assert_eq!(produce(&mut c, leader, idempotent(7, 0, 0, 3)), (0, 0));
+    c.run_until(c.now_ms + 1_000);
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let from_rack = |node: i32| fetch_at_epoch(epoch, Some(format!("r{node}")));
+    // The leader sends a consumer in the follower's rack there, with no records.
+    let ResponseKind::Fetch(r) = c.ask(leader, ApiKey::Fetch, 11, from_rack(follower)) else { panic!() };
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.preferred_read_replica.0), (0, follower));
+    assert!(p.records.as_ref().is_none_or(|records| records.is_empty()));
+    // The follower serves it what is committed.
+    let response = c.ask(follower, ApiKey::Fetch, 11, from_rack(follower));
+    assert_eq!(fetched_offsets(&response), (0, 3, vec![0]));
+    // A consumer in the leader's rack, or naming none, reads from the leader.
+    for request in [from_rack(leader), fetch_at_epoch(epoch, None)] {
+        let response = c.ask(leader, ApiKey::Fetch, 11, request);
+        let ResponseKind::Fetch(r) = &response else { panic!() };
+        assert_eq!(r.responses[0].partitions[0].preferred_read_replica.0, -1);
+        assert_eq!(fetched_offsets(&response), (0, 3, vec![0]));
+    }
+    // Before Fetch v11 only the leader serves consumers.
+    let response = c.ask(follower, ApiKey::Fetch, 10, fetch_at_epoch(epoch, None));
+    assert_eq!(fetched_offsets(&response).0, ErrorCode::NotLeaderOrFollower.code());
+    // A follower that stopped hearing from its leader no longer counts as in sync, and the
+    // leader keeps the consumer.
+    let other = (1..=3).find(|&n| n != leader && n != follower).unwrap();
+    c.stop(follower);
+    c.run_until(c.now_ms + 12_000);
+    let (still, _, _, isr) = roles(&mut c, other, "orders", 0);
+    assert_eq!((still, isr.contains(&follower)), (leader, false));
+    let ResponseKind::Fetch(r) = c.ask(leader, ApiKey::Fetch, 11, from_rack(follower)) else { panic!() };
+    assert_eq!(r.responses[0].partitions[0].preferred_read_replica.0, -1);
 }

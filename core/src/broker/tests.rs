@@ -851,6 +851,7 @@ impl QuorumCluster {
             advertised_port: 9091 + node,
             quorum_voters: Some(vec![crate::ids::NodeId(1), crate::ids::NodeId(2), crate::ids::NodeId(3)]),
             cluster_id: Some("c".into()),
+            rack: Some(format!("r{node}")),
             ..BrokerConfig::default()
         }
     }

@@ -81,6 +81,12 @@ impl Partition {
         self.replica.as_ref().is_none_or(|r| r.raft.is_leader() && !r.failed)
     }
 
+    /// Whether this node is a healthy follower of the partition (its Raft follows a known
+    /// leader in its epoch), which may serve consumers what it knows to be committed.
+    pub fn is_follower(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| !r.failed && r.raft.is_follower())
+    }
+
     /// Consumers with read_committed stop here. Without transactions, at the high watermark.
     pub fn last_stable_offset(&self) -> i64 {
         self.high_watermark()

@@ -302,6 +302,11 @@ impl Raft {
         matches!(self.role, Role::Leader(_))
     }
 
+    /// Whether this replica follows a leader it knows in its current epoch.
+    pub fn is_follower(&self) -> bool {
+        matches!(self.role, Role::Follower { .. })
+    }
+
     /// The epoch this replica leads, if it leads.
     pub fn leader_epoch(&self) -> Option<i32> {
         self.is_leader().then_some(self.state.epoch)
