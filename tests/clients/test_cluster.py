@@ -2,8 +2,8 @@
 sockets, fails over when the leader dies, takes the old leader back as a follower, and
 answers Kafka's own `kafka-metadata-quorum` tool.
 
-Partitions are not replicated yet (README, "A cluster of several nodes"): a topic's partitions
-are spread over the brokers with one replica each."""
+Here topics have one replica per partition, spread over the brokers; replicated partitions and
+their failovers are tested in test_replication.py."""
 
 import shutil
 import subprocess
