@@ -33,10 +33,15 @@ pub enum PlantedBug {
     /// A follower told its log diverges from the leader's does not cut its tail; it never
     /// catches up, and its replica differs from the others (`replica-divergence`).
     SkipTruncation = 8,
+    /// A follower serves consumers (KIP-392) up to its log end, not the high watermark it was
+    /// told, and gives that as the high watermark: when it later cuts a divergent tail, the
+    /// high watermark it reports goes down (`hw-moved-back`), and what it served is gone
+    /// (`inconsistent-offsets`).
+    FollowerReadsPastCommit = 9,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 9] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::KeepTornTail,
         PlantedBug::ForgetProducerState,
@@ -45,6 +50,7 @@ impl PlantedBug {
         PlantedBug::AckBeforeQuorum,
         PlantedBug::ElectStaleReplica,
         PlantedBug::SkipTruncation,
+        PlantedBug::FollowerReadsPastCommit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +63,7 @@ impl PlantedBug {
             PlantedBug::AckBeforeQuorum => "ack-before-quorum",
             PlantedBug::ElectStaleReplica => "elect-stale-replica",
             PlantedBug::SkipTruncation => "skip-truncation",
+            PlantedBug::FollowerReadsPastCommit => "follower-reads-past-commit",
         }
     }
 

@@ -36,6 +36,7 @@ pub fn check(history: &History) -> (Vec<Anomaly>, u64) {
             }
         }
     }
+    high_watermarks(history, &mut anomalies);
     ownership(history, &mut anomalies);
     holdings(history, &mut anomalies);
     commits(history, &mut anomalies);
@@ -68,6 +69,26 @@ fn lost_writes(history: &History, anomalies: &mut Vec<Anomaly>) -> u64 {
         }
     }
     verified
+}
+
+/// hw-moved-back: a broker told a client a partition's high watermark, then a lower one (on
+/// one connection, so the same broker process). A consumer could have read records below the
+/// first that the second says are not committed.
+fn high_watermarks(history: &History, anomalies: &mut Vec<Anomaly>) {
+    let mut highest: BTreeMap<(u64, i32), i64> = BTreeMap::new();
+    for seen in &history.high_watermarks {
+        let before = highest.entry((seen.connection, seen.partition)).or_insert(seen.offset);
+        if seen.offset < *before {
+            anomalies.push(anomaly(
+                "hw-moved-back",
+                format!(
+                    "broker {} gave partition {}'s high watermark as {} after {} on one connection",
+                    seen.broker, seen.partition, seen.offset, before
+                ),
+            ));
+        }
+        *before = (*before).max(seen.offset);
+    }
 }
 
 /// duplicate: one idempotent send stored more than once.
@@ -232,7 +253,7 @@ fn commits(history: &History, anomalies: &mut Vec<Anomaly>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Ack, Poll};
+    use crate::history::{Ack, HighWatermark, Poll};
 
     fn base() -> History {
         let mut h = History::default();
@@ -262,10 +283,20 @@ mod tests {
         h.read(0, 1, "x".into());
         h.polls.push(Poll { session: 1, partition: 0, position: 1, offsets: vec![2], max_offset: Some(2) });
         h.polls.push(Poll { session: 2, partition: 0, position: 2, offsets: vec![], max_offset: Some(1) });
+        let hw = |connection, offset| HighWatermark { connection, broker: 1, partition: 0, offset };
+        // Lower on another connection (another process, after a restart) is allowed.
+        h.high_watermarks = vec![hw(1, 5), hw(2, 3), hw(1, 4)];
         let kinds: Vec<&str> = check(&h).0.iter().map(|a| a.kind).collect();
-        for kind in
-            ["lost-write", "duplicate", "inconsistent-offsets", "poll-skip", "nonmonotonic-poll", "garbage-read"]
-        {
+        assert_eq!(kinds.iter().filter(|k| **k == "hw-moved-back").count(), 1, "{kinds:?}");
+        for kind in [
+            "lost-write",
+            "duplicate",
+            "inconsistent-offsets",
+            "poll-skip",
+            "nonmonotonic-poll",
+            "garbage-read",
+            "hw-moved-back",
+        ] {
             assert!(kinds.contains(&kind), "{kind} not reported: {kinds:?}");
         }
     }

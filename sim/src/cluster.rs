@@ -38,7 +38,7 @@ use madsim::time::{sleep, Instant};
 use crate::checker::{check, Anomaly};
 use crate::client::{decode_records, Conn};
 use crate::disk::{DiskFaults, SimDisk};
-use crate::history::{Ack, CommitEvent, History, Poll};
+use crate::history::{Ack, CommitEvent, HighWatermark, History, Poll};
 use crate::scenario::{GracefulStop, RunReport};
 
 pub const TOPIC: &str = "replicated";
@@ -571,9 +571,10 @@ async fn producer(id: u32, shared: Arc<Shared>) {
     }
 }
 
-/// A consumer that reads one partition at a time from its leader, from a random offset, for
-/// a while. What it reads is recorded; a record a failover later cut would show as an offset
-/// read with two values.
+/// A consumer that reads one partition at a time, from a random offset, for a while: from its
+/// leader, or, one time in three, from a random broker, as a consumer sent to a follower in
+/// its rack would (KIP-392; followers serve what they know is committed). What it reads is
+/// recorded; a record a failover later cut would show as an offset read with two values.
 async fn consumer(id: u32, shared: Arc<Shared>) {
     let mut rng = thread_rng();
     let mut routes = Routes::new(shared.brokers);
@@ -593,15 +594,26 @@ async fn consumer(id: u32, shared: Arc<Shared>) {
             continue;
         };
         let mut position = if latest > earliest { rng.gen_range(earliest..=latest) } else { earliest };
+        let source = if rng.gen_ratio(1, 3) { rng.gen_range(1..=shared.brokers) } else { leader };
+        let Some(conn) = routes.conn(source).await else {
+            routes.forget(leader);
+            continue;
+        };
         for _ in 0..rng.gen_range(1..40) {
             if shared.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let Ok((0, _, bytes)) = conn.fetch(TOPIC, partition, position, 300).await else { break };
+            let Ok((0, high_watermark, bytes)) = conn.fetch(TOPIC, partition, position, 300).await else { break };
+            shared.history.lock().expect("history lock").high_watermarks.push(HighWatermark {
+                connection: session,
+                broker: source,
+                partition,
+                offset: high_watermark,
+            });
             let records = match decode_records(bytes) {
                 Ok(r) => r,
                 Err(e) => {
-                    let detail = format!("consumer {id} partition {partition} at {position} from {leader}: {e}");
+                    let detail = format!("consumer {id} partition {partition} at {position} from {source}: {e}");
                     shared.history.lock().expect("history lock").corrupt_reads.push(detail);
                     break;
                 }
@@ -624,6 +636,7 @@ async fn consumer(id: u32, shared: Arc<Shared>) {
             }
         }
         routes.forget(leader);
+        routes.forget(source);
     }
 }
 

@@ -25,6 +25,16 @@ pub struct Poll {
     pub max_offset: Option<i64>,
 }
 
+/// The high watermark one fetch response gave for a partition, on one connection (so from one
+/// broker process: a restart breaks the connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HighWatermark {
+    pub connection: u64,
+    pub broker: i32,
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// A group member's view after a successful SyncGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ownership {
@@ -85,6 +95,8 @@ pub struct History {
     pub commits: Vec<CommitEvent>,
     pub acks: Vec<Ack>,
     pub polls: Vec<Poll>,
+    /// High watermarks in fetch responses, in the order each connection received them.
+    pub high_watermarks: Vec<HighWatermark>,
     /// (partition, offset) -> values read there, by consumers and by the final read.
     pub reads: BTreeMap<(i32, i64), Vec<String>>,
     /// Every value any producer ever sent, so anything else read is garbage.

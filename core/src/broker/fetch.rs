@@ -150,7 +150,14 @@ impl Broker {
                     None => data.error_code = self.absent_partition(&name, wanted.partition).code(),
                     Some(p) => {
                         let log = &p.log;
-                        data.high_watermark = p.high_watermark();
+                        let committed = if !p.is_leader()
+                            && crate::planted::active(crate::planted::PlantedBug::FollowerReadsPastCommit)
+                        {
+                            log.end_offset()
+                        } else {
+                            p.high_watermark()
+                        };
+                        data.high_watermark = committed;
                         data.last_stable_offset = p.last_stable_offset();
                         if api_version >= 5 {
                             data.log_start_offset = log.log_start_offset();
@@ -169,7 +176,7 @@ impl Broker {
                             let budget = partition_max.min(max_bytes.saturating_sub(total_bytes));
                             let first_data = total_bytes == 0;
                             if budget > 0 || first_data {
-                                match log.read(wanted.fetch_offset, budget, p.high_watermark(), first_data) {
+                                match log.read(wanted.fetch_offset, budget, committed, first_data) {
                                     Ok(read) => {
                                         total_bytes += read.records.len();
                                         data.records = Some(read.records);
