@@ -37,6 +37,12 @@ pub fn check(history: &History) -> (Vec<Anomaly>, u64) {
         }
     }
     high_watermarks(history, &mut anomalies);
+    for ((partition, epoch), leaders) in history.leaders.iter().filter(|(_, leaders)| leaders.len() > 1) {
+        anomalies.push(anomaly(
+            "two-leaders",
+            format!("brokers named leaders {leaders:?} for partition {partition} in leader epoch {epoch}"),
+        ));
+    }
     ownership(history, &mut anomalies);
     holdings(history, &mut anomalies);
     commits(history, &mut anomalies);
@@ -286,6 +292,8 @@ mod tests {
         let hw = |connection, offset| HighWatermark { connection, broker: 1, partition: 0, offset };
         // Lower on another connection (another process, after a restart) is allowed.
         h.high_watermarks = vec![hw(1, 5), hw(2, 3), hw(1, 4)];
+        h.leaders.insert((0, 3), [1].into());
+        h.leaders.insert((0, 4), [1, 2].into());
         let kinds: Vec<&str> = check(&h).0.iter().map(|a| a.kind).collect();
         assert_eq!(kinds.iter().filter(|k| **k == "hw-moved-back").count(), 1, "{kinds:?}");
         for kind in [
@@ -296,6 +304,7 @@ mod tests {
             "nonmonotonic-poll",
             "garbage-read",
             "hw-moved-back",
+            "two-leaders",
         ] {
             assert!(kinds.contains(&kind), "{kind} not reported: {kinds:?}");
         }

@@ -87,8 +87,9 @@ impl Conn {
         Ok(response.topics.first().map_or(-1, |t| t.error_code))
     }
 
-    /// Each partition's leader as this broker's Metadata names it (-1: none now).
-    pub async fn leaders(&mut self, topic: &str) -> io::Result<std::collections::BTreeMap<i32, i32>> {
+    /// Each partition's (leader, leader epoch) as this broker's Metadata names them (leader -1:
+    /// none now).
+    pub async fn leaders(&mut self, topic: &str) -> io::Result<std::collections::BTreeMap<i32, (i32, i32)>> {
         let request = MetadataRequest::default()
             .with_topics(Some(vec![
                 metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
@@ -96,7 +97,7 @@ impl Conn {
             .with_allow_auto_topic_creation(false);
         let response = self.call(&request, 9).await?;
         let topic = response.topics.first().ok_or_else(|| io::Error::other("empty metadata response"))?;
-        Ok(topic.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect())
+        Ok(topic.partitions.iter().map(|p| (p.partition_index, (p.leader_id.0, p.leader_epoch))).collect())
     }
 
     pub async fn delete_topic(&mut self, name: &str) -> io::Result<i16> {

@@ -419,14 +419,14 @@ fn client_node(handle: &Handle, name: &str, host: u8) -> NodeHandle {
 
 /// Where a client thinks each partition's leader is, and its connections to the brokers.
 struct Routes {
-    brokers: i32,
+    shared: Arc<Shared>,
     leaders: BTreeMap<i32, i32>,
     conns: BTreeMap<i32, Conn>,
 }
 
 impl Routes {
-    fn new(brokers: i32) -> Routes {
-        Routes { brokers, leaders: BTreeMap::new(), conns: BTreeMap::new() }
+    fn new(shared: &Arc<Shared>) -> Routes {
+        Routes { shared: shared.clone(), leaders: BTreeMap::new(), conns: BTreeMap::new() }
     }
 
     async fn conn(&mut self, broker: i32) -> Option<&mut Conn> {
@@ -436,12 +436,21 @@ impl Routes {
         self.conns.get_mut(&broker)
     }
 
-    /// Asks a random broker for the leaders.
+    /// Asks a random broker for the leaders, and records which leader it names for each epoch.
     async fn refresh(&mut self) {
-        let broker = thread_rng().gen_range(1..=self.brokers);
+        let broker = thread_rng().gen_range(1..=self.shared.brokers);
         let Some(conn) = self.conn(broker).await else { return };
         match conn.leaders(TOPIC).await {
-            Ok(leaders) => self.leaders = leaders.into_iter().filter(|(_, l)| *l > 0).collect(),
+            Ok(leaders) => {
+                let named = leaders.into_iter().filter(|(_, (leader, _))| *leader > 0);
+                let mut history = self.shared.history.lock().expect("history lock");
+                self.leaders = named
+                    .map(|(partition, (leader, epoch))| {
+                        history.leaders.entry((partition, epoch)).or_default().insert(leader);
+                        (partition, leader)
+                    })
+                    .collect();
+            }
             Err(_) => {
                 self.conns.remove(&broker);
             }
@@ -470,7 +479,7 @@ impl Routes {
 /// values (their fate is unknown).
 async fn producer(id: u32, shared: Arc<Shared>) {
     let mut rng = thread_rng();
-    let mut routes = Routes::new(shared.brokers);
+    let mut routes = Routes::new(&shared);
     let mut identity: Option<(i64, i16)> = None;
     let mut sequences = [0i32; PARTITIONS as usize];
     let mut pending: Option<(i32, Vec<String>, u32)> = None;
@@ -577,7 +586,7 @@ async fn producer(id: u32, shared: Arc<Shared>) {
 /// recorded; a record a failover later cut would show as an offset read with two values.
 async fn consumer(id: u32, shared: Arc<Shared>) {
     let mut rng = thread_rng();
-    let mut routes = Routes::new(shared.brokers);
+    let mut routes = Routes::new(&shared);
     let mut session: u64 = u64::from(id) << 32;
     while !shared.stop.load(Ordering::SeqCst) {
         session += 1;
@@ -641,8 +650,8 @@ async fn consumer(id: u32, shared: Arc<Shared>) {
 }
 
 /// Reads every partition whole from its leader into the history's final log.
-async fn final_read(shared: &Shared) -> bool {
-    let mut routes = Routes::new(shared.brokers);
+async fn final_read(shared: &Arc<Shared>) -> bool {
+    let mut routes = Routes::new(shared);
     for partition in 0..PARTITIONS {
         let mut done = false;
         for _ in 0..50 {
@@ -703,10 +712,10 @@ async fn read_partition(routes: &mut Routes, partition: i32) -> Option<BTreeMap<
 
 /// The connection to `group`'s coordinator, as a random broker names it.
 async fn coordinator<'a>(routes: &'a mut Routes, group: &str) -> Option<(i32, &'a mut Conn)> {
-    let asked = thread_rng().gen_range(1..=routes.brokers);
+    let asked = thread_rng().gen_range(1..=routes.shared.brokers);
     let conn = routes.conn(asked).await?;
     match conn.find_coordinator(group).await {
-        Ok((0, node)) if (1..=routes.brokers).contains(&node) => Some((node, routes.conn(node).await?)),
+        Ok((0, node)) if (1..=routes.shared.brokers).contains(&node) => Some((node, routes.conn(node).await?)),
         Ok(_) => None,
         Err(_) => {
             routes.forget(asked);
@@ -722,7 +731,7 @@ async fn coordinator<'a>(routes: &'a mut Routes, group: &str) -> Option<(i32, &'
 /// acknowledged: that proves the coordinator led the partition (a deposed leader that has not
 /// heard of its successor could answer a stale read, as Kafka's can, but commits nothing).
 async fn committer(group: &'static str, shared: Arc<Shared>) {
-    let mut routes = Routes::new(shared.brokers);
+    let mut routes = Routes::new(&shared);
     let mut offset: i64 = 1;
     let mut last_coordinator = None;
     while !shared.stop.load(Ordering::SeqCst) {
@@ -769,8 +778,8 @@ async fn committer(group: &'static str, shared: Arc<Shared>) {
 }
 
 /// After healing, each group's committed offset as its coordinator answers it.
-async fn final_commits(shared: &Shared) {
-    let mut routes = Routes::new(shared.brokers);
+async fn final_commits(shared: &Arc<Shared>) {
+    let mut routes = Routes::new(shared);
     for group in COMMIT_GROUPS {
         let mut read = None;
         for _ in 0..200 {

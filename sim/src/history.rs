@@ -95,6 +95,8 @@ pub struct History {
     pub commits: Vec<CommitEvent>,
     pub acks: Vec<Ack>,
     pub polls: Vec<Poll>,
+    /// (partition, leader epoch) -> the leaders brokers' Metadata named for it.
+    pub leaders: BTreeMap<(i32, i32), std::collections::BTreeSet<i32>>,
     /// High watermarks in fetch responses, in the order each connection received them.
     pub high_watermarks: Vec<HighWatermark>,
     /// (partition, offset) -> values read there, by consumers and by the final read.
