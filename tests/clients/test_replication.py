@@ -402,3 +402,26 @@ def test_a_consumer_with_client_rack_reads_from_the_replica_in_its_rack(tmp_path
             f"leader {leader}, fetched from (leader, broker): {fetched_from[-5:]}"
     finally:
         next(gen, None)
+
+
+def test_create_partitions_grows_a_replicated_topic(headwater_cluster):
+    """librdkafka's CreatePartitions (sent to the controller) adds partitions with three
+    replicas in sync each, and records produced to a new partition are read back."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewPartitions
+    cluster = headwater_cluster
+    create_replicated(cluster, "grown")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_partitions([NewPartitions("grown", 3)])["grown"].result(30)
+    everyone = sorted(cluster.nodes)
+    wait_roles(cluster, "grown", everyone,
+               lambda roles: len(roles) == 3 and all(
+                   leader in everyone and replicas == everyone and isr == everyone
+                   for leader, replicas, isr in roles.values()),
+               "three partitions with three replicas in sync")
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True})
+    for i in range(10):
+        producer.produce("grown", value=f"g{i}".encode(), partition=2)
+    assert producer.flush(30) == 0
+    read = read_all(cluster.bootstrap, "grown", 2, 9)
+    assert [read[o] for o in sorted(read)] == [f"g{i}".encode() for i in range(10)]

@@ -1,5 +1,6 @@
-//! Topics in a cluster: the controller creates and deletes them (CreateTopics and DeleteTopics
-//! are decided by the quorum's leader and answered once committed), and every node builds its
+//! Topics in a cluster: the controller creates, grows and deletes them (CreateTopics,
+//! CreatePartitions and DeleteTopics are decided by the quorum's leader and answered once
+//! committed), and every node builds its
 //! share from the metadata image: a replica placed on this node gets a local log, and a topic
 //! that leaves the image is deleted here too.
 //!
@@ -9,10 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -189,6 +192,50 @@ impl Broker {
         self.decide_admin(now_ms, id, api_version, ResponseKind::DeleteTopics(response), decisions)
     }
 
+    /// CreatePartitions in a cluster: each topic's new count is asked of the controller, which
+    /// places the new partitions' replicas as it placed the topic's first ones. With
+    /// `validate_only`, checked against this node's image and answered at once.
+    pub(super) fn cluster_create_partitions(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: CreatePartitionsRequest,
+    ) -> Option<ResponseBody> {
+        let mut response = CreatePartitionsResponse::default();
+        let mut decisions = Vec::new();
+        for (position, wanted) in request.topics.into_iter().enumerate() {
+            let name = wanted.name.0.to_string();
+            let mut result = CreatePartitionsTopicResult::default().with_name(wanted.name.clone());
+            let current = self.quorum.as_ref().and_then(|q| q.image().topic(&name)).map(|t| t.partitions.len());
+            let refusal = match current {
+                _ if Broker::is_internal(&name) => {
+                    Some((ErrorCode::InvalidRequest, "internal topics keep their partitions".to_string()))
+                }
+                None => Some((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))),
+                Some(_) if wanted.assignments.as_ref().is_some_and(|a| !a.is_empty()) => Some((
+                    ErrorCode::InvalidReplicaAssignment,
+                    "replica assignments are not taken yet; give the new count".to_string(),
+                )),
+                Some(current) if i64::from(wanted.count) <= current as i64 => Some((
+                    ErrorCode::InvalidPartitions,
+                    format!("topic '{name}' has {current} partitions; the new count must be larger"),
+                )),
+                Some(_) if request.validate_only => None,
+                Some(_) => {
+                    decisions.push((position, Decision::CreatePartitions { name, count: wanted.count }));
+                    None
+                }
+            };
+            if let Some((code, message)) = refusal {
+                result.error_code = code.code();
+                result.error_message = Some(StrBytes::from_string(message));
+            }
+            response.results.push(result);
+        }
+        self.decide_admin(now_ms, id, api_version, ResponseKind::CreatePartitions(response), decisions)
+    }
+
     /// Asks the controller each decision; the response leaves once every one is decided.
     fn decide_admin(
         &mut self,
@@ -250,6 +297,13 @@ impl Broker {
                     }
                 }
             }
+            ResponseKind::CreatePartitions(r) => {
+                if let Err((code, message)) = result {
+                    let entry = &mut r.results[position];
+                    entry.error_code = code.code();
+                    entry.error_message = Some(StrBytes::from_string(message));
+                }
+            }
             _ => {}
         }
         waiting.remaining -= 1;
@@ -257,6 +311,7 @@ impl Broker {
             let waiting = self.cluster.waiting.remove(&id).expect("looked up above");
             let api_key = match waiting.response {
                 ResponseKind::CreateTopics(_) => kafka_protocol::messages::ApiKey::CreateTopics,
+                ResponseKind::CreatePartitions(_) => kafka_protocol::messages::ApiKey::CreatePartitions,
                 _ => kafka_protocol::messages::ApiKey::DeleteTopics,
             };
             self.outputs.push_back(Output::Response(Response {

@@ -394,3 +394,47 @@ fn a_consumer_that_names_its_rack_reads_from_an_in_sync_replica_there() {
     let ResponseKind::Fetch(r) = c.ask(leader, ApiKey::Fetch, 11, from_rack(follower)) else { panic!() };
     assert_eq!(r.responses[0].partitions[0].preferred_read_replica.0, -1);
 }
+
+#[test]
+fn create_partitions_in_a_cluster_places_new_replicated_partitions() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    let mut c = cluster_with_topic(1);
+    let controller = c.describe(1).topics[0].partitions[0].leader_id.0;
+    let grow = |count: i32, validate_only: bool| {
+        RequestKind::CreatePartitions(
+            CreatePartitionsRequest::default()
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("orders")))
+                    .with_count(count)])
+                .with_validate_only(validate_only)
+                .with_timeout_ms(5_000),
+        )
+    };
+    let result = |c: &mut QuorumCluster, node: i32, request: RequestKind| {
+        let ResponseKind::CreatePartitions(r) = c.call(node, ApiKey::CreatePartitions, 3, request) else { panic!() };
+        r.results[0].error_code
+    };
+    assert_eq!(result(&mut c, controller, grow(1, false)), ErrorCode::InvalidPartitions.code());
+    assert_eq!(result(&mut c, controller, grow(3, true)), 0);
+    c.run_until(c.now_ms + 1_000);
+    let listed = |c: &mut QuorumCluster| {
+        let body = RequestKind::Metadata(MetadataRequest::default().with_topics(None));
+        let ResponseKind::Metadata(m) = c.ask(1, ApiKey::Metadata, 12, body) else { panic!() };
+        let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "orders")).unwrap();
+        t.partitions.len()
+    };
+    assert_eq!(listed(&mut c), 1, "validate_only changes nothing");
+    let other = (1..=3).find(|&n| n != controller).unwrap();
+    assert_eq!(result(&mut c, other, grow(3, false)), ErrorCode::NotController.code());
+    assert_eq!(result(&mut c, controller, grow(3, false)), 0);
+    c.run_until(c.now_ms + 3_000);
+    assert_eq!(listed(&mut c), 3);
+    for index in 1..3 {
+        let seen: Vec<Roles> = (1..=3).map(|node| roles(&mut c, node, "orders", index)).collect();
+        assert!(seen.iter().all(|r| *r == seen[0]), "partition {index}: {seen:?}");
+        let (leader, _, replicas, isr) = seen[0].clone();
+        assert_eq!((replicas, isr), (vec![1, 2, 3], vec![1, 2, 3]));
+        let request = produce_request("orders", index, -1, idempotent(9, 0, 0, 2));
+        assert_eq!(produce_result(&c.call(leader, ApiKey::Produce, 9, request)), (0, 0));
+    }
+}

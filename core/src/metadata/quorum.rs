@@ -100,6 +100,10 @@ pub enum Decision {
     DeleteTopic {
         name: String,
     },
+    CreatePartitions {
+        name: String,
+        count: i32,
+    },
     /// Partition leaders on `node` report leadership and in-sync replicas; reports that are
     /// stale (an older epoch) or not from a replica are left out, the rest recorded.
     ReportLeaders {
@@ -244,6 +248,7 @@ impl MetadataQuorum {
                 controller.create_topic(&name, partitions, replication_factor, &configs)
             }
             Decision::DeleteTopic { name } => controller.delete_topic(&name),
+            Decision::CreatePartitions { name, count } => controller.create_partitions(&name, count),
             Decision::ReportLeaders { node, reports } => {
                 let mut records = Vec::new();
                 for report in reports {
