@@ -425,3 +425,26 @@ def test_create_partitions_grows_a_replicated_topic(headwater_cluster):
     assert producer.flush(30) == 0
     read = read_all(cluster.bootstrap, "grown", 2, 9)
     assert [read[o] for o in sorted(read)] == [f"g{i}".encode() for i in range(10)]
+
+
+def test_topic_configs_change_across_the_cluster(headwater_cluster):
+    """librdkafka's IncrementalAlterConfigs on a replicated topic is decided by the controller,
+    and every broker then describes the new value."""
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ResourceType)
+    cluster = headwater_cluster
+    create_replicated(cluster, "configured")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    resource = ConfigResource(ResourceType.TOPIC, "configured", incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([resource])[resource].result(30)
+    deadline = time.monotonic() + 10
+    for node in cluster.nodes.values():
+        while True:
+            asked = AdminClient({"bootstrap.servers": node.bootstrap})
+            described = asked.describe_configs([ConfigResource(ResourceType.TOPIC, "configured")])
+            value = list(described.values())[0].result(10)["retention.ms"].value
+            if value == "3600000":
+                break
+            assert time.monotonic() < deadline, f"{node.bootstrap} still describes retention.ms={value}"
+            time.sleep(0.2)

@@ -16,16 +16,17 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
     CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{partition_dir, Broker, Partition, StorageFault, StorageOp, Topic};
+use super::{partition_dir, Broker, Partition, RequestId, ResponseBody, StorageFault, StorageOp, Topic};
 use crate::constants::PARTITIONS_PER_TOPIC_MAX;
 use crate::error::ErrorCode;
 use crate::ids::PartitionId;
 use crate::log::Log;
 use crate::metadata::config::{self, TOPIC_CONFIGS};
+use crate::metadata::quorum::Decision;
 use crate::metadata::{validate_topic_name, TopicConfig, TopicRecord};
 use crate::txn::producer::ProducerTable;
 
@@ -600,22 +601,119 @@ impl Broker {
         Ok(())
     }
 
+    /// A topic's overrides after `change`, validated. In a cluster a topic's overrides here are
+    /// the image's, which the controller then replaces with these.
+    fn altered_overrides(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
+    ) -> Result<TopicConfig, AdminError> {
+        let topic =
+            self.topic(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let mut overrides = topic.config.overrides.clone();
+        change(&mut overrides)?;
+        TopicConfig::from_pairs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))
+    }
+
     fn alter_topic(
         &mut self,
         name: &str,
         validate_only: bool,
         change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
     ) -> Result<(), AdminError> {
-        let topic =
-            self.topic(name).ok_or((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
-        let mut overrides = topic.config.overrides.clone();
-        change(&mut overrides)?;
-        let config = TopicConfig::from_pairs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+        let config = self.altered_overrides(name, change)?;
         if validate_only {
             return Ok(());
         }
         self.set_topic_config(name, config)
+    }
+
+    /// AlterConfigs and IncrementalAlterConfigs in a cluster: each topic's new overrides are
+    /// worked out here from the image's and asked of the controller, which replaces them; the
+    /// response leaves once every one is decided. (Two brokers altering one topic at once: the
+    /// later decision replaces the earlier one's whole set.)
+    pub(super) fn cluster_alter_configs(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: RequestKind,
+    ) -> Option<ResponseBody> {
+        let mut decisions = Vec::new();
+        let mut decide =
+            |position: usize, name: &str, validate_only: bool, config: Result<TopicConfig, AdminError>| match config {
+                Err(error) => Err(error),
+                Ok(_) if Broker::is_internal(name) => {
+                    Err((ErrorCode::InvalidRequest, "internal topics keep their configs".to_string()))
+                }
+                Ok(_) if validate_only => Ok(()),
+                Ok(config) => {
+                    decisions.push((
+                        position,
+                        Decision::SetTopicConfigs { name: name.to_string(), configs: config.overrides },
+                    ));
+                    Ok(())
+                }
+            };
+        let response = match request {
+            RequestKind::AlterConfigs(request) => {
+                let mut response = AlterConfigsResponse::default();
+                for (position, resource) in request.resources.into_iter().enumerate() {
+                    let mut result = AlterConfigsResourceResponse::default()
+                        .with_resource_type(resource.resource_type)
+                        .with_resource_name(resource.resource_name.clone());
+                    let outcome = if resource.resource_type == RESOURCE_TOPIC {
+                        let pairs: BTreeMap<String, String> = resource
+                            .configs
+                            .iter()
+                            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                            .collect();
+                        let config = self.altered_overrides(&resource.resource_name, |overrides| {
+                            *overrides = pairs;
+                            Ok(())
+                        });
+                        decide(position, &resource.resource_name, request.validate_only, config)
+                    } else {
+                        Err(static_broker_configs_error())
+                    };
+                    if let Err((code, message)) = outcome {
+                        result.error_code = code.code();
+                        result.error_message = Some(str_bytes(message));
+                    }
+                    response.responses.push(result);
+                }
+                ResponseKind::AlterConfigs(response)
+            }
+            RequestKind::IncrementalAlterConfigs(request) => {
+                let mut response = IncrementalAlterConfigsResponse::default();
+                for (position, resource) in request.resources.into_iter().enumerate() {
+                    let mut result = IncrementalResourceResponse::default()
+                        .with_resource_type(resource.resource_type)
+                        .with_resource_name(resource.resource_name.clone());
+                    let outcome = if resource.resource_type == RESOURCE_TOPIC {
+                        let ops: Vec<(String, i8, Option<String>)> = resource
+                            .configs
+                            .iter()
+                            .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                            .collect();
+                        let config = self
+                            .altered_overrides(&resource.resource_name, |overrides| apply_incremental(overrides, ops));
+                        decide(position, &resource.resource_name, request.validate_only, config)
+                    } else {
+                        Err(static_broker_configs_error())
+                    };
+                    if let Err((code, message)) = outcome {
+                        result.error_code = code.code();
+                        result.error_message = Some(str_bytes(message));
+                    }
+                    response.responses.push(result);
+                }
+                ResponseKind::IncrementalAlterConfigs(response)
+            }
+            _ => unreachable!("only config alterations come here"),
+        };
+        self.decide_admin(now_ms, id, api_version, response, decisions)
     }
 
     pub(super) fn alter_configs(&mut self, request: AlterConfigsRequest) -> AlterConfigsResponse {

@@ -237,7 +237,7 @@ impl Broker {
     }
 
     /// Asks the controller each decision; the response leaves once every one is decided.
-    fn decide_admin(
+    pub(super) fn decide_admin(
         &mut self,
         now_ms: i64,
         id: RequestId,
@@ -304,6 +304,20 @@ impl Broker {
                     entry.error_message = Some(StrBytes::from_string(message));
                 }
             }
+            ResponseKind::AlterConfigs(r) => {
+                if let Err((code, message)) = result {
+                    let entry = &mut r.responses[position];
+                    entry.error_code = code.code();
+                    entry.error_message = Some(StrBytes::from_string(message));
+                }
+            }
+            ResponseKind::IncrementalAlterConfigs(r) => {
+                if let Err((code, message)) = result {
+                    let entry = &mut r.responses[position];
+                    entry.error_code = code.code();
+                    entry.error_message = Some(StrBytes::from_string(message));
+                }
+            }
             _ => {}
         }
         waiting.remaining -= 1;
@@ -312,6 +326,8 @@ impl Broker {
             let api_key = match waiting.response {
                 ResponseKind::CreateTopics(_) => kafka_protocol::messages::ApiKey::CreateTopics,
                 ResponseKind::CreatePartitions(_) => kafka_protocol::messages::ApiKey::CreatePartitions,
+                ResponseKind::AlterConfigs(_) => kafka_protocol::messages::ApiKey::AlterConfigs,
+                ResponseKind::IncrementalAlterConfigs(_) => kafka_protocol::messages::ApiKey::IncrementalAlterConfigs,
                 _ => kafka_protocol::messages::ApiKey::DeleteTopics,
             };
             self.outputs.push_back(Output::Response(Response {
@@ -384,6 +400,12 @@ impl Broker {
             });
             entry.record = record;
             let log_config = config.log_config(&self.config.topic_defaults);
+            if entry.config.overrides != config.overrides {
+                // The configs changed (AlterConfigs): the partitions here take the new settings.
+                for partition in entry.partitions.values_mut() {
+                    partition.log.set_config(log_config.clone());
+                }
+            }
             entry.config = config;
             let wanted: Vec<i32> = topic
                 .partitions

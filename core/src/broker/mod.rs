@@ -512,6 +512,12 @@ impl Broker {
                     None => return self.after_input(),
                 }
             }
+            body @ (RequestKind::AlterConfigs(_) | RequestKind::IncrementalAlterConfigs(_)) if self.is_cluster() => {
+                match self.cluster_alter_configs(now_ms, id, api_version, body) {
+                    Some(body) => body,
+                    None => return self.after_input(),
+                }
+            }
             RequestKind::CreatePartitions(r) if self.is_cluster() => {
                 match self.cluster_create_partitions(now_ms, id, api_version, r) {
                     Some(body) => body,

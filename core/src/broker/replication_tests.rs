@@ -438,3 +438,40 @@ fn create_partitions_in_a_cluster_places_new_replicated_partitions() {
         assert_eq!(produce_result(&c.call(leader, ApiKey::Produce, 9, request)), (0, 0));
     }
 }
+
+#[test]
+fn topic_configs_are_changed_through_the_controller_and_every_replica_takes_them() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut c = cluster_with_topic(1);
+    let controller = c.describe(1).topics[0].partitions[0].leader_id.0;
+    let set = |key: &'static str, value: &'static str| {
+        RequestKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("orders"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str(key))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str(value)))])]),
+        )
+    };
+    let result = |c: &mut QuorumCluster, node: i32, request: RequestKind| {
+        let ResponseKind::IncrementalAlterConfigs(r) = c.call(node, ApiKey::IncrementalAlterConfigs, 1, request) else {
+            panic!()
+        };
+        r.responses[0].error_code
+    };
+    let retention = |c: &QuorumCluster, node: i32| {
+        c.brokers[&node].1.topic("orders").and_then(|t| t.config.overrides.get("retention.ms").cloned())
+    };
+    assert_eq!(result(&mut c, controller, set("retention.ms", "soon")), ErrorCode::InvalidConfig.code());
+    let other = (1..=3).find(|&n| n != controller).unwrap();
+    assert_eq!(result(&mut c, other, set("retention.ms", "60000")), ErrorCode::NotController.code());
+    assert_eq!(result(&mut c, controller, set("retention.ms", "60000")), 0);
+    c.run_until(c.now_ms + 1_000);
+    for node in 1..=3 {
+        assert_eq!(retention(&c, node).as_deref(), Some("60000"), "node {node}");
+        let log = &c.brokers[&node].1.partition("orders", 0).expect("a replica").log;
+        assert_eq!(log.config().retention_ms, 60_000, "node {node}'s log took it");
+    }
+}

@@ -230,6 +230,32 @@ impl Controller {
         self.decide(vec![MetadataRecord::RemoveTopic { id }])
     }
 
+    /// Replaces a topic's config overrides with `configs` (validated by the asking broker):
+    /// a record per key set or changed, and one per key removed. Nothing when they are equal.
+    pub fn set_topic_configs(
+        &mut self,
+        name: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Vec<MetadataRecord>, Refusal> {
+        let topic = self
+            .latest
+            .topic(name)
+            .ok_or_else(|| (ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let id = topic.id;
+        let removed = topic.configs.keys().filter(|k| !configs.contains_key(*k));
+        let mut records: Vec<MetadataRecord> =
+            removed.map(|name| MetadataRecord::TopicConfig { id, name: name.clone(), value: None }).collect();
+        records.extend(
+            configs.iter().filter(|(k, v)| topic.configs.get(*k) != Some(*v)).map(|(name, value)| {
+                MetadataRecord::TopicConfig { id, name: name.clone(), value: Some(value.clone()) }
+            }),
+        );
+        if records.is_empty() {
+            return Ok(records);
+        }
+        self.decide(records)
+    }
+
     /// A partition leader reports its leadership and in-sync replicas; recorded if it changed.
     pub fn report_leader(
         &mut self,

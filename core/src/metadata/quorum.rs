@@ -104,6 +104,11 @@ pub enum Decision {
         name: String,
         count: i32,
     },
+    /// Replaces a topic's config overrides.
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
     /// Partition leaders on `node` report leadership and in-sync replicas; reports that are
     /// stale (an older epoch) or not from a replica are left out, the rest recorded.
     ReportLeaders {
@@ -249,6 +254,7 @@ impl MetadataQuorum {
             }
             Decision::DeleteTopic { name } => controller.delete_topic(&name),
             Decision::CreatePartitions { name, count } => controller.create_partitions(&name, count),
+            Decision::SetTopicConfigs { name, configs } => controller.set_topic_configs(&name, &configs),
             Decision::ReportLeaders { node, reports } => {
                 let mut records = Vec::new();
                 for report in reports {
