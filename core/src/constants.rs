@@ -65,3 +65,7 @@ pub const REPLICA_LAG_MS_MAX: i64 = 10_000;
 
 /// How often a leader looks at its partitions' in-sync replicas again (time alone shrinks them).
 pub const ISR_CHECK_INTERVAL_MS: i64 = 1_000;
+
+/// How long a broker waits for the controller's answer to an admin request it forwarded before
+/// handling the request itself (the controller may have died with it).
+pub const FORWARD_TIMEOUT_MS: i64 = 5_000;

@@ -9,6 +9,9 @@ use crate::metadata::calls::{self, ControllerMessage};
 use crate::raft::wire::{self, Target};
 use crate::raft::Message;
 
+/// The client id a node's peer links send with every request (`headwater-peer-<node>`).
+pub const PEER_CLIENT_ID_PREFIX: &str = "headwater-peer-";
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeerMessage {
     /// A message of the metadata quorum's Raft.
@@ -59,8 +62,20 @@ impl PeerMessage {
                 (ApiKey::BrokerHeartbeat, 0)
             }
             PeerMessage::Controller(ControllerMessage::ReportLeaders { .. }) => (ApiKey::AlterPartition, 2),
+            PeerMessage::Controller(ControllerMessage::Forward { api_key, api_version, .. }) => {
+                (*api_key, *api_version)
+            }
             _ => return None,
         })
+    }
+
+    /// The one version this request must travel at, if it must (a forwarded client request:
+    /// its answer goes back to the client at the client's version).
+    pub fn exact_version(&self) -> Option<i16> {
+        match self {
+            PeerMessage::Controller(ControllerMessage::Forward { api_version, .. }) => Some(*api_version),
+            _ => None,
+        }
     }
 
     /// Whether this request may wait at the receiver (a Raft fetch that finds nothing new),

@@ -286,7 +286,7 @@ fn version_for(message: &PeerMessage, theirs: &BTreeMap<i16, (i16, i16)>) -> Opt
     let (api_key, floor) = message.api()?;
     let (_, _, ours) = supported_range(api_key as i16)?;
     let &(their_min, their_max) = theirs.get(&(api_key as i16))?;
-    let version = ours.min(their_max);
+    let version = message.exact_version().filter(|&v| v <= ours && v <= their_max).unwrap_or(ours.min(their_max));
     (version >= their_min.max(floor)).then_some((api_key, version))
 }
 
@@ -301,7 +301,7 @@ fn encode_request(
         .with_request_api_key(api_key as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_string(format!("headwater-peer-{own}"))));
+        .with_client_id(Some(StrBytes::from_string(format!("{}{own}", headwater_core::peer::PEER_CLIENT_ID_PREFIX))));
     let mut frame = BytesMut::with_capacity(128);
     frame.put_i32(0);
     header.encode(&mut frame, api_key.request_header_version(version)).map_err(|e| e.to_string())?;

@@ -448,3 +448,30 @@ def test_topic_configs_change_across_the_cluster(headwater_cluster):
                 break
             assert time.monotonic() < deadline, f"{node.bootstrap} still describes retention.ms={value}"
             time.sleep(0.2)
+
+
+def test_a_broker_that_is_not_the_controller_forwards_admin_requests(headwater_cluster):
+    """KIP-590: CreatePartitions sent (by hand, so no client routes it) to each broker that is
+    not the controller is forwarded to the controller and answered with its result."""
+    import struct
+    import kafkawire
+    from confluent_kafka.admin import AdminClient
+    cluster = headwater_cluster
+    create_replicated(cluster, "forwarded")
+    controller = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(timeout=10).controller_id
+    others = [n for n in sorted(cluster.nodes) if n != controller]
+    for count, node in enumerate(others, start=2):
+        name = b"forwarded"
+        body = (struct.pack(">i", 1) + struct.pack(">h", len(name)) + name + struct.pack(">ii", count, -1)
+                + struct.pack(">i?", 30000, False))
+        with kafkawire.connect(cluster.nodes[node].bootstrap, timeout=30) as sock:
+            sock.sendall(kafkawire.frame(37, 0, 5, body))
+            answer = kafkawire.read_response(sock)
+        correlation_id, _throttle, results = struct.unpack(">iii", answer[:12])
+        (name_len,) = struct.unpack(">h", answer[12:14])
+        (error_code,) = struct.unpack(">h", answer[14 + name_len:16 + name_len])
+        assert (correlation_id, results, error_code) == (5, 1, 0), f"node {node} (controller {controller})"
+    everyone = sorted(cluster.nodes)
+    wait_roles(cluster, "forwarded", everyone,
+               lambda roles: len(roles) == 1 + len(others) and all(isr == everyone for _, _, isr in roles.values()),
+               "the partitions the forwarded requests added, in sync")

@@ -14,8 +14,8 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, ResponseKind, TopicName,
+    ApiKey, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -27,6 +27,7 @@ use crate::constants::PARTITIONS_PER_TOPIC_MAX;
 use crate::error::ErrorCode;
 use crate::ids::{NodeId, PartitionId};
 use crate::log::Log;
+use crate::metadata::calls::ControllerMessage;
 use crate::metadata::controller::Refusal;
 use crate::metadata::image::MetadataImage;
 use crate::metadata::quorum::Decision;
@@ -56,9 +57,23 @@ pub(super) struct ClusterTopics {
     waiting: BTreeMap<RequestId, WaitingAdmin>,
     tokens: BTreeMap<u64, (RequestId, usize)>,
     next_token: u64,
+    /// Admin requests sent on to the controller (KIP-590), by token.
+    forwarded: BTreeMap<u64, Forwarded>,
     /// Checkpointed (recovery point, log start) of partitions not opened yet: they open once
     /// the image names them, and their entries are kept in the checkpoints meanwhile.
     unopened: BTreeMap<(String, i32), (i64, i64)>,
+}
+
+/// A client's admin request forwarded to the controller, kept until it answers.
+#[derive(Debug)]
+struct Forwarded {
+    id: RequestId,
+    api_key: ApiKey,
+    api_version: i16,
+    /// The request itself, handled here if no answer comes by `deadline_ms` (the controller
+    /// died, or was deposed, with it).
+    body: RequestKind,
+    deadline_ms: i64,
 }
 
 #[derive(Debug)]
@@ -86,6 +101,73 @@ impl ClusterTopics {
 impl Broker {
     pub(super) fn is_cluster(&self) -> bool {
         self.quorum.is_some()
+    }
+
+    /// Sends an admin request only the controller decides on to the controller, when that is
+    /// another node this one knows (Kafka's brokers forward such requests, KIP-590), and
+    /// returns `None`; gives the request back when it is to be handled here: on one node, on
+    /// the controller, while no controller is known (its decisions are then refused
+    /// NOT_CONTROLLER and the client asks again), and for a request a peer forwarded (never
+    /// sent on twice, so two nodes that each take the other for the controller cannot pass it
+    /// back and forth).
+    pub(super) fn forward_to_controller(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_key: ApiKey,
+        api_version: i16,
+        body: RequestKind,
+        client_id: Option<&str>,
+    ) -> Option<RequestKind> {
+        let controller_only = matches!(
+            body,
+            RequestKind::CreateTopics(_)
+                | RequestKind::CreatePartitions(_)
+                | RequestKind::DeleteTopics(_)
+                | RequestKind::AlterConfigs(_)
+                | RequestKind::IncrementalAlterConfigs(_)
+        );
+        let from_peer = client_id.is_some_and(|c| c.starts_with(crate::peer::PEER_CLIENT_ID_PREFIX));
+        let Some(quorum) = self.quorum.as_ref().filter(|_| controller_only && !from_peer) else { return Some(body) };
+        let own = NodeId(self.config.node_id);
+        let Some(controller) = quorum.raft().leader().filter(|&l| l != own && !quorum.is_active_controller()) else {
+            return Some(body);
+        };
+        let token = self.cluster.next_token;
+        self.cluster.next_token += 1;
+        let message = ControllerMessage::Forward { token, api_key, api_version, request: Box::new(body.clone()) };
+        self.outputs.push_back(Output::Peer { to: controller, message: message.into() });
+        let deadline_ms = now_ms + crate::constants::FORWARD_TIMEOUT_MS;
+        self.cluster.forwarded.insert(token, Forwarded { id, api_key, api_version, body, deadline_ms });
+        None
+    }
+
+    /// The controller's answer to a forwarded request goes to the client as it is.
+    pub(super) fn forward_answered(&mut self, token: u64, response: ResponseKind) {
+        let Some(forwarded) = self.cluster.forwarded.remove(&token) else { return };
+        self.outputs.push_back(Output::Response(Response {
+            id: forwarded.id,
+            api_key: forwarded.api_key,
+            api_version: forwarded.api_version,
+            body: ResponseBody::Message(Box::new(response)),
+        }));
+    }
+
+    /// Forwarded requests left unanswered past their deadline, taken back to be handled here
+    /// (decided, if this node is the controller now, else refused NOT_CONTROLLER so the client
+    /// asks again). A late answer then finds nothing to answer.
+    pub(super) fn forwards_timed_out(&mut self, now_ms: i64) -> Vec<(RequestId, ApiKey, i16, RequestKind)> {
+        let due: Vec<u64> =
+            self.cluster.forwarded.iter().filter(|(_, f)| f.deadline_ms <= now_ms).map(|(&token, _)| token).collect();
+        due.into_iter()
+            .filter_map(|token| self.cluster.forwarded.remove(&token))
+            .map(|f| (f.id, f.api_key, f.api_version, f.body))
+            .collect()
+    }
+
+    /// When the next forwarded request runs out of time.
+    pub(super) fn next_forward_deadline_ms(&self) -> Option<i64> {
+        self.cluster.forwarded.values().map(|f| f.deadline_ms).min()
     }
 
     /// CreateTopics in a cluster: each valid topic is asked of the controller.

@@ -104,6 +104,9 @@ impl Broker {
             PeerMessage::Controller(ControllerMessage::ReportLeadersResponse { .. }) => {
                 self.report_answered(now_ms, from)
             }
+            PeerMessage::Controller(ControllerMessage::Forwarded { token, response }) => {
+                self.forward_answered(token, *response)
+            }
             PeerMessage::Controller(answer) => self.lifecycle_answer(now_ms, from, answer),
         }
         // A new leader is where the next registration or heartbeat goes; one due now leaves.

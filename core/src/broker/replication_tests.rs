@@ -424,8 +424,9 @@ fn create_partitions_in_a_cluster_places_new_replicated_partitions() {
         t.partitions.len()
     };
     assert_eq!(listed(&mut c), 1, "validate_only changes nothing");
+    // Asked of another broker, the request is forwarded to the controller (KIP-590).
     let other = (1..=3).find(|&n| n != controller).unwrap();
-    assert_eq!(result(&mut c, other, grow(3, false)), ErrorCode::NotController.code());
+    assert_eq!(result(&mut c, other, grow(2, false)), 0);
     assert_eq!(result(&mut c, controller, grow(3, false)), 0);
     c.run_until(c.now_ms + 3_000);
     assert_eq!(listed(&mut c), 3);
@@ -437,6 +438,13 @@ fn create_partitions_in_a_cluster_places_new_replicated_partitions() {
         let request = produce_request("orders", index, -1, idempotent(9, 0, 0, 2));
         assert_eq!(produce_result(&c.call(leader, ApiKey::Produce, 9, request)), (0, 0));
     }
+    // A request forwarded to a controller that died with it is handled where it was asked
+    // once the forward times out: decided if that node leads now, else NOT_CONTROLLER.
+    c.stop(controller);
+    let started = c.now_ms;
+    let error = result(&mut c, other, grow(4, false));
+    assert!([0, ErrorCode::NotController.code()].contains(&error), "error {error}");
+    assert!(c.now_ms - started >= crate::constants::FORWARD_TIMEOUT_MS, "answered after the forward timed out");
 }
 
 #[test]
@@ -445,15 +453,15 @@ fn topic_configs_are_changed_through_the_controller_and_every_replica_takes_them
     let mut c = cluster_with_topic(1);
     let controller = c.describe(1).topics[0].partitions[0].leader_id.0;
     let set = |key: &'static str, value: &'static str| {
-        RequestKind::IncrementalAlterConfigs(
-            IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default().with_resources(
+            vec![AlterConfigsResource::default()
                 .with_resource_type(2)
                 .with_resource_name(StrBytes::from_static_str("orders"))
                 .with_configs(vec![AlterableConfig::default()
                     .with_name(StrBytes::from_static_str(key))
                     .with_config_operation(0)
-                    .with_value(Some(StrBytes::from_static_str(value)))])]),
-        )
+                    .with_value(Some(StrBytes::from_static_str(value)))])],
+        ))
     };
     let result = |c: &mut QuorumCluster, node: i32, request: RequestKind| {
         let ResponseKind::IncrementalAlterConfigs(r) = c.call(node, ApiKey::IncrementalAlterConfigs, 1, request) else {
@@ -465,9 +473,9 @@ fn topic_configs_are_changed_through_the_controller_and_every_replica_takes_them
         c.brokers[&node].1.topic("orders").and_then(|t| t.config.overrides.get("retention.ms").cloned())
     };
     assert_eq!(result(&mut c, controller, set("retention.ms", "soon")), ErrorCode::InvalidConfig.code());
+    // Asked of another broker, the change is forwarded to the controller (KIP-590).
     let other = (1..=3).find(|&n| n != controller).unwrap();
-    assert_eq!(result(&mut c, other, set("retention.ms", "60000")), ErrorCode::NotController.code());
-    assert_eq!(result(&mut c, controller, set("retention.ms", "60000")), 0);
+    assert_eq!(result(&mut c, other, set("retention.ms", "60000")), 0);
     c.run_until(c.now_ms + 1_000);
     for node in 1..=3 {
         assert_eq!(retention(&c, node).as_deref(), Some("60000"), "node {node}");

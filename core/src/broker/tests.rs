@@ -776,9 +776,11 @@ impl QuorumCluster {
         let now = self.now_ms;
         match output {
             Output::Peer { to, message } => {
-                // What the server's peer link does: the highest version this broker serves.
+                // What the server's peer link does: the highest version this broker serves, or
+                // the one a forwarded request must keep.
                 let (api_key, _) = message.api().expect("a request");
-                let (_, _, version) = super::versions::supported_range(api_key as i16).unwrap();
+                let (_, _, highest) = super::versions::supported_range(api_key as i16).unwrap();
+                let version = message.exact_version().unwrap_or(highest);
                 let from = crate::ids::NodeId(node);
                 let body = message.request("c", from, to, version).expect("a request");
                 let id = RequestId(self.next_id);
@@ -786,8 +788,8 @@ impl QuorumCluster {
                 // A stopped broker (see `stop`) takes nothing.
                 let Some((_, receiver)) = self.brokers.get_mut(&to.0) else { return };
                 self.waiting.insert((to.0, id), (node, message));
-                let request =
-                    Request { id, conn: ConnId(node as u64), api_key, api_version: version, client_id: None, body };
+                let client_id = Some(format!("{}{node}", crate::peer::PEER_CLIENT_ID_PREFIX));
+                let request = Request { id, conn: ConnId(node as u64), api_key, api_version: version, client_id, body };
                 receiver.handle_request(now, request);
             }
             Output::Response(response) => {
@@ -979,12 +981,11 @@ fn a_cluster_topic_is_created_by_the_controller_and_spread_over_the_brokers() {
             .with_replication_factor(replication_factor);
         RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))
     };
-    // Only the controller creates, with no more replicas than brokers.
-    let ResponseKind::CreateTopics(r) = c.call(follower, ApiKey::CreateTopics, 7, create(3, 1)) else { panic!() };
-    assert_eq!(r.topics[0].error_code, ErrorCode::NotController.code());
-    let ResponseKind::CreateTopics(r) = c.call(leader, ApiKey::CreateTopics, 7, create(3, 4)) else { panic!() };
+    // The controller creates, with no more replicas than brokers; another broker forwards the
+    // request to it (KIP-590) and hands its answer back.
+    let ResponseKind::CreateTopics(r) = c.call(follower, ApiKey::CreateTopics, 7, create(3, 4)) else { panic!() };
     assert_eq!(r.topics[0].error_code, ErrorCode::InvalidReplicationFactor.code());
-    let ResponseKind::CreateTopics(r) = c.call(leader, ApiKey::CreateTopics, 7, create(3, 1)) else { panic!() };
+    let ResponseKind::CreateTopics(r) = c.call(follower, ApiKey::CreateTopics, 7, create(3, 1)) else { panic!() };
     assert_eq!(r.topics[0].error_code, 0, "{r:?}");
     assert_eq!(r.topics[0].num_partitions, 3);
     assert!(!r.topics[0].topic_id.is_nil());

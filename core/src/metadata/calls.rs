@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::controller::Registration;
 use crate::ids::NodeId;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ControllerMessage {
     Register(Registration),
     RegisterResponse {
@@ -42,6 +42,20 @@ pub enum ControllerMessage {
     },
     ReportLeadersResponse {
         error: i16,
+    },
+    /// A client's admin request that only the controller decides (CreateTopics,
+    /// CreatePartitions, DeleteTopics, AlterConfigs, IncrementalAlterConfigs), sent on by a
+    /// broker that is not the controller, as Kafka's brokers forward them (KIP-590). It travels
+    /// as itself, at the client's version, and its answer goes back to the client unchanged.
+    Forward {
+        token: u64,
+        api_key: ApiKey,
+        api_version: i16,
+        request: Box<RequestKind>,
+    },
+    Forwarded {
+        token: u64,
+        response: Box<ResponseKind>,
     },
 }
 
@@ -111,9 +125,11 @@ pub fn request_for(cluster_id: &str, message: &ControllerMessage) -> Option<Requ
                     .with_topics(topics),
             )
         }
+        ControllerMessage::Forward { request, .. } => (**request).clone(),
         ControllerMessage::RegisterResponse { .. }
         | ControllerMessage::HeartbeatResponse { .. }
-        | ControllerMessage::ReportLeadersResponse { .. } => return None,
+        | ControllerMessage::ReportLeadersResponse { .. }
+        | ControllerMessage::Forwarded { .. } => return None,
     })
 }
 
@@ -191,10 +207,13 @@ pub fn response_for(message: &ControllerMessage, incarnation: u64) -> Option<Res
         ControllerMessage::ReportLeadersResponse { error } => {
             ResponseKind::AlterPartition(AlterPartitionResponse::default().with_error_code(*error))
         }
+        // A forwarded request is answered as the client's own request would be.
         ControllerMessage::Register(_)
         | ControllerMessage::Heartbeat { .. }
         | ControllerMessage::ShutDown { .. }
-        | ControllerMessage::ReportLeaders { .. } => return None,
+        | ControllerMessage::ReportLeaders { .. }
+        | ControllerMessage::Forward { .. }
+        | ControllerMessage::Forwarded { .. } => return None,
     })
 }
 
@@ -210,6 +229,9 @@ pub fn message_from_response(response: &ResponseKind, sent: &ControllerMessage) 
         ) => Ok(ControllerMessage::HeartbeatResponse { error: r.error_code, fenced: r.is_fenced }),
         (ResponseKind::AlterPartition(r), ControllerMessage::ReportLeaders { .. }) => {
             Ok(ControllerMessage::ReportLeadersResponse { error: r.error_code })
+        }
+        (response, ControllerMessage::Forward { token, .. }) => {
+            Ok(ControllerMessage::Forwarded { token: *token, response: Box::new(response.clone()) })
         }
         _ => Err("the response does not answer the call sent".into()),
     }
