@@ -574,12 +574,6 @@ impl Broker {
 
     /// Replaces a topic's overrides and applies the new log settings at once.
     fn set_topic_config(&mut self, name: &str, config: TopicConfig) -> Result<(), AdminError> {
-        if self.topic(name).is_some_and(|t| self.cluster.image_topics().contains(&t.record.id)) {
-            return Err((
-                ErrorCode::InvalidRequest,
-                "changing a topic's configs in a cluster is not supported yet".into(),
-            ));
-        }
         let defaults = self.config.topic_defaults.clone();
         let topic = self
             .topics
@@ -616,23 +610,10 @@ impl Broker {
             .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))
     }
 
-    fn alter_topic(
-        &mut self,
-        name: &str,
-        validate_only: bool,
-        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
-    ) -> Result<(), AdminError> {
-        let config = self.altered_overrides(name, change)?;
-        if validate_only {
-            return Ok(());
-        }
-        self.set_topic_config(name, config)
-    }
-
     /// AlterConfigs and IncrementalAlterConfigs in a cluster: each topic's new overrides are
-    /// worked out here from the image's and asked of the controller, which replaces them; the
-    /// response leaves once every one is decided. (Two brokers altering one topic at once: the
-    /// later decision replaces the earlier one's whole set.)
+    /// worked out here from the image's (as on one node) and asked of the controller, which
+    /// replaces them; the response leaves once every one is decided. (Two brokers altering one
+    /// topic at once: the later decision replaces the earlier one's whole set.)
     pub(super) fn cluster_alter_configs(
         &mut self,
         now_ms: i64,
@@ -640,99 +621,66 @@ impl Broker {
         api_version: i16,
         request: RequestKind,
     ) -> Option<ResponseBody> {
-        let mut decisions = Vec::new();
-        let mut decide =
-            |position: usize, name: &str, validate_only: bool, config: Result<TopicConfig, AdminError>| match config {
-                Err(error) => Err(error),
-                Ok(_) if Broker::is_internal(name) => {
-                    Err((ErrorCode::InvalidRequest, "internal topics keep their configs".to_string()))
-                }
-                Ok(_) if validate_only => Ok(()),
-                Ok(config) => {
-                    decisions.push((
-                        position,
-                        Decision::SetTopicConfigs { name: name.to_string(), configs: config.overrides },
-                    ));
-                    Ok(())
-                }
-            };
+        let mut apply = ConfigApply::Controller(Vec::new());
         let response = match request {
-            RequestKind::AlterConfigs(request) => {
-                let mut response = AlterConfigsResponse::default();
-                for (position, resource) in request.resources.into_iter().enumerate() {
-                    let mut result = AlterConfigsResourceResponse::default()
-                        .with_resource_type(resource.resource_type)
-                        .with_resource_name(resource.resource_name.clone());
-                    let outcome = if resource.resource_type == RESOURCE_TOPIC {
-                        let pairs: BTreeMap<String, String> = resource
-                            .configs
-                            .iter()
-                            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
-                            .collect();
-                        let config = self.altered_overrides(&resource.resource_name, |overrides| {
-                            *overrides = pairs;
-                            Ok(())
-                        });
-                        decide(position, &resource.resource_name, request.validate_only, config)
-                    } else {
-                        Err(static_broker_configs_error())
-                    };
-                    if let Err((code, message)) = outcome {
-                        result.error_code = code.code();
-                        result.error_message = Some(str_bytes(message));
-                    }
-                    response.responses.push(result);
-                }
-                ResponseKind::AlterConfigs(response)
-            }
-            RequestKind::IncrementalAlterConfigs(request) => {
-                let mut response = IncrementalAlterConfigsResponse::default();
-                for (position, resource) in request.resources.into_iter().enumerate() {
-                    let mut result = IncrementalResourceResponse::default()
-                        .with_resource_type(resource.resource_type)
-                        .with_resource_name(resource.resource_name.clone());
-                    let outcome = if resource.resource_type == RESOURCE_TOPIC {
-                        let ops: Vec<(String, i8, Option<String>)> = resource
-                            .configs
-                            .iter()
-                            .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
-                            .collect();
-                        let config = self
-                            .altered_overrides(&resource.resource_name, |overrides| apply_incremental(overrides, ops));
-                        decide(position, &resource.resource_name, request.validate_only, config)
-                    } else {
-                        Err(static_broker_configs_error())
-                    };
-                    if let Err((code, message)) = outcome {
-                        result.error_code = code.code();
-                        result.error_message = Some(str_bytes(message));
-                    }
-                    response.responses.push(result);
-                }
-                ResponseKind::IncrementalAlterConfigs(response)
+            RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(self.alter_configs(r, &mut apply)),
+            RequestKind::IncrementalAlterConfigs(r) => {
+                ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(r, &mut apply))
             }
             _ => unreachable!("only config alterations come here"),
         };
+        let ConfigApply::Controller(decisions) = apply else { unreachable!("set above") };
         self.decide_admin(now_ms, id, api_version, response, decisions)
     }
 
-    pub(super) fn alter_configs(&mut self, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    /// Puts a topic's new overrides (resource `position` of the request) in force, or, in a
+    /// cluster, asks the controller to.
+    fn put_in_force(
+        &mut self,
+        apply: &mut ConfigApply,
+        position: usize,
+        name: &str,
+        validate_only: bool,
+        config: TopicConfig,
+    ) -> Result<(), AdminError> {
+        match apply {
+            ConfigApply::Controller(_) if Broker::is_internal(name) => {
+                Err((ErrorCode::InvalidRequest, "internal topics keep their configs".into()))
+            }
+            _ if validate_only => Ok(()),
+            ConfigApply::Here => self.set_topic_config(name, config),
+            ConfigApply::Controller(decisions) => {
+                let configs = config.overrides;
+                decisions.push((position, Decision::SetTopicConfigs { name: name.to_string(), configs }));
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn alter_configs(
+        &mut self,
+        request: AlterConfigsRequest,
+        apply: &mut ConfigApply,
+    ) -> AlterConfigsResponse {
         let mut response = AlterConfigsResponse::default();
-        for resource in request.resources {
+        for (position, resource) in request.resources.into_iter().enumerate() {
             let mut result = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let outcome = match resource.resource_type {
                 RESOURCE_TOPIC => {
-                    let pairs: Vec<(String, String)> = resource
+                    let pairs: BTreeMap<String, String> = resource
                         .configs
                         .iter()
                         .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
                         .collect();
-                    self.alter_topic(&resource.resource_name, request.validate_only, |overrides| {
-                        // AlterConfigs replaces the whole set of overrides.
-                        *overrides = pairs.into_iter().collect();
+                    // AlterConfigs replaces the whole set of overrides.
+                    self.altered_overrides(&resource.resource_name, |overrides| {
+                        *overrides = pairs;
                         Ok(())
+                    })
+                    .and_then(|config| {
+                        self.put_in_force(apply, position, &resource.resource_name, request.validate_only, config)
                     })
                 }
                 _ => Err(static_broker_configs_error()),
@@ -749,9 +697,10 @@ impl Broker {
     pub(super) fn incremental_alter_configs(
         &mut self,
         request: IncrementalAlterConfigsRequest,
+        apply: &mut ConfigApply,
     ) -> IncrementalAlterConfigsResponse {
         let mut response = IncrementalAlterConfigsResponse::default();
-        for resource in request.resources {
+        for (position, resource) in request.resources.into_iter().enumerate() {
             let mut result = IncrementalResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
@@ -762,9 +711,10 @@ impl Broker {
                         .iter()
                         .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
                         .collect();
-                    self.alter_topic(&resource.resource_name, request.validate_only, |overrides| {
-                        apply_incremental(overrides, ops)
-                    })
+                    self.altered_overrides(&resource.resource_name, |overrides| apply_incremental(overrides, ops))
+                        .and_then(|config| {
+                            self.put_in_force(apply, position, &resource.resource_name, request.validate_only, config)
+                        })
                 }
                 _ => Err(static_broker_configs_error()),
             };
@@ -776,6 +726,13 @@ impl Broker {
         }
         response
     }
+}
+
+/// Where a topic's changed configs are put in force: here (one node), or by the controller
+/// (a cluster), with the decisions to ask it for each resource of the request.
+pub(super) enum ConfigApply {
+    Here,
+    Controller(Vec<(usize, Decision)>),
 }
 
 fn static_broker_configs_error() -> AdminError {

@@ -551,9 +551,12 @@ impl Broker {
             RequestKind::DescribeConfigs(r) => {
                 reply(ResponseKind::DescribeConfigs(self.describe_configs(api_version, r)))
             }
-            RequestKind::AlterConfigs(r) => reply(ResponseKind::AlterConfigs(self.alter_configs(r))),
+            RequestKind::AlterConfigs(r) => {
+                reply(ResponseKind::AlterConfigs(self.alter_configs(r, &mut admin::ConfigApply::Here)))
+            }
             RequestKind::IncrementalAlterConfigs(r) => {
-                reply(ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(r)))
+                let apply = &mut admin::ConfigApply::Here;
+                reply(ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(r, apply)))
             }
             RequestKind::FindCoordinator(r) => {
                 reply(ResponseKind::FindCoordinator(self.find_coordinator(api_version, r)))
