@@ -259,15 +259,10 @@ run_system() {
     BUSY0="$busy0" BUSY1="$busy1" BCPU0="$bcpu0" BCPU1="$bcpu1" WALL0="$wall0" WALL1="$wall1" \
     STOPPED="$stopped_cleanly" EFFECTIVE="$effective" FETCH_NOTES="${fetch_notes:-0 0}" NAME="$name" PORT="$port" PID="$pid" ALIVE="$alive" HWM="$hwm" RSS="$rss" CPU="$cpu" \
     LOADAVG="$loadavg" BENCH_RC="$bench_rc" DU_KB="$du_kb" OUT="$out" python3 - <<'PY'
-import json, os
+import json, os, sys
+sys.path.insert(0, "bench")
+from result import interference, load
 o = os.environ
-def load(path):
-    try:
-        with open(path) as f:
-            lines = [l for l in f.read().splitlines() if l.strip()]
-        return json.loads(lines[-1]) if lines else None
-    except (OSError, ValueError):
-        return None
 res = {
     "system": o["NAME"],
     "port": int(o["PORT"]),
@@ -289,18 +284,7 @@ res = {
 # Interference: CPU the rest of the machine used while the client ran.
 client_cpu = (res["bench"] or {}).get("client_cpu_seconds")
 if o["BCPU1"] and client_cpu is not None:
-    wall = float(o["WALL1"]) - float(o["WALL0"])
-    busy = float(o["BUSY1"]) - float(o["BUSY0"])
-    broker = float(o["BCPU1"]) - float(o["BCPU0"])
-    other = max(0.0, busy - broker - client_cpu)
-    res["interference"] = {
-        "wall_seconds": round(wall, 2),
-        "machine_busy_cpu_seconds": round(busy, 2),
-        "broker_cpu_seconds": round(broker, 2),
-        "client_cpu_seconds": round(client_cpu, 2),
-        "other_cpu_seconds": round(other, 2),
-        "other_avg_cores": round(other / wall, 3) if wall > 0 else None,
-    }
+    res["interference"] = interference(o, client_cpu)
 with open(f'{o["OUT"]}/result-{o["NAME"]}.json', "w") as f:
     json.dump(res, f, indent=2)
 PY
@@ -431,15 +415,10 @@ run_cluster() {
     NAME="$name" LOADAVG="$loadavg" BENCH_RC="$bench_rc" FAILOVER_RC="$failover_rc" HWMS="$hwm_list" \
     CPUS="$cpu_list" ALIVE="$alive" BUSY0="$busy0" BUSY1="$busy1" BCPU0="$bcpu0" BCPU1="$bcpu1" \
     WALL0="$wall0" WALL1="$wall1" OUT="$out" python3 - <<'PY'
-import json, os
+import json, os, sys
+sys.path.insert(0, "bench")
+from result import interference, load
 o = os.environ
-def load(path):
-    try:
-        with open(path) as f:
-            lines = [l for l in f.read().splitlines() if l.strip()]
-        return json.loads(lines[-1]) if lines else None
-    except (OSError, ValueError):
-        return None
 hwms = [int(x) for x in o["HWMS"].split(",") if x]
 cpus = [float(x) for x in o["CPUS"].split(",") if x]
 alive = o["ALIVE"] == "true"
@@ -458,18 +437,7 @@ res = {
 }
 client_cpu = (res["bench"] or {}).get("client_cpu_seconds")
 if alive and client_cpu is not None:
-    wall = float(o["WALL1"]) - float(o["WALL0"])
-    busy = float(o["BUSY1"]) - float(o["BUSY0"])
-    broker = float(o["BCPU1"]) - float(o["BCPU0"])
-    other = max(0.0, busy - broker - client_cpu)
-    res["interference"] = {
-        "wall_seconds": round(wall, 2),
-        "machine_busy_cpu_seconds": round(busy, 2),
-        "broker_cpu_seconds": round(broker, 2),
-        "client_cpu_seconds": round(client_cpu, 2),
-        "other_cpu_seconds": round(other, 2),
-        "other_avg_cores": round(other / wall, 3) if wall > 0 else None,
-    }
+    res["interference"] = interference(o, client_cpu)
 with open(f'{o["OUT"]}/result-{o["NAME"]}.json', "w") as f:
     json.dump(res, f, indent=2)
 PY
@@ -530,7 +498,7 @@ run_sdks() {
     cur_hw_pid=""
     rm -rf "$work"
 }
-sdk_clients="${BENCH_SDK_CLIENTS:-headwater-python confluent-kafka headwater-go franz-go}"
+sdk_clients="${BENCH_SDK_CLIENTS-headwater-python confluent-kafka headwater-go franz-go}"
 sdk_warmup="${BENCH_SDK_WARMUP_RECORDS:-10000}"
 sdk_tput="${BENCH_SDK_TPUT_RECORDS:-200000}"
 sdk_lat_seconds="${BENCH_SDK_LAT_SECONDS:-10}"
