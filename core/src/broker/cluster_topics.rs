@@ -14,8 +14,8 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    ApiKey, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, RequestKind, ResponseKind, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -26,6 +26,7 @@ use super::{
 use crate::constants::PARTITIONS_PER_TOPIC_MAX;
 use crate::error::ErrorCode;
 use crate::ids::{NodeId, PartitionId};
+use crate::io::Request;
 use crate::log::Log;
 use crate::metadata::calls::ControllerMessage;
 use crate::metadata::controller::Refusal;
@@ -67,12 +68,9 @@ pub(super) struct ClusterTopics {
 /// A client's admin request forwarded to the controller, kept until it answers.
 #[derive(Debug)]
 struct Forwarded {
-    id: RequestId,
-    api_key: ApiKey,
-    api_version: i16,
     /// The request itself, handled here if no answer comes by `deadline_ms` (the controller
     /// died, or was deposed, with it).
-    body: RequestKind,
+    request: Request,
     deadline_ms: i64,
 }
 
@@ -110,45 +108,42 @@ impl Broker {
     /// NOT_CONTROLLER and the client asks again), and for a request a peer forwarded (never
     /// sent on twice, so two nodes that each take the other for the controller cannot pass it
     /// back and forth).
-    pub(super) fn forward_to_controller(
-        &mut self,
-        now_ms: i64,
-        id: RequestId,
-        api_key: ApiKey,
-        api_version: i16,
-        body: RequestKind,
-        client_id: Option<&str>,
-    ) -> Option<RequestKind> {
+    pub(super) fn forward_to_controller(&mut self, now_ms: i64, request: Request) -> Option<Request> {
         let controller_only = matches!(
-            body,
+            request.body,
             RequestKind::CreateTopics(_)
                 | RequestKind::CreatePartitions(_)
                 | RequestKind::DeleteTopics(_)
                 | RequestKind::AlterConfigs(_)
                 | RequestKind::IncrementalAlterConfigs(_)
         );
-        let from_peer = client_id.is_some_and(|c| c.starts_with(crate::peer::PEER_CLIENT_ID_PREFIX));
-        let Some(quorum) = self.quorum.as_ref().filter(|_| controller_only && !from_peer) else { return Some(body) };
+        let from_peer = request.client_id.as_deref().is_some_and(|c| c.starts_with(crate::peer::PEER_CLIENT_ID_PREFIX));
+        let Some(quorum) = self.quorum.as_ref().filter(|_| controller_only && !from_peer) else { return Some(request) };
         let own = NodeId(self.config.node_id);
         let Some(controller) = quorum.raft().leader().filter(|&l| l != own && !quorum.is_active_controller()) else {
-            return Some(body);
+            return Some(request);
         };
         let token = self.cluster.next_token;
         self.cluster.next_token += 1;
-        let message = ControllerMessage::Forward { token, api_key, api_version, request: Box::new(body.clone()) };
+        let message = ControllerMessage::Forward {
+            token,
+            api_key: request.api_key,
+            api_version: request.api_version,
+            request: Box::new(request.body.clone()),
+        };
         self.outputs.push_back(Output::Peer { to: controller, message: message.into() });
         let deadline_ms = now_ms + crate::constants::FORWARD_TIMEOUT_MS;
-        self.cluster.forwarded.insert(token, Forwarded { id, api_key, api_version, body, deadline_ms });
+        self.cluster.forwarded.insert(token, Forwarded { request, deadline_ms });
         None
     }
 
     /// The controller's answer to a forwarded request goes to the client as it is.
     pub(super) fn forward_answered(&mut self, token: u64, response: ResponseKind) {
-        let Some(forwarded) = self.cluster.forwarded.remove(&token) else { return };
+        let Some(Forwarded { request, .. }) = self.cluster.forwarded.remove(&token) else { return };
         self.outputs.push_back(Output::Response(Response {
-            id: forwarded.id,
-            api_key: forwarded.api_key,
-            api_version: forwarded.api_version,
+            id: request.id,
+            api_key: request.api_key,
+            api_version: request.api_version,
             body: ResponseBody::Message(Box::new(response)),
         }));
     }
@@ -156,13 +151,10 @@ impl Broker {
     /// Forwarded requests left unanswered past their deadline, taken back to be handled here
     /// (decided, if this node is the controller now, else refused NOT_CONTROLLER so the client
     /// asks again). A late answer then finds nothing to answer.
-    pub(super) fn forwards_timed_out(&mut self, now_ms: i64) -> Vec<(RequestId, ApiKey, i16, RequestKind)> {
+    pub(super) fn forwards_timed_out(&mut self, now_ms: i64) -> Vec<Request> {
         let due: Vec<u64> =
             self.cluster.forwarded.iter().filter(|(_, f)| f.deadline_ms <= now_ms).map(|(&token, _)| token).collect();
-        due.into_iter()
-            .filter_map(|token| self.cluster.forwarded.remove(&token))
-            .map(|f| (f.id, f.api_key, f.api_version, f.body))
-            .collect()
+        due.into_iter().filter_map(|token| self.cluster.forwarded.remove(&token)).map(|f| f.request).collect()
     }
 
     /// When the next forwarded request runs out of time.

@@ -441,24 +441,15 @@ impl Broker {
     }
 
     fn dispatch_request(&mut self, now_ms: i64, request: Request) {
-        let Request { id, api_key, api_version, body, client_id, .. } = request;
-        let Some(body) = self.forward_to_controller(now_ms, id, api_key, api_version, body, client_id.as_deref())
-        else {
-            return self.after_input();
-        };
-        self.handle_here(now_ms, id, api_key, api_version, body, client_id);
+        match self.forward_to_controller(now_ms, request) {
+            Some(request) => self.handle_here(now_ms, request),
+            None => self.after_input(),
+        }
     }
 
     /// Handles a request on this node (not forwarded).
-    fn handle_here(
-        &mut self,
-        now_ms: i64,
-        id: RequestId,
-        api_key: ApiKey,
-        api_version: i16,
-        body: RequestKind,
-        request_client_id: Option<String>,
-    ) {
+    fn handle_here(&mut self, now_ms: i64, request: Request) {
+        let Request { id, api_key, api_version, body, client_id: request_client_id, .. } = request;
         let reply = |body: ResponseKind| ResponseBody::Message(Box::new(body));
         if let Some(refused) = self.not_this_coordinator(api_version, &body) {
             return self.respond(id, api_key, api_version, reply(refused));
@@ -668,8 +659,8 @@ impl Broker {
         self.lifecycle_tick(now_ms);
         self.ensure_offsets_topic(now_ms);
         self.replication_timeout(now_ms);
-        for (id, api_key, api_version, body) in self.forwards_timed_out(now_ms) {
-            self.handle_here(now_ms, id, api_key, api_version, body, None);
+        for request in self.forwards_timed_out(now_ms) {
+            self.handle_here(now_ms, request);
         }
         while let Some(&(deadline_ms, id)) = self.deadlines.first() {
             if deadline_ms > now_ms {
