@@ -65,6 +65,7 @@ pub enum ErrorCode {
     InconsistentClusterId = 104,
     ProducerFenced = 90,
     ResourceNotFound = 91,
+    SnapshotNotFound = 98,
     FencedMemberEpoch = 110,
     UnreleasedInstanceId = 111,
     UnsupportedAssignor = 112,

@@ -16,7 +16,8 @@ pub const PEER_CLIENT_ID_PREFIX: &str = "headwater-peer-";
 pub enum PeerMessage {
     /// A message of the metadata quorum's Raft.
     Raft(Message),
-    /// A Vote, BeginQuorumEpoch or EndQuorumEpoch of one partition's Raft, or its answer.
+    /// A Vote, BeginQuorumEpoch, EndQuorumEpoch or FetchSnapshot of one partition's Raft, or
+    /// its answer.
     Partition {
         target: Target,
         message: Message,
@@ -51,12 +52,14 @@ impl PeerMessage {
             PeerMessage::Raft(Message::Vote { .. }) => (ApiKey::Vote, 0),
             PeerMessage::Raft(Message::BeginQuorumEpoch { .. }) => (ApiKey::BeginQuorumEpoch, 0),
             PeerMessage::Raft(Message::EndQuorumEpoch { .. }) => (ApiKey::EndQuorumEpoch, 0),
+            PeerMessage::Raft(Message::FetchSnapshot { .. }) => (ApiKey::FetchSnapshot, 0),
             PeerMessage::Raft(Message::Fetch { .. }) | PeerMessage::ReplicaFetch(_) => {
                 (ApiKey::Fetch, wire::RAFT_FETCH_VERSION_MIN)
             }
             PeerMessage::Partition { message: Message::Vote { .. }, .. } => (ApiKey::Vote, 0),
             PeerMessage::Partition { message: Message::BeginQuorumEpoch { .. }, .. } => (ApiKey::BeginQuorumEpoch, 0),
             PeerMessage::Partition { message: Message::EndQuorumEpoch { .. }, .. } => (ApiKey::EndQuorumEpoch, 0),
+            PeerMessage::Partition { message: Message::FetchSnapshot { .. }, .. } => (ApiKey::FetchSnapshot, 0),
             PeerMessage::Controller(ControllerMessage::Register(_)) => (ApiKey::BrokerRegistration, 0),
             PeerMessage::Controller(ControllerMessage::Heartbeat { .. } | ControllerMessage::ShutDown { .. }) => {
                 (ApiKey::BrokerHeartbeat, 0)

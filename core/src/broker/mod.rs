@@ -486,6 +486,7 @@ impl Broker {
             body @ (RequestKind::Vote(_)
             | RequestKind::BeginQuorumEpoch(_)
             | RequestKind::EndQuorumEpoch(_)
+            | RequestKind::FetchSnapshot(_)
             | RequestKind::DescribeQuorum(_)) => match self.quorum_request(now_ms, id, api_key, api_version, body) {
                 Some(body) => body,
                 None => return self.after_input(),

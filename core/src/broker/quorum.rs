@@ -1,4 +1,5 @@
-//! The broker's side of the metadata quorum (D22): KRaft requests from peers go to the
+//! The broker's side of the metadata quorum (D22): KRaft requests from peers (Vote,
+//! BeginQuorumEpoch, EndQuorumEpoch, Fetch, FetchSnapshot) go to the
 //! node's [`MetadataQuorum`], its answers go back as their responses, and the requests it
 //! sends to peers leave as [`Output::Peer`], whose answers come back through
 //! [`Broker::handle_peer`]. The quorum's log syncs run as [`IoCommand::Sync`]s of their own.
@@ -137,7 +138,9 @@ impl Broker {
                         answered |= done;
                         self.respond_peer(RequestId(*id), ApiKey::Fetch, api_version, &message);
                     }
-                    Message::VoteResponse { .. } | Message::BeginQuorumEpochResponse { .. } => {
+                    Message::VoteResponse { .. }
+                    | Message::BeginQuorumEpochResponse { .. }
+                    | Message::FetchSnapshotResponse { .. } => {
                         if let Some(a) = answering.filter(|a| a.from == to) {
                             answered = true;
                             self.respond_peer(a.id, a.api_key, a.api_version, &message);
@@ -214,6 +217,7 @@ fn request_cluster_id(body: &RequestKind) -> Option<&StrBytes> {
         RequestKind::BeginQuorumEpoch(r) => r.cluster_id.as_ref(),
         RequestKind::EndQuorumEpoch(r) => r.cluster_id.as_ref(),
         RequestKind::Fetch(r) => r.cluster_id.as_ref(),
+        RequestKind::FetchSnapshot(r) => r.cluster_id.as_ref(),
         _ => None,
     }
 }
@@ -227,6 +231,7 @@ pub(super) fn quorum_error(api_key: ApiKey, code: ErrorCode, message: &'static s
             ResponseKind::BeginQuorumEpoch(BeginQuorumEpochResponse::default().with_error_code(code))
         }
         ApiKey::EndQuorumEpoch => ResponseKind::EndQuorumEpoch(EndQuorumEpochResponse::default().with_error_code(code)),
+        ApiKey::FetchSnapshot => ResponseKind::FetchSnapshot(FetchSnapshotResponse::default().with_error_code(code)),
         ApiKey::DescribeQuorum => ResponseKind::DescribeQuorum(
             DescribeQuorumResponse::default()
                 .with_error_code(code)

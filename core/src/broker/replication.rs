@@ -206,7 +206,9 @@ impl Broker {
                     Message::FetchResponse { id: fetch, .. } => {
                         self.replica_fetch_answered(RequestId(fetch), id, message)
                     }
-                    Message::VoteResponse { .. } | Message::BeginQuorumEpochResponse { .. } => {
+                    Message::VoteResponse { .. }
+                    | Message::BeginQuorumEpochResponse { .. }
+                    | Message::FetchSnapshotResponse { .. } => {
                         if let Some(a) = answering.filter(|a| a.from == to) {
                             answered = true;
                             let body = match wire::response_for(&target, &message, a.api_version) {

@@ -41,6 +41,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::BeginQuorumEpoch, 0, 1),
     (ApiKey::EndQuorumEpoch, 0, 1),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::FetchSnapshot, 0, 1),
     // Brokers' calls to the active controller (D24).
     (ApiKey::BrokerRegistration, 0, 4),
     (ApiKey::BrokerHeartbeat, 0, 1),

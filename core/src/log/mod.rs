@@ -6,6 +6,7 @@
 //!   00000000000000000000.index      sparse offset -> position (written when sealed)
 //!   00000000000000000000.timeindex  max timestamp -> offset (written when sealed)
 //!   leader-epoch-checkpoint         epoch -> first offset
+//!   <offset>-<epoch>.checkpoint     a Raft snapshot, the state before the log start (snapshot.rs)
 //! ```
 //!
 //! Offsets: `log_start_offset <= durable_offset <= end_offset`. `end_offset` is the next offset to
@@ -19,6 +20,7 @@ pub mod epoch;
 pub mod index;
 pub mod raft_view;
 pub mod segment;
+pub mod snapshot;
 
 use std::io;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use self::batch::{patch_offset_and_epoch, records_of, BatchHeader};
 use self::epoch::LeaderEpochCache;
 use self::segment::{log_file_name, parse_log_file_name, Segment};
 use crate::constants::BATCH_HEADER_BYTES;
+use crate::raft::SnapshotId;
 use crate::storage::{NamedFile, Storage};
 
 /// Per-log settings, from topic configs.
@@ -111,6 +114,8 @@ pub struct Log {
     /// The lowest offset the log was cut to since the last sync was planned: what was written
     /// there after the cut is not covered by that sync, whatever offset it planned.
     cut_since_plan: i64,
+    /// The latest snapshot file in the directory (a Raft log's, see [`snapshot`]).
+    snapshot: Option<SnapshotId>,
 }
 
 impl Log {
@@ -139,6 +144,7 @@ impl Log {
             durable_offset: 0,
             unsynced_index_files: Vec::new(),
             cut_since_plan: i64::MAX,
+            snapshot: None,
         })
     }
 
@@ -218,7 +224,8 @@ impl Log {
         // An epoch starting at or past the end holds no records: its first batch was lost in
         // a crash after the checkpoint was written. Keeping it would report it as the last.
         epochs.truncate_from(end_offset);
-        let log = Log {
+        let latest_snapshot = snapshot::latest(storage.as_ref(), dir)?;
+        let mut log = Log {
             dir: dir.to_string(),
             storage,
             config,
@@ -232,8 +239,26 @@ impl Log {
             epochs,
             unsynced_index_files: Vec::new(),
             cut_since_plan: i64::MAX,
+            snapshot: latest_snapshot,
         };
+        log.start_from_snapshot(now_ms)?;
         Ok((log, report))
+    }
+
+    /// After opening: the log starts where its latest snapshot ends. A log that does not reach
+    /// the snapshot (a crash took its unsynced tail, or came between storing a fetched
+    /// snapshot and starting the log over) starts over at it; what it held was all before the
+    /// snapshot, or never synced.
+    fn start_from_snapshot(&mut self, now_ms: i64) -> io::Result<()> {
+        let Some(id) = self.snapshot else { return Ok(()) };
+        if id.end_offset < self.segments[0].base_offset || id.end_offset > self.end_offset {
+            return self.restart_at_snapshot(now_ms);
+        }
+        if id.end_offset > self.log_start_offset {
+            self.durable_offset = self.durable_offset.max(id.end_offset);
+            self.advance_start(id.end_offset)?;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &str {
@@ -596,8 +621,103 @@ impl Log {
 
     /// OffsetForLeaderEpoch: the end offset of `epoch` (the start of the next larger epoch, or
     /// the log end), and the largest known epoch not above it.
+    /// A log started over at a snapshot knows no epoch before it but the snapshot's, which
+    /// ends where the first epoch of its own begins.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
-        self.epochs.end_offset_for(epoch, self.end_offset)
+        match (self.epochs.end_offset_for(epoch, self.end_offset), self.snapshot) {
+            (None, Some(id)) if epoch >= id.epoch => {
+                Some((id.epoch, self.epochs.entries().first().map_or(self.end_offset, |&(_, start)| start)))
+            }
+            (found, _) => found,
+        }
+    }
+
+    /// The epoch of the last record (of the snapshot's last entry if the log holds none since
+    /// it started over at a snapshot); 0 for an empty log.
+    pub fn last_epoch(&self) -> i32 {
+        self.epochs.latest_epoch().or(self.snapshot.map(|id| id.epoch)).unwrap_or(0)
+    }
+
+    // ----- snapshots (a Raft log's, see `snapshot`) -----
+
+    /// The latest snapshot: the snapshot file, or, where retention or DeleteRecords moved the
+    /// start past it, an empty one ending at the log start (a partition's records are its state).
+    pub fn snapshot(&self) -> Option<SnapshotId> {
+        match self.snapshot {
+            Some(id) if id.end_offset >= self.log_start_offset => Some(id),
+            _ if self.log_start_offset > 0 => {
+                let before_start = self.epochs.epoch_at(self.log_start_offset - 1);
+                let epoch = before_start.or(self.snapshot.map(|id| id.epoch)).unwrap_or(0);
+                Some(SnapshotId { end_offset: self.log_start_offset, epoch })
+            }
+            file => file,
+        }
+    }
+
+    /// Up to `max_bytes` of the snapshot `id` from `position`, and its whole size; `None` if
+    /// `id` is not the latest snapshot.
+    pub fn read_snapshot(&self, id: SnapshotId, position: u64, max_bytes: usize) -> io::Result<Option<(u64, Bytes)>> {
+        if self.snapshot() != Some(id) {
+            return Ok(None);
+        }
+        let bytes = snapshot::read(self.storage.as_ref(), &self.dir, id)?;
+        let from = usize::try_from(position).unwrap_or(usize::MAX).min(bytes.len());
+        let to = from.saturating_add(max_bytes.max(1)).min(bytes.len());
+        Ok(Some((bytes.len() as u64, bytes.slice(from..to))))
+    }
+
+    /// Stores a snapshot of this log's own state (the metadata image at `id.end_offset`) and
+    /// moves the log start up to it as far as the log is durable, deleting the segments wholly
+    /// before it.
+    pub fn save_snapshot(&mut self, id: SnapshotId, bytes: &[u8]) -> io::Result<()> {
+        assert!(id.end_offset <= self.end_offset, "a snapshot of entries the log does not hold");
+        snapshot::write(self.storage.as_ref(), &self.dir, id, bytes)?;
+        self.snapshot = Some(id);
+        self.advance_start(id.end_offset.min(self.durable_offset))
+    }
+
+    /// Stores a snapshot fetched from the leader and starts the log over at its end. The
+    /// snapshot is written first: a crash before the log starts over leaves a log that either
+    /// reaches the snapshot (kept; a Raft fetch checks it against the leader) or not (started
+    /// over when opened).
+    pub fn install_snapshot(&mut self, id: SnapshotId, bytes: &[u8], now_ms: i64) -> io::Result<()> {
+        snapshot::check(bytes)
+            .map_err(|reason| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {reason}", self.dir)))?;
+        snapshot::write(self.storage.as_ref(), &self.dir, id, bytes)?;
+        self.snapshot = Some(id);
+        self.restart_at_snapshot(now_ms)
+    }
+
+    /// Starts the log over, empty and durable, at the latest snapshot's end: a segment there
+    /// (emptied, or new) becomes the only one and the others are deleted. A deletion that
+    /// fails leaves files that opening drops (they overlap it) or that lie before the start.
+    fn restart_at_snapshot(&mut self, now_ms: i64) -> io::Result<()> {
+        let id = self.snapshot.expect("restarting at a snapshot there is");
+        let base = id.end_offset;
+        let interval = self.config.index_interval_bytes.max(1) as u64;
+        let active = match self.segments.iter().position(|s| s.base_offset == base) {
+            Some(i) => {
+                let mut segment = self.segments.remove(i);
+                if let Err(error) = segment.truncate_to(base, interval) {
+                    self.segments.insert(i, segment);
+                    return Err(error);
+                }
+                segment
+            }
+            None => Segment::create(self.storage.as_ref(), &self.dir, base, now_ms)?,
+        };
+        let old = std::mem::replace(&mut self.segments, vec![active]);
+        self.unsynced_index_files.clear();
+        self.log_start_offset = base;
+        self.end_offset = base;
+        self.durable_offset = base;
+        self.cut_since_plan = self.cut_since_plan.min(base);
+        self.epochs = LeaderEpochCache::default();
+        self.epochs.write(self.storage.as_ref(), &self.dir)?;
+        for segment in old {
+            segment.delete_files(self.storage.as_ref(), &self.dir)?;
+        }
+        Ok(())
     }
 
     /// Calls `visit` with the header of every stored batch, oldest first. Used at start-up to

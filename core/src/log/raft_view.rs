@@ -14,7 +14,7 @@ use super::batch::build::control_batch;
 use super::batch::BatchHeader;
 use super::Log;
 use crate::ids::NodeId;
-use crate::raft::RaftLog;
+use crate::raft::{RaftLog, SnapshotId};
 use crate::txn::producer::ProducerTable;
 
 /// Kafka's control record type for a leader change (0 and 1 are the transaction markers).
@@ -41,7 +41,7 @@ impl RaftLog for RaftView<'_> {
     }
 
     fn last_epoch(&self) -> i32 {
-        self.log.epochs().latest_epoch().unwrap_or(0)
+        self.log.last_epoch()
     }
 
     fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
@@ -90,5 +90,27 @@ impl RaftLog for RaftView<'_> {
 
     fn read(&self, offset: i64, max_bytes: usize) -> io::Result<Bytes> {
         Ok(self.log.read(offset, max_bytes, self.log.end_offset(), true)?.records)
+    }
+
+    fn start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    fn snapshot(&self) -> Option<SnapshotId> {
+        self.log.snapshot()
+    }
+
+    fn read_snapshot(&self, id: SnapshotId, position: u64, max_bytes: usize) -> io::Result<Option<(u64, Bytes)>> {
+        self.log.read_snapshot(id, position, max_bytes)
+    }
+
+    fn install_snapshot(&mut self, id: SnapshotId, bytes: &[u8]) -> io::Result<()> {
+        self.log.install_snapshot(id, bytes, self.now_ms)?;
+        if let Some(producers) = self.producers.as_deref_mut() {
+            // Kafka's follower out of range forgets its producers the same way: what they wrote
+            // before the new start is gone from this replica.
+            producers.truncate_to(i64::MIN);
+        }
+        Ok(())
     }
 }

@@ -14,6 +14,14 @@ pub struct Diverging {
     pub end_offset: i64,
 }
 
+/// A snapshot of a log: the state of every entry before `end_offset`, the last of which has
+/// `epoch` (KRaft's SnapshotId). Ordered by offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SnapshotId {
+    pub end_offset: i64,
+    pub epoch: i32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// A (pre-)candidate asks for a vote in `epoch` (for a pre-vote, the epoch it would stand
@@ -63,6 +71,26 @@ pub enum Message {
         diverging: Option<Diverging>,
         /// Entries from the fetch offset (empty when diverging or nothing new).
         entries: Bytes,
+        /// The leader's log no longer holds what the follower needs: fetch this snapshot.
+        snapshot: Option<SnapshotId>,
+    },
+    /// A follower pulls `snapshot` from `position` (its bytes so far), KRaft's FetchSnapshot.
+    /// `id` matches the answer to it, as a fetch's does.
+    FetchSnapshot {
+        epoch: i32,
+        snapshot: SnapshotId,
+        position: u64,
+        id: u64,
+    },
+    FetchSnapshotResponse {
+        epoch: i32,
+        id: u64,
+        leader: Option<NodeId>,
+        snapshot: SnapshotId,
+        position: u64,
+        /// The snapshot's whole size, and its bytes from `position`; `None` when the leader no
+        /// longer has it (a newer one replaced it) or does not lead.
+        chunk: Option<(u64, Bytes)>,
     },
 }
 
@@ -75,7 +103,9 @@ impl Message {
             | Message::BeginQuorumEpochResponse { epoch }
             | Message::EndQuorumEpoch { epoch, .. }
             | Message::Fetch { epoch, .. }
-            | Message::FetchResponse { epoch, .. } => *epoch,
+            | Message::FetchResponse { epoch, .. }
+            | Message::FetchSnapshot { epoch, .. }
+            | Message::FetchSnapshotResponse { epoch, .. } => *epoch,
         }
     }
 }

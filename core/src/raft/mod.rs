@@ -24,6 +24,11 @@
 //!   offset that a majority of voters (the leader with its durable offset) hold, once that
 //!   includes an entry of the leader's own epoch (the leader-change entry, where there is
 //!   one). It never moves back.
+//! - **Snapshots.** The owner may replace a log's committed, durable prefix with a snapshot
+//!   (the metadata image; for a partition, nothing: its records are its state) and start the
+//!   log there. A follower that needs entries before the leader's log start is answered with
+//!   the leader's latest snapshot id; it pulls the snapshot (FetchSnapshot, in chunks), stores
+//!   it, starts its log over at the snapshot's end and fetches on from there.
 //! - **Liveness.** A follower that hears nothing from its leader for `fetch_timeout_ms` starts
 //!   a pre-vote; a leader that hears no fetch from a majority for as long steps down
 //!   (check-quorum), so a leader cut off from the majority stops accepting writes. Election
@@ -49,7 +54,7 @@ mod mem_log;
 #[cfg(test)]
 mod tests;
 
-pub use message::{Diverging, Message};
+pub use message::{Diverging, Message, SnapshotId};
 pub use replica::{Raft, RaftConfig, RaftOutput};
 pub use state::{QuorumState, Role};
 
@@ -83,4 +88,15 @@ pub trait RaftLog {
     fn truncate_to(&mut self, offset: i64) -> io::Result<()>;
     /// Whole entries from `offset`, up to about `max_bytes` (at least one if there is one).
     fn read(&self, offset: i64, max_bytes: usize) -> io::Result<Bytes>;
+    /// The first entry still held; those before it are only in [`RaftLog::snapshot`].
+    fn start_offset(&self) -> i64;
+    /// The latest snapshot, which ends at or after the log start; `None` for a log that still
+    /// starts at 0 and has none.
+    fn snapshot(&self) -> Option<SnapshotId>;
+    /// Up to `max_bytes` of the snapshot `id` from `position`, with its whole size; `None` if
+    /// `id` is not the latest snapshot.
+    fn read_snapshot(&self, id: SnapshotId, position: u64, max_bytes: usize) -> io::Result<Option<(u64, Bytes)>>;
+    /// Stores the snapshot `id`, fetched whole, and starts the log over at its end: empty,
+    /// durable, its last epoch the snapshot's. An error leaves the log as it was.
+    fn install_snapshot(&mut self, id: SnapshotId, bytes: &[u8]) -> io::Result<()>;
 }

@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
-use super::message::{Diverging, Message};
+use super::message::{Diverging, Message, SnapshotId};
 use super::state::{LeaderState, ParkedFetch, QuorumState, Role};
 use super::RaftLog;
 use crate::ids::NodeId;
@@ -85,6 +85,8 @@ pub struct Raft {
     /// id, if unanswered.
     fetch_sent: Option<(i64, u64)>,
     next_fetch_id: u64,
+    /// Follower: the leader's snapshot being fetched instead of entries, and its bytes so far.
+    snapshot_fetch: Option<(SnapshotId, BytesMut)>,
     /// Leader: the next check-quorum, and the next resend of BeginQuorumEpoch.
     check_quorum_ms: i64,
     announce_ms: i64,
@@ -106,6 +108,7 @@ impl Raft {
             leader_contact_ms: None,
             fetch_sent: None,
             next_fetch_id: 1,
+            snapshot_fetch: None,
             check_quorum_ms: now_ms,
             announce_ms: now_ms,
         };
@@ -182,9 +185,16 @@ impl Raft {
             Message::Fetch { epoch, offset, last_epoch, id } => {
                 self.on_fetch(now_ms, from, epoch, FetchAsked { id, offset, last_epoch }, log)?
             }
-            Message::FetchResponse { epoch, id, offset, leader, high_watermark, diverging, entries } => {
-                let answer = FetchAnswer { id, offset, high_watermark, diverging, entries };
+            Message::FetchResponse { epoch, id, offset, leader, high_watermark, diverging, entries, snapshot } => {
+                let answer = FetchAnswer { id, offset, high_watermark, diverging, entries, snapshot };
                 self.on_fetch_response(now_ms, from, epoch, leader, answer, log)?
+            }
+            Message::FetchSnapshot { epoch, snapshot, position, id } => {
+                self.on_fetch_snapshot(from, epoch, snapshot, position, id, log)?
+            }
+            Message::FetchSnapshotResponse { epoch, id, leader, snapshot, position, chunk } => {
+                let answer = SnapshotAnswer { id, snapshot, position, chunk };
+                self.on_fetch_snapshot_response(now_ms, from, epoch, leader, answer, log)?
             }
         }
         Ok(())
@@ -498,7 +508,20 @@ impl Raft {
         // it waits for this one): a transport answers a connection's requests in order, and
         // one never answered would hold up every answer after it.
         self.answer_parked_fetch(follower, &*log)?;
-        if let Some(diverging) = diverging_from(log, offset, last_epoch) {
+        let diverging = diverging_from(log, offset, last_epoch);
+        let start = log.start_offset();
+        if offset < start || diverging.is_some_and(|d| d.end_offset < start) {
+            // What the follower needs is no longer in the log: it fetches the snapshot.
+            if let Some(snapshot) = log.snapshot() {
+                let mut response = self.leader_fetch_response(id, offset, None, Bytes::new());
+                if let Message::FetchResponse { snapshot: wanted, .. } = &mut response {
+                    *wanted = Some(snapshot);
+                }
+                self.send(follower, response);
+                return Ok(());
+            }
+        }
+        if let Some(diverging) = diverging {
             let response = self.leader_fetch_response(id, offset, Some(diverging), Bytes::new());
             self.send(follower, response);
             return Ok(());
@@ -543,7 +566,7 @@ impl Raft {
         answer: FetchAnswer,
         log: &mut dyn RaftLog,
     ) -> io::Result<()> {
-        let FetchAnswer { id, offset, high_watermark, diverging, entries } = answer;
+        let FetchAnswer { id, offset, high_watermark, diverging, entries, snapshot } = answer;
         if epoch < self.state.epoch {
             return Ok(());
         }
@@ -569,9 +592,13 @@ impl Raft {
         }
         debug_assert_eq!(offset, log.end_offset(), "the log changed under an outstanding fetch");
         self.fetch_sent = None;
-        if let Some(diverging) = diverging {
+        if let Some(snapshot) = snapshot {
+            self.snapshot_fetch = Some((snapshot, BytesMut::new()));
+        } else if let Some(diverging) = diverging {
             let own_end = log.end_offset_for_epoch(diverging.epoch).map_or(0, |(_, end)| end);
-            let cut = diverging.end_offset.min(own_end);
+            // Never below this log's start: what lies before it is a snapshot of committed
+            // entries, which no leader diverges from.
+            let cut = diverging.end_offset.min(own_end).max(log.start_offset());
             assert!(
                 self.high_watermark.is_none_or(|hw| cut >= hw),
                 "truncating to {cut} would remove committed entries (high watermark {:?})",
@@ -592,10 +619,88 @@ impl Raft {
         Ok(())
     }
 
-    /// Fetches from the log end, once all of it is durable (so the leader may count it).
+    /// A follower pulls the snapshot this leader named; a fetch's worth of it is the answer.
+    fn on_fetch_snapshot(
+        &mut self,
+        follower: NodeId,
+        epoch: i32,
+        snapshot: SnapshotId,
+        position: u64,
+        id: u64,
+        log: &dyn RaftLog,
+    ) -> io::Result<()> {
+        let mut chunk = None;
+        if let Role::Leader(leader) = &mut self.role {
+            if epoch == self.state.epoch {
+                leader.heard_from.insert(follower);
+                chunk = log.read_snapshot(snapshot, position, self.config.fetch_max_bytes)?;
+            }
+        }
+        let leader = self.state.leader;
+        let epoch = self.state.epoch;
+        self.send(follower, Message::FetchSnapshotResponse { epoch, id, leader, snapshot, position, chunk });
+        Ok(())
+    }
+
+    fn on_fetch_snapshot_response(
+        &mut self,
+        now_ms: i64,
+        from: NodeId,
+        epoch: i32,
+        leader: Option<NodeId>,
+        answer: SnapshotAnswer,
+        log: &mut dyn RaftLog,
+    ) -> io::Result<()> {
+        if epoch < self.state.epoch || !matches!(self.role, Role::Follower { leader: l } if l == from) {
+            return Ok(());
+        }
+        if leader != Some(from) {
+            self.step_down(now_ms);
+            return Ok(());
+        }
+        self.heard_from_leader(now_ms);
+        if self.fetch_sent.map(|(_, sent_id)| sent_id) != Some(answer.id) {
+            return Ok(());
+        }
+        self.fetch_sent = None;
+        let Some((snapshot, mut bytes)) = self.snapshot_fetch.take() else { return Ok(()) };
+        // A snapshot the leader no longer has (a newer one replaced it), or an answer that does
+        // not continue what was fetched: fetch from the log end again, and the leader names
+        // its latest snapshot.
+        if let (Some((size, chunk)), true) = (answer.chunk, answer.snapshot == snapshot) {
+            if answer.position == bytes.len() as u64 && (!chunk.is_empty() || size == answer.position) {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() as u64 == size {
+                    log.install_snapshot(snapshot, &bytes)?;
+                } else if (bytes.len() as u64) < size {
+                    self.snapshot_fetch = Some((snapshot, bytes));
+                }
+            }
+        }
+        self.send_fetch(now_ms, log);
+        Ok(())
+    }
+
+    /// Fetches from the log end, once all of it is durable (so the leader may count it), or
+    /// the next chunk of the snapshot the leader named.
     fn send_fetch(&mut self, now_ms: i64, log: &dyn RaftLog) {
         let Role::Follower { leader } = self.role else { return };
-        if self.fetch_sent.is_some() || log.durable_offset() < log.end_offset() {
+        if self.fetch_sent.is_some() {
+            return;
+        }
+        if let Some((snapshot, bytes)) = &self.snapshot_fetch {
+            let message = Message::FetchSnapshot {
+                epoch: self.state.epoch,
+                snapshot: *snapshot,
+                position: bytes.len() as u64,
+                id: self.next_fetch_id,
+            };
+            self.fetch_sent = Some((now_ms, self.next_fetch_id));
+            self.next_fetch_id += 1;
+            self.send(leader, message);
+            return;
+        }
+        if log.durable_offset() < log.end_offset() {
             return;
         }
         let id = self.next_fetch_id;
@@ -626,6 +731,7 @@ impl Raft {
             high_watermark: self.high_watermark,
             diverging,
             entries,
+            snapshot: None,
         }
     }
 
@@ -695,6 +801,7 @@ impl Raft {
             high_watermark: None,
             diverging: None,
             entries: Bytes::new(),
+            snapshot: None,
         }
     }
 
@@ -707,6 +814,7 @@ impl Raft {
         self.save();
         self.role = Role::Unattached;
         self.fetch_sent = None;
+        self.snapshot_fetch = None;
         self.election_deadline_ms = now_ms + self.election_timeout();
         self.outputs.push_back(RaftOutput::LeaderChanged { epoch, leader: None });
     }
@@ -742,6 +850,7 @@ impl Raft {
         self.save();
         self.role = Role::Unattached;
         self.fetch_sent = None;
+        self.snapshot_fetch = None;
         self.election_deadline_ms = now_ms + self.election_timeout();
         self.outputs.push_back(RaftOutput::LeaderChanged { epoch: self.state.epoch, leader: None });
     }
@@ -838,6 +947,7 @@ impl Raft {
             self.heard_from_leader(now_ms);
         }
         self.fetch_sent = None;
+        self.snapshot_fetch = None;
         self.outputs.push_back(RaftOutput::LeaderChanged { epoch: self.state.epoch, leader: Some(leader) });
         self.send_fetch(now_ms, log);
     }
@@ -854,6 +964,7 @@ impl Raft {
                 high_watermark: None,
                 diverging: None,
                 entries: Bytes::new(),
+                snapshot: None,
             };
             self.send(follower, response);
         }
@@ -905,6 +1016,15 @@ struct FetchAnswer {
     high_watermark: Option<i64>,
     diverging: Option<Diverging>,
     entries: Bytes,
+    snapshot: Option<SnapshotId>,
+}
+
+/// What a FetchSnapshot response carries besides its epoch and leader.
+struct SnapshotAnswer {
+    id: u64,
+    snapshot: SnapshotId,
+    position: u64,
+    chunk: Option<(u64, Bytes)>,
 }
 
 /// Whether a fetch from `offset`, whose previous entry has `last_epoch`, disagrees with `log`;

@@ -8,6 +8,9 @@
 //! - every replica's committed prefix is the same entries (log matching on what is committed),
 //!   so an entry once committed is never lost or replaced;
 //! - a replica's high watermark never moves back while it runs.
+//!
+//! Replicas also compact their logs into snapshots at random, so followers far behind catch up
+//! through FetchSnapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,8 +32,11 @@ trait Store: Sized {
     fn sync(&mut self);
     /// A power loss: what was not synced is gone (a real log is recovered from its files).
     fn crash(&mut self);
-    /// (epoch, payload) per offset.
+    /// (epoch, payload) per offset, from the log start.
     fn entries(&self) -> Vec<(i32, Bytes)>;
+    fn start(&self) -> i64;
+    /// Replaces the (durable) entries before `offset` with a snapshot.
+    fn compact(&mut self, offset: i64);
     fn end(&self) -> i64;
     fn durable(&self) -> i64;
     fn encode(payload: &str) -> Bytes;
@@ -55,6 +61,14 @@ impl Store for MemLog {
 
     fn entries(&self) -> Vec<(i32, Bytes)> {
         self.entries.clone()
+    }
+
+    fn start(&self) -> i64 {
+        self.start
+    }
+
+    fn compact(&mut self, offset: i64) {
+        MemLog::compact(self, offset)
     }
 
     fn end(&self) -> i64 {
@@ -110,16 +124,34 @@ impl Store for LogStore {
 
     fn entries(&self) -> Vec<(i32, Bytes)> {
         let mut entries = Vec::new();
+        let start = self.log.log_start_offset();
         self.log
             .for_each_batch(|bytes| {
                 let header = crate::log::batch::BatchHeader::parse(bytes).expect("stored batch");
                 let records = crate::log::batch::payload_records(bytes).expect("decodable");
-                for record in records {
+                for record in records.into_iter().filter(|r| r.offset >= start) {
                     entries.push((header.partition_leader_epoch, Bytes::from(record.value.unwrap_or_default())));
                 }
             })
             .expect("mem storage");
         entries
+    }
+
+    fn start(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    /// The snapshot holds the batches it replaces, after those of the snapshot before it.
+    fn compact(&mut self, offset: i64) {
+        let start = self.log.log_start_offset();
+        let mut state = self
+            .log
+            .snapshot()
+            .map(|id| self.log.read_snapshot(id, 0, usize::MAX).unwrap().unwrap().1.to_vec())
+            .unwrap_or_default();
+        state.extend_from_slice(&self.log.read(start, usize::MAX, offset, true).expect("mem storage").records);
+        let epoch = self.log.epochs().epoch_at(offset - 1).unwrap_or(self.log.last_epoch());
+        self.log.save_snapshot(SnapshotId { end_offset: offset, epoch }, &state).expect("mem storage");
     }
 
     fn end(&self) -> i64 {
@@ -239,12 +271,19 @@ impl<L: Store> Cluster<L> {
             replica.high_watermark
         );
         replica.high_watermark = Some(high_watermark);
+        // The entries before the log start are in a snapshot of what was committed already.
+        let start = replica.log.start();
+        assert!(
+            start as usize <= self.committed.len() || high_watermark <= start,
+            "replica {id} starts past the commit"
+        );
         let entries = replica.log.entries();
-        let prefix = &entries[..high_watermark as usize];
-        let shared = prefix.len().min(self.committed.len());
-        assert_eq!(&prefix[..shared], &self.committed[..shared], "replica {id} committed different entries");
-        if prefix.len() > self.committed.len() {
-            self.committed = prefix.to_vec();
+        let held = &entries[..(high_watermark - start).max(0) as usize];
+        let committed_after_start = self.committed.get(start as usize..).unwrap_or_default();
+        let shared = held.len().min(committed_after_start.len());
+        assert_eq!(&held[..shared], &committed_after_start[..shared], "replica {id} committed different entries");
+        if held.len() > committed_after_start.len() {
+            self.committed.extend_from_slice(&held[committed_after_start.len()..]);
         }
     }
 
@@ -352,6 +391,15 @@ impl<L: Store> Cluster<L> {
         // A restarted replica relearns its high watermark from the leader.
         replica.high_watermark = None;
         self.drain();
+    }
+
+    /// Compacts a running replica's committed, durable entries into a snapshot.
+    fn compact(&mut self, id: NodeId) {
+        let replica = self.replicas.get_mut(&id).expect("replica");
+        let upto = replica.raft.high_watermark().unwrap_or(0).min(replica.log.durable());
+        if replica.up && upto > replica.log.start() {
+            replica.log.compact(upto);
+        }
     }
 
     fn isolate(&mut self, id: NodeId) {
@@ -517,6 +565,31 @@ fn a_follower_with_an_uncommitted_tail_truncates_it<L: Store>() {
     assert!(reference.iter().any(|(_, p)| p == "new"));
 }
 
+fn a_follower_behind_the_log_start_catches_up_from_a_snapshot<L: Store>() {
+    let mut c = Cluster::<L>::new(3, 6);
+    c.run_until(5_000);
+    let leader = c.leader().expect("leader");
+    let behind = ids(3).into_iter().find(|&id| id != leader).expect("a follower");
+    c.propose("before").expect("leader");
+    c.run_until(5_100);
+    c.crash(behind);
+    for i in 0..20 {
+        c.propose(&format!("while-down-{i}")).expect("leader");
+        c.run_until(5_200 + i * 10);
+    }
+    c.compact(leader);
+    let start = c.replicas[&leader].log.start();
+    assert!(start > c.replicas[&behind].log.end(), "the leader no longer holds what the follower needs");
+    c.restart(behind);
+    c.propose("after").expect("leader");
+    c.run_until(10_000);
+    let caught_up = &c.replicas[&behind];
+    assert_eq!(caught_up.log.start(), start, "the follower started over at the leader's snapshot");
+    assert_eq!(caught_up.log.end(), c.replicas[&leader].log.end(), "{}", c.describe());
+    assert_eq!(caught_up.log.entries(), c.replicas[&leader].log.entries());
+    assert_eq!(c.high_watermarks(), vec![Some(c.committed.len() as i64); 3]);
+}
+
 fn random_faults_never_break_the_invariants<L: Store>(seed_count: u64) {
     // RAFT_SEED=S runs one seed (with RAFT_TRACE=1, every delivery is printed).
     let seeds: Vec<u64> = match std::env::var("RAFT_SEED") {
@@ -540,6 +613,7 @@ fn random_faults_never_break_the_invariants<L: Store>(seed_count: u64) {
                 1..=2 => c.restart(pick),
                 3 => c.isolate(pick),
                 4..=5 => c.heal(),
+                6 => c.compact(pick),
                 _ => {
                     if c.propose(&format!("s{seed}-{proposed}")).is_some() {
                         proposed += 1;
@@ -669,4 +743,5 @@ on_both_logs!(
     no_commit_without_a_majority_and_a_new_leader_keeps_what_was_committed,
     pre_vote_keeps_a_returning_replica_from_deposing_the_leader,
     a_follower_with_an_uncommitted_tail_truncates_it,
+    a_follower_behind_the_log_start_catches_up_from_a_snapshot,
 );

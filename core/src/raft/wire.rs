@@ -1,5 +1,6 @@
 //! The Raft's messages as Kafka's KRaft requests and responses (Vote, BeginQuorumEpoch,
-//! EndQuorumEpoch, Fetch on `__cluster_metadata`), and DescribeQuorum from a replica's view,
+//! EndQuorumEpoch, Fetch, FetchSnapshot on `__cluster_metadata`), and DescribeQuorum from a
+//! replica's view,
 //! so that peers speak Kafka's own protocol and `kafka-metadata-quorum` can ask.
 //!
 //! A Raft request and its answer are a Kafka request and its response on one connection, so
@@ -13,12 +14,14 @@ use kafka_protocol::messages::describe_quorum_response as dq;
 use kafka_protocol::messages::end_quorum_epoch_request as eqe_req;
 use kafka_protocol::messages::fetch_request as fetch_req;
 use kafka_protocol::messages::fetch_response as fetch_resp;
+use kafka_protocol::messages::fetch_snapshot_request as snap_req;
+use kafka_protocol::messages::fetch_snapshot_response as snap_resp;
 use kafka_protocol::messages::vote_request as vote_req;
 use kafka_protocol::messages::vote_response as vote_resp;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::message::{Diverging, Message};
+use super::message::{Diverging, Message, SnapshotId};
 use super::replica::Raft;
 use crate::ids::NodeId;
 
@@ -123,9 +126,27 @@ pub fn request_for(
             )
         }
         Message::Fetch { .. } => return fetch_request(cluster_id, from, &[(target.clone(), message.clone())], version),
-        Message::VoteResponse { .. } | Message::BeginQuorumEpochResponse { .. } | Message::FetchResponse { .. } => {
-            return None
+        Message::FetchSnapshot { epoch, snapshot, position, .. } => {
+            let partition = snap_req::PartitionSnapshot::default()
+                .with_partition(target.index)
+                .with_current_leader_epoch(*epoch)
+                .with_snapshot_id(
+                    snap_req::SnapshotId::default().with_end_offset(snapshot.end_offset).with_epoch(snapshot.epoch),
+                )
+                .with_position(i64::try_from(*position).unwrap_or(i64::MAX));
+            let topic = snap_req::TopicSnapshot::default().with_name(target.name()).with_partitions(vec![partition]);
+            RequestKind::FetchSnapshot(
+                FetchSnapshotRequest::default()
+                    .with_cluster_id(cluster)
+                    .with_replica_id(BrokerId(from.0))
+                    .with_max_bytes(i32::MAX)
+                    .with_topics(vec![topic]),
+            )
         }
+        Message::VoteResponse { .. }
+        | Message::BeginQuorumEpochResponse { .. }
+        | Message::FetchResponse { .. }
+        | Message::FetchSnapshotResponse { .. } => return None,
     })
 }
 
@@ -235,6 +256,19 @@ pub fn message_from_request(request: &RequestKind) -> Result<(Target, NodeId, Me
                 Message::EndQuorumEpoch { epoch: p.leader_epoch, preferred_successors: preferred },
             ))
         }
+        RequestKind::FetchSnapshot(r) => {
+            let parts: Vec<_> = r.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (&t.name, p))).collect();
+            one(parts.len())?;
+            let (name, p) = parts[0];
+            let message = Message::FetchSnapshot {
+                epoch: p.current_leader_epoch,
+                snapshot: SnapshotId { end_offset: p.snapshot_id.end_offset, epoch: p.snapshot_id.epoch },
+                position: u64::try_from(p.position).map_err(|_| "a negative snapshot position")?,
+                // The transport matches the answer to the request; the Raft echoes this.
+                id: 0,
+            };
+            Ok((target(name, p.partition), NodeId(r.replica_id.0), message))
+        }
         RequestKind::Fetch(_) => Err("a fetch carries many partitions; see fetch_from_request".into()),
         _ => Err("not a Raft request".into()),
     }
@@ -286,6 +320,30 @@ pub fn response_for(target: &Target, message: &Message, version: i16) -> Option<
             ResponseKind::BeginQuorumEpoch(BeginQuorumEpochResponse::default().with_topics(vec![topic]))
         }
         Message::FetchResponse { .. } => return fetch_response(&[(target.clone(), Some(message.clone()))], version),
+        Message::FetchSnapshotResponse { epoch, leader, snapshot, position, chunk, .. } => {
+            let current_leader = snap_resp::LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader.map_or(-1, |n| n.0)))
+                .with_leader_epoch(*epoch);
+            let mut partition = snap_resp::PartitionSnapshot::default()
+                .with_index(target.index)
+                .with_snapshot_id(
+                    snap_resp::SnapshotId::default().with_end_offset(snapshot.end_offset).with_epoch(snapshot.epoch),
+                )
+                .with_current_leader(current_leader)
+                .with_position(i64::try_from(*position).unwrap_or(i64::MAX));
+            match chunk {
+                Some((size, bytes)) => {
+                    partition.size = i64::try_from(*size).unwrap_or(i64::MAX);
+                    partition.unaligned_records = bytes.clone();
+                }
+                None if leader.is_some() => {
+                    partition.error_code = crate::error::ErrorCode::SnapshotNotFound.code();
+                }
+                None => partition.error_code = crate::error::ErrorCode::NotLeaderOrFollower.code(),
+            }
+            let topic = snap_resp::TopicSnapshot::default().with_name(target.name()).with_partitions(vec![partition]);
+            ResponseKind::FetchSnapshot(FetchSnapshotResponse::default().with_topics(vec![topic]))
+        }
         _ => return None,
     })
 }
@@ -297,7 +355,7 @@ pub fn fetch_response(parts: &[(Target, Option<Message>)], version: i16) -> Opti
     let mut topics: Vec<fetch_resp::FetchableTopicResponse> = Vec::new();
     for (target, answer) in parts {
         let partition = match answer {
-            Some(Message::FetchResponse { epoch, leader, high_watermark, diverging, entries, .. }) => {
+            Some(Message::FetchResponse { epoch, leader, high_watermark, diverging, entries, snapshot, .. }) => {
                 let leader = fetch_resp::LeaderIdAndEpoch::default()
                     .with_leader_id(BrokerId(leader.map_or(-1, |n| n.0)))
                     .with_leader_epoch(*epoch);
@@ -309,6 +367,10 @@ pub fn fetch_response(parts: &[(Target, Option<Message>)], version: i16) -> Opti
                 if let Some(d) = diverging {
                     partition.diverging_epoch =
                         fetch_resp::EpochEndOffset::default().with_epoch(d.epoch).with_end_offset(d.end_offset);
+                }
+                if let Some(id) = snapshot {
+                    partition.snapshot_id =
+                        fetch_resp::SnapshotId::default().with_end_offset(id.end_offset).with_epoch(id.epoch);
                 }
                 partition
             }
@@ -350,6 +412,7 @@ fn refused(response: &ResponseKind) -> Result<(), String> {
         ResponseKind::BeginQuorumEpoch(r) => r.error_code,
         ResponseKind::EndQuorumEpoch(r) => r.error_code,
         ResponseKind::Fetch(r) => r.error_code,
+        ResponseKind::FetchSnapshot(r) => r.error_code,
         _ => 0,
     };
     if code != 0 {
@@ -385,6 +448,23 @@ pub fn message_from_response(response: &ResponseKind, sent: &Message) -> Result<
                 return Err(format!("the announcement was refused with error code {}", parts[0].error_code));
             }
             Ok(Message::BeginQuorumEpochResponse { epoch: parts[0].leader_epoch })
+        }
+        (ResponseKind::FetchSnapshot(r), Message::FetchSnapshot { id, snapshot, position, .. }) => {
+            let parts: Vec<_> = r.topics.iter().flat_map(|t| &t.partitions).collect();
+            one(parts.len())?;
+            let p = parts[0];
+            let answered = SnapshotId { end_offset: p.snapshot_id.end_offset, epoch: p.snapshot_id.epoch };
+            let chunk = (p.error_code == 0 && answered == *snapshot && p.position == *position as i64)
+                .then(|| Some((u64::try_from(p.size).ok()?, p.unaligned_records.clone())))
+                .flatten();
+            Ok(Message::FetchSnapshotResponse {
+                epoch: p.current_leader.leader_epoch,
+                id: *id,
+                leader: leader_of(p.current_leader.leader_id.0),
+                snapshot: *snapshot,
+                position: *position,
+                chunk,
+            })
         }
         (ResponseKind::Fetch(_), Message::Fetch { .. }) => {
             let mut answers = fetch_from_response(response, &[(Target::metadata(), sent.clone())])?;
@@ -422,6 +502,8 @@ pub fn fetch_from_response(
                 let diverging = (p.diverging_epoch.epoch >= 0 && p.diverging_epoch.end_offset >= 0)
                     .then_some(Diverging { epoch: p.diverging_epoch.epoch, end_offset: p.diverging_epoch.end_offset });
                 let leader = p.current_leader.leader_id.0;
+                let snapshot = (p.snapshot_id.end_offset >= 0 && p.snapshot_id.epoch >= 0)
+                    .then_some(SnapshotId { end_offset: p.snapshot_id.end_offset, epoch: p.snapshot_id.epoch });
                 Some(Message::FetchResponse {
                     epoch: p.current_leader.leader_epoch,
                     id: *id,
@@ -430,6 +512,7 @@ pub fn fetch_from_response(
                     high_watermark: (p.high_watermark >= 0).then_some(p.high_watermark),
                     diverging,
                     entries: p.records.clone().unwrap_or_else(Bytes::new),
+                    snapshot,
                 })
             }
             _ => None,
@@ -477,10 +560,14 @@ mod tests {
             RequestKind::BeginQuorumEpoch(r) => r.encode(&mut bytes, version).unwrap(),
             RequestKind::EndQuorumEpoch(r) => r.encode(&mut bytes, version).unwrap(),
             RequestKind::Fetch(r) => r.encode(&mut bytes, version).unwrap(),
+            RequestKind::FetchSnapshot(r) => r.encode(&mut bytes, version).unwrap(),
             _ => unreachable!(),
         }
         let mut bytes = bytes.freeze();
         match request {
+            RequestKind::FetchSnapshot(_) => {
+                RequestKind::FetchSnapshot(FetchSnapshotRequest::decode(&mut bytes, version).unwrap())
+            }
             RequestKind::Vote(_) => RequestKind::Vote(VoteRequest::decode(&mut bytes, version).unwrap()),
             RequestKind::BeginQuorumEpoch(_) => {
                 RequestKind::BeginQuorumEpoch(BeginQuorumEpochRequest::decode(&mut bytes, version).unwrap())
@@ -499,10 +586,14 @@ mod tests {
             ResponseKind::Vote(r) => r.encode(&mut bytes, version).unwrap(),
             ResponseKind::BeginQuorumEpoch(r) => r.encode(&mut bytes, version).unwrap(),
             ResponseKind::Fetch(r) => r.encode(&mut bytes, version).unwrap(),
+            ResponseKind::FetchSnapshot(r) => r.encode(&mut bytes, version).unwrap(),
             _ => unreachable!(),
         }
         let mut bytes = bytes.freeze();
         match response {
+            ResponseKind::FetchSnapshot(_) => {
+                ResponseKind::FetchSnapshot(FetchSnapshotResponse::decode(&mut bytes, version).unwrap())
+            }
             ResponseKind::Vote(_) => ResponseKind::Vote(VoteResponse::decode(&mut bytes, version).unwrap()),
             ResponseKind::BeginQuorumEpoch(_) => {
                 ResponseKind::BeginQuorumEpoch(BeginQuorumEpochResponse::decode(&mut bytes, version).unwrap())
@@ -524,6 +615,25 @@ mod tests {
             (Message::EndQuorumEpoch { epoch: 5, preferred_successors: vec![NodeId(3), NodeId(1)] }, 1),
             (Message::Fetch { epoch: 5, offset: 40, last_epoch: 4, id: 77 }, 12),
             (Message::Fetch { epoch: 5, offset: 40, last_epoch: 4, id: 77 }, 17),
+            // The transport, not the request, names a snapshot fetch for its answer (id 0).
+            (
+                Message::FetchSnapshot {
+                    epoch: 5,
+                    snapshot: SnapshotId { end_offset: 90, epoch: 4 },
+                    position: 7,
+                    id: 0,
+                },
+                0,
+            ),
+            (
+                Message::FetchSnapshot {
+                    epoch: 5,
+                    snapshot: SnapshotId { end_offset: 90, epoch: 4 },
+                    position: 7,
+                    id: 0,
+                },
+                1,
+            ),
         ];
         for (message, version) in messages {
             for target in [Target::metadata(), orders(2)] {
@@ -558,9 +668,12 @@ mod tests {
         assert_eq!(message_from_response(&received, &vote), Ok(answer));
 
         let fetch = Message::Fetch { epoch: 5, offset: 40, last_epoch: 4, id: 9 };
-        for (diverging, entries) in
-            [(None, Bytes::from_static(b"batches")), (Some(Diverging { epoch: 3, end_offset: 31 }), Bytes::new())]
-        {
+        let snapshot = SnapshotId { end_offset: 60, epoch: 4 };
+        for (diverging, entries, snapshot) in [
+            (None, Bytes::from_static(b"batches"), None),
+            (Some(Diverging { epoch: 3, end_offset: 31 }), Bytes::new(), None),
+            (None, Bytes::new(), Some(snapshot)),
+        ] {
             let answer = Message::FetchResponse {
                 epoch: 5,
                 id: 9,
@@ -569,6 +682,7 @@ mod tests {
                 high_watermark: Some(38),
                 diverging,
                 entries,
+                snapshot,
             };
             for version in [12, 17] {
                 let received = through_the_wire_response(response_for(&metadata, &answer, version).unwrap(), version);
@@ -582,6 +696,18 @@ mod tests {
         );
         assert_eq!(message_from_response(&received, &begin), Ok(Message::BeginQuorumEpochResponse { epoch: 6 }));
         assert!(message_from_response(&received, &fetch).is_err(), "an answer to another request");
+
+        // A snapshot's chunk; a snapshot the leader no longer has; a follower asking a non-leader.
+        let fetch_snapshot = Message::FetchSnapshot { epoch: 5, snapshot, position: 3, id: 12 };
+        for (leader, chunk) in
+            [(Some(NodeId(1)), Some((9, Bytes::from_static(b"state")))), (Some(NodeId(1)), None), (None, None)]
+        {
+            let answer = Message::FetchSnapshotResponse { epoch: 5, id: 12, leader, snapshot, position: 3, chunk };
+            for version in [0, 1] {
+                let received = through_the_wire_response(response_for(&metadata, &answer, version).unwrap(), version);
+                assert_eq!(message_from_response(&received, &fetch_snapshot), Ok(answer.clone()), "v{version}");
+            }
+        }
     }
 
     fn orders(index: i32) -> Target {
@@ -610,6 +736,7 @@ mod tests {
                 high_watermark: Some(offset),
                 diverging: None,
                 entries: Bytes::from_static(b"b"),
+                snapshot: None,
             };
             let answers = vec![
                 (received[0].0.clone(), Some(answer(5))),
