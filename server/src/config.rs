@@ -97,6 +97,18 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "partitions of __consumer_offsets in a cluster, made at the first FindCoordinator \
          (offsets.topic.num.partitions); a group's coordinator is the leader of its partition",
     ),
+    (
+        "metadata_snapshot_records",
+        "20000",
+        "in a cluster, each node snapshots its metadata image after this many new metadata-log entries, \
+         and its log then starts at the snapshot",
+    ),
+    (
+        "metadata_log_segment_bytes",
+        "8388608",
+        "segment size of the metadata log __cluster_metadata (metadata.log.segment.bytes); the log \
+         start moves past a snapshot by whole segments",
+    ),
 ];
 
 /// One node of the cluster as `cluster_nodes` lists it.
@@ -132,6 +144,8 @@ pub struct ServerConfig {
     pub consumer_group: headwater_core::group::ConsumerGroupConfig,
     pub offsets_retention_ms: i64,
     pub offsets_topic_partitions: i32,
+    pub metadata_snapshot_records: i64,
+    pub metadata_log_segment_bytes: i64,
     /// Broker-wide topic config defaults, by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -336,6 +350,10 @@ impl RawConfig {
                     .ok_or_else(|| format!("at most {}", headwater_core::constants::PARTITIONS_PER_TOPIC_MAX))
             })
         })?;
+        let metadata_snapshot_records = self.get("metadata_snapshot_records", positive)?;
+        let metadata_log_segment_bytes = self.get("metadata_log_segment_bytes", |v| {
+            positive(v).and_then(|n| if n >= 1024 { Ok(n) } else { Err("at least 1024".into()) })
+        })?;
         let data_dir =
             self.get(
                 "data_dir",
@@ -379,6 +397,8 @@ impl RawConfig {
             consumer_group,
             offsets_retention_ms,
             offsets_topic_partitions,
+            metadata_snapshot_records,
+            metadata_log_segment_bytes,
             topic_defaults,
         })
     }

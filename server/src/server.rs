@@ -134,6 +134,8 @@ async fn serve_on(
         cluster_id: config.cluster_id.clone(),
         rack: config.rack.clone(),
         rack_aware_reads: config.rack_aware_reads,
+        metadata_snapshot_records: config.metadata_snapshot_records,
+        metadata_log_segment_bytes: config.metadata_log_segment_bytes,
         ..BrokerConfig::default()
     };
     let (broker, report) = Broker::open(broker_config, storage, now_ms())

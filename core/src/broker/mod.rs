@@ -104,6 +104,10 @@ pub struct BrokerConfig {
     /// KIP-392: a leader sends a consumer that names its rack to an in-sync replica in that
     /// rack (`replica_selector = rack`); off, every consumer reads from the leader.
     pub rack_aware_reads: bool,
+    /// A cluster node snapshots its metadata image after this many new metadata-log entries.
+    pub metadata_snapshot_records: i64,
+    /// The metadata log's segment size (its start moves past a snapshot by whole segments).
+    pub metadata_log_segment_bytes: i64,
 }
 
 impl Default for BrokerConfig {
@@ -128,6 +132,8 @@ impl Default for BrokerConfig {
             cluster_id: None,
             rack: None,
             rack_aware_reads: true,
+            metadata_snapshot_records: crate::metadata::quorum::SNAPSHOT_RECORDS_DEFAULT,
+            metadata_log_segment_bytes: crate::metadata::quorum::SEGMENT_BYTES_DEFAULT,
         }
     }
 }
@@ -342,8 +348,10 @@ impl Broker {
             ConsumerGroups::new(config.consumer_group.clone(), rng.next_u64(), metadata.document.incarnation);
         let quorum = match &config.quorum_voters {
             Some(voters) => {
-                let quorum_config =
+                let mut quorum_config =
                     crate::metadata::quorum::QuorumConfig::new(crate::ids::NodeId(config.node_id), voters.clone());
+                quorum_config.snapshot_records = config.metadata_snapshot_records;
+                quorum_config.segment_bytes = config.metadata_log_segment_bytes;
                 Some(crate::metadata::quorum::MetadataQuorum::open(
                     quorum_config,
                     storage.clone(),

@@ -17,6 +17,11 @@
 //! The controller becomes active only once this leader has applied its whole log: entries of
 //! earlier epochs are committed by then, so the image it starts from is the log's true state
 //! (KRaft waits the same way). A decision is answered once its records are committed.
+//!
+//! Every node snapshots its own image every `snapshot_records` applied entries (KRaft's
+//! `.checkpoint`, as metadata records) and its log then starts there, so the log stays about
+//! that long plus a segment. A restarted node starts its image from the snapshot; a follower
+//! that needs entries the leader no longer holds fetches the leader's snapshot (FetchSnapshot).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -34,11 +39,18 @@ use crate::log::batch::build::{batch, Record};
 use crate::log::batch::{payload_records, BatchHeader};
 use crate::log::raft_view::RaftView;
 use crate::log::{Log, LogConfig};
-use crate::raft::{saved, Message, Raft, RaftConfig, RaftOutput};
+use crate::raft::{saved, Message, Raft, RaftConfig, RaftOutput, SnapshotId};
 use crate::storage::{NamedFile, Storage};
 
 /// The metadata log's directory, as Kafka names it.
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
+
+/// Metadata-log entries applied between two snapshots, by default.
+pub const SNAPSHOT_RECORDS_DEFAULT: i64 = 20_000;
+/// The metadata log's segment size by default: the log start moves by whole segments.
+pub const SEGMENT_BYTES_DEFAULT: i64 = 8 << 20;
+/// Metadata records per batch in a snapshot.
+const SNAPSHOT_BATCH_RECORDS: usize = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
@@ -46,6 +58,9 @@ pub struct QuorumConfig {
     pub voters: Vec<NodeId>,
     pub raft: RaftConfig,
     pub controller: ControllerConfig,
+    /// Snapshot the image once this many log entries were applied since the last snapshot.
+    pub snapshot_records: i64,
+    pub segment_bytes: i64,
 }
 
 impl QuorumConfig {
@@ -55,7 +70,13 @@ impl QuorumConfig {
             raft: RaftConfig::new(node, voters.iter().copied()),
             voters,
             controller: ControllerConfig::default(),
+            snapshot_records: SNAPSHOT_RECORDS_DEFAULT,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
         }
+    }
+
+    fn log_config(&self) -> LogConfig {
+        LogConfig { segment_bytes: self.segment_bytes, ..LogConfig::default() }
     }
 }
 
@@ -143,10 +164,12 @@ impl std::fmt::Debug for MetadataQuorum {
 impl MetadataQuorum {
     /// Opens (or creates) the metadata log and the saved quorum state on `storage`.
     pub fn open(config: QuorumConfig, storage: Arc<dyn Storage>, seed: u64, now_ms: i64) -> io::Result<MetadataQuorum> {
+        // The whole log is checked by CRC at every start (recovery point 0); it is short. It
+        // starts at its latest snapshot, if it has one.
         let log = if storage.exists(METADATA_LOG_DIR)? {
-            Log::open(storage.clone(), METADATA_LOG_DIR, LogConfig::default(), 0, 0, now_ms)?.0
+            Log::open(storage.clone(), METADATA_LOG_DIR, config.log_config(), 0, 0, now_ms)?.0
         } else {
-            Log::create(storage.clone(), METADATA_LOG_DIR, LogConfig::default(), now_ms)?
+            Log::create(storage.clone(), METADATA_LOG_DIR, config.log_config(), now_ms)?
         };
         let saved = saved::read(storage.as_ref(), METADATA_LOG_DIR)?;
         let mut log = log;
@@ -409,18 +432,25 @@ impl MetadataQuorum {
         }
     }
 
-    /// Applies the committed entries not applied yet to a new image.
+    /// Applies the committed entries not applied yet to a new image, starting from the log's
+    /// snapshot when the entries after the image are gone from the log (after a restart, or
+    /// a snapshot fetched from the leader); then snapshots the image if it is due.
     fn apply_committed(&mut self, high_watermark: i64) {
-        let from = self.image.applied_offset;
-        if high_watermark <= from {
-            return;
-        }
-        let result = self
-            .committed_records(from, high_watermark)
-            .and_then(|records| self.image.with_records(&records, high_watermark));
+        let result = self.image_from_snapshot_if_needed(high_watermark).and_then(|loaded| {
+            let base = loaded.as_ref().unwrap_or(&self.image);
+            // Nothing new, or the entries after the image are only in a snapshot this node
+            // does not know committed yet.
+            if high_watermark <= base.applied_offset || base.applied_offset < self.log.log_start_offset() {
+                return Ok(loaded);
+            }
+            let records = self.committed_records(base.applied_offset, high_watermark)?;
+            base.with_records(&records, high_watermark).map(Some)
+        });
         match result {
-            Ok(image) => {
+            Ok(None) => {}
+            Ok(Some(image)) => {
                 self.image = Arc::new(image);
+                self.snapshot_if_due();
                 let done: Vec<i64> = self.pending.range(..=high_watermark).map(|(&end, _)| end).collect();
                 for end in done {
                     let token = self.pending.remove(&end).expect("listed above");
@@ -451,24 +481,83 @@ impl MetadataQuorum {
             if read.is_empty() {
                 return Err(format!("the metadata log has nothing at {position}, below its high watermark"));
             }
-            let mut at = 0;
-            while let Some(header) = BatchHeader::parse(&read[at..]) {
-                let size = header.size_bytes().ok_or("a stored batch has a bad size")?;
-                if !header.is_control() {
-                    let batch = payload_records(&read[at..at + size])
-                        .ok_or_else(|| format!("the metadata batch at {} is undecodable", header.base_offset))?;
-                    for record in batch.into_iter().filter(|r| (position..high_watermark).contains(&r.offset)) {
-                        let value =
-                            record.value.ok_or_else(|| format!("metadata record at {} has no value", record.offset))?;
-                        records.push(MetadataRecord::decode(&value)?);
-                    }
-                }
-                position = position.max(header.last_offset() + 1);
-                at += size;
-            }
+            position = decode_batches(&read, position..high_watermark, &mut records)?.max(position);
         }
         Ok(records)
     }
+
+    /// The image of the log's snapshot, when the image lags behind the log start (the entries
+    /// between are only in the snapshot); `None` when the log holds what the image needs, or
+    /// the snapshot is not committed yet as far as this node knows.
+    fn image_from_snapshot_if_needed(&self, high_watermark: i64) -> Result<Option<MetadataImage>, String> {
+        if self.image.applied_offset >= self.log.log_start_offset() {
+            return Ok(None);
+        }
+        let Some(id) = self.log.snapshot() else {
+            return Err(format!("the metadata log starts at {} with no snapshot", self.log.log_start_offset()));
+        };
+        if high_watermark < id.end_offset {
+            return Ok(None);
+        }
+        let bytes = self
+            .log
+            .read_snapshot(id, 0, usize::MAX)
+            .map_err(|e| e.to_string())?
+            .ok_or("the metadata snapshot vanished")?
+            .1;
+        let mut records = Vec::new();
+        // A snapshot's batches number their records from 0 each: all of them count.
+        decode_batches(&bytes, 0..i64::MAX, &mut records)?;
+        MetadataImage::default().with_records(&records, id.end_offset).map(Some)
+    }
+
+    /// Snapshots the image once `snapshot_records` entries were applied since the last one;
+    /// the log then starts at the snapshot (as far as it is durable).
+    fn snapshot_if_due(&mut self) {
+        let applied = self.image.applied_offset;
+        let last = self.log.snapshot().map_or(0, |id| id.end_offset);
+        if applied - last < self.config.snapshot_records.max(1) || applied > self.log.end_offset() {
+            return;
+        }
+        let epoch = self.log.epochs().epoch_at(applied - 1).unwrap_or_else(|| self.log.last_epoch());
+        let id = SnapshotId { end_offset: applied, epoch };
+        let records = self.image.to_records();
+        let mut bytes = Vec::new();
+        for chunk in records.chunks(SNAPSHOT_BATCH_RECORDS) {
+            let values: Vec<Record> =
+                chunk.iter().map(|r| Record { value: Some(r.encode()), ..Record::default() }).collect();
+            bytes.extend(batch(&values, None));
+        }
+        if let Err(error) = self.log.save_snapshot(id, &bytes) {
+            self.outputs.push_back(QuorumOutput::Fault(StorageFault::new(
+                StorageOp::Metadata,
+                format!("{METADATA_LOG_DIR}/{}", crate::log::snapshot::file_name(id)),
+                &error,
+                "the metadata log keeps its entries until the next snapshot",
+            )));
+        }
+    }
+}
+
+/// Decodes the metadata records at offsets in `range` from whole batches (control batches, the
+/// leader changes, hold none); returns the offset after the last batch.
+fn decode_batches(bytes: &[u8], range: std::ops::Range<i64>, records: &mut Vec<MetadataRecord>) -> Result<i64, String> {
+    let mut after = range.start;
+    let mut at = 0;
+    while let Some(header) = BatchHeader::parse(&bytes[at..]) {
+        let size = header.size_bytes().filter(|&s| at + s <= bytes.len()).ok_or("a metadata batch has a bad size")?;
+        if !header.is_control() {
+            let batch = payload_records(&bytes[at..at + size])
+                .ok_or_else(|| format!("the metadata batch at {} is undecodable", header.base_offset))?;
+            for record in batch.into_iter().filter(|r| range.contains(&r.offset)) {
+                let value = record.value.ok_or_else(|| format!("metadata record at {} has no value", record.offset))?;
+                records.push(MetadataRecord::decode(&value)?);
+            }
+        }
+        after = after.max(header.last_offset() + 1);
+        at += size;
+    }
+    Ok(after)
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ struct Cluster {
     now_ms: i64,
     in_flight: BTreeMap<(i64, u64), (NodeId, NodeId, Message)>,
     sequence: u64,
+    /// Entries between snapshots, and the metadata log's segment size.
+    snapshots: (i64, i64),
 }
 
 fn voters() -> Vec<NodeId> {
@@ -28,10 +30,20 @@ fn voters() -> Vec<NodeId> {
 
 impl Cluster {
     fn new() -> Cluster {
-        let mut cluster = Cluster { nodes: BTreeMap::new(), now_ms: 0, in_flight: BTreeMap::new(), sequence: 0 };
+        Cluster::with_snapshots(SNAPSHOT_RECORDS_DEFAULT, SEGMENT_BYTES_DEFAULT)
+    }
+
+    fn with_snapshots(snapshot_records: i64, segment_bytes: i64) -> Cluster {
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            now_ms: 0,
+            in_flight: BTreeMap::new(),
+            sequence: 0,
+            snapshots: (snapshot_records, segment_bytes),
+        };
         for id in voters() {
             let storage = MemStorage::new();
-            let quorum = open(id, &storage, 0);
+            let quorum = open(id, &storage, 0, cluster.snapshots);
             cluster.nodes.insert(id, Node { storage, quorum, up: true, sync: None, decided: BTreeMap::new() });
         }
         cluster.drain();
@@ -123,15 +135,22 @@ impl Cluster {
     fn crash_and_restart(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node");
         node.storage.crash();
-        node.quorum = open(id, &node.storage, self.now_ms);
+        node.quorum = open(id, &node.storage, self.now_ms, self.snapshots);
         node.sync = None;
         self.drain();
     }
 }
 
-fn open(id: NodeId, storage: &MemStorage, now_ms: i64) -> MetadataQuorum {
+fn open(
+    id: NodeId,
+    storage: &MemStorage,
+    now_ms: i64,
+    (snapshot_records, segment_bytes): (i64, i64),
+) -> MetadataQuorum {
     let mut config = QuorumConfig::new(id, voters());
     config.controller.session_timeout_ms = 60_000;
+    config.snapshot_records = snapshot_records;
+    config.segment_bytes = segment_bytes;
     MetadataQuorum::open(config, Arc::new(storage.clone()), u64::from(id.0 as u32), now_ms).expect("mem storage")
 }
 
@@ -205,4 +224,54 @@ fn a_crashed_controller_is_replaced_and_nothing_committed_is_lost() {
     let image = c.nodes[&old].quorum.image();
     assert_eq!(image.brokers.keys().copied().collect::<Vec<_>>(), vec![NodeId(1), NodeId(2)]);
     assert!(!c.nodes[&old].quorum.is_active_controller());
+}
+
+#[test]
+fn snapshots_bound_the_log_and_a_node_far_behind_catches_up_from_one() {
+    let mut c = Cluster::with_snapshots(8, 1_024);
+    c.run_until(6_000);
+    for node in 1..=3 {
+        assert_eq!(c.decide(u64::from(node as u32), registration(node)), Ok(()));
+        let heartbeat = Decision::Heartbeat { node: NodeId(node), incarnation: 1, caught_up: true };
+        assert_eq!(c.decide(10 + u64::from(node as u32), heartbeat), Ok(()));
+    }
+    let behind = voters().into_iter().find(|&id| id != c.controller()).expect("a follower");
+    c.nodes.get_mut(&behind).expect("node").up = false;
+    for i in 0..40 {
+        let create = Decision::CreateTopic {
+            name: format!("t{i}"),
+            partitions: 2,
+            replication_factor: 3,
+            configs: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
+        };
+        assert_eq!(c.decide(100 + i, create), Ok(()));
+    }
+    c.run_until(c.now_ms + 1_000);
+    let leader = c.controller();
+    let leader_log = &c.nodes[&leader].quorum.log;
+    let snapshot = leader_log.snapshot().expect("the leader snapshotted its image");
+    assert!(snapshot.end_offset > leader_log.end_offset() - 20, "snapshots follow the log: {snapshot:?}");
+    let files = c.nodes[&leader].storage.list_dir(METADATA_LOG_DIR).unwrap();
+    assert!(!files.contains(&"00000000000000000000.log".to_string()), "segments before the snapshot go: {files:?}");
+    assert!(c.nodes[&behind].quorum.log.end_offset() < leader_log.log_start_offset());
+
+    // The node that missed it all fetches the leader's snapshot, then the entries after it.
+    c.nodes.get_mut(&behind).expect("node").up = true;
+    c.run_until(c.now_ms + 5_000);
+    let reference = c.nodes[&leader].quorum.image().clone();
+    assert_eq!(reference.topics.len(), 40);
+    for (id, node) in &c.nodes {
+        assert_eq!(node.quorum.image(), &reference, "node {id}");
+    }
+    assert!(c.nodes[&behind].quorum.log.snapshot().is_some_and(|id| id.end_offset > 0));
+
+    // A restart starts the image from the node's own snapshot and replays the entries after it.
+    c.crash_and_restart(behind);
+    c.run_until(c.now_ms + 5_000);
+    assert_eq!(c.nodes[&behind].quorum.image(), &reference);
+    assert_eq!(c.decide(500, Decision::DeleteTopic { name: "t0".into() }), Ok(()));
+    c.run_until(c.now_ms + 1_000);
+    for (id, node) in &c.nodes {
+        assert!(node.quorum.image().topic("t0").is_none(), "node {id}");
+    }
 }
