@@ -86,8 +86,11 @@ impl Broker {
                 match self.partition(&name, wanted.partition_index) {
                     None => entry.error_code = self.absent_partition(&name, wanted.partition_index).code(),
                     Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),
+                    // In a cluster the leader moves its start, up to what is committed; a
+                    // follower that falls below it later starts over there (an empty snapshot).
+                    Some(p) if !p.is_leader() => entry.error_code = ErrorCode::NotLeaderOrFollower.code(),
                     Some(p) => {
-                        let high_watermark = p.log.durable_offset();
+                        let high_watermark = p.high_watermark();
                         let target = if wanted.offset == -1 { high_watermark } else { wanted.offset };
                         if target < 0 || target > high_watermark {
                             entry.error_code = ErrorCode::OffsetOutOfRange.code();

@@ -151,6 +151,46 @@ fn with_two_replicas_down_acks_all_fails_and_loses_nothing() {
 }
 
 #[test]
+fn a_follower_below_the_leaders_log_start_starts_over_there() {
+    let mut c = cluster_with_topic(1);
+    let (leader, _, _, _) = roles(&mut c, 1, "orders", 0);
+    assert_eq!(produce(&mut c, leader, idempotent(9, 0, 0, 3)), (0, 0));
+    c.run_until(c.now_ms + 1_000);
+    let behind = (1..=3).find(|&n| n != leader).expect("a follower");
+    let storage = c.stop(behind);
+    for batch in 1..4 {
+        assert_eq!(produce(&mut c, leader, idempotent(9, 0, 3 * batch, 3)), (0, i64::from(3 * batch)));
+    }
+    let delete = || {
+        let partition =
+            delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(-1);
+        let topic = delete_records_request::DeleteRecordsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("orders")))
+            .with_partitions(vec![partition]);
+        RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![topic]).with_timeout_ms(1_000))
+    };
+    let follower = (1..=3).find(|&n| n != leader && n != behind).expect("the other follower");
+    let ResponseKind::DeleteRecords(r) = c.call(follower, ApiKey::DeleteRecords, 2, delete()) else { panic!() };
+    assert_eq!(r.topics[0].partitions[0].error_code, ErrorCode::NotLeaderOrFollower.code(), "only the leader deletes");
+    let ResponseKind::DeleteRecords(r) = c.call(leader, ApiKey::DeleteRecords, 2, delete()) else { panic!() };
+    assert_eq!((r.topics[0].partitions[0].error_code, r.topics[0].partitions[0].low_watermark), (0, 12));
+
+    c.restart(behind, storage);
+    assert_eq!(produce(&mut c, leader, idempotent(9, 0, 12, 3)), (0, 12));
+    c.run_until(c.now_ms + 5_000);
+    let log = |c: &QuorumCluster, node| {
+        let p = c.brokers[&node].1.partition("orders", 0).expect("a replica here");
+        let start = p.log.log_start_offset();
+        (start, p.log.end_offset(), p.log.read(start, 1 << 30, p.log.end_offset(), true).unwrap().records.to_vec())
+    };
+    let (start, end, records) = log(&c, leader);
+    assert_eq!((start, end), (12, 15));
+    assert_eq!(log(&c, behind), (start, end, records), "the follower fetched the leader's empty snapshot, then on");
+    let (_, _, _, isr) = roles(&mut c, leader, "orders", 0);
+    assert_eq!(isr, vec![1, 2, 3], "and is in sync again");
+}
+
+#[test]
 fn a_leader_stopped_gracefully_hands_its_partitions_over_at_once() {
     let mut c = cluster_with_topic(1);
     let (leader, epoch, _, _) = roles(&mut c, 1, "orders", 0);
