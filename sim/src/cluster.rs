@@ -51,6 +51,8 @@ const COMMIT_GROUPS: [&str; 2] = ["commits-a", "commits-b"];
 /// `offsets_topic_num_partitions` in the simulator: few, so a run stays cheap, and more than
 /// one, so the groups may live on different leaders.
 const OFFSETS_PARTITIONS: i32 = 3;
+/// Metadata-log entries between two snapshots of a node's image (a run writes a few hundred).
+const METADATA_SNAPSHOT_RECORDS: i64 = 48;
 const FAULT_PHASE: Duration = Duration::from_secs(20);
 /// After healing starts, every producer must be acknowledged within this (elections take a
 /// few seconds, and a broker killed last must come back and be found first).
@@ -397,6 +399,10 @@ fn start_broker(
                     ("--cluster-id", "sim-cluster".to_string()),
                     ("--auto-create-topics", "false".to_string()),
                     ("--offsets-topic-num-partitions", OFFSETS_PARTITIONS.to_string()),
+                    // Snapshots every few dozen metadata entries and small segments, so a run
+                    // moves metadata log starts and a restarted node may need FetchSnapshot.
+                    ("--metadata-snapshot-records", METADATA_SNAPSHOT_RECORDS.to_string()),
+                    ("--metadata-log-segment-bytes", "4096".to_string()),
                 ] {
                     raw.set_flag(flag, value).expect("valid sim flag");
                 }
