@@ -181,6 +181,9 @@ pub(crate) enum WaitFor {
     Commit,
     /// The high watermark passing the offset (its fetch offset).
     Data,
+    /// This many replicas holding everything before the offset (`min.insync.replicas` above
+    /// a majority).
+    Copies(usize),
 }
 
 impl Parked {
@@ -859,6 +862,7 @@ impl Broker {
             match wait {
                 WaitFor::Commit => p.waiters.wait_for_commit(Offset(offset), id),
                 WaitFor::Data => p.waiters.wait_for_data(Offset(offset), id),
+                WaitFor::Copies(copies) => p.waiters.wait_for_copies(copies, Offset(offset), id),
             }
         }
         self.deadlines.insert((parked.deadline_ms(), id));
@@ -872,6 +876,7 @@ impl Broker {
             match wait {
                 WaitFor::Commit => p.waiters.forget_commit(Offset(offset), id),
                 WaitFor::Data => p.waiters.forget_data(Offset(offset), id),
+                WaitFor::Copies(copies) => p.waiters.forget_copies(copies, Offset(offset), id),
             }
         }
         self.deadlines.remove(&(parked.deadline_ms(), id));

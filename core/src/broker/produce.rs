@@ -3,7 +3,9 @@
 //!
 //! - `acks=0`: no response at all.
 //! - `acks=1`: answered once the batch is in the log (page cache).
-//! - `acks=all` (-1): answered once an fsync covering the batch has completed.
+//! - `acks=all` (-1): answered once an fsync covering the batch has completed (in a cluster,
+//!   once the batch is committed, and held by `min.insync.replicas` replicas where that is
+//!   more than a majority: NOT_ENOUGH_REPLICAS_AFTER_APPEND if they do not by the timeout).
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
@@ -37,13 +39,20 @@ struct Wait {
     /// leader of that epoch, since after a change of leader the offsets it waits for may hold
     /// another leader's records.
     leader_epoch: i32,
+    /// Replicas that must hold the write besides its commit: `min.insync.replicas` where that
+    /// is more than a majority, else 0.
+    copies: usize,
     /// Where the partition's entry sits in the response.
     at: (usize, usize),
 }
 
 impl ParkedProduce {
     pub(super) fn waits(&self) -> Vec<(PartitionId, i64, WaitFor)> {
-        self.waits.iter().map(|w| (w.partition, w.offset_end, WaitFor::Commit)).collect()
+        let mut waits: Vec<_> = self.waits.iter().map(|w| (w.partition, w.offset_end, WaitFor::Commit)).collect();
+        waits.extend(
+            self.waits.iter().filter(|w| w.copies > 0).map(|w| (w.partition, w.offset_end, WaitFor::Copies(w.copies))),
+        );
+        waits
     }
 }
 
@@ -56,6 +65,7 @@ struct Appended {
     log_start_offset: i64,
     log_append_time_ms: i64,
     leader_epoch: i32,
+    copies: usize,
 }
 
 impl Broker {
@@ -98,6 +108,7 @@ impl Broker {
                             partition: appended.partition,
                             offset_end: appended.offset_end,
                             leader_epoch: appended.leader_epoch,
+                            copies: appended.copies,
                             at: (topic_index, partition_index),
                         });
                     }
@@ -151,11 +162,16 @@ impl Broker {
         if !partition.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
+        let mut copies = 0;
         if let Some(replica) = partition.replica.as_ref().filter(|_| acks == -1) {
-            // Kafka's rule: acks=all is refused up front while too few replicas are in sync
-            // (the write still commits only on a majority, whatever this is set to).
+            // Kafka's rule: acks=all is refused up front while too few replicas are in sync.
+            // The write commits on a majority; a setting above that is also waited for.
             if replica.raft.in_sync_for_append(now_ms, crate::constants::REPLICA_LAG_MS_MAX) < min_insync {
                 return Err(ErrorCode::NotEnoughReplicas);
+            }
+            let min_insync = usize::try_from(min_insync).unwrap_or(0);
+            if min_insync > replica.voters.len() / 2 + 1 {
+                copies = min_insync;
             }
         }
         let leader_epoch = partition.leader_epoch();
@@ -208,6 +224,7 @@ impl Broker {
             log_start_offset: partition.log.log_start_offset(),
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
             leader_epoch,
+            copies,
         })
     }
 
@@ -265,9 +282,14 @@ impl Broker {
                 // Written in an epoch that ended: its offsets may now hold another leader's
                 // records. The producer retries; idempotence finds the batch if it survived.
                 Some(p) if !p.leads_in(wait.leader_epoch) => entry.error_code = ErrorCode::NotLeaderOrFollower.code(),
-                // Committed before the partition failed: acknowledged as it is.
-                Some(p) if p.high_watermark() >= wait.offset_end => {}
+                // Committed (and held by as many replicas as asked) before the partition failed:
+                // acknowledged as it is.
+                Some(p) if p.high_watermark() >= wait.offset_end && p.held_by(wait.copies) >= wait.offset_end => {}
                 Some(p) if p.failed => entry.error_code = ErrorCode::KafkaStorageError.code(),
+                // Committed, but fewer replicas than `min.insync.replicas` took it in time.
+                Some(p) if give_up && p.high_watermark() >= wait.offset_end => {
+                    entry.error_code = ErrorCode::NotEnoughReplicasAfterAppend.code()
+                }
                 Some(_) if give_up => entry.error_code = ErrorCode::RequestTimedOut.code(),
                 Some(_) => pending = true,
             }

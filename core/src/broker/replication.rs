@@ -159,7 +159,19 @@ impl Broker {
             // other replicas stop hearing from it).
             self.fail_partition(id, StorageOp::Append, &error);
         }
-        self.drain_replica(now_ms, id, answering)
+        let answered = self.drain_replica(now_ms, id, answering);
+        // A follower's fetch or this leader's sync may complete a write that waits for more
+        // copies than its commit (`min.insync.replicas` above a majority).
+        if let Some(partition) = partition_in(&mut self.topics, &self.topic_names_by_id, id) {
+            if partition.waiters.wants_copies() {
+                if let Some(replica) = partition.replica.as_ref().filter(|r| r.raft.is_leader()) {
+                    let durable = partition.log.durable_offset();
+                    let raft = &replica.raft;
+                    partition.waiters.copies_held(|copies| raft.held_by(copies, durable), &mut self.woken);
+                }
+            }
+        }
+        answered
     }
 
     /// Performs a partition Raft's outputs in order. True if one answered `answering`.

@@ -229,12 +229,21 @@ fn acks_all_is_refused_while_fewer_than_min_insync_replicas_are_in_sync() {
     assert_eq!(r.topics[0].error_code, 0, "{r:?}");
     c.run_until(c.now_ms + 3_000);
     let (leader, _, _, _) = roles(&mut c, 1, "orders", 0);
-    assert_eq!(produce(&mut c, leader, idempotent(4, 0, 0, 1)), (0, 0), "three in sync");
-    // One follower goes; once it is out of sync (10 s), acks=all is refused up front, while
-    // acks=1 is still taken.
+    assert_eq!(produce(&mut c, leader, idempotent(4, 0, 0, 1)), (0, 0), "three in sync hold it");
+    // One follower goes. While it still counts as in sync, a write is taken, commits on the
+    // two others, and is answered NOT_ENOUGH_REPLICAS_AFTER_APPEND at its timeout.
     let follower =
         (1..=3).find(|&n| n != leader && n != controller).unwrap_or_else(|| (1..=3).find(|&n| n != leader).unwrap());
     c.stop(follower);
+    let request = RequestKind::Produce(match produce_request("orders", 0, -1, idempotent(4, 0, 1, 1)) {
+        RequestKind::Produce(p) => p.with_timeout_ms(3_000),
+        _ => unreachable!(),
+    });
+    assert_eq!(
+        produce_result(&c.call(leader, ApiKey::Produce, 9, request)).0,
+        ErrorCode::NotEnoughReplicasAfterAppend.code()
+    );
+    // Once it is out of sync (10 s), acks=all is refused up front, while acks=1 is still taken.
     c.run_until(c.now_ms + 12_000);
     let (leader, _, _, isr) = roles(&mut c, leader, "orders", 0);
     assert_eq!(isr.len(), 2, "{isr:?}");

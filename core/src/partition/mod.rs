@@ -63,6 +63,15 @@ impl Partition {
         }
     }
 
+    /// The offset below which `copies` replicas hold every record durably: the high watermark
+    /// for 0 copies or on a single node; otherwise as the leader's Raft knows its followers.
+    pub fn held_by(&self, copies: usize) -> i64 {
+        match &self.replica {
+            Some(replica) if copies > 0 => replica.raft.held_by(copies, self.durable_offset()),
+            _ => self.high_watermark(),
+        }
+    }
+
     /// The partition's leader epoch here: its Raft's epoch, or 0 on a single node.
     pub fn leader_epoch(&self) -> i32 {
         self.replica.as_ref().map_or(0, |r| r.raft.epoch())

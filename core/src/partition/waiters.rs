@@ -18,6 +18,9 @@ pub(crate) struct Waiters {
     commit: BTreeSet<(Offset, RequestId)>,
     /// Long-polling fetches, by fetch offset: woken when the high watermark passes it.
     data: BTreeSet<(Offset, RequestId)>,
+    /// acks=all produce under a `min.insync.replicas` above a majority, by (copies needed,
+    /// end offset): woken when that many replicas hold the write.
+    copies: BTreeSet<(usize, Offset, RequestId)>,
 }
 
 impl Waiters {
@@ -27,6 +30,38 @@ impl Waiters {
 
     pub fn wait_for_data(&mut self, fetch_offset: Offset, id: RequestId) {
         self.data.insert((fetch_offset, id));
+    }
+
+    pub fn wait_for_copies(&mut self, copies: usize, offset_end: Offset, id: RequestId) {
+        self.copies.insert((copies, offset_end, id));
+    }
+
+    pub fn forget_copies(&mut self, copies: usize, offset_end: Offset, id: RequestId) {
+        self.copies.remove(&(copies, offset_end, id));
+    }
+
+    /// Whether a write waits for more copies than a commit makes.
+    pub fn wants_copies(&self) -> bool {
+        !self.copies.is_empty()
+    }
+
+    /// The replicas' ends moved: wakes the writes that `held_by(copies)` now covers (at most
+    /// one pass per distinct number of copies, which is at most the number of replicas).
+    pub fn copies_held(&mut self, held_by: impl Fn(usize) -> i64, woken: &mut BTreeSet<RequestId>) {
+        let mut next = self.copies.first().map(|&(copies, _, _)| copies);
+        while let Some(copies) = next {
+            let held = held_by(copies);
+            let done: Vec<(usize, Offset, RequestId)> = self
+                .copies
+                .range((copies, Offset(i64::MIN), RequestId(0))..=(copies, Offset(held), RequestId(u64::MAX)))
+                .copied()
+                .collect();
+            for key in done {
+                self.copies.remove(&key);
+                woken.insert(key.2);
+            }
+            next = self.copies.range((copies + 1, Offset(i64::MIN), RequestId(0))..).next().map(|&(c, _, _)| c);
+        }
     }
 
     pub fn forget_commit(&mut self, offset_end: Offset, id: RequestId) {
@@ -51,6 +86,7 @@ impl Waiters {
     /// failed partition still serves what is durable.
     pub fn failed(&mut self, woken: &mut BTreeSet<RequestId>) {
         woken.extend(std::mem::take(&mut self.commit).into_iter().map(|(_, id)| id));
+        woken.extend(std::mem::take(&mut self.copies).into_iter().map(|(_, _, id)| id));
     }
 
     /// The partition is gone (its topic deleted): every waiter must be answered.
@@ -61,13 +97,13 @@ impl Waiters {
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.commit.len() + self.data.len()
+        self.commit.len() + self.data.len() + self.copies.len()
     }
 
     /// Every request with an entry here (for the broker's debug check that none is stale).
     #[cfg(debug_assertions)]
     pub fn requests(&self) -> impl Iterator<Item = RequestId> + '_ {
-        self.commit.iter().chain(&self.data).map(|&(_, id)| id)
+        self.commit.iter().chain(&self.data).map(|&(_, id)| id).chain(self.copies.iter().map(|&(_, _, id)| id))
     }
 }
 
@@ -93,6 +129,24 @@ mod tests {
         assert_eq!(woken_by(&mut w, 5), vec![1, 4]);
         assert_eq!(woken_by(&mut w, 6), vec![2, 3]);
         assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn writes_waiting_for_copies_wake_when_that_many_replicas_hold_them() {
+        let mut w = Waiters::default();
+        w.wait_for_copies(3, Offset(10), RequestId(1));
+        w.wait_for_copies(3, Offset(20), RequestId(2));
+        w.wait_for_copies(5, Offset(10), RequestId(3));
+        // Three replicas hold everything before 15, five everything before 8.
+        let held = |copies: usize| if copies <= 3 { 15 } else { 8 };
+        let mut woken = BTreeSet::new();
+        w.copies_held(held, &mut woken);
+        assert_eq!(woken, BTreeSet::from([RequestId(1)]));
+        assert!(w.wants_copies());
+        let mut woken = BTreeSet::new();
+        w.copies_held(|_| 20, &mut woken);
+        assert_eq!(woken, BTreeSet::from([RequestId(2), RequestId(3)]));
+        assert!(!w.wants_copies());
     }
 
     #[test]

@@ -368,6 +368,14 @@ impl Raft {
 
     /// Each voter with the log end this replica knows it holds: exact for every voter on the
     /// leader (`own_end` for itself), only its own elsewhere.
+    /// Leader: the offset below which at least `copies` voters (this one counted with
+    /// `own_durable`) hold every entry durably; 0 where fewer voters are known to.
+    pub fn held_by(&self, copies: usize, own_durable: i64) -> i64 {
+        let mut ends: Vec<i64> = self.voter_ends(own_durable).into_iter().map(|(_, end)| end.unwrap_or(0)).collect();
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        copies.checked_sub(1).and_then(|i| ends.get(i)).copied().unwrap_or(0)
+    }
+
     pub fn voter_ends(&self, own_end: i64) -> Vec<(NodeId, Option<i64>)> {
         self.config
             .voters
