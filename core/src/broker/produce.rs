@@ -169,7 +169,6 @@ impl Broker {
             if replica.raft.in_sync_for_append(now_ms, crate::constants::REPLICA_LAG_MS_MAX) < min_insync {
                 return Err(ErrorCode::NotEnoughReplicas);
             }
-            let min_insync = usize::try_from(min_insync).unwrap_or(0);
             if min_insync > replica.voters.len() / 2 + 1 {
                 copies = min_insync;
             }
