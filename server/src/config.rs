@@ -104,6 +104,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
          and its log then starts at the snapshot",
     ),
     (
+        "log_scrub_bytes_per_sec",
+        "8388608",
+        "in a cluster, how fast each broker reads its replicas back to check them by CRC-32C; a damaged \
+         batch is cut and fetched again from the leader (0: no scrub; reads are always checked)",
+    ),
+    (
         "metadata_log_segment_bytes",
         "8388608",
         "segment size of the metadata log __cluster_metadata (metadata.log.segment.bytes); the log \
@@ -146,6 +152,7 @@ pub struct ServerConfig {
     pub offsets_topic_partitions: i32,
     pub metadata_snapshot_records: i64,
     pub metadata_log_segment_bytes: i64,
+    pub scrub_bytes_per_sec: u64,
     /// Broker-wide topic config defaults, by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -351,6 +358,8 @@ impl RawConfig {
             })
         })?;
         let metadata_snapshot_records = self.get("metadata_snapshot_records", positive)?;
+        let scrub_bytes_per_sec =
+            self.get("log_scrub_bytes_per_sec", |v| v.parse::<u64>().map_err(|e| format!("not a byte count: {e}")))?;
         let metadata_log_segment_bytes = self.get("metadata_log_segment_bytes", |v| {
             positive(v).and_then(|n| if n >= 1024 { Ok(n) } else { Err("at least 1024".into()) })
         })?;
@@ -399,6 +408,7 @@ impl RawConfig {
             offsets_topic_partitions,
             metadata_snapshot_records,
             metadata_log_segment_bytes,
+            scrub_bytes_per_sec,
             topic_defaults,
         })
     }

@@ -136,6 +136,7 @@ async fn serve_on(
         rack_aware_reads: config.rack_aware_reads,
         metadata_snapshot_records: config.metadata_snapshot_records,
         metadata_log_segment_bytes: config.metadata_log_segment_bytes,
+        scrub_bytes_per_sec: config.scrub_bytes_per_sec,
         ..BrokerConfig::default()
     };
     let (broker, report) = Broker::open(broker_config, storage, now_ms())

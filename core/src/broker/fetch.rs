@@ -70,7 +70,7 @@ impl Broker {
             self.build_fetch(now_ms, parked.api_version, &parked.request);
         for (topic, index, error) in read_failures {
             if let Some(id) = self.partition(&topic, index).map(|p| p.id) {
-                self.fail_partition(id, super::StorageOp::Read, &error);
+                self.partition_error(now_ms, id, super::StorageOp::Read, &error);
             }
         }
         let enough = bytes >= i64::from(parked.request.min_bytes.max(0));
@@ -176,7 +176,21 @@ impl Broker {
                             let budget = partition_max.min(max_bytes.saturating_sub(total_bytes));
                             let first_data = total_bytes == 0;
                             if budget > 0 || first_data {
-                                match log.read(wanted.fetch_offset, budget, committed, first_data) {
+                                // A replica's batches are checked as they are read, so a damaged
+                                // one is never served: it ends the read and is repaired from
+                                // another replica. (A single node serves what it stored; the
+                                // consumer's own CRC check is all there is.)
+                                let read = if p.replica.is_some() {
+                                    log.read_checked(wanted.fetch_offset, budget, committed, first_data).and_then(
+                                        |(read, damaged)| match damaged {
+                                            Some(damaged) if read.records.is_empty() => Err(damaged.into_io()),
+                                            _ => Ok(read),
+                                        },
+                                    )
+                                } else {
+                                    log.read(wanted.fetch_offset, budget, committed, first_data)
+                                };
+                                match read {
                                     Ok(read) => {
                                         total_bytes += read.records.len();
                                         data.records = Some(read.records);

@@ -32,6 +32,7 @@ mod offsets;
 mod produce;
 mod quorum;
 mod replication;
+mod scrub;
 pub mod versions;
 
 pub use fault::{StorageFault, StorageOp, PARTITION_FAILED};
@@ -108,6 +109,8 @@ pub struct BrokerConfig {
     pub metadata_snapshot_records: i64,
     /// The metadata log's segment size (its start moves past a snapshot by whole segments).
     pub metadata_log_segment_bytes: i64,
+    /// How fast a cluster node reads its replicas back to check them by CRC (0: never).
+    pub scrub_bytes_per_sec: u64,
 }
 
 impl Default for BrokerConfig {
@@ -134,6 +137,7 @@ impl Default for BrokerConfig {
             rack_aware_reads: true,
             metadata_snapshot_records: crate::metadata::quorum::SNAPSHOT_RECORDS_DEFAULT,
             metadata_log_segment_bytes: crate::metadata::quorum::SEGMENT_BYTES_DEFAULT,
+            scrub_bytes_per_sec: 8 << 20,
         }
     }
 }
@@ -885,6 +889,17 @@ impl Broker {
 
     /// Fails a partition after a storage error (see [`Partition::fail`]): its waiting
     /// commits are answered before this input ends, and the fault is reported once.
+    /// A partition's storage error while it serves: a damaged batch in a replicated partition is
+    /// repaired from a replica ([`Broker::repair_partition`]); anything else fails it.
+    pub(crate) fn partition_error(&mut self, now_ms: i64, id: PartitionId, op: StorageOp, error: &io::Error) {
+        if let Some(damaged) = crate::log::CorruptBatch::of(error) {
+            if self.repair_partition(now_ms, id, damaged.clone()) {
+                return;
+            }
+        }
+        self.fail_partition(id, op, error);
+    }
+
     pub(crate) fn fail_partition(&mut self, id: PartitionId, op: StorageOp, error: &io::Error) {
         if let Some(partition) = partition_in(&mut self.topics, &self.topic_names_by_id, id) {
             self.faults.extend(partition.fail(op, error, &mut self.woken));

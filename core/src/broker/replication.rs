@@ -72,6 +72,7 @@ pub(super) struct Replication {
     next_report_token: u64,
     /// Peers' reports being decided here (as the controller), by token.
     report_calls: BTreeMap<u64, (RequestId, i16)>,
+    pub(super) scrub: super::scrub::Scrub,
 }
 
 /// A follower's fetcher for one leader.
@@ -157,7 +158,7 @@ impl Broker {
             // The log could not be written or read as the Raft needed: like a failed append,
             // the partition stops here, and its Raft with it (its leadership moves on when the
             // other replicas stop hearing from it).
-            self.fail_partition(id, StorageOp::Append, &error);
+            self.partition_error(now_ms, id, StorageOp::Append, &error);
         }
         let answered = self.drain_replica(now_ms, id, answering);
         // A follower's fetch or this leader's sync may complete a write that waits for more
@@ -357,6 +358,30 @@ impl Broker {
         ))
     }
 
+    /// A replicated partition found a damaged batch (a bit flipped on the disk): it stops
+    /// serving from there, hands over its leadership if it leads, cuts its log at the batch
+    /// and fetches it again from the leader (see `Raft::damaged`). False for a partition that
+    /// cannot repair itself (a single node's, or a replica already stopped): it fails instead.
+    pub(super) fn repair_partition(&mut self, now_ms: i64, id: PartitionId, damaged: crate::log::CorruptBatch) -> bool {
+        let Some(partition) = partition_in(&mut self.topics, &self.topic_names_by_id, id) else { return false };
+        let Some(replica) = partition.replica.as_mut().filter(|r| !r.failed && !partition.failed) else {
+            return false;
+        };
+        let view = RaftView { log: &mut partition.log, now_ms, voters: &replica.voters, producers: None };
+        replica.raft.damaged(now_ms, &view);
+        self.faults.push(StorageFault::new(
+            StorageOp::Read,
+            damaged.file.clone(),
+            &damaged.clone().into_io(),
+            "the replica cuts its log at the damaged batch and fetches it again from the leader (handing its \
+             leadership over first if it leads); it votes again once it holds what it held",
+        ));
+        // What `damaged` saved is written as the outputs drain; only then is the log cut.
+        self.drain_replica(now_ms, id, None);
+        self.on_replica(now_ms, id, None, |raft, view| raft.cut_damaged(now_ms, damaged.offset, view));
+        true
+    }
+
     /// A follower's Fetch of partitions this node may lead. Answered through
     /// [`Broker::finish_replica_fetches`].
     pub(super) fn replica_fetch(&mut self, now_ms: i64, id: RequestId, api_version: i16, request: &FetchRequest) {
@@ -487,6 +512,10 @@ impl Broker {
             self.replication.next_isr_check_ms = now_ms + ISR_CHECK_INTERVAL_MS;
             self.check_leaderships(now_ms);
         }
+        if self.config.scrub_bytes_per_sec > 0 && now_ms >= self.replication.scrub.next_ms {
+            self.replication.scrub.next_ms = now_ms + super::scrub::SCRUB_INTERVAL_MS;
+            self.scrub(now_ms);
+        }
     }
 
     /// Sends what the replica fetchers and the leadership reports have ready. Runs at the end
@@ -531,6 +560,9 @@ impl Broker {
         }
         if !r.leading.is_empty() {
             next = next.min(r.next_isr_check_ms);
+        }
+        if self.config.scrub_bytes_per_sec > 0 && !r.timers.is_empty() {
+            next = next.min(r.scrub.next_ms);
         }
         if !r.reports.is_empty() {
             let retry = r.report_in_flight.map_or(r.next_report_ms, |(_, sent)| sent + REPORT_TIMEOUT_MS);

@@ -7,6 +7,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::tests::{fetch_request, fetched_offsets, idempotent, produce_request, produce_result, QuorumCluster};
 use crate::error::ErrorCode;
+use crate::storage::Storage;
 
 /// What a broker's Metadata says of a partition: (leader, epoch, replicas, in-sync replicas).
 type Roles = (i32, i32, Vec<i32>, Vec<i32>);
@@ -188,6 +189,99 @@ fn a_follower_below_the_leaders_log_start_starts_over_there() {
     assert_eq!(log(&c, behind), (start, end, records), "the follower fetched the leader's empty snapshot, then on");
     let (_, _, _, isr) = roles(&mut c, leader, "orders", 0);
     assert_eq!(isr, vec![1, 2, 3], "and is in sync again");
+}
+
+/// Flips one bit inside the records of the batch at `offset` in `node`'s replica of
+/// `orders-0`, as a disk that rots under synced data would.
+fn flip_bit(c: &mut QuorumCluster, node: i32, offset: i64) {
+    c.damaged_disks.insert(node);
+    let (storage, broker) = &c.brokers[&node];
+    let log = &broker.partition("orders", 0).expect("a replica here").log;
+    let stored = log.read(0, 1 << 30, log.end_offset(), true).unwrap().records;
+    let mut position = 0;
+    loop {
+        let header = crate::log::batch::BatchHeader::parse(&stored[position..]).expect("the batch is stored");
+        let size = header.size_bytes().unwrap();
+        if header.base_offset == offset {
+            let file = storage.open("orders-0/00000000000000000000.log", false).unwrap();
+            let at = (position + size - 1) as u64;
+            let byte = file.read_at(at, 1).unwrap()[0];
+            file.write_at(at, &[byte ^ 0x10]).unwrap();
+            return;
+        }
+        position += size;
+    }
+}
+
+/// Whether every batch of a fetch response passes its CRC.
+fn all_batches_intact(response: &ResponseKind) -> bool {
+    let ResponseKind::Fetch(r) = response else { panic!("not a fetch response") };
+    let records = r.responses[0].partitions[0].records.clone().unwrap_or_default();
+    let mut position = 0;
+    while position < records.len() {
+        let header = crate::log::batch::BatchHeader::parse(&records[position..]).unwrap();
+        let size = header.size_bytes().unwrap();
+        if crate::log::batch::batch_crc(&records[position..position + size]) != header.crc {
+            return false;
+        }
+        position += size;
+    }
+    true
+}
+
+#[test]
+fn a_bit_flipped_in_a_followers_synced_data_is_found_by_the_scrub_and_fetched_again() {
+    let mut c = cluster_with_topic(1);
+    let (leader, _, _, _) = roles(&mut c, 1, "orders", 0);
+    for batch in 0..4 {
+        assert_eq!(produce(&mut c, leader, idempotent(9, 0, 3 * batch, 3)), (0, i64::from(3 * batch)));
+    }
+    c.run_until(c.now_ms + 1_000);
+    let follower = (1..=3).find(|&n| n != leader).expect("a follower");
+    assert_eq!(stored(&c, follower, 0), stored(&c, leader, 0));
+    flip_bit(&mut c, follower, 6);
+    assert_ne!(stored(&c, follower, 0), stored(&c, leader, 0));
+    c.run_until(c.now_ms + 5_000);
+    assert!(
+        c.faults.iter().any(|(node, f)| *node == follower && f.path.ends_with(".log") && f.error.contains("CRC")),
+        "the damage is reported, naming the file: {:?}",
+        c.faults
+    );
+    assert_eq!(stored(&c, follower, 0), stored(&c, leader, 0), "repaired from the leader");
+    let (_, _, _, isr) = roles(&mut c, leader, "orders", 0);
+    assert_eq!(isr, vec![1, 2, 3], "and in sync again");
+}
+
+#[test]
+fn a_leader_that_finds_a_damaged_batch_never_serves_it_and_hands_over() {
+    let mut c = cluster_with_topic(1);
+    let (leader, epoch, _, _) = roles(&mut c, 1, "orders", 0);
+    for batch in 0..4 {
+        assert_eq!(produce(&mut c, leader, idempotent(9, 0, 3 * batch, 3)), (0, i64::from(3 * batch)));
+    }
+    c.run_until(c.now_ms + 1_000);
+    let intact = stored(&c, (1..=3).find(|&n| n != leader).unwrap(), 0);
+    flip_bit(&mut c, leader, 3);
+    // A consumer reading from the start gets the batch before the damaged one, never that one.
+    let response = c.call(leader, ApiKey::Fetch, 11, fetch_request("orders", 0, 0, 0, 0));
+    let (_, _, offsets) = fetched_offsets(&response);
+    assert_eq!(offsets, vec![0]);
+    assert!(all_batches_intact(&response));
+    let response = c.call(leader, ApiKey::Fetch, 11, fetch_request("orders", 0, 3, 0, 0));
+    assert!(all_batches_intact(&response));
+    assert_ne!(fetched_offsets(&response).0, 0, "the damaged batch is an error, not data");
+    // It hands its leadership over, cuts its log, and fetches the batch again.
+    c.run_until(c.now_ms + 5_000);
+    let (new_leader, new_epoch, _, isr) = roles(&mut c, leader, "orders", 0);
+    assert_ne!(new_leader, leader);
+    assert!(new_epoch > epoch);
+    for node in 1..=3 {
+        assert_eq!(stored(&c, node, 0)[..intact.len()], intact[..], "node {node}");
+    }
+    assert_eq!(isr, vec![1, 2, 3]);
+    let response = c.call(new_leader, ApiKey::Fetch, 11, fetch_request("orders", 0, 0, 0, 0));
+    assert_eq!(&fetched_offsets(&response).2[..4], &[0, 3, 6, 9]);
+    assert!(all_batches_intact(&response));
 }
 
 #[test]

@@ -733,6 +733,8 @@ pub(super) struct QuorumCluster {
     answers: BTreeMap<RequestId, ResponseKind>,
     /// Brokers whose fsyncs fail (a disk error), and the faults they reported.
     pub(super) failing_syncs: std::collections::BTreeSet<i32>,
+    /// Brokers whose stored data a test damaged: their faults are recorded, not a failure.
+    pub(super) damaged_disks: std::collections::BTreeSet<i32>,
     pub(super) faults: Vec<(i32, StorageFault)>,
 }
 
@@ -751,6 +753,7 @@ impl QuorumCluster {
             waiting: BTreeMap::new(),
             answers: BTreeMap::new(),
             failing_syncs: Default::default(),
+            damaged_disks: Default::default(),
             faults: Vec::new(),
         }
     }
@@ -822,7 +825,9 @@ impl QuorumCluster {
                 };
                 self.brokers.get_mut(&node).unwrap().1.handle_io_done(now, token, result);
             }
-            Output::Fault(fault) if self.failing_syncs.contains(&node) => self.faults.push((node, fault)),
+            Output::Fault(fault) if self.failing_syncs.contains(&node) || self.damaged_disks.contains(&node) => {
+                self.faults.push((node, fault))
+            }
             Output::Fault(fault) => panic!("broker {node}: {fault}"),
         }
     }

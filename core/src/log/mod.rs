@@ -92,6 +92,35 @@ pub struct ReadResult {
     pub oversized: bool,
 }
 
+/// A stored batch that fails its CRC, or whose offsets do not follow on from the batch before
+/// it: what a bit flipped on the disk looks like to a checked read ([`Log::read_checked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptBatch {
+    /// The offset the damaged batch should start at.
+    pub offset: i64,
+    /// The segment file that holds it.
+    pub file: String,
+}
+
+impl std::fmt::Display for CorruptBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: the stored batch at offset {} fails its CRC-32C check", self.file, self.offset)
+    }
+}
+
+impl std::error::Error for CorruptBatch {}
+
+impl CorruptBatch {
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+
+    /// The damaged batch an error of a checked read names, if it is one.
+    pub fn of(error: &io::Error) -> Option<&CorruptBatch> {
+        error.get_ref()?.downcast_ref::<CorruptBatch>()
+    }
+}
+
 /// Files to fsync and the offset that becomes durable once they are.
 #[derive(Debug)]
 pub struct SyncPlan {
@@ -468,7 +497,8 @@ impl Log {
             let chunk = segment.file.read_at(start, want.min(available))?;
             let mut used = 0;
             while let Some(header) = BatchHeader::parse(&chunk[used..]) {
-                let size = header.size_bytes().expect("stored batches have sane sizes");
+                // A damaged length ends the read here (a checked read reports it).
+                let Some(size) = header.size_bytes() else { break };
                 if header.base_offset >= limit_offset {
                     break;
                 }
@@ -481,7 +511,8 @@ impl Log {
                 // The first batch is larger than the budget: return it alone.
                 let header = segment.header_at(start)?;
                 if header.base_offset < limit_offset {
-                    let size = header.size_bytes().expect("stored batches have sane sizes");
+                    // Never past the segment: a damaged length must not size the read.
+                    let size = header.size_bytes().unwrap_or(0).min(available);
                     out = segment.file.read_at(start, size)?;
                     oversized = out.len() > max_bytes;
                 }
@@ -495,6 +526,50 @@ impl Log {
             segment_index += 1;
         }
         Ok(ReadResult { records: Bytes::from(out), oversized })
+    }
+
+    /// [`Log::read`], checking each batch read: its CRC, and that its offsets follow on from
+    /// the offset asked for and the batch before. The first batch that fails ends the read:
+    /// the batches before it are returned, with the damaged one named.
+    pub fn read_checked(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit_offset: i64,
+        must_return_one: bool,
+    ) -> io::Result<(ReadResult, Option<CorruptBatch>)> {
+        let mut read = self.read(offset, max_bytes, limit_offset, must_return_one)?;
+        let mut expected = offset;
+        let mut at = 0;
+        let bytes = read.records.clone();
+        let damaged = loop {
+            if at == bytes.len() {
+                // Nothing at all where a record was due: the first header is damaged.
+                let due = must_return_one
+                    && at == 0
+                    && offset >= self.log_start_offset
+                    && offset < limit_offset.min(self.end_offset);
+                break due.then_some(expected);
+            }
+            let header = BatchHeader::parse(&bytes[at..]);
+            let size = header.and_then(|h| h.size_bytes()).filter(|&size| at + size <= bytes.len());
+            let (Some(header), Some(size)) = (header, size) else { break Some(expected) };
+            let follows_on = if at == 0 {
+                header.base_offset <= offset && offset <= header.last_offset()
+            } else {
+                header.base_offset == expected
+            };
+            if !follows_on || batch::batch_crc(&bytes[at..at + size]) != header.crc {
+                break Some(if at == 0 { offset } else { expected });
+            }
+            expected = header.last_offset() + 1;
+            at += size;
+        };
+        let Some(damaged) = damaged else { return Ok((read, None)) };
+        read.records = bytes.slice(..at);
+        let segment = &self.segments[self.segment_index_for(damaged)];
+        let file = format!("{}/{}", self.dir, log_file_name(segment.base_offset));
+        Ok((read, Some(CorruptBatch { offset: damaged, file })))
     }
 
     fn segment_index_for(&self, offset: i64) -> usize {

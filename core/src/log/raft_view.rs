@@ -88,8 +88,13 @@ impl RaftLog for RaftView<'_> {
         Ok(())
     }
 
+    /// Checked batch by batch: a damaged batch is never sent to a follower. The batches
+    /// before it are; one that comes first is an error naming it, which the owner repairs.
     fn read(&self, offset: i64, max_bytes: usize) -> io::Result<Bytes> {
-        Ok(self.log.read(offset, max_bytes, self.log.end_offset(), true)?.records)
+        match self.log.read_checked(offset, max_bytes, self.log.end_offset(), true)? {
+            (read, Some(damaged)) if read.records.is_empty() => Err(damaged.into_io()),
+            (read, _) => Ok(read.records),
+        }
     }
 
     fn start_offset(&self) -> i64 {

@@ -334,3 +334,37 @@ fn recovery_cuts_at_a_batch_whose_leader_epoch_the_checkpoint_does_not_give() {
     let mut bytes = batch(&simple(1, 0), None);
     assert_eq!(log.append(&mut bytes, 3, 0).unwrap(), 4);
 }
+
+#[test]
+fn a_checked_read_stops_before_a_damaged_batch_and_names_it() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage.clone(), "t-0", LogConfig::default(), 0).unwrap();
+    append_n(&mut log, 3, 4, 0);
+    sync_all(&mut log);
+    let all = log.read(0, 1 << 20, 12, true).unwrap().records;
+    let size = BatchHeader::parse(&all).unwrap().size_bytes().unwrap();
+    let file = storage.open("t-0/00000000000000000000.log", false).unwrap();
+    let (clean, _) = log.read_checked(0, 1 << 20, 12, true).unwrap();
+    assert_eq!(clean.records, all);
+
+    // A bit of the second batch's records: the first batch is served, the second is named.
+    let at = (2 * size - 1) as u64;
+    let byte = file.read_at(at, 1).unwrap()[0];
+    file.write_at(at, &[byte ^ 1]).unwrap();
+    let (read, damaged) = log.read_checked(0, 1 << 20, 12, true).unwrap();
+    assert_eq!(offsets_in(&read.records), vec![0]);
+    assert_eq!(damaged, Some(CorruptBatch { offset: 4, file: "t-0/00000000000000000000.log".into() }));
+    let (read, damaged) = log.read_checked(5, 1 << 20, 12, true).unwrap();
+    assert!(read.records.is_empty());
+    assert_eq!(damaged.map(|d| d.offset), Some(5), "the batch holding the offset asked for");
+    file.write_at(at, &[byte]).unwrap();
+
+    // A damaged length (outside the CRC) neither panics nor sizes a huge read.
+    let length_at = (size + 8) as u64;
+    let length = file.read_at(length_at, 4).unwrap();
+    file.write_at(length_at, &[length[0] ^ 0x40, length[1], length[2], length[3]]).unwrap();
+    assert_eq!(offsets_in(&log.read(0, 1 << 20, 12, true).unwrap().records), vec![0]);
+    let (read, damaged) = log.read_checked(4, 1 << 20, 12, true).unwrap();
+    assert!(read.records.is_empty());
+    assert_eq!(damaged.map(|d| d.offset), Some(4));
+}

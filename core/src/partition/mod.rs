@@ -93,7 +93,10 @@ impl Partition {
     /// Whether this node is a healthy follower of the partition (its Raft follows a known
     /// leader in its epoch), which may serve consumers what it knows to be committed.
     pub fn is_follower(&self) -> bool {
-        self.replica.as_ref().is_some_and(|r| !r.failed && r.raft.is_follower())
+        self.replica.as_ref().is_some_and(|r| {
+            // One that cut damaged records serves nobody until it holds them again.
+            !r.failed && r.raft.is_follower() && self.log.end_offset() >= r.raft.quorum_state().recovering_to
+        })
     }
 
     /// Consumers with read_committed stop here. Without transactions, at the high watermark.

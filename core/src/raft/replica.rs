@@ -406,8 +406,9 @@ impl Raft {
         pre_vote: bool,
         log: &dyn RaftLog,
     ) {
-        let log_ok = candidate_log >= (log.last_epoch(), log.end_offset())
-            || crate::planted::active(crate::planted::PlantedBug::ElectStaleReplica);
+        let log_ok = (candidate_log >= (log.last_epoch(), log.end_offset())
+            || crate::planted::active(crate::planted::PlantedBug::ElectStaleReplica))
+            && !self.recovering(log);
         let granted = if pre_vote {
             // A pre-vote changes nothing here. Refused while this replica still has a live
             // leader, so a replica that was cut off cannot depose it on its return.
@@ -618,6 +619,7 @@ impl Raft {
         } else {
             if !entries.is_empty() {
                 log.append_replicated(&entries)?;
+                self.recovered_if_caught_up(log);
             }
             if let Some(leader_hw) = high_watermark {
                 self.advance_high_watermark(leader_hw.min(log.end_offset()));
@@ -680,6 +682,7 @@ impl Raft {
                 bytes.extend_from_slice(&chunk);
                 if bytes.len() as u64 == size {
                     log.install_snapshot(snapshot, &bytes)?;
+                    self.recovered_if_caught_up(log);
                 } else if (bytes.len() as u64) < size {
                     self.snapshot_fetch = Some((snapshot, bytes));
                 }
@@ -818,13 +821,47 @@ impl Raft {
     /// A higher epoch was seen: adopt it with no vote and no leader.
     fn adopt_epoch(&mut self, now_ms: i64, epoch: i32) {
         self.answer_parked_fetches_not_leader();
-        self.state = QuorumState { epoch, voted_for: None, leader: None };
+        self.state = QuorumState { epoch, voted_for: None, leader: None, recovering_to: self.state.recovering_to };
         self.save();
         self.role = Role::Unattached;
         self.fetch_sent = None;
         self.snapshot_fetch = None;
         self.election_deadline_ms = now_ms + self.election_timeout();
         self.outputs.push_back(RaftOutput::LeaderChanged { epoch, leader: None });
+    }
+
+    /// The owner found the entry at `offset` damaged (a stored batch that fails its CRC): this
+    /// replica cuts its log there and fetches the rest again ([`Raft::cut_damaged`], called
+    /// once what this saves is durable). Until its log reaches where it ends now it grants no
+    /// vote and does not stand: it may have counted toward the commit of entries it no longer
+    /// holds, and a vote judged on the shorter log could elect a replica that lacks them (the
+    /// others who hold them are then a minority). A leader hands its leadership over first.
+    pub fn damaged(&mut self, now_ms: i64, log: &dyn RaftLog) {
+        self.state.recovering_to = self.state.recovering_to.max(log.end_offset());
+        self.save();
+        self.resign(now_ms);
+    }
+
+    /// Cuts the log at the damaged entry `offset` (see [`Raft::damaged`]) and fetches on.
+    pub fn cut_damaged(&mut self, now_ms: i64, offset: i64, log: &mut dyn RaftLog) -> io::Result<()> {
+        debug_assert!(self.state.recovering_to >= log.end_offset(), "cut before `damaged` was saved");
+        log.truncate_to(offset.max(log.start_offset()))?;
+        // An answer to a fetch sent before the cut is for a log that is gone.
+        self.fetch_sent = None;
+        self.snapshot_fetch = None;
+        self.send_fetch(now_ms, log);
+        Ok(())
+    }
+
+    fn recovering(&self, log: &dyn RaftLog) -> bool {
+        log.end_offset() < self.state.recovering_to
+    }
+
+    fn recovered_if_caught_up(&mut self, log: &dyn RaftLog) {
+        if self.state.recovering_to > 0 && !self.recovering(log) {
+            self.state.recovering_to = 0;
+            self.save();
+        }
     }
 
     /// A leader that is about to stop (a graceful shutdown) hands over: it asks the voters to
@@ -867,6 +904,11 @@ impl Raft {
         if matches!(self.role, Role::Leader(_) | Role::Follower { .. }) {
             self.step_down(now_ms);
         }
+        if self.recovering(log) {
+            // It cut entries it may have promised to keep: it waits for a leader instead.
+            self.election_deadline_ms = now_ms + self.election_timeout();
+            return Ok(());
+        }
         let mut granted = BTreeSet::new();
         granted.insert(self.config.node);
         self.role = Role::Prospective { granted };
@@ -885,7 +927,12 @@ impl Raft {
     }
 
     fn become_candidate(&mut self, now_ms: i64, log: &mut dyn RaftLog) -> io::Result<()> {
-        self.state = QuorumState { epoch: self.state.epoch + 1, voted_for: Some(self.config.node), leader: None };
+        self.state = QuorumState {
+            epoch: self.state.epoch + 1,
+            voted_for: Some(self.config.node),
+            leader: None,
+            recovering_to: self.state.recovering_to,
+        };
         self.save();
         let mut granted = BTreeSet::new();
         granted.insert(self.config.node);

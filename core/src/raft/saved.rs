@@ -26,11 +26,19 @@ pub fn read(storage: &dyn Storage, dir: &str) -> io::Result<QuorumState> {
         epoch: i32::try_from(epoch).map_err(|_| invalid())?,
         voted_for: field("voted_for").and_then(node),
         leader: field("leader").and_then(node),
+        // Absent in files written before it existed: nothing to recover.
+        recovering_to: field("recovering_to").unwrap_or(0).max(0),
     })
 }
 
 pub fn write(storage: &dyn Storage, dir: &str, state: QuorumState) -> io::Result<()> {
     let id = |n: Option<NodeId>| n.map_or(-1, |n| i64::from(n.0));
-    let text = format!("epoch={}\nvoted_for={}\nleader={}\n", state.epoch, id(state.voted_for), id(state.leader));
+    let text = format!(
+        "epoch={}\nvoted_for={}\nleader={}\nrecovering_to={}\n",
+        state.epoch,
+        id(state.voted_for),
+        id(state.leader),
+        state.recovering_to
+    );
     write_file_atomic(storage, dir, QUORUM_STATE_FILE, text.as_bytes())
 }

@@ -11,6 +11,9 @@ pub struct QuorumState {
     pub epoch: i32,
     pub voted_for: Option<NodeId>,
     pub leader: Option<NodeId>,
+    /// A replica that cut damaged entries from its log (see `Raft::damaged`) grants no vote
+    /// and does not stand until its log reaches this offset again; 0 when it need not.
+    pub recovering_to: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -657,7 +657,7 @@ fn a_leader_that_may_hold_uncommitted_entries_opens_its_epoch_with_a_leader_chan
     log.append_as_leader(1, Bytes::from_static(b"a")).unwrap();
     log.append_as_leader(1, Bytes::from_static(b"b")).unwrap();
     log.sync();
-    let saved = QuorumState { epoch: 1, voted_for: None, leader: None };
+    let saved = QuorumState { epoch: 1, voted_for: None, leader: None, recovering_to: 0 };
     let mut raft = Raft::new(RaftConfig::new(NodeId(1), ids(3)), saved, 9, 0, &mut log);
     elect_by_hand(&mut raft, &mut log);
     // Whether "a" and "b" are committed is unknown here: an entry of epoch 2 goes first, and
