@@ -172,8 +172,18 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     let pick = |rng: &mut madsim::rand::GlobalRng| ids[rng.gen_range(0..ids.len())];
     let mut fault_count: u64 = 0;
     let deadline = Instant::now() + FAULT_PHASE;
+    // Once per run, a bit of a running broker's stored records rots (see `SimDisk::rot`).
+    let mut rot_at = Some(Instant::now() + Duration::from_millis(rng.gen_range(2_000..15_000)));
     while Instant::now() < deadline {
         sleep(Duration::from_millis(rng.gen_range(200..2500))).await;
+        if rot_at.is_some_and(|at| Instant::now() >= at) {
+            let victim = pick(&mut rng);
+            if brokers[&victim].disk.rot(&format!("{TOPIC}-")) {
+                trace!("fault: a bit of broker {victim}'s stored records flips");
+                rot_at = None;
+                fault_count += 1;
+            }
+        }
         fault_count += 1;
         match rng.gen_range(0..20) {
             0..=6 => {

@@ -22,10 +22,13 @@
 //!   KAFKA_STORAGE_ERROR at once, keep serving what is durable, and after space returns and a
 //!   restart have lost nothing it acknowledged.
 //!
-//! Not injected (documented in docs/simulation.md): bit flips in *synced* data (one node
-//! without replicas cannot restore a destroyed acknowledged record; detection is covered by the
-//! garbled-write fault), and lost directory entries (renames, creations and removals are
-//! treated as durable at once).
+//! - **Synced data rots.** [`SimDisk::rot`] flips one bit inside the records of a stored batch
+//!   of a running broker's replica (the cluster run, once per run at most): no write, sync or
+//!   crash is involved. The broker must never serve the damaged batch, and must repair it from
+//!   another replica, so that all replicas end byte for byte the same.
+//!
+//! Not injected (documented in docs/simulation.md): lost directory entries (renames, creations
+//! and removals are treated as durable at once).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +60,8 @@ pub struct DiskFaultCounts {
     pub lost_unsynced_files: u64,
     /// Writes refused because the disk was full.
     pub full_disk_writes: u64,
+    /// Bits flipped in synced data ([`SimDisk::rot`]).
+    pub rotted_bits: u64,
 }
 
 impl DiskFaultCounts {
@@ -67,6 +72,7 @@ impl DiskFaultCounts {
             + self.garbled_writes
             + self.lost_unsynced_files
             + self.full_disk_writes
+            + self.rotted_bits
     }
 }
 
@@ -149,6 +155,42 @@ impl SimDisk {
                 CrashKeeps::Synced
             }
         });
+    }
+}
+
+impl SimDisk {
+    /// Flips one bit inside the records (the part a batch's CRC covers) of a random stored
+    /// batch in a random segment under the directories named `prefix`-N, in synced data, as a
+    /// disk rotting under a running broker. False if there is no such batch.
+    pub fn rot(&self, prefix: &str) -> bool {
+        let mut rng = thread_rng();
+        let segments: Vec<String> = self
+            .tree
+            .file_paths()
+            .into_iter()
+            .filter(|p| p.starts_with(prefix) && p.ends_with(".log"))
+            .collect();
+        if segments.is_empty() {
+            return false;
+        }
+        let path = &segments[rng.gen_range(0..segments.len())];
+        let Ok(file) = self.tree.open(path, false) else { return false };
+        let Ok(bytes) = file.len().and_then(|len| file.read_at(0, len as usize)) else { return false };
+        let mut batches = Vec::new();
+        let mut at = 0;
+        while let Some(header) = headwater_core::log::batch::BatchHeader::parse(&bytes[at..]) {
+            let Some(size) = header.size_bytes().filter(|&s| at + s <= bytes.len()) else { break };
+            batches.push((at, size));
+            at += size;
+        }
+        if batches.is_empty() {
+            return false;
+        }
+        // 21: the attributes, where a batch's CRC starts.
+        let (start, size) = batches[rng.gen_range(0..batches.len())];
+        self.tree.flip_bit(path, start + rng.gen_range(21..size), rng.gen_range(0..8));
+        self.shared.counts.lock().expect("counts lock").rotted_bits += 1;
+        true
     }
 }
 
