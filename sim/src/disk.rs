@@ -22,10 +22,11 @@
 //!   KAFKA_STORAGE_ERROR at once, keep serving what is durable, and after space returns and a
 //!   restart have lost nothing it acknowledged.
 //!
-//! - **Synced data rots.** [`SimDisk::rot`] flips one bit inside the records of a stored batch
-//!   of a running broker's replica (the cluster run, once per run at most): no write, sync or
-//!   crash is involved. The broker must never serve the damaged batch, and must repair it from
-//!   another replica, so that all replicas end byte for byte the same.
+//! - **Synced data rots** (cluster runs with `HEADWATER_SIM_ROT` set, not the default ones;
+//!   see docs/simulation.md). [`SimDisk::rot`] flips one bit inside the records of a stored
+//!   batch of a running broker's replica: no write, sync or crash is involved. The broker must
+//!   never serve the damaged batch, and must repair it from another replica, so that all
+//!   replicas end byte for byte the same.
 //!
 //! Not injected (documented in docs/simulation.md): lost directory entries (renames, creations
 //! and removals are treated as durable at once).
@@ -161,8 +162,9 @@ impl SimDisk {
 impl SimDisk {
     /// Flips one bit inside the records (the part a batch's CRC covers) of a random stored
     /// batch in a random segment under the directories named `prefix`-N, in synced data, as a
-    /// disk rotting under a running broker. False if there is no such batch.
-    pub fn rot(&self, prefix: &str) -> bool {
+    /// disk rotting under a running broker: the file and the batch's first offset, or `None`
+    /// if there is no such batch.
+    pub fn rot(&self, prefix: &str) -> Option<(String, i64)> {
         let mut rng = thread_rng();
         let segments: Vec<String> = self
             .tree
@@ -171,26 +173,26 @@ impl SimDisk {
             .filter(|p| p.starts_with(prefix) && p.ends_with(".log"))
             .collect();
         if segments.is_empty() {
-            return false;
+            return None;
         }
         let path = &segments[rng.gen_range(0..segments.len())];
-        let Ok(file) = self.tree.open(path, false) else { return false };
-        let Ok(bytes) = file.len().and_then(|len| file.read_at(0, len as usize)) else { return false };
+        let file = self.tree.open(path, false).ok()?;
+        let bytes = file.len().and_then(|len| file.read_at(0, len as usize)).ok()?;
         let mut batches = Vec::new();
         let mut at = 0;
         while let Some(header) = headwater_core::log::batch::BatchHeader::parse(&bytes[at..]) {
             let Some(size) = header.size_bytes().filter(|&s| at + s <= bytes.len()) else { break };
-            batches.push((at, size));
+            batches.push((at, size, header.base_offset));
             at += size;
         }
         if batches.is_empty() {
-            return false;
+            return None;
         }
         // 21: the attributes, where a batch's CRC starts.
-        let (start, size) = batches[rng.gen_range(0..batches.len())];
+        let (start, size, offset) = batches[rng.gen_range(0..batches.len())];
         self.tree.flip_bit(path, start + rng.gen_range(21..size), rng.gen_range(0..8));
         self.shared.counts.lock().expect("counts lock").rotted_bits += 1;
-        true
+        Some((path.clone(), offset))
     }
 }
 
