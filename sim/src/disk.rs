@@ -166,12 +166,8 @@ impl SimDisk {
     /// if there is no such batch.
     pub fn rot(&self, prefix: &str) -> Option<(String, i64)> {
         let mut rng = thread_rng();
-        let segments: Vec<String> = self
-            .tree
-            .file_paths()
-            .into_iter()
-            .filter(|p| p.starts_with(prefix) && p.ends_with(".log"))
-            .collect();
+        let segments: Vec<String> =
+            self.tree.file_paths().into_iter().filter(|p| p.starts_with(prefix) && p.ends_with(".log")).collect();
         if segments.is_empty() {
             return None;
         }
