@@ -5,8 +5,9 @@
 //! what they do not reach. A single node has no replica to repair from and is not scrubbed.
 //!
 //! Once a second the scrub checks up to `scrub_bytes_per_sec` from where it stopped, partition
-//! after partition in name order, wrapping around: the work per tick is bounded by bytes and
-//! by partitions visited, not by how many partitions there are.
+//! after partition in name order, wrapping around, and each partition at most once per tick:
+//! the work per tick is bounded by bytes and by partitions visited, not by how many partitions
+//! there are, and small logs are not read again and again within one tick.
 
 use std::ops::Bound;
 
@@ -30,6 +31,7 @@ impl Broker {
     pub(super) fn scrub(&mut self, now_ms: i64) {
         let bytes_per_tick = self.config.scrub_bytes_per_sec.saturating_mul(SCRUB_INTERVAL_MS as u64) / 1_000;
         let mut budget = usize::try_from(bytes_per_tick).unwrap_or(usize::MAX);
+        let mut visited = std::collections::BTreeSet::new();
         for _ in 0..SCRUB_PARTITIONS_PER_TICK {
             if budget == 0 {
                 break;
@@ -38,6 +40,11 @@ impl Broker {
             else {
                 return;
             };
+            if !visited.insert((name.clone(), index)) {
+                // Wrapped around to a partition this tick checked already: the next tick goes on.
+                self.replication.scrub.cursor = Some((name, index, offset));
+                return;
+            }
             let Some(p) = self.partition(&name, index).filter(|p| p.replica.is_some() && !p.failed) else {
                 self.replication.scrub.cursor = self.scrub_next(Some((&name, index)));
                 continue;

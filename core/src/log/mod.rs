@@ -735,10 +735,7 @@ impl Log {
         if self.snapshot() != Some(id) {
             return Ok(None);
         }
-        let bytes = snapshot::read(self.storage.as_ref(), &self.dir, id)?;
-        let from = usize::try_from(position).unwrap_or(usize::MAX).min(bytes.len());
-        let to = from.saturating_add(max_bytes.max(1)).min(bytes.len());
-        Ok(Some((bytes.len() as u64, bytes.slice(from..to))))
+        snapshot::read(self.storage.as_ref(), &self.dir, id, position, max_bytes).map(Some)
     }
 
     /// Stores a snapshot of this log's own state (the metadata image at `id.end_offset`) and

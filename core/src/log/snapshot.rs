@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::batch::{batch_crc, BatchHeader};
 use crate::raft::SnapshotId;
-use crate::storage::{read_file, write_file_atomic, Storage};
+use crate::storage::{write_file_atomic, Storage};
 
 const SUFFIX: &str = ".checkpoint";
 
@@ -49,9 +49,24 @@ pub fn write(storage: &dyn Storage, dir: &str, id: SnapshotId, bytes: &[u8]) -> 
     Ok(())
 }
 
-/// The whole snapshot `id` (empty if it has no file: a partition's, made by retention).
-pub fn read(storage: &dyn Storage, dir: &str, id: SnapshotId) -> io::Result<Bytes> {
-    Ok(read_file(storage, &format!("{dir}/{}", file_name(id)))?.map(Bytes::from).unwrap_or_default())
+/// Up to `max_bytes` of the snapshot `id` from `position`, and its whole size (empty, size 0,
+/// if it has no file: a partition's, made by retention). Only the chunk is read.
+pub fn read(
+    storage: &dyn Storage,
+    dir: &str,
+    id: SnapshotId,
+    position: u64,
+    max_bytes: usize,
+) -> io::Result<(u64, Bytes)> {
+    let path = format!("{dir}/{}", file_name(id));
+    if !storage.exists(&path)? {
+        return Ok((0, Bytes::new()));
+    }
+    let file = storage.open(&path, false)?;
+    let size = file.len()?;
+    let from = position.min(size);
+    let len = usize::try_from(size - from).unwrap_or(usize::MAX).min(max_bytes.max(1));
+    Ok((size, Bytes::from(file.read_at(from, len)?)))
 }
 
 /// Checks that `bytes` are whole record batches, each passing its CRC (a snapshot crossed the
@@ -91,8 +106,9 @@ mod tests {
         write(&storage, "d", older, b"old").unwrap();
         write(&storage, "d", id, b"new").unwrap();
         assert_eq!(latest(&storage, "d").unwrap(), Some(id));
-        assert_eq!(read(&storage, "d", id).unwrap(), Bytes::from_static(b"new"));
-        assert_eq!(read(&storage, "d", older).unwrap(), Bytes::new(), "the older one is gone");
+        assert_eq!(read(&storage, "d", id, 0, 100).unwrap(), (3, Bytes::from_static(b"new")));
+        assert_eq!(read(&storage, "d", id, 1, 1).unwrap(), (3, Bytes::from_static(b"e")), "a chunk");
+        assert_eq!(read(&storage, "d", older, 0, 100).unwrap(), (0, Bytes::new()), "the older one is gone");
     }
 
     #[test]
