@@ -15,7 +15,8 @@ use super::*;
 use crate::error::ErrorCode;
 use crate::log::batch::build::{batch, simple, Idempotence};
 use crate::log::batch::BatchHeader;
-use crate::storage::{FileRef, MemStorage, NamedFile};
+use crate::storage::failing::FailingStorage;
+use crate::storage::{MemStorage, NamedFile};
 
 struct Harness {
     storage: MemStorage,
@@ -524,62 +525,6 @@ fn checkpoints_are_written_at_the_storage_root_and_read_back() {
     }
 }
 
-/// A `MemStorage` whose file creations, renames and removals under a path prefix fail, for the
-/// tests that each former `let _ =` now surfaces its error.
-#[derive(Debug, Clone, Default)]
-struct FailingStorage {
-    tree: MemStorage,
-    failing: Arc<std::sync::Mutex<Option<String>>>,
-}
-
-impl FailingStorage {
-    fn fail_under(&self, prefix: &str) {
-        *self.failing.lock().unwrap() = Some(prefix.to_string());
-    }
-
-    fn check(&self, path: &str) -> std::io::Result<()> {
-        match &*self.failing.lock().unwrap() {
-            Some(prefix) if path.starts_with(prefix.as_str()) => {
-                Err(std::io::Error::new(std::io::ErrorKind::StorageFull, format!("{path}: injected ENOSPC")))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Storage for FailingStorage {
-    fn open(&self, path: &str, create: bool) -> std::io::Result<FileRef> {
-        if create && !self.tree.exists(path)? {
-            self.check(path)?;
-        }
-        self.tree.open(path, create)
-    }
-    fn exists(&self, path: &str) -> std::io::Result<bool> {
-        self.tree.exists(path)
-    }
-    fn create_dir_all(&self, path: &str) -> std::io::Result<()> {
-        self.tree.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &str) -> std::io::Result<Vec<String>> {
-        self.tree.list_dir(path)
-    }
-    fn remove_file(&self, path: &str) -> std::io::Result<()> {
-        self.check(path)?;
-        self.tree.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &str) -> std::io::Result<()> {
-        self.check(path)?;
-        self.tree.remove_dir_all(path)
-    }
-    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
-        self.check(from)?;
-        self.tree.rename(from, to)
-    }
-    fn sync_dir(&self, path: &str) -> std::io::Result<()> {
-        self.tree.sync_dir(path)
-    }
-}
-
 fn failing_harness() -> (Harness, FailingStorage) {
     let disk = FailingStorage::default();
     let config = BrokerConfig { retention_check_interval_ms: 1_000, ..BrokerConfig::default() };
@@ -651,7 +596,7 @@ fn retention_whose_checkpoint_fails_moves_nothing_and_retries() {
     h.retention_check();
     assert_eq!(fault_ops(&h), vec![StorageOp::LogStartCheckpoint]);
     assert_eq!(h.broker.partition("t", 0).unwrap().log.log_start_offset(), 0);
-    *disk.failing.lock().unwrap() = None;
+    disk.heal();
     h.retention_check();
     assert!(h.broker.partition("t", 0).unwrap().log.log_start_offset() > 0, "the next check retries");
 }
@@ -663,7 +608,7 @@ fn a_failed_segment_deletion_is_reported_and_retried() {
     h.retention_check();
     assert_eq!(fault_ops(&h), vec![StorageOp::Delete]);
     assert!(h.broker.partition("t", 0).unwrap().log.log_start_offset() > 0, "the log start moved");
-    *disk.failing.lock().unwrap() = None;
+    disk.heal();
     h.retention_check();
     assert!(!h.storage.exists("t-0/00000000000000000000.log").unwrap(), "deleted at the next check");
 }

@@ -339,15 +339,23 @@ impl Log {
         if active.size_bytes == 0 {
             active.created_ms = now_ms;
         }
-        active.append(batch, interval)?;
+        // A new epoch is checkpointed before its first batch is written: recovery keeps only
+        // batches whose epoch the checkpoint knows, so the other order could leave a batch that
+        // is synced and committed but cut at restart. If the checkpoint fails, nothing changed;
+        // if the batch then fails, the checkpoint names an epoch past the log end, which
+        // loading drops.
+        if self.epochs.latest_epoch() != Some(leader_epoch) {
+            let mut epochs = self.epochs.clone();
+            epochs.assign(leader_epoch, base_offset);
+            epochs.write(self.storage.as_ref(), &self.dir)?;
+            self.epochs = epochs;
+        }
+        if let Err(e) = active.append(batch, interval) {
+            self.epochs.truncate_from(base_offset);
+            return Err(e);
+        }
         self.end_offset = base_offset + i64::from(header.last_offset_delta) + 1;
         assert_eq!(active.next_offset, self.end_offset, "segment and log end must agree");
-        // Recorded once the batch is in the log, so an epoch never names offsets the log does
-        // not hold (the checkpoint may still outlive unsynced batches; loading drops such epochs).
-        if self.epochs.latest_epoch() != Some(leader_epoch) {
-            self.epochs.assign(leader_epoch, base_offset);
-            self.epochs.write(self.storage.as_ref(), &self.dir)?;
-        }
         Ok(base_offset)
     }
 

@@ -117,6 +117,31 @@ fn recovery_truncates_a_torn_tail_and_keeps_synced_data() {
     assert_eq!(log.end_offset(), durable);
 }
 
+/// A batch whose new epoch could not be checkpointed is not in the log: recovery keeps only
+/// batches of epochs the checkpoint knows, so keeping it would let a restart cut a record
+/// that had been synced, acknowledged and counted toward a commit.
+#[test]
+fn a_failed_epoch_checkpoint_leaves_the_log_unchanged() {
+    let disk = crate::storage::failing::FailingStorage::default();
+    let storage: Arc<dyn Storage> = Arc::new(disk.clone());
+    let mut log = Log::create(storage.clone(), "t-0", LogConfig::default(), 0).unwrap();
+    append_n(&mut log, 2, 2, 0);
+    disk.fail_under("t-0/leader-epoch-checkpoint");
+    let mut next = batch(&simple(2, 0), None);
+    assert!(log.append(&mut next.clone(), 1, 0).is_err());
+    assert_eq!(log.end_offset(), 4, "the batch of the unrecorded epoch must not stay");
+    assert_eq!(log.epochs().latest_epoch(), Some(0));
+    disk.heal();
+    assert_eq!(log.append(&mut next, 1, 0).unwrap(), 4);
+    sync_all(&mut log);
+    drop(log);
+    disk.tree.crash();
+    let (log, report) = Log::open(storage, "t-0", LogConfig::default(), 0, 0, 0).unwrap();
+    assert_eq!(report.truncated_bytes, 0);
+    assert_eq!(log.end_offset(), 6);
+    assert_eq!(log.epochs().entries(), &[(0, 0), (1, 4)]);
+}
+
 #[test]
 fn recovery_cuts_at_a_flipped_bit() {
     let storage = Arc::new(MemStorage::new());

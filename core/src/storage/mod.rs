@@ -15,6 +15,8 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(test)]
+pub mod failing;
 mod mem;
 pub mod path;
 
