@@ -503,8 +503,35 @@ impl Broker {
                 let (recovery_point, start) = self.cluster.unopened.get(&key).copied().unwrap_or((0, 0));
                 let opened = match self.storage.exists(&dir) {
                     Ok(true) => {
-                        Log::open(self.storage.clone(), &dir, log_config.clone(), recovery_point, start, now_ms)
-                            .map(|(log, _)| log)
+                        let storage = self.storage.clone();
+                        let mut fence = |reached| crate::raft::saved::fence(storage.as_ref(), &dir, reached);
+                        Log::open_fenced(
+                            storage.clone(),
+                            &dir,
+                            log_config.clone(),
+                            recovery_point,
+                            start,
+                            now_ms,
+                            &mut fence,
+                        )
+                        .map(|(log, report)| {
+                            if let Some(reached) = report.damaged_to {
+                                self.faults.push(StorageFault::new(
+                                    StorageOp::Read,
+                                    dir.clone(),
+                                    &std::io::Error::new(
+                                        std::io::ErrorKind::InvalidData,
+                                        format!(
+                                            "a stored batch fails its CRC-32C check; the log reached offset {}",
+                                            reached.end_offset
+                                        ),
+                                    ),
+                                    "recovery cut the log at a damaged batch; the replica fetches the rest again \
+                                         and votes again once it holds what it held",
+                                ));
+                            }
+                            log
+                        })
                     }
                     Ok(false) => Log::create(self.storage.clone(), &dir, log_config.clone(), now_ms).and_then(|log| {
                         let marker = topic_id_file(topic.id);

@@ -252,6 +252,48 @@ fn a_bit_flipped_in_a_followers_synced_data_is_found_by_the_scrub_and_fetched_ag
     assert_eq!(isr, vec![1, 2, 3], "and in sync again");
 }
 
+/// The same damage found by recovery at a restart, before the scrub came to it: the cut
+/// batches may have been synced and counted toward a commit, so the replica saves, before
+/// cutting, that it does not stand until it holds as much again and that meanwhile it votes
+/// as its uncut log would. With the leader gone too, the third replica (which holds every
+/// batch) still gets its vote, and the damaged one fetches the rest from it.
+#[test]
+fn a_bit_flipped_in_synced_data_found_at_restart_fences_the_replicas_vote() {
+    let mut c = cluster_with_topic(1);
+    let (leader, epoch, _, _) = roles(&mut c, 1, "orders", 0);
+    for batch in 0..4 {
+        assert_eq!(produce(&mut c, leader, idempotent(9, 0, 3 * batch, 3)), (0, i64::from(3 * batch)));
+    }
+    c.run_until(c.now_ms + 1_000);
+    let follower = (1..=3).find(|&n| n != leader).expect("a follower");
+    let intact = stored(&c, leader, 0);
+    flip_bit(&mut c, follower, 6);
+    let storage = c.stop(follower);
+    c.stop(leader);
+    // No recovery point: the restart checks the CRC of every batch.
+    if storage.exists(super::RECOVERY_CHECKPOINT).unwrap() {
+        storage.remove_file(super::RECOVERY_CHECKPOINT).unwrap();
+    }
+    c.restart(follower, storage.clone());
+    // Long enough to open the partition, not for a new election.
+    c.run_until(c.now_ms + 200);
+    assert_eq!(c.brokers[&follower].1.partition("orders", 0).unwrap().log.end_offset(), 6, "cut at the damage");
+    let saved = crate::raft::saved::read(&storage, "orders-0").unwrap();
+    assert_eq!((saved.recovering_epoch, saved.recovering_to), (epoch, 12), "fenced up to where the log reached");
+    assert!(
+        c.faults.iter().any(|(node, f)| *node == follower && f.path == "orders-0" && f.error.contains("CRC")),
+        "the cut is reported: {:?}",
+        c.faults
+    );
+    c.run_until(c.now_ms + 10_000);
+    let other = (1..=3).find(|&n| n != leader && n != follower).expect("the third replica");
+    let (new_leader, _, _, _) = roles(&mut c, other, "orders", 0);
+    assert_eq!(new_leader, other, "the replica that holds every batch is elected with the fenced one's vote");
+    assert_eq!(stored(&c, follower, 0)[..intact.len()], intact[..], "fetched again");
+    let saved = crate::raft::saved::read(&storage, "orders-0").unwrap();
+    assert_eq!(saved.recovering_to, 0, "and it may stand again");
+}
+
 #[test]
 fn a_leader_that_finds_a_damaged_batch_never_serves_it_and_hands_over() {
     let mut c = cluster_with_topic(1);

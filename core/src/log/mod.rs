@@ -70,6 +70,8 @@ pub struct RecoveryReport {
     pub trusted_bytes: u64,
     pub truncated_bytes: u64,
     pub segments_dropped: usize,
+    /// Recovery cut at a damaged batch (whole, failing its CRC) in a log that reached this far.
+    pub damaged_to: Option<LogReach>,
 }
 
 impl RecoveryReport {
@@ -90,6 +92,13 @@ pub struct ReadResult {
     pub records: Bytes,
     /// The first batch alone was larger than `max_bytes` (returned anyway, KIP-74).
     pub oversized: bool,
+}
+
+/// How far a log reached: the offset after its last batch and that batch's leader epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogReach {
+    pub end_offset: i64,
+    pub last_epoch: i32,
 }
 
 /// A stored batch that fails its CRC, or whose offsets do not follow on from the batch before
@@ -191,6 +200,24 @@ impl Log {
         log_start_offset: i64,
         now_ms: i64,
     ) -> io::Result<(Log, RecoveryReport)> {
+        Log::open_fenced(storage, dir, config, recovery_point, log_start_offset, now_ms, &mut |_| Ok(()))
+    }
+
+    /// [`Log::open`] for a replica: recovery may find a damaged batch (whole, failing its CRC)
+    /// past the recovery point, in data that was perhaps synced and counted toward a commit.
+    /// Before cutting there it calls `before_damaged_cut` with how far the log reached (past
+    /// the damage, over every segment it is about to drop), so the replica can save that it
+    /// must not vote until it holds that much again. An error from it stops the open, and
+    /// nothing is cut.
+    pub fn open_fenced(
+        storage: Arc<dyn Storage>,
+        dir: &str,
+        config: LogConfig,
+        recovery_point: i64,
+        log_start_offset: i64,
+        now_ms: i64,
+        before_damaged_cut: &mut dyn FnMut(LogReach) -> io::Result<()>,
+    ) -> io::Result<(Log, RecoveryReport)> {
         let mut bases: Vec<i64> = storage.list_dir(dir)?.iter().filter_map(|n| parse_log_file_name(n)).collect();
         bases.sort_unstable();
         let interval = config.index_interval_bytes.max(1) as u64;
@@ -207,8 +234,27 @@ impl Log {
                 report.trusted_bytes += segment.size_bytes;
                 (segment, false)
             } else {
-                let (segment, outcome) =
-                    Segment::open_and_recover(storage.as_ref(), dir, base, interval, recovery_point, &epochs)?;
+                let later = &bases[i + 1..];
+                let mut before_cut = |damaged_to: LogReach| -> io::Result<()> {
+                    let mut reached = damaged_to;
+                    reached.last_epoch = reached.last_epoch.max(epochs.latest_epoch().unwrap_or(-1));
+                    for &later_base in later {
+                        let later_reach = Segment::chain_end_of(storage.as_ref(), dir, later_base)?;
+                        reached.end_offset = reached.end_offset.max(later_reach.end_offset);
+                        reached.last_epoch = reached.last_epoch.max(later_reach.last_epoch);
+                    }
+                    report.damaged_to = Some(reached);
+                    before_damaged_cut(reached)
+                };
+                let (segment, outcome) = Segment::open_and_recover(
+                    storage.as_ref(),
+                    dir,
+                    base,
+                    interval,
+                    recovery_point,
+                    &epochs,
+                    &mut before_cut,
+                )?;
                 report.segments_scanned += 1;
                 report.scanned_bytes += outcome.checked_bytes;
                 report.trusted_bytes += segment.size_bytes - outcome.checked_bytes;

@@ -6,6 +6,7 @@ use std::io;
 use super::batch::{check_stored, BatchHeader, ScanItem};
 use super::epoch::LeaderEpochCache;
 use super::index::{OffsetIndex, TimeIndex};
+use super::LogReach;
 use crate::constants::BATCH_HEADER_BYTES;
 use crate::storage::{FileRef, NamedFile, Storage};
 
@@ -56,7 +57,13 @@ pub struct ScanOutcome {
     pub batches: u64,
     /// Bytes of the batches whose CRC was checked (those at or past the recovery point).
     pub checked_bytes: u64,
+    /// Set when the cut was at a whole batch failing its CRC: damage, perhaps to synced data,
+    /// rather than a torn write. How far the batches past it reached (by their headers).
+    pub damaged_to: Option<LogReach>,
 }
+
+/// Called with where the log reached before recovery cuts a damaged batch, before the cut.
+pub type BeforeDamagedCut<'a> = &'a mut dyn FnMut(LogReach) -> io::Result<()>;
 
 impl Segment {
     pub fn create(storage: &dyn Storage, dir: &str, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
@@ -118,7 +125,7 @@ impl Segment {
                 segment.bytes_since_index_entry = index_interval_bytes;
             }
             _ => {
-                segment.scan(None, index_interval_bytes, None)?;
+                segment.scan(None, index_interval_bytes, None, None)?;
             }
         }
         segment.created_ms = segment.max_timestamp.max(0);
@@ -128,7 +135,9 @@ impl Segment {
     /// Opens a segment that may hold unsynced bytes past `recovery_point`: batches before it
     /// were synced and are walked by header only; from the first batch reaching it on, every
     /// batch's CRC is checked and the file is cut at the first torn or corrupt one, or at the
-    /// first whose leader epoch is not the one `epochs` gives for its offset.
+    /// first whose leader epoch is not the one `epochs` gives for its offset. Before cutting
+    /// at a damaged batch (whole, failing its CRC) it calls `before_cut` with how far the log
+    /// reached past it.
     pub fn open_and_recover(
         storage: &dyn Storage,
         dir: &str,
@@ -136,11 +145,12 @@ impl Segment {
         index_interval_bytes: u64,
         recovery_point: i64,
         epochs: &LeaderEpochCache,
+        before_cut: BeforeDamagedCut,
     ) -> io::Result<(Segment, ScanOutcome)> {
         let file = storage.open(&format!("{dir}/{}", log_file_name(base_offset)), false)?;
         // Left marked unsynced: its bytes may be only in the page cache.
         let mut segment = Segment::empty(file, base_offset, 0);
-        let outcome = segment.scan(Some(recovery_point), index_interval_bytes, Some(epochs))?;
+        let outcome = segment.scan(Some(recovery_point), index_interval_bytes, Some(epochs), Some(before_cut))?;
         segment.created_ms = segment.max_timestamp.max(0);
         Ok((segment, outcome))
     }
@@ -158,12 +168,14 @@ impl Segment {
         crc_from: Option<i64>,
         index_interval_bytes: u64,
         epochs: Option<&LeaderEpochCache>,
+        before_damaged_cut: Option<BeforeDamagedCut>,
     ) -> io::Result<ScanOutcome> {
         let recovering = crc_from.is_some();
         let file_len = self.file.len()?;
         let mut position: u64 = 0;
         let mut batches = 0;
         let mut checked_bytes = 0;
+        let mut damaged_to = None;
         self.offset_index = OffsetIndex::default();
         self.time_index = TimeIndex::default();
         self.bytes_since_index_entry = 0;
@@ -190,7 +202,11 @@ impl Segment {
                 let bytes = self.file.read_at(position, size)?;
                 match check_stored(&bytes) {
                     ScanItem::Batch(_) => checked_bytes += size as u64,
-                    ScanItem::Torn | ScanItem::Corrupt => break,
+                    ScanItem::Torn => break,
+                    ScanItem::Corrupt => {
+                        damaged_to = Some(self.chain_end(position, file_len)?);
+                        break;
+                    }
                 }
                 let expected = epochs.and_then(|e| e.epoch_at(header.base_offset));
                 if expected.is_some_and(|epoch| epoch != header.partition_leader_epoch) {
@@ -215,11 +231,39 @@ impl Segment {
                     format!("sealed segment {} has a malformed batch at byte {position}", self.base_offset),
                 ));
             }
+            if let (Some(to), Some(before_cut)) = (damaged_to, before_damaged_cut) {
+                before_cut(to)?;
+            }
             self.file.truncate(position)?;
             self.unsynced = true;
         }
         self.size_bytes = position;
-        Ok(ScanOutcome { truncated_bytes, batches, checked_bytes })
+        Ok(ScanOutcome { truncated_bytes, batches, checked_bytes, damaged_to })
+    }
+
+    /// Where the batches from `position` on end, judged by their headers alone (lengths that
+    /// fit, offsets that follow on): how far a log reached past a damaged batch.
+    fn chain_end(&self, mut position: u64, file_len: u64) -> io::Result<LogReach> {
+        let mut next = self.next_offset;
+        let mut last_epoch = -1;
+        while position < file_len {
+            let Some(header) = BatchHeader::parse(&self.file.read_at(position, BATCH_HEADER_BYTES)?) else { break };
+            let Some(size) = header.size_bytes().filter(|&s| position + s as u64 <= file_len) else { break };
+            if header.base_offset != next || header.last_offset_delta < 0 {
+                break;
+            }
+            next = header.last_offset() + 1;
+            last_epoch = last_epoch.max(header.partition_leader_epoch);
+            position += size as u64;
+        }
+        Ok(LogReach { end_offset: next, last_epoch })
+    }
+
+    /// How far the segment file at `base_offset` reaches, by its batch headers alone.
+    pub fn chain_end_of(storage: &dyn Storage, dir: &str, base_offset: i64) -> io::Result<LogReach> {
+        let file = storage.open(&format!("{dir}/{}", log_file_name(base_offset)), false)?;
+        let file_len = file.len()?;
+        Segment::empty(file, base_offset, 0).chain_end(0, file_len)
     }
 
     /// Updates indexes and counters for a batch now stored at `position`.
@@ -321,7 +365,7 @@ impl Segment {
         self.unsynced = true;
         // Rebuild from what remains, checking everything; truncation is rare (replication,
         // recovery).
-        self.scan(Some(self.base_offset), index_interval_bytes, None)?;
+        self.scan(Some(self.base_offset), index_interval_bytes, None, None)?;
         Ok(())
     }
 }

@@ -157,6 +157,53 @@ fn recovery_cuts_at_a_flipped_bit() {
 }
 
 #[test]
+fn recovery_reports_how_far_a_log_with_a_damaged_batch_reached_before_cutting() {
+    let storage = Arc::new(MemStorage::new());
+    let mut log = Log::create(storage.clone(), "t-0", small_config(), 0).unwrap();
+    append_n(&mut log, 30, 3, 0);
+    sync_all(&mut log);
+    assert!(log.segment_count() > 2);
+    let end = log.end_offset();
+    let first_segment_bytes = log.segments[0].size_bytes;
+    drop(log);
+    let second_batch_position = batch(&simple(3, 0), None).len();
+    storage.flip_bit("t-0/00000000000000000000.log", second_batch_position + 70, 3);
+    let mut seen = Vec::new();
+    let mut fence = |reached: LogReach| {
+        // Called before anything is cut.
+        let file = storage.open("t-0/00000000000000000000.log", false).unwrap();
+        seen.push((reached, file.len().unwrap()));
+        Ok(())
+    };
+    let (log, report) = Log::open_fenced(storage.clone(), "t-0", small_config(), 0, 0, 0, &mut fence).unwrap();
+    let reach = LogReach { end_offset: end, last_epoch: 0 };
+    assert_eq!(seen, vec![(reach, first_segment_bytes)], "past the damage and over the segments dropped");
+    assert_eq!(report.damaged_to, Some(reach));
+    assert_eq!(log.end_offset(), 3);
+
+    // A torn tail is not damage: nothing to fence.
+    let mut log = log;
+    append_n(&mut log, 2, 3, 0);
+    let active = log.segments.last().unwrap();
+    let partial = batch(&simple(2, 0), None);
+    active.file.write_at(active.size_bytes, &partial[..partial.len() / 2]).unwrap();
+    drop(log);
+    let mut fence = |_: LogReach| -> io::Result<()> { panic!("a torn tail is not damage") };
+    let (log, report) = Log::open_fenced(storage.clone(), "t-0", small_config(), 0, 0, 0, &mut fence).unwrap();
+    assert_eq!((report.damaged_to, log.end_offset()), (None, 9));
+
+    // A fence that cannot be saved stops the open before anything is cut.
+    let mut log = log;
+    sync_all(&mut log);
+    drop(log);
+    storage.flip_bit("t-0/00000000000000000000.log", second_batch_position + 70, 3);
+    let mut fence = |_: LogReach| Err(io::Error::other("cannot save"));
+    assert!(Log::open_fenced(storage.clone(), "t-0", small_config(), 0, 0, 0, &mut fence).is_err());
+    let (log, _) = Log::open(storage, "t-0", small_config(), 0, 0, 0).unwrap();
+    assert_eq!(log.end_offset(), 3, "the damaged batch was still there to find");
+}
+
+#[test]
 fn restart_uses_index_files_of_sealed_segments() {
     let storage = Arc::new(MemStorage::new());
     let mut log = Log::create(storage.clone(), "t-0", small_config(), 0).unwrap();

@@ -167,7 +167,8 @@ impl MetadataQuorum {
         // The whole log is checked by CRC at every start (recovery point 0); it is short. It
         // starts at its latest snapshot, if it has one.
         let log = if storage.exists(METADATA_LOG_DIR)? {
-            Log::open(storage.clone(), METADATA_LOG_DIR, config.log_config(), 0, 0, now_ms)?.0
+            let mut fence = |reached| saved::fence(storage.as_ref(), METADATA_LOG_DIR, reached);
+            Log::open_fenced(storage.clone(), METADATA_LOG_DIR, config.log_config(), 0, 0, now_ms, &mut fence)?.0
         } else {
             Log::create(storage.clone(), METADATA_LOG_DIR, config.log_config(), now_ms)?
         };

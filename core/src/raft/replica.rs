@@ -406,9 +406,13 @@ impl Raft {
         pre_vote: bool,
         log: &dyn RaftLog,
     ) {
-        let log_ok = (candidate_log >= (log.last_epoch(), log.end_offset())
-            || crate::planted::active(crate::planted::PlantedBug::ElectStaleReplica))
-            && !self.recovering(log);
+        // A replica that cut damaged entries judges by its log before the cut: it may have
+        // counted toward the commit of what it no longer holds.
+        let mut own_log = (log.last_epoch(), log.end_offset());
+        if self.recovering(log) {
+            own_log = own_log.max((self.state.recovering_epoch, self.state.recovering_to));
+        }
+        let log_ok = candidate_log >= own_log || crate::planted::active(crate::planted::PlantedBug::ElectStaleReplica);
         let granted = if pre_vote {
             // A pre-vote changes nothing here. Refused while this replica still has a live
             // leader, so a replica that was cut off cannot depose it on its return.
@@ -821,7 +825,7 @@ impl Raft {
     /// A higher epoch was seen: adopt it with no vote and no leader.
     fn adopt_epoch(&mut self, now_ms: i64, epoch: i32) {
         self.answer_parked_fetches_not_leader();
-        self.state = QuorumState { epoch, voted_for: None, leader: None, recovering_to: self.state.recovering_to };
+        self.state = QuorumState { epoch, voted_for: None, leader: None, ..self.state };
         self.save();
         self.role = Role::Unattached;
         self.fetch_sent = None;
@@ -832,12 +836,14 @@ impl Raft {
 
     /// The owner found the entry at `offset` damaged (a stored batch that fails its CRC): this
     /// replica cuts its log there and fetches the rest again ([`Raft::cut_damaged`], called
-    /// once what this saves is durable). Until its log reaches where it ends now it grants no
-    /// vote and does not stand: it may have counted toward the commit of entries it no longer
-    /// holds, and a vote judged on the shorter log could elect a replica that lacks them (the
-    /// others who hold them are then a minority). A leader hands its leadership over first.
+    /// once what this saves is durable). Until its log reaches where it ends now it does not
+    /// stand, and it votes as its log of now would: it may have counted toward the commit of
+    /// entries it no longer holds, and a vote judged on the shorter log could elect a replica
+    /// that lacks them (the others who hold them are then a minority). A leader hands its
+    /// leadership over first.
     pub fn damaged(&mut self, now_ms: i64, log: &dyn RaftLog) {
         self.state.recovering_to = self.state.recovering_to.max(log.end_offset());
+        self.state.recovering_epoch = self.state.recovering_epoch.max(log.last_epoch());
         self.save();
         self.resign(now_ms);
     }
@@ -860,6 +866,7 @@ impl Raft {
     fn recovered_if_caught_up(&mut self, log: &dyn RaftLog) {
         if self.state.recovering_to > 0 && !self.recovering(log) {
             self.state.recovering_to = 0;
+            self.state.recovering_epoch = 0;
             self.save();
         }
     }
@@ -927,12 +934,8 @@ impl Raft {
     }
 
     fn become_candidate(&mut self, now_ms: i64, log: &mut dyn RaftLog) -> io::Result<()> {
-        self.state = QuorumState {
-            epoch: self.state.epoch + 1,
-            voted_for: Some(self.config.node),
-            leader: None,
-            recovering_to: self.state.recovering_to,
-        };
+        self.state =
+            QuorumState { epoch: self.state.epoch + 1, voted_for: Some(self.config.node), leader: None, ..self.state };
         self.save();
         let mut granted = BTreeSet::new();
         granted.insert(self.config.node);

@@ -7,6 +7,7 @@ use std::io;
 
 use super::QuorumState;
 use crate::ids::NodeId;
+use crate::log::LogReach;
 use crate::storage::{read_file, write_file_atomic, Storage};
 
 pub const QUORUM_STATE_FILE: &str = "quorum-state";
@@ -28,17 +29,35 @@ pub fn read(storage: &dyn Storage, dir: &str) -> io::Result<QuorumState> {
         leader: field("leader").and_then(node),
         // Absent in files written before it existed: nothing to recover.
         recovering_to: field("recovering_to").unwrap_or(0).max(0),
+        recovering_epoch: field("recovering_epoch").and_then(|e| i32::try_from(e).ok()).unwrap_or(0),
     })
 }
 
 pub fn write(storage: &dyn Storage, dir: &str, state: QuorumState) -> io::Result<()> {
     let id = |n: Option<NodeId>| n.map_or(-1, |n| i64::from(n.0));
     let text = format!(
-        "epoch={}\nvoted_for={}\nleader={}\nrecovering_to={}\n",
+        "epoch={}\nvoted_for={}\nleader={}\nrecovering_to={}\nrecovering_epoch={}\n",
         state.epoch,
         id(state.voted_for),
         id(state.leader),
-        state.recovering_to
+        state.recovering_to,
+        state.recovering_epoch
     );
     write_file_atomic(storage, dir, QUORUM_STATE_FILE, text.as_bytes())
+}
+
+/// Start-up recovery of the log in `dir` is about to cut a damaged batch from a log that
+/// reached `reached`: saves, before the cut, that this replica does not stand until its log
+/// reaches that far again and votes meanwhile as the uncut log would have (as
+/// [`Raft::damaged`](super::Raft::damaged) does for damage found while running). What is cut
+/// may have been synced and counted toward a commit; a vote judged on the shorter log could
+/// elect a replica that lacks it.
+pub fn fence(storage: &dyn Storage, dir: &str, reached: LogReach) -> io::Result<()> {
+    let mut state = read(storage, dir)?;
+    if (reached.last_epoch, reached.end_offset) > (state.recovering_epoch, state.recovering_to) {
+        state.recovering_to = state.recovering_to.max(reached.end_offset);
+        state.recovering_epoch = state.recovering_epoch.max(reached.last_epoch);
+        write(storage, dir, state)?;
+    }
+    Ok(())
 }

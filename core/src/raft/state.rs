@@ -11,9 +11,12 @@ pub struct QuorumState {
     pub epoch: i32,
     pub voted_for: Option<NodeId>,
     pub leader: Option<NodeId>,
-    /// A replica that cut damaged entries from its log (see `Raft::damaged`) grants no vote
-    /// and does not stand until its log reaches this offset again; 0 when it need not.
+    /// A replica that cut damaged entries from its log (see `Raft::damaged`) does not stand
+    /// until its log reaches this offset again; 0 when it need not. Meanwhile it votes as its
+    /// log before the cut would have: only for a candidate whose log is at least as up to
+    /// date as (`recovering_epoch`, `recovering_to`).
     pub recovering_to: i64,
+    pub recovering_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

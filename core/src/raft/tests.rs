@@ -657,7 +657,7 @@ fn a_leader_that_may_hold_uncommitted_entries_opens_its_epoch_with_a_leader_chan
     log.append_as_leader(1, Bytes::from_static(b"a")).unwrap();
     log.append_as_leader(1, Bytes::from_static(b"b")).unwrap();
     log.sync();
-    let saved = QuorumState { epoch: 1, voted_for: None, leader: None, recovering_to: 0 };
+    let saved = QuorumState { epoch: 1, voted_for: None, leader: None, recovering_to: 0, recovering_epoch: 0 };
     let mut raft = Raft::new(RaftConfig::new(NodeId(1), ids(3)), saved, 9, 0, &mut log);
     elect_by_hand(&mut raft, &mut log);
     // Whether "a" and "b" are committed is unknown here: an entry of epoch 2 goes first, and
@@ -745,3 +745,30 @@ on_both_logs!(
     a_follower_with_an_uncommitted_tail_truncates_it,
     a_follower_behind_the_log_start_catches_up_from_a_snapshot,
 );
+
+#[test]
+fn a_replica_that_cut_damaged_entries_votes_as_its_uncut_log_and_does_not_stand() {
+    let mut log = MemLog::default();
+    for payload in [b"a", b"b", b"c"] {
+        log.append_as_leader(2, Bytes::from_static(payload)).unwrap();
+    }
+    log.sync();
+    // It held five entries of epoch 2 and cut the last two (damaged).
+    let saved = QuorumState { epoch: 2, voted_for: None, leader: None, recovering_to: 5, recovering_epoch: 2 };
+    let mut raft = Raft::new(RaftConfig::new(NodeId(1), ids(3)), saved, 9, 0, &mut log);
+    let granted = |raft: &mut Raft| {
+        std::iter::from_fn(|| raft.poll_output()).find_map(|o| match o {
+            RaftOutput::Send { message: Message::VoteResponse { granted, .. }, .. } => Some(granted),
+            _ => None,
+        })
+    };
+    let vote = |end_offset| Message::Vote { epoch: 3, last_epoch: 2, end_offset, pre_vote: true };
+    // As up to date as the log it holds, but not as the one it held: refused.
+    raft.handle_message(10_000, NodeId(2), vote(3), &mut log).unwrap();
+    assert_eq!(granted(&mut raft), Some(false));
+    raft.handle_message(10_001, NodeId(3), vote(5), &mut log).unwrap();
+    assert_eq!(granted(&mut raft), Some(true));
+    // It does not stand while its log is short of what it held.
+    raft.handle_timeout(20_000, &mut log).unwrap();
+    assert!(!matches!(raft.role(), Role::Prospective { .. } | Role::Candidate { .. }));
+}
