@@ -172,12 +172,10 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     let pick = |rng: &mut madsim::rand::GlobalRng| ids[rng.gen_range(0..ids.len())];
     let mut fault_count: u64 = 0;
     let deadline = Instant::now() + FAULT_PHASE;
-    // With HEADWATER_SIM_ROT set, once per run a bit of a running broker's stored records rots
-    // (`SimDisk::rot`). Not in the default runs: a flip that recovery finds at a restart, before
-    // the scrub does, is cut without the vote fence of D30, and some seeds then lose
-    // acknowledged writes (the known gap in docs/simulation.md, which this reproduces).
-    let mut rot_at = std::env::var_os("HEADWATER_SIM_ROT")
-        .map(|_| Instant::now() + Duration::from_millis(rng.gen_range(2_000..15_000)));
+    // Once per run a bit of a running broker's stored records rots (`SimDisk::rot`): the scrub
+    // or a checked read finds it while the broker runs, or recovery at its next restart; either
+    // way the replica fences its vote, cuts and fetches again (D30).
+    let mut rot_at = Some(Instant::now() + Duration::from_millis(rng.gen_range(2_000..15_000)));
     while Instant::now() < deadline {
         sleep(Duration::from_millis(rng.gen_range(200..2500))).await;
         if rot_at.is_some_and(|at| Instant::now() >= at) {

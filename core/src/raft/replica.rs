@@ -460,6 +460,14 @@ impl Raft {
             }
             return Ok(());
         }
+        if self.recovering(log) {
+            // It cut entries while standing (the pre-vote or vote went out with its log of
+            // before): it may not win with the shorter log.
+            if matches!(self.role, Role::Prospective { .. } | Role::Candidate { .. }) {
+                self.role = Role::Unattached;
+            }
+            return Ok(());
+        }
         let majority = self.config.majority();
         match &mut self.role {
             Role::Prospective { granted: votes } if pre_vote => {
@@ -846,6 +854,10 @@ impl Raft {
         self.state.recovering_epoch = self.state.recovering_epoch.max(log.last_epoch());
         self.save();
         self.resign(now_ms);
+        // An election it runs ends here: its requests carried the log it is about to cut.
+        if matches!(self.role, Role::Prospective { .. } | Role::Candidate { .. }) {
+            self.role = Role::Unattached;
+        }
     }
 
     /// Cuts the log at the damaged entry `offset` (see [`Raft::damaged`]) and fetches on.

@@ -772,3 +772,23 @@ fn a_replica_that_cut_damaged_entries_votes_as_its_uncut_log_and_does_not_stand(
     raft.handle_timeout(20_000, &mut log).unwrap();
     assert!(!matches!(raft.role(), Role::Prospective { .. } | Role::Candidate { .. }));
 }
+
+#[test]
+fn a_replica_that_cuts_damaged_entries_while_standing_does_not_win() {
+    let mut log = MemLog::default();
+    for payload in [b"a", b"b", b"c"] {
+        log.append_as_leader(1, Bytes::from_static(payload)).unwrap();
+    }
+    log.sync();
+    let saved = QuorumState { epoch: 1, ..QuorumState::default() };
+    let mut raft = Raft::new(RaftConfig::new(NodeId(1), ids(3)), saved, 9, 0, &mut log);
+    raft.handle_timeout(10_000, &mut log).unwrap();
+    assert!(matches!(raft.role(), Role::Prospective { .. }));
+    // Its pre-votes went out with three entries; then the second is found damaged.
+    raft.damaged(10_001, &log);
+    raft.cut_damaged(10_001, 1, &mut log).unwrap();
+    let pre_vote = Message::VoteResponse { epoch: 1, granted: true, pre_vote: true, leader: None };
+    raft.handle_message(10_002, NodeId(2), pre_vote, &mut log).unwrap();
+    assert!(!matches!(raft.role(), Role::Candidate { .. } | Role::Leader(_)), "{:?}", raft.role());
+    assert_eq!(raft.epoch(), 1);
+}
