@@ -22,9 +22,9 @@
 //!   KAFKA_STORAGE_ERROR at once, keep serving what is durable, and after space returns and a
 //!   restart have lost nothing it acknowledged.
 //!
-//! - **Synced data rots** (cluster runs with `HEADWATER_SIM_ROT` set, not the default ones;
-//!   see docs/simulation.md). [`SimDisk::rot`] flips one bit inside the records of a stored
-//!   batch of a running broker's replica: no write, sync or crash is involved. The broker must
+//! - **Synced data rots** (once in every cluster run). [`SimDisk::rot`] flips one bit inside
+//!   the records of a stored batch of a running broker's replica: no write, sync or crash is
+//!   involved. The scrub or a read may find it while the broker runs, or recovery at a restart. The broker must
 //!   never serve the damaged batch, and must repair it from another replica, so that all
 //!   replicas end byte for byte the same.
 //!
