@@ -10,9 +10,10 @@
 //! - **Loading.** A replica that becomes the partition's leader replays the partition's log
 //!   into the offset store once its high watermark reaches the log end it had when elected
 //!   (every record it holds is then committed); until then its groups answer
-//!   COORDINATOR_LOAD_IN_PROGRESS. Membership is not in the log: members of a moved group
-//!   rejoin (one rebalance), and KIP-848 groups hold back assignments for a moment, as after a
-//!   restart.
+//!   COORDINATOR_LOAD_IN_PROGRESS. Classic groups' membership is in the log too
+//!   ([`membership`](crate::group::membership)): a moved group carries on in its generation,
+//!   its members' heartbeats answered as before. KIP-848 groups' membership is not: they hold
+//!   back assignments for a moment, as after a restart, while their members come back.
 //! - **Unloading.** A leader that loses the partition (a new epoch elsewhere, a failed disk)
 //!   forgets its groups' offsets and members; their requests are sent to the new leader
 //!   (NOT_COORDINATOR), and commits waiting for the quorum are answered NOT_COORDINATOR unless
@@ -25,9 +26,11 @@ use std::collections::BTreeMap;
 
 use super::groups::offsets_partition_of;
 use super::Broker;
-use crate::group::OFFSETS_TOPIC;
+use crate::group::membership::{self, StoredGroup};
+use crate::group::{OffsetStore, OFFSETS_TOPIC};
 use crate::log::batch::BatchHeader;
 use crate::metadata::quorum::Decision;
+use crate::partition::Partition;
 
 /// How long the controller waits before trying to make the offsets topic again.
 const CREATE_RETRY_MS: i64 = 1_000;
@@ -122,7 +125,7 @@ impl Broker {
         let Some((epoch, high_watermark, end)) = state else {
             let was_here = gp.loaded.remove(&index).is_some();
             if gp.loading.remove(&index).is_some() || was_here {
-                self.unload_groups(index);
+                self.unload_groups(now_ms, index);
             }
             return;
         };
@@ -131,7 +134,7 @@ impl Broker {
         }
         if gp.loaded.remove(&index).is_some() {
             // Led again in a later epoch: another leader may have taken commits meanwhile.
-            self.unload_groups(index);
+            self.unload_groups(now_ms, index);
         }
         let gp = &mut self.group_partitions;
         let until = match gp.loading.get(&index) {
@@ -148,40 +151,73 @@ impl Broker {
         }
     }
 
-    /// Replays offsets partition `index` into the offset store (its groups' entries are
-    /// replaced).
+    /// Replays offsets partition `index` into the offset store and the classic coordinator
+    /// (its groups' entries are replaced).
     fn load_groups(&mut self, now_ms: i64, index: i32) {
-        self.unload_groups(index);
-        let mut store = crate::group::OffsetStore::default();
+        self.unload_groups(now_ms, index);
         let Some(partition) = self.partition(OFFSETS_TOPIC, index) else { return };
-        let read = partition.log.for_each_batch(|bytes| {
-            // The Raft's LeaderChange batches carry no offsets.
-            if BatchHeader::parse(bytes).is_some_and(|h| h.is_control()) {
-                return;
+        match read_offsets_log(partition) {
+            Ok(log) => self.take_over_groups(now_ms, log),
+            Err(error) => {
+                let id = partition.id;
+                self.group_partitions.loaded.remove(&index);
+                self.fail_partition(id, super::StorageOp::Append, &error);
             }
-            for record in crate::log::batch::payload_records(bytes).unwrap_or_default() {
-                store.apply_record(record.key.as_deref(), record.value.as_deref());
-            }
-        });
-        if let Err(error) = read {
-            let id = partition.id;
-            self.group_partitions.loaded.remove(&index);
-            self.fail_partition(id, super::StorageOp::Append, &error);
-            return;
         }
-        let groups = store.groups();
-        self.offsets.merge(store);
-        let hold_ms = 2 * i64::from(self.config.consumer_group.heartbeat_interval_ms);
-        self.consumer_groups.hold_back(groups, now_ms + hold_ms);
     }
 
     /// Forgets the offsets and members of the groups of offsets partition `index`.
-    fn unload_groups(&mut self, index: i32) {
+    fn unload_groups(&mut self, now_ms: i64, index: i32) {
         let count = self.topics.get(OFFSETS_TOPIC).map_or(1, |t| t.record.partitions);
         let elsewhere = |group: &str| offsets_partition_of(group, count) != index;
         self.offsets.retain_groups(elsewhere);
         self.groups.unload(|group| !elsewhere(group));
         self.consumer_groups.unload(|group| !elsewhere(group));
-        self.drain_group_replies();
+        self.drain_group_replies(now_ms);
+    }
+}
+
+/// What an offsets partition's log holds: committed offsets, and each classic group's last
+/// record (`None`: deleted, or unreadable).
+pub(super) struct OffsetsLog {
+    pub offsets: OffsetStore,
+    pub groups: BTreeMap<String, Option<StoredGroup>>,
+}
+
+/// Reads an offsets partition's log from its start; the last record of each key wins.
+pub(super) fn read_offsets_log(partition: &Partition) -> std::io::Result<OffsetsLog> {
+    let mut log = OffsetsLog { offsets: OffsetStore::default(), groups: BTreeMap::new() };
+    partition.log.for_each_batch(|bytes| {
+        // The Raft's LeaderChange batches carry neither offsets nor groups.
+        if BatchHeader::parse(bytes).is_some_and(|h| h.is_control()) {
+            return;
+        }
+        for record in crate::log::batch::payload_records(bytes).unwrap_or_default() {
+            let (key, value) = (record.key.as_deref(), record.value.as_deref());
+            match membership::decode(key, value) {
+                Some((group, stored)) => {
+                    log.groups.insert(group, stored);
+                }
+                None => log.offsets.apply_record(key, value),
+            }
+        }
+    })?;
+    Ok(log)
+}
+
+impl Broker {
+    /// Takes over what an offsets log holds: its offsets into the store, its classic groups
+    /// into the coordinator (members keep their generation; each has a full session from now
+    /// to heartbeat), and KIP-848 groups held back while their members come back.
+    pub(super) fn take_over_groups(&mut self, now_ms: i64, log: OffsetsLog) {
+        let held = log.offsets.groups();
+        self.offsets.merge(log.offsets);
+        for (group, stored) in log.groups {
+            if let Some(stored) = stored {
+                self.groups.restore(now_ms, &group, stored);
+            }
+        }
+        let hold_ms = 2 * i64::from(self.config.consumer_group.heartbeat_interval_ms);
+        self.consumer_groups.hold_back(held, now_ms + hold_ms);
     }
 }

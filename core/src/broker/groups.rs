@@ -31,9 +31,9 @@ use super::group_partitions::GroupHome;
 use super::{Broker, Parked, RequestId, Response, ResponseBody, StorageFault, StorageOp, WaitFor};
 use crate::error::ErrorCode;
 use crate::group::offsets::{record, OffsetKey};
-use crate::group::{CommittedOffset, OFFSETS_TOPIC};
+use crate::group::{membership, CommittedOffset, GroupStore, OFFSETS_TOPIC};
 use crate::ids::PartitionId;
-use crate::log::batch::build::batch;
+use crate::log::batch::build::{batch, Record};
 
 /// `offset.metadata.max.bytes`
 const OFFSET_METADATA_BYTES_MAX: usize = 4096;
@@ -47,18 +47,30 @@ fn s(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
 }
 
-/// A write to the offsets log waiting for its fsync: commits, and the tombstones of
-/// OffsetDelete and DeleteGroups.
+/// A write to the offsets log waiting to be committed: commits, the tombstones of
+/// OffsetDelete and DeleteGroups, and the group records that SyncGroups wait for.
 pub(crate) struct ParkedOffsets {
+    /// The request answered when the write is committed (for a group record, the leader's
+    /// SyncGroup that decided it).
     pub id: RequestId,
-    api_key: ApiKey,
-    api_version: i16,
-    body: ResponseKind,
-    entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
+    then: AfterOffsets,
     /// Each offsets partition written: the end of what was written to it, and its leader
     /// epoch then (the write counts only if that epoch commits it).
     written: Vec<(PartitionId, i64, i32)>,
     pub deadline_ms: i64,
+}
+
+/// What a committed write to the offsets log completes.
+enum AfterOffsets {
+    /// A request's reply, and the offsets it sets (applied to the store only once committed).
+    Reply {
+        api_key: ApiKey,
+        api_version: i16,
+        body: Box<ResponseKind>,
+        entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
+    },
+    /// A group's record for a generation: the coordinator answers its SyncGroups.
+    GroupStored { group: String, generation: i32 },
 }
 
 impl ParkedOffsets {
@@ -209,8 +221,18 @@ impl Broker {
         response
     }
 
-    /// Moves the coordinator's finished replies to the outputs.
-    pub(super) fn drain_group_replies(&mut self) {
+    /// Writes the coordinator's group records, then moves its finished replies to the
+    /// outputs.
+    pub(super) fn drain_group_replies(&mut self, now_ms: i64) {
+        loop {
+            let stores = self.groups.drain_stores();
+            if stores.is_empty() {
+                break;
+            }
+            for store in stores {
+                self.write_group_store(now_ms, store);
+            }
+        }
         for reply in self.groups.drain() {
             self.outputs.push_back(super::Output::Response(Response {
                 id: reply.id,
@@ -221,8 +243,27 @@ impl Broker {
         }
     }
 
-    /// Appends offset records and parks the reply until they are durable. Returns the reply
-    /// at once if the offsets log cannot take the write.
+    /// Appends a group's record; the SyncGroups that wait for it are answered when it is
+    /// committed, or fail now if the offsets log cannot take it.
+    fn write_group_store(&mut self, now_ms: i64, store: GroupStore) {
+        let record = membership::record(&store.group, Some(&store.stored), now_ms);
+        let appended = self.append_offsets_records(now_ms, vec![(store.group.clone(), record)]);
+        let Some((generation, id)) = store.syncs_wait else { return };
+        match appended {
+            Ok(written) => self.park(Parked::Offsets(ParkedOffsets {
+                id,
+                then: AfterOffsets::GroupStored { group: store.group, generation },
+                written,
+                deadline_ms: now_ms + COMMIT_WAIT_MS_MAX,
+            })),
+            Err(code) => self.groups.store_failed(now_ms, &store.group, generation, code),
+        }
+    }
+
+    /// Appends offset records (and the tombstones of `forgotten_groups`' records) and parks
+    /// the reply until they are committed. Returns the reply at once if there is nothing to
+    /// write or the offsets log cannot take the write.
+    #[allow(clippy::too_many_arguments)]
     fn write_offsets(
         &mut self,
         now_ms: i64,
@@ -231,15 +272,41 @@ impl Broker {
         api_version: i16,
         body: ResponseKind,
         entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
+        forgotten_groups: &[String],
     ) -> Option<ResponseKind> {
-        if entries.is_empty() {
+        let mut records: Vec<(String, Record)> =
+            entries.iter().map(|(key, value)| (key.0.clone(), record(key, value.as_ref(), now_ms))).collect();
+        records.extend(forgotten_groups.iter().map(|g| (g.clone(), membership::record(g, None, now_ms))));
+        if records.is_empty() {
             return Some(body);
         }
-        // One batch per offsets partition (several only for a DeleteGroups of groups that
-        // fall to different partitions led here).
-        let mut by_partition: BTreeMap<i32, Vec<_>> = BTreeMap::new();
-        for (key, value) in &entries {
-            by_partition.entry(self.offsets_partition(&key.0)).or_default().push(record(key, value.as_ref(), now_ms));
+        match self.append_offsets_records(now_ms, records) {
+            Ok(written) => {
+                let then = AfterOffsets::Reply { api_key, api_version, body: Box::new(body), entries };
+                self.park(Parked::Offsets(ParkedOffsets {
+                    id,
+                    then,
+                    written,
+                    deadline_ms: now_ms + COMMIT_WAIT_MS_MAX,
+                }));
+                None
+            }
+            Err(code) => Some(with_error(body, code)),
+        }
+    }
+
+    /// Appends records, each of a group, to the offsets partitions of their groups led here:
+    /// one batch per partition (several only for a DeleteGroups of groups that fall to
+    /// different partitions). Returns what was written, or the error for the caller's reply
+    /// if a partition cannot take its batch.
+    fn append_offsets_records(
+        &mut self,
+        now_ms: i64,
+        records: Vec<(String, Record)>,
+    ) -> Result<Vec<(PartitionId, i64, i32)>, ErrorCode> {
+        let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+        for (group, record) in records {
+            by_partition.entry(self.offsets_partition(&group)).or_default().push(record);
         }
         let mut written = Vec::new();
         for (index, records) in by_partition {
@@ -267,22 +334,15 @@ impl Broker {
                     if let Some((partition, error)) = failure {
                         self.fail_partition(partition, StorageOp::Append, &error);
                     }
-                    let code =
-                        if self.is_cluster() { ErrorCode::NotCoordinator } else { ErrorCode::CoordinatorNotAvailable };
-                    return Some(with_error(body, code));
+                    return Err(if self.is_cluster() {
+                        ErrorCode::NotCoordinator
+                    } else {
+                        ErrorCode::CoordinatorNotAvailable
+                    });
                 }
             }
         }
-        self.park(Parked::Offsets(ParkedOffsets {
-            id,
-            api_key,
-            api_version,
-            body,
-            entries,
-            written,
-            deadline_ms: now_ms + COMMIT_WAIT_MS_MAX,
-        }));
-        None
+        Ok(written)
     }
 
     /// Answers a parked offsets write once committed (applying it), failed, written in an
@@ -309,28 +369,48 @@ impl Broker {
             };
             state = state.max(here);
         }
-        let body = match state {
-            State::Committed => {
-                for (key, value) in parked.entries {
-                    self.offsets.set(key, value);
+        let (api_key, api_version, body, entries) = match parked.then {
+            AfterOffsets::Reply { api_key, api_version, body, entries } => (api_key, api_version, *body, entries),
+            AfterOffsets::GroupStored { group, generation } => {
+                let code = match state {
+                    State::Committed => None,
+                    State::Waiting if !force && now_ms < parked.deadline_ms => {
+                        let then = AfterOffsets::GroupStored { group, generation };
+                        self.park(Parked::Offsets(ParkedOffsets { then, ..parked }));
+                        return None;
+                    }
+                    // Kafka's answer to a SyncGroup whose record timed out.
+                    State::Waiting if !force => Some(ErrorCode::CoordinatorNotAvailable),
+                    State::Waiting | State::Moved => Some(ErrorCode::NotCoordinator),
+                    State::Failed if self.is_cluster() => Some(ErrorCode::NotCoordinator),
+                    State::Failed => Some(ErrorCode::CoordinatorNotAvailable),
+                };
+                match code {
+                    None => self.groups.stored(&group, generation),
+                    Some(code) => self.groups.store_failed(now_ms, &group, generation, code),
                 }
-                parked.body
-            }
-            State::Waiting if !force && now_ms < parked.deadline_ms => {
-                self.park(Parked::Offsets(parked));
+                self.drain_group_replies(now_ms);
                 return None;
             }
-            State::Waiting => with_error(parked.body, ErrorCode::RequestTimedOut),
-            State::Moved => with_error(parked.body, ErrorCode::NotCoordinator),
-            State::Failed if self.is_cluster() => with_error(parked.body, ErrorCode::NotCoordinator),
-            State::Failed => with_error(parked.body, ErrorCode::CoordinatorNotAvailable),
         };
-        Some(Response {
-            id: parked.id,
-            api_key: parked.api_key,
-            api_version: parked.api_version,
-            body: ResponseBody::Message(Box::new(body)),
-        })
+        let body = match state {
+            State::Committed => {
+                for (key, value) in entries {
+                    self.offsets.set(key, value);
+                }
+                body
+            }
+            State::Waiting if !force && now_ms < parked.deadline_ms => {
+                let then = AfterOffsets::Reply { api_key, api_version, body: Box::new(body), entries };
+                self.park(Parked::Offsets(ParkedOffsets { then, ..parked }));
+                return None;
+            }
+            State::Waiting => with_error(body, ErrorCode::RequestTimedOut),
+            State::Moved => with_error(body, ErrorCode::NotCoordinator),
+            State::Failed if self.is_cluster() => with_error(body, ErrorCode::NotCoordinator),
+            State::Failed => with_error(body, ErrorCode::CoordinatorNotAvailable),
+        };
+        Some(Response { id: parked.id, api_key, api_version, body: ResponseBody::Message(Box::new(body)) })
     }
 
     pub(super) fn offset_commit(
@@ -398,7 +478,8 @@ impl Broker {
             }
             response.topics.push(topic_response);
         }
-        self.write_offsets(now_ms, id, ApiKey::OffsetCommit, api_version, ResponseKind::OffsetCommit(response), entries)
+        let body = ResponseKind::OffsetCommit(response);
+        self.write_offsets(now_ms, id, ApiKey::OffsetCommit, api_version, body, entries, &[])
     }
 
     fn fetch_offsets_of(
@@ -577,6 +658,7 @@ impl Broker {
     ) -> Option<ResponseKind> {
         let mut response = DeleteGroupsResponse::default();
         let mut entries = Vec::new();
+        let mut deleted = Vec::new();
         for group in request.groups_names {
             let name = group.0.to_string();
             if let Some(code) = self.coordinated_elsewhere(&name) {
@@ -597,13 +679,15 @@ impl Broker {
                         for (topic, partition, _) in self.offsets.group(&name) {
                             entries.push(((name.clone(), topic.to_string(), partition), None));
                         }
+                        deleted.push(name.clone());
                         ErrorCode::None
                     }
                 }
             };
             response.results.push(DeletableGroupResult::default().with_group_id(group).with_error_code(code.code()));
         }
-        self.write_offsets(now_ms, id, ApiKey::DeleteGroups, api_version, ResponseKind::DeleteGroups(response), entries)
+        let body = ResponseKind::DeleteGroups(response);
+        self.write_offsets(now_ms, id, ApiKey::DeleteGroups, api_version, body, entries, &deleted)
     }
 
     pub(super) fn offset_delete(
@@ -646,7 +730,8 @@ impl Broker {
             }
             response.topics.push(topic_response);
         }
-        self.write_offsets(now_ms, id, ApiKey::OffsetDelete, api_version, ResponseKind::OffsetDelete(response), entries)
+        let body = ResponseKind::OffsetDelete(response);
+        self.write_offsets(now_ms, id, ApiKey::OffsetDelete, api_version, body, entries, &[])
     }
 
     /// Deletes committed offsets of groups without members that have not committed for
@@ -697,7 +782,9 @@ type FetchedOffset = (i32, i64, i32, String, ErrorCode);
 
 impl Broker {
     /// Bounds the offsets log (until log compaction exists): once it is larger than
-    /// `offsets_log_compact_bytes`, roll it and append every live offset again. When that
+    /// `offsets_log_compact_bytes`, roll it and append every live offset and the record of
+    /// every Stable or Empty group again (a group in a rebalance is left out: its members are
+    /// joining anyway, and a restart before its next record makes them join once more). When that
     /// rewrite is durable, [`Broker::finish_offsets_rewrite`] deletes the segments before it.
     /// Old segments are never deleted before the rewrite is on disk.
     pub(super) fn compact_offsets(&mut self, now_ms: i64) {
@@ -719,6 +806,7 @@ impl Broker {
                     .collect::<Vec<_>>()
             })
             .collect();
+        let groups = self.groups.stored_groups();
         let Some(partition) = self.partition_mut(OFFSETS_TOPIC, 0) else { return };
         if partition.failed || partition.log.size_bytes() <= limit {
             return;
@@ -738,9 +826,10 @@ impl Broker {
             return;
         }
         let start = partition.log.end_offset();
-        for chunk in entries.chunks(500) {
-            let records: Vec<_> = chunk.iter().map(|(k, v)| record(k, Some(v), now_ms)).collect();
-            let mut bytes = batch(&records, None);
+        let mut records: Vec<Record> = entries.iter().map(|(k, v)| record(k, Some(v), now_ms)).collect();
+        records.extend(groups.iter().map(|(g, stored)| membership::record(g, Some(stored), now_ms)));
+        for chunk in records.chunks(500) {
+            let mut bytes = batch(chunk, None);
             if let Err(error) = partition.log.append(&mut bytes, 0, now_ms) {
                 self.fail_partition(id, StorageOp::Append, &error);
                 return;

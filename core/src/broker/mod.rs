@@ -426,8 +426,6 @@ impl Broker {
             .map(|p| p.id)
             .collect();
         broker.unsynced.extend(recovered);
-        let hold_ms = 2 * i64::from(broker.config.consumer_group.heartbeat_interval_ms);
-        broker.consumer_groups.hold_back(broker.offsets.groups(), now_ms + hold_ms);
         broker.drain_quorum(now_ms, None);
         broker.maybe_start_sync();
         broker.report_faults(now_ms);
@@ -574,18 +572,18 @@ impl Broker {
                 }
                 let client_id = request_client_id.unwrap_or_default();
                 self.groups.join(now_ms, id, api_version, &client_id, r);
-                self.drain_group_replies();
+                self.drain_group_replies(now_ms);
                 return self.after_input();
             }
             RequestKind::SyncGroup(r) => {
                 self.groups.sync(now_ms, id, api_version, r);
-                self.drain_group_replies();
+                self.drain_group_replies(now_ms);
                 return self.after_input();
             }
             RequestKind::Heartbeat(r) => reply(ResponseKind::Heartbeat(self.groups.heartbeat(now_ms, r))),
             RequestKind::LeaveGroup(r) => {
                 let response = self.groups.leave(now_ms, api_version, r);
-                self.drain_group_replies();
+                self.drain_group_replies(now_ms);
                 reply(ResponseKind::LeaveGroup(response))
             }
             RequestKind::OffsetCommit(r) => match self.offset_commit(now_ms, id, api_version, r) {
@@ -688,7 +686,7 @@ impl Broker {
         self.wake_parked(now_ms);
         self.groups.tick(now_ms);
         self.consumer_groups.tick(now_ms);
-        self.drain_group_replies();
+        self.drain_group_replies(now_ms);
         if now_ms >= self.next_retention_check_ms {
             self.next_retention_check_ms = now_ms + self.config.retention_check_interval_ms;
             self.enforce_retention(now_ms);
@@ -729,7 +727,7 @@ impl Broker {
             self.finish_parked(now_ms, id, true);
         }
         self.groups.abandon_parked();
-        self.drain_group_replies();
+        self.drain_group_replies(now_ms);
         self.after_input();
     }
 
@@ -1043,7 +1041,8 @@ impl Broker {
         self.write_log_start_checkpoint(&[])
     }
 
-    /// Creates the internal offsets topic if needed and replays it into the offset store.
+    /// Creates the internal offsets topic if needed and replays it into the offset store and
+    /// the classic coordinator.
     fn open_offsets(&mut self, now_ms: i64) -> io::Result<()> {
         if self.is_cluster() {
             // A cluster's offsets topic is replicated like any other; its partitions load
@@ -1054,15 +1053,10 @@ impl Broker {
             let config = TopicConfig::from_pairs([("cleanup.policy", "compact")]).expect("valid internal config");
             self.create_topic(now_ms, OFFSETS_TOPIC, 1, config).map_err(|(_, message)| io::Error::other(message))?;
         }
-        let mut store = OffsetStore::default();
         if let Some(partition) = self.partition(OFFSETS_TOPIC, 0) {
-            partition.log.for_each_batch(|bytes| {
-                for record in crate::log::batch::payload_records(bytes).unwrap_or_default() {
-                    store.apply_record(record.key.as_deref(), record.value.as_deref());
-                }
-            })?;
+            let log = group_partitions::read_offsets_log(partition)?;
+            self.take_over_groups(now_ms, log);
         }
-        self.offsets = store;
         Ok(())
     }
 

@@ -5,7 +5,10 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::tests::{fetch_request, fetched_offsets, idempotent, produce_request, produce_result, QuorumCluster};
+use super::tests::{
+    fetch_request, fetched_offsets, heartbeat_request, idempotent, join_request, produce_request, produce_result,
+    sync_request, QuorumCluster,
+};
 use crate::error::ErrorCode;
 use crate::storage::Storage;
 
@@ -500,6 +503,45 @@ fn a_groups_coordinator_is_its_offsets_partitions_leader_and_its_commits_survive
     assert_eq!(find_coordinator(&mut c, coordinator, "my-group"), (0, new_coordinator));
     assert_eq!(commit(&mut c, coordinator, "my-group", 44), ErrorCode::NotCoordinator.code());
     assert_eq!(committed(&mut c, new_coordinator, "my-group"), (0, 43));
+}
+
+#[test]
+fn a_groups_members_carry_on_through_a_coordinator_failover_without_a_rebalance() {
+    let mut c = cluster_with_topic(1);
+    let coordinator = find_coordinator(&mut c, 1, "g").1;
+    let ResponseKind::JoinGroup(joined) = c.call(coordinator, ApiKey::JoinGroup, 3, join_request("")) else { panic!() };
+    let (member, generation) = (joined.member_id.to_string(), joined.generation_id);
+    let sync = sync_request(&member, generation, Some(b"orders-0"));
+    let ResponseKind::SyncGroup(synced) = c.call(coordinator, ApiKey::SyncGroup, 3, sync) else { panic!() };
+    assert_eq!((synced.error_code, synced.assignment.as_ref()), (0, &b"orders-0"[..]));
+
+    // The coordinator dies. Once the offsets partition has a new leader, it coordinates the
+    // group in the same generation: the member's heartbeats and its SyncGroup go on as before.
+    let storage = c.stop(coordinator);
+    let others: Vec<i32> = (1..=3).filter(|&n| n != coordinator).collect();
+    let new_coordinator = loop {
+        c.run_until(c.now_ms + 500);
+        match find_coordinator(&mut c, others[0], "g") {
+            (0, node) if node != coordinator => break node,
+            _ => {}
+        }
+    };
+    let beat = loop {
+        let ResponseKind::Heartbeat(beat) =
+            c.ask(new_coordinator, ApiKey::Heartbeat, 3, heartbeat_request(&member, generation))
+        else {
+            panic!()
+        };
+        if beat.error_code != ErrorCode::CoordinatorLoadInProgress.code() {
+            break beat;
+        }
+        c.run_until(c.now_ms + 100);
+    };
+    assert_eq!(beat.error_code, 0, "the member is known in its generation");
+    let sync = sync_request(&member, generation, None);
+    let ResponseKind::SyncGroup(synced) = c.call(new_coordinator, ApiKey::SyncGroup, 3, sync) else { panic!() };
+    assert_eq!((synced.error_code, synced.assignment.as_ref()), (0, &b"orders-0"[..]));
+    c.restart(coordinator, storage);
 }
 
 #[test]

@@ -1149,3 +1149,113 @@ fn a_single_broker_answers_kraft_requests_with_an_error() {
     let ResponseKind::Vote(r) = h.one(ApiKey::Vote, 2, vote) else { panic!() };
     assert_eq!(r.error_code, ErrorCode::InvalidRequest.code());
 }
+
+pub(super) fn join_request(member: &str) -> RequestKind {
+    RequestKind::JoinGroup(
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"subscription"))]),
+    )
+}
+
+pub(super) fn sync_request(member: &str, generation: i32, assignment: Option<&'static [u8]>) -> RequestKind {
+    let assignments = assignment
+        .map(|a| {
+            vec![sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member.to_string()))
+                .with_assignment(Bytes::from_static(a))]
+        })
+        .unwrap_or_default();
+    RequestKind::SyncGroup(
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_assignments(assignments),
+    )
+}
+
+pub(super) fn heartbeat_request(member: &str, generation: i32) -> RequestKind {
+    RequestKind::Heartbeat(
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member.to_string())),
+    )
+}
+
+#[test]
+fn a_groups_generation_and_assignment_survive_a_crash_and_syncgroup_waits_for_them() {
+    let storage = MemStorage::new();
+    let mut h = Harness::on(storage.clone());
+    h.create_topic("t", 1, &[]);
+    let join = h.send(ApiKey::JoinGroup, 3, join_request(""));
+    // A new group waits group.initial.rebalance.delay.ms for more members.
+    h.now_ms += h.broker.config.group.initial_rebalance_delay_ms;
+    h.broker.handle_timeout(h.now_ms);
+    let answered = h.run_io();
+    let ResponseBody::Message(body) = &answered.iter().find(|r| r.id == join).expect("joined").body else { panic!() };
+    let ResponseKind::JoinGroup(joined) = body.as_ref() else { panic!() };
+    let (member, generation) = (joined.member_id.to_string(), joined.generation_id);
+    assert_eq!(joined.error_code, 0);
+    // The leader's SyncGroup is answered only once the group's record is on disk.
+    let sync = h.send(ApiKey::SyncGroup, 3, sync_request(&member, generation, Some(b"t-0")));
+    assert!(h.responses().is_empty(), "no assignment before the record is durable");
+    let answered = h.run_io();
+    let ResponseBody::Message(body) = &answered.iter().find(|r| r.id == sync).expect("answered after the sync").body
+    else {
+        panic!()
+    };
+    let ResponseKind::SyncGroup(synced) = body.as_ref() else { panic!() };
+    assert_eq!((synced.error_code, synced.assignment.as_ref()), (0, &b"t-0"[..]));
+
+    drop(h);
+    storage.crash();
+    let mut h = Harness::on(storage);
+    // The member carries on after the restart: same generation, same assignment, no rebalance.
+    let ResponseKind::Heartbeat(beat) = h.one(ApiKey::Heartbeat, 3, heartbeat_request(&member, generation)) else {
+        panic!()
+    };
+    assert_eq!(beat.error_code, 0);
+    let ResponseKind::SyncGroup(synced) = h.one(ApiKey::SyncGroup, 3, sync_request(&member, generation, None)) else {
+        panic!()
+    };
+    assert_eq!((synced.error_code, synced.assignment.as_ref()), (0, &b"t-0"[..]));
+    let ResponseKind::DescribeGroups(described) = h.one(
+        ApiKey::DescribeGroups,
+        5,
+        RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("g"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(described.groups[0].group_state.to_string(), "Stable");
+
+    // Deleting the group (once empty) deletes its record too.
+    let leave = RequestKind::LeaveGroup(
+        LeaveGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_member_id(StrBytes::from_string(member.clone())),
+    );
+    h.one(ApiKey::LeaveGroup, 1, leave);
+    let delete = RequestKind::DeleteGroups(
+        DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))]),
+    );
+    let ResponseKind::DeleteGroups(deleted) = h.one(ApiKey::DeleteGroups, 2, delete) else { panic!() };
+    assert_eq!(deleted.results[0].error_code, 0);
+    let storage = h.storage.clone();
+    drop(h);
+    storage.crash();
+    let mut h = Harness::on(storage);
+    let ResponseKind::Heartbeat(beat) = h.one(ApiKey::Heartbeat, 3, heartbeat_request(&member, generation)) else {
+        panic!()
+    };
+    assert_eq!(beat.error_code, ErrorCode::UnknownMemberId.code(), "the group is gone");
+}

@@ -12,8 +12,16 @@
 //!
 //! JoinGroup and SyncGroup requests wait (are parked) until the rebalance reaches the point
 //! where they can be answered; answers come out of [`Coordinator::drain`]. Heartbeats and
-//! leaves are answered at once. Membership lives in memory only: after a broker restart,
-//! members are unknown and rejoin (their committed offsets are durable, in the offsets store).
+//! leaves are answered at once.
+//!
+//! Membership is stored in the offsets log ([`membership`](super::membership)): the caller
+//! drains [`GroupStore`]s with [`Coordinator::drain_stores`] and writes each. The leader's
+//! SyncGroup decides a generation's assignment, but the group stays CompletingRebalance, its
+//! members' SyncGroups parked, until the caller reports the record committed
+//! ([`Coordinator::stored`]) or lost ([`Coordinator::store_failed`], which starts a new
+//! rebalance). So no member acts on an assignment that a coordinator taking the group over
+//! ([`Coordinator::restore`]) would not know, and a generation number never names two
+//! assignments.
 //!
 //! Static membership (`group.instance.id`): a static member that comes back with an empty
 //! member id before its session times out takes over its old identity; if the group is
@@ -32,6 +40,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::membership::{StoredGroup, StoredMember};
 use crate::broker::RequestId;
 use crate::error::ErrorCode;
 use crate::rng::Rng;
@@ -67,6 +76,17 @@ pub struct GroupReply {
     pub api_key: ApiKey,
     pub api_version: i16,
     pub body: ResponseKind,
+}
+
+/// A group record to write to the offsets log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStore {
+    pub group: String,
+    pub stored: StoredGroup,
+    /// Set when SyncGroups wait for the record: the generation to report to
+    /// [`Coordinator::stored`] or [`Coordinator::store_failed`], and the leader's SyncGroup
+    /// request that decided it.
+    pub syncs_wait: Option<(i32, RequestId)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +146,8 @@ struct Group {
     rebalance_deadline_ms: i64,
     /// A new group waits at least until here before completing its first join.
     initial_delay_until_ms: i64,
+    /// CompletingRebalance with the leader's assignment decided: its record is being stored.
+    storing: bool,
 }
 
 impl Group {
@@ -142,6 +164,32 @@ impl Group {
             pending: BTreeMap::new(),
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
+            storing: false,
+        }
+    }
+
+    /// The group's record: its members in join order.
+    fn to_stored(&self) -> StoredGroup {
+        let members = self
+            .join_order
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .map(|m| StoredMember {
+                member_id: m.member_id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                metadata: self.metadata_for(m),
+                assignment: m.assignment.clone(),
+            })
+            .collect();
+        StoredGroup {
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            members,
         }
     }
 
@@ -183,25 +231,129 @@ fn s(value: impl Into<String>) -> StrBytes {
 
 pub struct Coordinator {
     config: GroupConfig,
-    /// Where new groups' generations start. Membership is not persisted, so each broker start
-    /// gets its own range and a generation number never names two assignments across
-    /// restarts (found by the simulator's split-ownership checker).
+    /// Where new groups' generations start. Each broker start gets its own range, so that a
+    /// group whose record was never stored (or was lost with a failed disk) does not start
+    /// again at a generation number it already used (found by the simulator's
+    /// split-ownership checker, before membership was stored).
     generation_base: i32,
     groups: BTreeMap<String, Group>,
     rng: Rng,
     replies: Vec<GroupReply>,
+    stores: Vec<GroupStore>,
 }
 
 impl Coordinator {
     pub fn new(config: GroupConfig, seed: u64, incarnation: u64) -> Coordinator {
         // 32,000 ranges of 65,536 generations stay clear of i32::MAX.
         let generation_base = i32::try_from((incarnation % 32_000) << 16).expect("below 2^31");
-        Coordinator { config, generation_base, groups: BTreeMap::new(), rng: Rng::new(seed), replies: Vec::new() }
+        Coordinator {
+            config,
+            generation_base,
+            groups: BTreeMap::new(),
+            rng: Rng::new(seed),
+            replies: Vec::new(),
+            stores: Vec::new(),
+        }
     }
 
     /// Replies to parked requests that became answerable.
     pub fn drain(&mut self) -> Vec<GroupReply> {
         std::mem::take(&mut self.replies)
+    }
+
+    /// Group records to write, in order. Drain them before [`Coordinator::drain`]'s replies
+    /// are sent: a record written later than a reply it caused would let a crash in between
+    /// forget what the reply told.
+    pub fn drain_stores(&mut self) -> Vec<GroupStore> {
+        std::mem::take(&mut self.stores)
+    }
+
+    fn store(&mut self, group_id: &str, syncs_wait: Option<(i32, RequestId)>) {
+        let stored = self.groups[group_id].to_stored();
+        self.stores.push(GroupStore { group: group_id.to_string(), stored, syncs_wait });
+    }
+
+    /// The record of `group_id`'s generation `generation`, which its SyncGroups waited for,
+    /// is committed: the group becomes Stable and they are answered with their assignments.
+    /// Nothing happens if the group has moved on meanwhile.
+    pub fn stored(&mut self, group_id: &str, generation: i32) {
+        let Some(group) = self.groups.get_mut(group_id) else { return };
+        if !group.storing || group.generation != generation {
+            return;
+        }
+        assert_eq!(group.state, GroupState::CompletingRebalance, "only a completing rebalance stores its assignment");
+        group.storing = false;
+        group.state = GroupState::Stable;
+        let waiting: Vec<(Parked, Bytes)> = group
+            .members
+            .values_mut()
+            .filter_map(|m| m.awaiting_sync.take().map(|p| (p, m.assignment.clone())))
+            .collect();
+        for (parked, assignment) in waiting {
+            let body = self.sync_body(group_id, parked.api_version, assignment);
+            self.reply_sync(&parked, body);
+        }
+    }
+
+    /// The record of `group_id`'s generation `generation` was not stored (the write failed, or
+    /// the offsets partition moved): its SyncGroups are answered `code` and the group
+    /// rebalances, so the members join a generation whose record can be stored.
+    pub fn store_failed(&mut self, now_ms: i64, group_id: &str, generation: i32, code: ErrorCode) {
+        let Some(group) = self.groups.get_mut(group_id) else { return };
+        if !group.storing || group.generation != generation {
+            return;
+        }
+        group.storing = false;
+        let waiting: Vec<Parked> = group.members.values_mut().filter_map(|m| m.awaiting_sync.take()).collect();
+        for parked in waiting {
+            self.reply_sync(&parked, SyncGroupResponse::default().with_error_code(code.code()));
+        }
+        self.prepare_rebalance(group_id, now_ms);
+    }
+
+    /// Takes over a group from its stored record (at start-up, or when this node becomes the
+    /// coordinator of its offsets partition): Stable with its members, each with a full
+    /// session from `now_ms` to send its next heartbeat, or Empty. Replaces what was known.
+    pub fn restore(&mut self, now_ms: i64, group_id: &str, stored: StoredGroup) {
+        let mut group = Group::new(stored.generation);
+        let protocol = stored.protocol.clone().unwrap_or_default();
+        for m in stored.members {
+            if let Some(instance) = &m.instance_id {
+                group.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            group.join_order.push(m.member_id.clone());
+            let member = Member {
+                member_id: m.member_id,
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocols: vec![(protocol.clone(), m.metadata)],
+                assignment: m.assignment,
+                last_heartbeat_ms: now_ms,
+                awaiting_join: None,
+                awaiting_sync: None,
+            };
+            group.members.insert(member.member_id.clone(), member);
+        }
+        group.protocol_type = stored.protocol_type;
+        group.protocol = stored.protocol;
+        group.leader = stored.leader;
+        group.state = if group.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+        if let Some(old) = self.groups.insert(group_id.to_string(), group) {
+            // Start-up and loading restore into a coordinator that does not know the group.
+            debug_assert!(old.members.values().all(|m| m.awaiting_join.is_none() && m.awaiting_sync.is_none()));
+        }
+    }
+
+    /// The records of the groups whose state is what their last record says (Stable and
+    /// Empty groups), for rewriting the offsets log.
+    pub fn stored_groups(&self) -> Vec<(String, StoredGroup)> {
+        self.groups
+            .iter()
+            .filter(|(_, g)| matches!(g.state, GroupState::Stable | GroupState::Empty))
+            .map(|(id, g)| (id.clone(), g.to_stored()))
+            .collect()
     }
 
     fn reply_join(&mut self, parked: &Parked, body: JoinGroupResponse) {
@@ -340,6 +492,10 @@ impl Coordinator {
                         if api_version < 5 {
                             body.members.iter_mut().for_each(|m| m.group_instance_id = None);
                         }
+                        // The new member id replaces the old one in the group's record; the
+                        // join is answered at once (a coordinator that took the group over
+                        // without the record fences the new id, and the member rejoins).
+                        self.store(&group_id, None);
                         self.reply_join(&parked, body);
                         return;
                     }
@@ -433,6 +589,7 @@ impl Coordinator {
         }
         let was_empty = group.state == GroupState::Empty;
         group.state = GroupState::PreparingRebalance;
+        group.storing = false;
         let rebalance_timeout = group.members.values().map(|m| i64::from(m.rebalance_timeout_ms)).max().unwrap_or(0);
         group.rebalance_deadline_ms = now_ms + rebalance_timeout;
         group.initial_delay_until_ms = if was_empty { now_ms + initial_delay.min(rebalance_timeout) } else { now_ms };
@@ -474,6 +631,7 @@ impl Coordinator {
             group.protocol = None;
             group.protocol_type = None;
             group.leader = None;
+            self.store(group_id, None);
             return;
         }
         let candidates = group.common_protocols();
@@ -554,23 +712,22 @@ impl Coordinator {
                 self.reply_sync(&parked, body);
             }
             GroupState::CompletingRebalance => {
-                group.members.get_mut(&member_id).expect("checked above").awaiting_sync = Some(parked);
-                if group.leader.as_deref() == Some(member_id.as_str()) {
+                let replaced =
+                    group.members.get_mut(&member_id).expect("checked above").awaiting_sync.replace(parked.clone());
+                let decides = group.leader.as_deref() == Some(member_id.as_str()) && !group.storing;
+                if decides {
                     let assignments: BTreeMap<String, Bytes> =
                         request.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
                     for member in group.members.values_mut() {
                         member.assignment = assignments.get(&member.member_id).cloned().unwrap_or_default();
                     }
-                    group.state = GroupState::Stable;
-                    let waiting: Vec<(Parked, Bytes)> = group
-                        .members
-                        .values_mut()
-                        .filter_map(|m| m.awaiting_sync.take().map(|p| (p, m.assignment.clone())))
-                        .collect();
-                    for (parked, assignment) in waiting {
-                        let body = self.sync_body(&group_id, parked.api_version, assignment);
-                        self.reply_sync(&parked, body);
-                    }
+                    group.storing = true;
+                    let generation = group.generation;
+                    self.store(&group_id, Some((generation, id)));
+                }
+                if let Some(old) = replaced {
+                    // A retried SyncGroup replaces the earlier one, which gets no useful answer.
+                    self.reply_sync(&old, error(ErrorCode::RebalanceInProgress));
                 }
             }
         }
@@ -702,6 +859,8 @@ impl Coordinator {
                     group.leader = None;
                     group.protocol = None;
                     group.protocol_type = None;
+                    group.storing = false;
+                    self.store(group_id, None);
                 } else {
                     self.prepare_rebalance(group_id, now_ms);
                     self.maybe_complete_join(group_id, now_ms);

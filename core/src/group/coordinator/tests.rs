@@ -65,7 +65,18 @@ impl T {
                     .collect(),
             );
         self.c.sync(self.now, id, V, request);
+        self.commit_stores();
         id
+    }
+
+    /// Every group record drained is committed at once, as by a broker whose offsets log
+    /// syncs instantly.
+    fn commit_stores(&mut self) {
+        for store in self.c.drain_stores() {
+            if let Some((generation, _)) = store.syncs_wait {
+                self.c.stored(&store.group, generation);
+            }
+        }
     }
 
     fn heartbeat(&mut self, member: &str, generation: i32) -> i16 {
@@ -312,4 +323,127 @@ fn generations_do_not_repeat_across_broker_starts() {
         }
     };
     assert_ne!(generation(&mut first), generation(&mut second));
+}
+
+/// Two members joined and the leader `a` synced generation 1 with assignments A and B; the
+/// group's record is drained but not committed. Returns (a, b, a's sync, b's sync).
+fn two_members_storing(t: &mut T) -> (String, String, RequestId, RequestId, GroupStore) {
+    let a = t.member_id();
+    let b = t.member_id();
+    t.join(&a, None);
+    t.join(&b, None);
+    t.joins();
+    // Not T::sync, which commits the record at once.
+    let sync = |t: &mut T, member: &str, assignments: Vec<SyncGroupRequestAssignment>| {
+        let id = t.id();
+        let request = SyncGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id(1)
+            .with_member_id(s(member))
+            .with_assignments(assignments);
+        t.c.sync(t.now, id, V, request);
+        id
+    };
+    let sb = sync(t, &b, Vec::new());
+    let assignment = |m: &str, a: &'static [u8]| {
+        SyncGroupRequestAssignment::default().with_member_id(s(m)).with_assignment(Bytes::from_static(a))
+    };
+    let sa = sync(t, &a, vec![assignment(&a, b"A"), assignment(&b, b"B")]);
+    let mut stores = t.c.drain_stores();
+    assert_eq!(stores.len(), 1, "the leader's assignment is stored");
+    let store = stores.remove(0);
+    (a, b, sa, sb, store)
+}
+
+#[test]
+fn syncgroups_wait_for_the_groups_record_to_be_committed() {
+    let mut t = T::new();
+    let (a, b, sa, sb, store) = two_members_storing(&mut t);
+    assert_eq!(store.syncs_wait, Some((1, sa)));
+    assert_eq!(store.stored.generation, 1);
+    let assignments: Vec<(&str, &[u8])> =
+        store.stored.members.iter().map(|m| (m.member_id.as_str(), m.assignment.as_ref())).collect();
+    assert_eq!(assignments, vec![(a.as_str(), &b"A"[..]), (b.as_str(), &b"B"[..])], "in join order");
+    assert!(t.c.drain().is_empty(), "no member hears its assignment before the record is committed");
+    assert_eq!(t.c.state_of("g"), Some(GroupState::CompletingRebalance));
+    assert_eq!(t.heartbeat(&b, 1), 0, "members heartbeat while they wait");
+    // A record of an older generation changes nothing.
+    t.c.stored("g", 0);
+    assert!(t.c.drain().is_empty());
+    t.c.stored("g", 1);
+    let syncs = T::syncs(t.c.drain());
+    assert_eq!((syncs[&sa].assignment.as_ref(), syncs[&sb].assignment.as_ref()), (&b"A"[..], &b"B"[..]));
+    assert_eq!(t.c.state_of("g"), Some(GroupState::Stable));
+}
+
+#[test]
+fn a_record_that_is_not_stored_fails_the_syncgroups_and_starts_a_new_generation() {
+    let mut t = T::new();
+    let (a, b, sa, sb, _) = two_members_storing(&mut t);
+    t.c.store_failed(t.now, "g", 1, ErrorCode::NotCoordinator);
+    let syncs = T::syncs(t.c.drain());
+    for id in [sa, sb] {
+        assert_eq!(syncs[&id].error_code, ErrorCode::NotCoordinator.code());
+        assert!(syncs[&id].assignment.is_empty());
+    }
+    assert_eq!(t.c.state_of("g"), Some(GroupState::PreparingRebalance));
+    // The record, if it lands after all, is of a generation the group has left.
+    t.c.stored("g", 1);
+    assert_eq!(t.c.state_of("g"), Some(GroupState::PreparingRebalance));
+    let (ja, jb) = (t.join(&a, None), t.join(&b, None));
+    let joins = t.joins();
+    assert_eq!((joins[&ja].generation_id, joins[&jb].generation_id), (2, 2));
+}
+
+#[test]
+fn a_restored_group_carries_on_in_its_generation_with_its_assignments() {
+    let mut t = T::new();
+    let (a, b, _, _, store) = two_members_storing(&mut t);
+    t.c.stored("g", 1);
+    t.c.drain();
+    // Another coordinator (another broker, or this one restarted) takes the group over.
+    let mut next = T::new();
+    next.c = Coordinator::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() }, 2, 7);
+    next.now = 50_000;
+    next.c.restore(next.now, "g", store.stored.clone());
+    assert_eq!(next.c.state_of("g"), Some(GroupState::Stable));
+    assert_eq!(next.heartbeat(&a, 1), 0, "no rebalance");
+    assert_eq!(next.c.validate_commit("g", 1, &b, None), Ok(()));
+    assert_eq!(next.c.validate_commit("g", 0, &b, None), Err(ErrorCode::IllegalGeneration));
+    let resync = next.sync(&b, 1, &[]);
+    assert_eq!(T::syncs(next.c.drain())[&resync].assignment.as_ref(), b"B");
+    let described = next.c.describe("g");
+    assert_eq!(described.members.len(), 2);
+    assert_eq!(described.protocol_data.to_string(), "range");
+    // Every member had a full session from the take-over: b, silent since, is expired; a's
+    // rejoin then opens generation 2, after the one the record holds.
+    next.now += 9_000;
+    assert_eq!(next.heartbeat(&a, 1), 0);
+    next.now += 2_000;
+    next.c.tick(next.now);
+    assert_eq!(next.c.state_of("g"), Some(GroupState::PreparingRebalance), "b's session ran out");
+    let ja = next.join(&a, None);
+    assert_eq!(next.joins()[&ja].generation_id, 2);
+}
+
+#[test]
+fn an_emptied_group_stores_its_generation() {
+    let mut t = T::new();
+    let a = t.member_id();
+    t.join(&a, None);
+    t.joins();
+    t.sync(&a, 1, &[(&a, b"A")]);
+    t.c.drain();
+    let request = LeaveGroupRequest::default().with_group_id(GroupId(s("g"))).with_member_id(s(a.clone()));
+    t.c.leave(t.now, 1, request);
+    let stores = t.c.drain_stores();
+    assert_eq!(stores.len(), 1);
+    assert_eq!((stores[0].stored.generation, stores[0].stored.members.len()), (2, 0));
+    assert_eq!(stores[0].syncs_wait, None);
+    let mut next = T::new();
+    next.c.restore(0, "g", stores[0].stored.clone());
+    assert_eq!(next.c.state_of("g"), Some(GroupState::Empty));
+    let b = next.member_id();
+    let jb = next.join(&b, None);
+    assert_eq!(next.joins()[&jb].generation_id, 3, "the generation goes on from the record");
 }
