@@ -735,44 +735,42 @@ impl Broker {
     }
 
     /// Deletes committed offsets of groups without members that have not committed for
-    /// `offsets.retention.minutes`. Applied at once; the tombstones follow in the log.
+    /// `offsets.retention.minutes`, and the record of a classic group left with none (as
+    /// Kafka does). Only groups coordinated here: in a cluster the tombstones go through each
+    /// offsets partition's leader like commits. Applied at once; the tombstones follow in the
+    /// log (if a new leader takes over before they are committed, it still has the offsets,
+    /// and expires them at its own next check).
     pub(super) fn expire_offsets(&mut self, now_ms: i64) {
-        if self.is_cluster() {
-            // Not yet in a cluster: the tombstones would have to go through each partition's
-            // leader like commits (a known gap, docs/ARCHITECTURE.md).
-            return;
-        }
         let retention_ms = self.config.offsets_retention_ms;
         let mut expired = Vec::new();
+        let mut records = Vec::new();
         for group in self.offsets.groups() {
-            if self.group_is_active(&group) {
+            if self.group_is_active(&group) || self.coordinated_elsewhere(&group).is_some() {
                 continue;
             }
             let offsets = self.offsets.group(&group);
             let newest = offsets.iter().map(|(_, _, c)| c.commit_ms).max().unwrap_or(0);
-            if now_ms - newest > retention_ms {
-                expired.extend(offsets.into_iter().map(|(t, p, _)| (group.clone(), t.to_string(), p)));
+            if now_ms - newest <= retention_ms {
+                continue;
+            }
+            for (topic, partition, _) in offsets {
+                let key = (group.clone(), topic.to_string(), partition);
+                records.push((group.clone(), record(&key, None, now_ms)));
+                expired.push(key);
+            }
+            if self.groups.state_of(&group).is_some() && self.groups.delete(&group).is_ok() {
+                records.push((group.clone(), membership::record(&group, None, now_ms)));
             }
         }
-        if expired.is_empty() {
+        if records.is_empty() {
             return;
         }
-        let records: Vec<_> = expired.iter().map(|k| record(k, None, now_ms)).collect();
-        let mut bytes = batch(&records, None);
-        let Some(p) = self.partition_mut(OFFSETS_TOPIC, 0) else { return };
-        if p.failed {
-            return;
-        }
-        let partition = p.id;
-        match p.log.append(&mut bytes, 0, now_ms) {
-            Ok(_) => {
-                self.note_unsynced(partition);
-                for key in expired {
-                    self.offsets.set(key, None);
-                }
+        // On failure (the partition is failed and reported inside) nothing expired here; the
+        // partition's next leader, or this node after a restart, expires them.
+        if self.append_offsets_records(now_ms, records).is_ok() {
+            for key in expired {
+                self.offsets.set(key, None);
             }
-            // Nothing expired; a restart recovers the offsets partition and expiry runs again.
-            Err(error) => self.fail_partition(partition, StorageOp::Append, &error),
         }
     }
 }

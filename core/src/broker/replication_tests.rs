@@ -710,3 +710,36 @@ fn topic_configs_are_changed_through_the_controller_and_every_replica_takes_them
         assert_eq!(log.config().retention_ms, 60_000, "node {node}'s log took it");
     }
 }
+
+#[test]
+fn offsets_of_an_empty_group_expire_through_the_leader_and_stay_expired_after_a_failover() {
+    let mut c = cluster_with_topic(1);
+    let coordinator = find_coordinator(&mut c, 1, "my-group").1;
+    assert_eq!(commit(&mut c, coordinator, "my-group", 42), 0);
+    for (_, broker) in c.brokers.values_mut() {
+        broker.config.offsets_retention_ms = 5_000;
+        broker.config.retention_check_interval_ms = 1_000;
+        broker.next_retention_check_ms = 0;
+    }
+    c.run_until(c.now_ms + 8_000);
+    assert_eq!(committed(&mut c, coordinator, "my-group"), (0, -1), "expired on the coordinator");
+    // The tombstone is in the replicated log: the next coordinator does not bring it back.
+    let storage = c.stop(coordinator);
+    let others: Vec<i32> = (1..=3).filter(|&n| n != coordinator).collect();
+    let new_coordinator = loop {
+        c.run_until(c.now_ms + 500);
+        match find_coordinator(&mut c, others[0], "my-group") {
+            (0, node) if node != coordinator => break node,
+            _ => {}
+        }
+    };
+    let answer = loop {
+        let answer = committed(&mut c, new_coordinator, "my-group");
+        if answer.0 != ErrorCode::CoordinatorLoadInProgress.code() {
+            break answer;
+        }
+        c.run_until(c.now_ms + 100);
+    };
+    assert_eq!(answer, (0, -1));
+    c.restart(coordinator, storage);
+}

@@ -1259,3 +1259,55 @@ fn a_groups_generation_and_assignment_survive_a_crash_and_syncgroup_waits_for_th
     };
     assert_eq!(beat.error_code, ErrorCode::UnknownMemberId.code(), "the group is gone");
 }
+
+#[test]
+fn offsets_and_the_record_of_an_empty_group_expire_after_the_retention() {
+    let storage = MemStorage::new();
+    let mut h = Harness::on(storage.clone());
+    h.create_topic("t", 1, &[]);
+    let commit = |h: &mut Harness, group: &'static str| {
+        let partition = offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(7);
+        let topic = offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![partition]);
+        let body = RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str(group)))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![topic]),
+        );
+        let ResponseKind::OffsetCommit(r) = h.one(ApiKey::OffsetCommit, 8, body) else { panic!() };
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    };
+    commit(&mut h, "old");
+    // "g" had a member once: its record stays as an Empty group until its offsets expire.
+    let join = h.send(ApiKey::JoinGroup, 3, join_request(""));
+    h.now_ms += h.broker.config.group.initial_rebalance_delay_ms;
+    h.broker.handle_timeout(h.now_ms);
+    let answered = h.run_io();
+    let ResponseBody::Message(body) = &answered.iter().find(|r| r.id == join).expect("joined").body else { panic!() };
+    let ResponseKind::JoinGroup(joined) = body.as_ref() else { panic!() };
+    let member = joined.member_id.to_string();
+    h.one(ApiKey::SyncGroup, 3, sync_request(&member, joined.generation_id, Some(b"t-0")));
+    let leave = RequestKind::LeaveGroup(
+        LeaveGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_member_id(StrBytes::from_string(member)),
+    );
+    h.one(ApiKey::LeaveGroup, 1, leave);
+    commit(&mut h, "g");
+    let retention_ms = h.broker.config.offsets_retention_ms;
+    h.now_ms += retention_ms / 2;
+    commit(&mut h, "recent");
+    h.now_ms += retention_ms / 2 + h.broker.config.retention_check_interval_ms;
+    h.broker.handle_timeout(h.now_ms);
+    h.run_io();
+    let groups = |h: &Harness| h.broker.offsets.groups();
+    assert_eq!(groups(&h), vec!["recent".to_string()]);
+    assert_eq!(h.broker.groups.state_of("g"), None, "the empty group is gone with its offsets");
+    drop(h);
+    storage.crash();
+    let h = Harness::on(storage);
+    assert_eq!(groups(&h), vec!["recent".to_string()], "the tombstones were durable");
+    assert_eq!(h.broker.groups.state_of("g"), None);
+}
