@@ -294,11 +294,12 @@ def test_with_two_of_three_down_acks_all_fails_loses_nothing_and_recovers(headwa
 def test_a_group_keeps_consuming_and_loses_no_commit_when_its_coordinator_is_killed(headwater_cluster):
     """The group's coordinator is the leader of its __consumer_offsets partition (three
     replicas). SIGKILL of that broker moves the partition's leadership; the new leader loads
-    the group's offsets, the members find it and go on, and no acknowledged commit is lost."""
+    the group's offsets and membership, the members find it and go on in their generation
+    (no rebalance), and no acknowledged commit is lost."""
     import uuid
     from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient
-    from test_groups import processed, start_worker, stop_all, wait_for
+    from test_groups import events, holdings, processed, start_worker, stop_all, wait_for
 
     cluster = headwater_cluster
     partitions, per_partition = 3, 400
@@ -329,13 +330,15 @@ def test_a_group_keeps_consuming_and_loses_no_commit_when_its_coordinator_is_kil
         return {tp.partition: tp.offset for tp in result.topic_partitions}
 
     outs = [cluster.nodes[1].workdir.parent / f"member{i}.txt" for i in range(2)]
-    # Membership is not in the offsets log yet (README): the new coordinator does not know the
-    # members, so a commit in flight across the failover fails (ILLEGAL_GENERATION) and the
-    # members rejoin, as after a coordinator restart. The workers note such failures and go on.
+    # A commit sent to the coordinator as it is killed fails (the connection drops); the
+    # workers note such failures and go on.
     tolerant = {"HEADWATER_WORKER_COMMIT_FAILURES": "note"}
     workers = [start_worker("confluent", cluster.bootstrap, group, "events", out, env=tolerant) for out in outs]
     try:
         wait_for(lambda: len(processed(outs)) > 200, "the group to process records")
+        wait_for(lambda: sorted(holdings(outs[0]) + holdings(outs[1])) == list(range(partitions))
+                 and all(holdings(out) for out in outs), "both members to hold partitions")
+        assignments_before = [events(out) for out in outs]
         before = committed()
         victim = coordinator()
         assert before is not None and victim in cluster.nodes, (before, victim)
@@ -350,6 +353,8 @@ def test_a_group_keeps_consuming_and_loses_no_commit_when_its_coordinator_is_kil
         wait_for(lambda: set(values) <= {v for _, _, v in processed(outs)}, "every record processed", 120)
         wait_for(lambda: committed() == {p: per_partition for p in range(partitions)},
                  "commits to reach the end offsets", 120)
+        # The new coordinator knew the members in their generation: nobody rejoined.
+        assert [events(out) for out in outs] == assignments_before, "the failover caused a rebalance"
     finally:
         stop_all(workers)
     failures = [line for out in outs for line in out.read_text().splitlines() if line.startswith("# commit-failed")]
