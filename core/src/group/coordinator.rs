@@ -621,8 +621,10 @@ impl Coordinator {
             remove_member(group, id);
         }
         group.pending.clear();
+        // The planted bug still lets a new group leave its base for a first generation; a
+        // group restored from another start's range never moves again.
         if !(crate::planted::active(crate::planted::PlantedBug::SameGeneration)
-            && group.generation > self.generation_base)
+            && group.generation != self.generation_base)
         {
             group.generation += 1;
         }
