@@ -610,10 +610,11 @@ impl Broker {
             .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))
     }
 
-    /// AlterConfigs and IncrementalAlterConfigs in a cluster: each topic's new overrides are
-    /// worked out here from the image's (as on one node) and asked of the controller, which
-    /// replaces them; the response leaves once every one is decided. (Two brokers altering one
-    /// topic at once: the later decision replaces the earlier one's whole set.)
+    /// AlterConfigs and IncrementalAlterConfigs in a cluster (on the controller, where brokers
+    /// forward them): each topic's new overrides are worked out from the applied image (as on
+    /// one node) and decided by the controller against its latest state; the response leaves
+    /// once every one is decided. AlterConfigs replaces the whole set (of two at once, the
+    /// later wins, as in Kafka); IncrementalAlterConfigs changes only the keys it changed.
     pub(super) fn cluster_alter_configs(
         &mut self,
         now_ms: i64,
@@ -634,7 +635,9 @@ impl Broker {
     }
 
     /// Puts a topic's new overrides (resource `position` of the request) in force, or, in a
-    /// cluster, asks the controller to.
+    /// cluster, asks the controller to: to replace them all (`replace`, AlterConfigs), or to
+    /// change only the keys whose value differs from what this node applied
+    /// (IncrementalAlterConfigs), so a change decided meanwhile to another key stays.
     fn put_in_force(
         &mut self,
         apply: &mut ConfigApply,
@@ -642,6 +645,7 @@ impl Broker {
         name: &str,
         validate_only: bool,
         config: TopicConfig,
+        replace: bool,
     ) -> Result<(), AdminError> {
         match apply {
             ConfigApply::Controller(_) if Broker::is_internal(name) => {
@@ -649,9 +653,18 @@ impl Broker {
             }
             _ if validate_only => Ok(()),
             ConfigApply::Here => self.set_topic_config(name, config),
-            ConfigApply::Controller(decisions) => {
+            ConfigApply::Controller(decisions) if replace => {
                 let configs = config.overrides;
                 decisions.push((position, Decision::SetTopicConfigs { name: name.to_string(), configs }));
+                Ok(())
+            }
+            ConfigApply::Controller(decisions) => {
+                let before = self.topic(name).map(|t| t.config.overrides.clone()).unwrap_or_default();
+                let after = config.overrides;
+                let mut changes: BTreeMap<String, Option<String>> =
+                    before.keys().filter(|k| !after.contains_key(*k)).map(|k| (k.clone(), None)).collect();
+                changes.extend(after.into_iter().filter(|(k, v)| before.get(k) != Some(v)).map(|(k, v)| (k, Some(v))));
+                decisions.push((position, Decision::ChangeTopicConfigs { name: name.to_string(), changes }));
                 Ok(())
             }
         }
@@ -680,7 +693,8 @@ impl Broker {
                         Ok(())
                     })
                     .and_then(|config| {
-                        self.put_in_force(apply, position, &resource.resource_name, request.validate_only, config)
+                        let name = &resource.resource_name;
+                        self.put_in_force(apply, position, name, request.validate_only, config, true)
                     })
                 }
                 _ => Err(static_broker_configs_error()),
@@ -713,7 +727,8 @@ impl Broker {
                         .collect();
                     self.altered_overrides(&resource.resource_name, |overrides| apply_incremental(overrides, ops))
                         .and_then(|config| {
-                            self.put_in_force(apply, position, &resource.resource_name, request.validate_only, config)
+                            let name = &resource.resource_name;
+                            self.put_in_force(apply, position, name, request.validate_only, config, false)
                         })
                 }
                 _ => Err(static_broker_configs_error()),

@@ -709,6 +709,21 @@ fn topic_configs_are_changed_through_the_controller_and_every_replica_takes_them
         let log = &c.brokers[&node].1.partition("orders", 0).expect("a replica").log;
         assert_eq!(log.config().retention_ms, 60_000, "node {node}'s log took it");
     }
+
+    // Two changes to different keys, the second worked out before the first is applied: both
+    // hold (each changes only its own key at the controller).
+    let ids = [set("segment.ms", "3600000"), set("retention.ms", "120000")]
+        .map(|request| c.send(controller, ApiKey::IncrementalAlterConfigs, 1, request));
+    c.run_until(c.now_ms + 1_000);
+    for id in ids {
+        let Some(ResponseKind::IncrementalAlterConfigs(r)) = c.answer(id) else { panic!("answered") };
+        assert_eq!(r.responses[0].error_code, 0);
+    }
+    for node in 1..=3 {
+        let overrides = &c.brokers[&node].1.topic("orders").unwrap().config.overrides;
+        assert_eq!(overrides.get("segment.ms").map(String::as_str), Some("3600000"), "node {node}");
+        assert_eq!(overrides.get("retention.ms").map(String::as_str), Some("120000"), "node {node}");
+    }
 }
 
 #[test]

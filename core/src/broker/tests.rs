@@ -840,12 +840,23 @@ impl QuorumCluster {
         *body
     }
 
-    /// Asks node `node` as a client would and runs the cluster until it answers (10 s at most).
-    pub(super) fn call(&mut self, node: i32, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
+    /// Sends node `node` a request as a client would; its answer is kept for [`Self::answer`].
+    pub(super) fn send(&mut self, node: i32, api_key: ApiKey, api_version: i16, body: RequestKind) -> RequestId {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         let request = Request { id, conn: ConnId(97), api_key, api_version, client_id: None, body };
         self.brokers.get_mut(&node).unwrap().1.handle_request(self.now_ms, request);
+        id
+    }
+
+    /// The answer to a request sent with [`Self::send`], once it came.
+    pub(super) fn answer(&mut self, id: RequestId) -> Option<ResponseKind> {
+        self.answers.remove(&id)
+    }
+
+    /// Asks node `node` as a client would and runs the cluster until it answers (10 s at most).
+    pub(super) fn call(&mut self, node: i32, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
+        let id = self.send(node, api_key, api_version, body);
         let give_up = self.now_ms + 10_000;
         loop {
             self.settle();

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use super::config::TopicConfig;
 use super::image::MetadataImage;
 use super::placement;
 use super::records::{config_records, MetadataRecord};
@@ -254,6 +255,30 @@ impl Controller {
             return Ok(records);
         }
         self.decide(records)
+    }
+
+    /// Applies some changes to a topic's overrides as they stand in the latest state, which
+    /// may hold changes not yet applied where the request was worked out. The result is
+    /// checked again as a whole.
+    pub fn change_topic_configs(
+        &mut self,
+        name: &str,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<Vec<MetadataRecord>, Refusal> {
+        let topic = self
+            .latest
+            .topic(name)
+            .ok_or_else(|| (ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let mut configs = topic.configs.clone();
+        for (key, value) in changes {
+            match value {
+                Some(value) => configs.insert(key.clone(), value.clone()),
+                None => configs.remove(key),
+            };
+        }
+        TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+        self.set_topic_configs(name, &configs)
     }
 
     /// A partition leader reports its leadership and in-sync replicas; recorded if it changed.

@@ -125,10 +125,17 @@ pub enum Decision {
         name: String,
         count: i32,
     },
-    /// Replaces a topic's config overrides.
+    /// Replaces a topic's config overrides (AlterConfigs).
     SetTopicConfigs {
         name: String,
         configs: BTreeMap<String, String>,
+    },
+    /// Sets (`Some`) or removes (`None`) some of a topic's overrides and keeps the rest as the
+    /// controller's latest state has them (IncrementalAlterConfigs): of two changes to
+    /// different keys decided one after the other, neither undoes the other.
+    ChangeTopicConfigs {
+        name: String,
+        changes: BTreeMap<String, Option<String>>,
     },
     /// Partition leaders on `node` report leadership and in-sync replicas; reports that are
     /// stale (an older epoch) or not from a replica are left out, the rest recorded.
@@ -279,6 +286,7 @@ impl MetadataQuorum {
             Decision::DeleteTopic { name } => controller.delete_topic(&name),
             Decision::CreatePartitions { name, count } => controller.create_partitions(&name, count),
             Decision::SetTopicConfigs { name, configs } => controller.set_topic_configs(&name, &configs),
+            Decision::ChangeTopicConfigs { name, changes } => controller.change_topic_configs(&name, &changes),
             Decision::ReportLeaders { node, reports } => {
                 let mut records = Vec::new();
                 for report in reports {
