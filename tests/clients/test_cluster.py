@@ -18,10 +18,12 @@ ELECTION_TIMEOUT_S = 30.0
 
 
 def quorum_views(cluster, nodes=None):
-    """{node id: DescribeQuorum as that node sees it} for the running `nodes`."""
+    """{node id: DescribeQuorum as asked of that node} for the running `nodes`. A follower
+    forwards it to the leader it knows; if that leader is dead, the follower answers from its
+    own view once the forward times out (5 s), hence the longer wait."""
     views = {}
     for node_id in nodes or cluster.nodes:
-        views[node_id] = kw.describe_quorum_v0(cluster.nodes[node_id].bootstrap)
+        views[node_id] = kw.describe_quorum_v0(cluster.nodes[node_id].bootstrap, timeout=12.0)
     return views
 
 

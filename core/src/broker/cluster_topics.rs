@@ -116,6 +116,8 @@ impl Broker {
                 | RequestKind::DeleteTopics(_)
                 | RequestKind::AlterConfigs(_)
                 | RequestKind::IncrementalAlterConfigs(_)
+                // Only the leader knows how far every voter's log reaches.
+                | RequestKind::DescribeQuorum(_)
         );
         let from_peer = request.client_id.as_deref().is_some_and(|c| c.starts_with(crate::peer::PEER_CLIENT_ID_PREFIX));
         let Some(quorum) = self.quorum.as_ref().filter(|_| controller_only && !from_peer) else { return Some(request) };

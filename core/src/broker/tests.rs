@@ -875,9 +875,12 @@ impl QuorumCluster {
         metadata.brokers.iter().map(|b| (b.node_id.0, b.port)).collect()
     }
 
+    /// DescribeQuorum asked of node `node` (a follower forwards it to the leader).
     pub(super) fn describe(&mut self, node: i32) -> DescribeQuorumResponse {
         let body = RequestKind::DescribeQuorum(DescribeQuorumRequest::default());
-        let ResponseKind::DescribeQuorum(described) = self.ask(node, ApiKey::DescribeQuorum, 2, body) else { panic!() };
+        let ResponseKind::DescribeQuorum(described) = self.call(node, ApiKey::DescribeQuorum, 2, body) else {
+            panic!()
+        };
         described
     }
 }
@@ -886,9 +889,10 @@ impl QuorumCluster {
 fn brokers_elect_a_metadata_leader_through_kraft_requests() {
     let mut c = QuorumCluster::new();
     c.run_until(10_000);
+    // Each node's own view of the quorum.
     let views: Vec<(i32, i32)> = (1..=3)
         .map(|node| {
-            let described = c.describe(node);
+            let described = c.brokers[&node].1.quorum.as_ref().unwrap().describe();
             let p = &described.topics[0].partitions[0];
             (p.leader_id.0, p.leader_epoch)
         })
@@ -896,6 +900,15 @@ fn brokers_elect_a_metadata_leader_through_kraft_requests() {
     let (leader, epoch) = views[0];
     assert!((1..=3).contains(&leader) && epoch >= 1, "{views:?}");
     assert!(views.iter().all(|&v| v == (leader, epoch)), "every broker names the same leader: {views:?}");
+    // DescribeQuorum asked of any node is answered by the leader, which knows how far every
+    // voter's log reaches (a follower knows only its own).
+    for node in 1..=3 {
+        let described = c.describe(node);
+        let p = &described.topics[0].partitions[0];
+        assert_eq!((p.leader_id.0, p.leader_epoch), (leader, epoch), "asked of node {node}");
+        let ends: Vec<i64> = p.current_voters.iter().map(|v| v.log_end_offset).collect();
+        assert!(ends.len() == 3 && ends.iter().all(|&end| end > 0), "asked of node {node}: {ends:?}");
+    }
     // Only the leader's quorum runs the controller.
     for (node, (_, broker)) in &c.brokers {
         assert_eq!(broker.quorum.as_ref().unwrap().is_active_controller(), *node == leader);
