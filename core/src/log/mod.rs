@@ -237,11 +237,13 @@ impl Log {
                 let later = &bases[i + 1..];
                 let mut before_cut = |damaged_to: LogReach| -> io::Result<()> {
                     let mut reached = damaged_to;
-                    reached.last_epoch = reached.last_epoch.max(epochs.latest_epoch().unwrap_or(-1));
+                    // Every epoch is checkpointed before its first batch is written, and a
+                    // header's epoch lies outside its CRC: the checkpoint's last epoch is the
+                    // one to trust. Only without a checkpoint is the damaged batch's taken.
+                    reached.last_epoch = epochs.latest_epoch().unwrap_or(reached.last_epoch);
                     for &later_base in later {
-                        let later_reach = Segment::chain_end_of(storage.as_ref(), dir, later_base)?;
-                        reached.end_offset = reached.end_offset.max(later_reach.end_offset);
-                        reached.last_epoch = reached.last_epoch.max(later_reach.last_epoch);
+                        let later_end = Segment::chain_end_of(storage.as_ref(), dir, later_base)?;
+                        reached.end_offset = reached.end_offset.max(later_end);
                     }
                     report.damaged_to = Some(reached);
                     before_damaged_cut(reached)

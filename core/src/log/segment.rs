@@ -204,12 +204,18 @@ impl Segment {
                     ScanItem::Batch(_) => checked_bytes += size as u64,
                     ScanItem::Torn => break,
                     ScanItem::Corrupt => {
-                        damaged_to = Some(self.chain_end(position, file_len)?);
+                        let end_offset = self.chain_end(position, file_len)?;
+                        damaged_to = Some(LogReach { end_offset, last_epoch: header.partition_leader_epoch });
                         break;
                     }
                 }
                 let expected = epochs.and_then(|e| e.epoch_at(header.base_offset));
                 if expected.is_some_and(|epoch| epoch != header.partition_leader_epoch) {
+                    // Whole and passing its CRC, so written out and perhaps synced and
+                    // counted: a flipped bit in the epoch, which the CRC does not cover. Damage,
+                    // fenced like a failed CRC.
+                    let end_offset = self.chain_end(position, file_len)?;
+                    damaged_to = Some(LogReach { end_offset, last_epoch: header.partition_leader_epoch });
                     break;
                 }
             } else if header.magic != 2 {
@@ -242,25 +248,37 @@ impl Segment {
     }
 
     /// Where the batches from `position` on end, judged by their headers alone (lengths that
-    /// fit, offsets that follow on): how far a log reached past a damaged batch.
-    fn chain_end(&self, mut position: u64, file_len: u64) -> io::Result<LogReach> {
+    /// fit, offsets that follow on): how far a log reached past a damaged batch. A damaged
+    /// batch's own fields cannot be trusted, and this reach fences the replica's vote until
+    /// its log is back there, so an end past anything written would fence it for good (found
+    /// by the simulator: a flipped bit in a last offset delta). Each batch's last offset is
+    /// therefore taken from the next batch's base offset when one follows, else from the two
+    /// copies every stored batch carries (last offset delta and record count) and how many
+    /// records its bytes can hold ([`plausible_last_offset_delta`]). Leader epochs are left
+    /// to the caller, who has the epoch checkpoint.
+    fn chain_end(&self, mut position: u64, file_len: u64) -> io::Result<i64> {
         let mut next = self.next_offset;
-        let mut last_epoch = -1;
-        while position < file_len {
-            let Some(header) = BatchHeader::parse(&self.file.read_at(position, BATCH_HEADER_BYTES)?) else { break };
+        let header_at = |position: u64| -> io::Result<Option<BatchHeader>> {
+            if position + BATCH_HEADER_BYTES as u64 > file_len {
+                return Ok(None);
+            }
+            Ok(BatchHeader::parse(&self.file.read_at(position, BATCH_HEADER_BYTES)?))
+        };
+        while let Some(header) = header_at(position)? {
             let Some(size) = header.size_bytes().filter(|&s| position + s as u64 <= file_len) else { break };
-            if header.base_offset != next || header.last_offset_delta < 0 {
+            if header.base_offset != next {
                 break;
             }
-            next = header.last_offset() + 1;
-            last_epoch = last_epoch.max(header.partition_leader_epoch);
+            let following = header_at(position + size as u64)?.map(|h| h.base_offset);
+            next = header.base_offset + plausible_last_offset_delta(&header, size, following) + 1;
             position += size as u64;
         }
-        Ok(LogReach { end_offset: next, last_epoch })
+        Ok(next)
     }
 
-    /// How far the segment file at `base_offset` reaches, by its batch headers alone.
-    pub fn chain_end_of(storage: &dyn Storage, dir: &str, base_offset: i64) -> io::Result<LogReach> {
+    /// How far the segment file at `base_offset` reaches (its end offset), by its batch
+    /// headers alone.
+    pub fn chain_end_of(storage: &dyn Storage, dir: &str, base_offset: i64) -> io::Result<i64> {
         let file = storage.open(&format!("{dir}/{}", log_file_name(base_offset)), false)?;
         let file_len = file.len()?;
         Segment::empty(file, base_offset, 0).chain_end(0, file_len)
@@ -367,5 +385,34 @@ impl Segment {
         // recovery).
         self.scan(Some(self.base_offset), index_interval_bytes, None, None)?;
         Ok(())
+    }
+}
+
+/// The smallest a v2 record can be: length, attributes, timestamp delta, offset delta, key
+/// length, value length and header count, one byte each.
+const RECORD_BYTES_MIN: i64 = 7;
+
+/// A batch's last offset delta as far as its header can be believed when its CRC cannot be
+/// checked or has failed: the span up to `following` (the next batch's base offset) if that
+/// is one the batch's bytes can hold; else its last offset delta and its record count less
+/// one, which agree in every batch a log stores (produce and replication check it), and of
+/// which a single flipped bit changes one; where they disagree, the one its bytes can hold (an
+/// uncompressed record takes at least [`RECORD_BYTES_MIN`] bytes), the larger if both can.
+pub fn plausible_last_offset_delta(header: &BatchHeader, size: usize, following: Option<i64>) -> i64 {
+    let most = if header.compression() != 0 {
+        i64::from(i32::MAX)
+    } else {
+        ((size as i64 - BATCH_HEADER_BYTES as i64) / RECORD_BYTES_MIN - 1).max(0)
+    };
+    let fits = |delta: i64| (0..=most).contains(&delta);
+    if let Some(span) = following.map(|base| base - header.base_offset - 1).filter(|&span| fits(span)) {
+        return span;
+    }
+    let (delta, count_less_one) = (i64::from(header.last_offset_delta), i64::from(header.records_count) - 1);
+    match (fits(delta), fits(count_less_one)) {
+        (true, true) => delta.max(count_less_one),
+        (true, false) => delta,
+        (false, true) => count_less_one,
+        (false, false) => most,
     }
 }

@@ -157,6 +157,48 @@ fn recovery_cuts_at_a_flipped_bit() {
 }
 
 #[test]
+fn a_damaged_batchs_reach_is_only_what_its_header_can_be_believed_to_hold() {
+    let stride = batch(&simple(3, 0), None).len();
+    // (batch, byte within it, bit): the last offset delta of the last batch and of the middle
+    // one (+4096), the last batch's record count (+4096), its leader epoch (outside the CRC:
+    // 0 becomes 1024), and a record's byte.
+    for (index, byte, bit) in [(2, 25, 4), (1, 25, 4), (2, 59, 4), (2, 14, 2), (2, 70, 3)] {
+        let storage = Arc::new(MemStorage::new());
+        let mut log = Log::create(storage.clone(), "t-0", LogConfig::default(), 0).unwrap();
+        append_n(&mut log, 3, 3, 0);
+        sync_all(&mut log);
+        drop(log);
+        storage.flip_bit("t-0/00000000000000000000.log", index * stride + byte, bit);
+        let mut seen = Vec::new();
+        let mut fence = |reached: LogReach| {
+            seen.push(reached);
+            Ok(())
+        };
+        let (log, _) = Log::open_fenced(storage.clone(), "t-0", LogConfig::default(), 0, 0, 0, &mut fence).unwrap();
+        let case = format!("batch {index}, byte {byte}, bit {bit}");
+        assert_eq!(seen, vec![LogReach { end_offset: 9, last_epoch: 0 }], "{case}: fenced at the log's true end");
+        assert_eq!(log.end_offset(), 3 * index as i64, "{case}: cut at the damaged batch");
+    }
+}
+
+#[test]
+fn a_headers_last_offset_delta_is_believed_only_as_far_as_its_bytes_go() {
+    let bytes = batch(&simple(3, 0), None);
+    let header = BatchHeader::parse(&bytes).unwrap();
+    let size = bytes.len();
+    assert_eq!(super::segment::plausible_last_offset_delta(&header, size, None), 2);
+    assert_eq!(super::segment::plausible_last_offset_delta(&header, size, Some(3)), 2);
+    let mut flipped = header;
+    flipped.last_offset_delta += 4096;
+    assert_eq!(super::segment::plausible_last_offset_delta(&flipped, size, None), 2, "the record count holds");
+    flipped.records_count += 4096;
+    let most = super::segment::plausible_last_offset_delta(&flipped, size, None);
+    assert!((2..10).contains(&most), "both wrong: no more than the bytes hold ({most})");
+    // A following batch that the bytes could not reach is no evidence.
+    assert_eq!(super::segment::plausible_last_offset_delta(&header, size, Some(5_000)), 2);
+}
+
+#[test]
 fn recovery_reports_how_far_a_log_with_a_damaged_batch_reached_before_cutting() {
     let storage = Arc::new(MemStorage::new());
     let mut log = Log::create(storage.clone(), "t-0", small_config(), 0).unwrap();
