@@ -46,6 +46,7 @@ pub fn check(history: &History) -> (Vec<Anomaly>, u64) {
     ownership(history, &mut anomalies);
     holdings(history, &mut anomalies);
     commits(history, &mut anomalies);
+    topic_set(history, &mut anomalies);
     for detail in &history.stuck {
         anomalies.push(anomaly("liveness", detail.clone()));
     }
@@ -256,6 +257,124 @@ fn commits(history: &History, anomalies: &mut Vec<Anomaly>) {
     }
 }
 
+/// The metadata log as the cluster's set of topics (cluster runs): a grow-only set, where a
+/// CreateTopics adds one name and a Metadata read returns the names a broker lists.
+///
+/// What Headwater promises (ARCHITECTURE D22, D25): the controller answers a CreateTopics once
+/// its records are committed in the metadata log, and every broker answers Metadata from its
+/// own image of the committed log, which lags the controller's by however long the broker
+/// takes to fetch and apply (after a restart it starts empty and catches up). Reads are
+/// therefore not linearizable, and not read-your-writes either, even on the broker that
+/// relayed the create: a read may miss a create acknowledged before it was sent, and that
+/// (Jepsen's stale read) is not flagged. What does hold, and is checked:
+///
+/// - `lost-create`: every acknowledged create is in each broker's last read after healing
+///   (committed records survive any failover and every image catches up).
+/// - `phantom-topic`: no read lists a topic whose create was never sent, was sent only after
+///   the read was answered, or was refused before anything was proposed.
+/// - `create-reordered`: the log orders creates as real time does. A create acknowledged
+///   before another was sent precedes it in the log, so any read listing the later one
+///   (through any broker, however stale) lists the earlier one too.
+/// - `metadata-forked`: every image is a prefix of the one committed log, so any two reads'
+///   sets are ordered by inclusion.
+/// - `metadata-moved-back`: a broker's image only moves forward: a read lists every topic an
+///   earlier read on the same connection (the same broker process) listed.
+fn topic_set(history: &History, anomalies: &mut Vec<Anomaly>) {
+    use std::collections::BTreeSet;
+
+    use crate::history::{CreateOutcome, TopicOpKind};
+    let mut creates: BTreeMap<&str, (CreateOutcome, u64, u64)> = BTreeMap::new();
+    for op in &history.topic_ops {
+        if let TopicOpKind::Create { name, outcome } = &op.kind {
+            creates.insert(name.as_str(), (*outcome, op.invoked_us, op.completed_us));
+        }
+    }
+    // Acknowledged creates, in the order they were acknowledged.
+    let mut acked: Vec<(u64, &str)> = creates
+        .iter()
+        .filter(|(_, (outcome, _, _))| *outcome == CreateOutcome::Ok)
+        .map(|(&name, &(_, _, completed_us))| (completed_us, name))
+        .collect();
+    acked.sort();
+    // Each missing create and each phantom topic is reported once, at the first read showing it.
+    let mut reordered: BTreeSet<&str> = BTreeSet::new();
+    let mut phantoms: BTreeSet<&str> = BTreeSet::new();
+    let mut last_on_connection: BTreeMap<u64, &BTreeSet<String>> = BTreeMap::new();
+    let mut sets: BTreeSet<&BTreeSet<String>> = BTreeSet::new();
+    for op in &history.topic_ops {
+        let TopicOpKind::Read { names, last } = &op.kind else { continue };
+        let at = format!("a read of broker {} at {} ms", op.broker, op.completed_us / 1000);
+        let mut latest_invoked: Option<(u64, &str)> = None;
+        for name in names {
+            let phantom = match creates.get(name.as_str()) {
+                None => format!("{at} listed {name}, which no client created"),
+                Some((CreateOutcome::Failed(code), _, _)) => {
+                    format!("{at} listed {name}, whose create was refused with error {code}")
+                }
+                Some((_, invoked_us, _)) if *invoked_us > op.completed_us => {
+                    format!("{at} listed {name}, whose create was sent only at {} ms", invoked_us / 1000)
+                }
+                Some((_, invoked_us, _)) => {
+                    if latest_invoked.is_none_or(|(t, _)| *invoked_us > t) {
+                        latest_invoked = Some((*invoked_us, name.as_str()));
+                    }
+                    continue;
+                }
+            };
+            if phantoms.insert(name.as_str()) {
+                anomalies.push(anomaly("phantom-topic", phantom));
+            }
+        }
+        if let Some((invoked_us, later)) = latest_invoked {
+            for &(_, earlier) in acked.iter().take_while(|(completed_us, _)| *completed_us < invoked_us) {
+                if !names.contains(earlier) && reordered.insert(earlier) {
+                    anomalies.push(anomaly(
+                        "create-reordered",
+                        format!("{at} listed {later} but not {earlier}, acknowledged before {later} was sent"),
+                    ));
+                }
+            }
+        }
+        if *last {
+            for &(completed_us, name) in &acked {
+                if !names.contains(name) {
+                    anomalies.push(anomaly(
+                        "lost-create",
+                        format!(
+                            "{name}, acknowledged at {} ms, is missing from broker {}'s last read after healing",
+                            completed_us / 1000,
+                            op.broker
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(before) = last_on_connection.insert(op.connection, names) {
+            let gone: Vec<&String> = before.difference(names).collect();
+            if !gone.is_empty() {
+                anomalies.push(anomaly(
+                    "metadata-moved-back",
+                    format!("{at} no longer listed {gone:?}, which an earlier read on the same connection listed"),
+                ));
+            }
+        }
+        sets.insert(names);
+    }
+    // Sets ordered by inclusion form a chain: sorted by size, each holds the one before.
+    let mut by_size: Vec<&BTreeSet<String>> = sets.into_iter().collect();
+    by_size.sort_by_key(|set| set.len());
+    for pair in by_size.windows(2) {
+        let only_smaller: Vec<&String> = pair[0].difference(pair[1]).collect();
+        if !only_smaller.is_empty() {
+            let only_larger: Vec<&String> = pair[1].difference(pair[0]).collect();
+            anomalies.push(anomaly(
+                "metadata-forked",
+                format!("one read listed {only_smaller:?} and not {only_larger:?}, another the reverse"),
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +458,63 @@ mod tests {
         assert!(kinds(&h).is_empty());
         h.commits.push(CommitEvent::Fetched { group: "g", partition: 0, offset: 5, sent_at: 1 });
         assert!(kinds(&h).contains(&"lost-commit"));
+    }
+
+    #[test]
+    fn topic_set_checker_allows_lagging_reads_and_catches_each_anomaly() {
+        use crate::history::{CreateOutcome, TopicOp, TopicOpKind};
+        let create = |name: &str, outcome, invoked_us, completed_us| TopicOp {
+            connection: 0,
+            broker: 1,
+            invoked_us,
+            completed_us,
+            kind: TopicOpKind::Create { name: name.into(), outcome },
+        };
+        let read = |connection, names: &[&str], completed_us, last| TopicOp {
+            connection,
+            broker: connection as i32,
+            invoked_us: completed_us - 5,
+            completed_us,
+            kind: TopicOpKind::Read { names: names.iter().map(|n| n.to_string()).collect(), last },
+        };
+        let kinds = |ops: Vec<TopicOp>| {
+            let mut h = base();
+            h.topic_ops = ops;
+            check(&h).0.iter().map(|a| a.kind).collect::<Vec<_>>()
+        };
+        // a is acknowledged before b is sent; c's outcome is unknown, d was refused. A broker
+        // that lags (connection 2) misses a after its acknowledgement: allowed. c may appear.
+        let history = vec![
+            create("a", CreateOutcome::Ok, 0, 10),
+            create("b", CreateOutcome::Ok, 20, 30),
+            create("c", CreateOutcome::Unknown, 25, 5_000),
+            create("d", CreateOutcome::Failed(38), 40, 50),
+            read(2, &[], 60, false),
+            read(1, &["a"], 70, false),
+            read(1, &["a", "b", "c"], 80, false),
+            read(2, &["a", "b", "c"], 90, true),
+            read(3, &["a", "b", "c"], 90, true),
+        ];
+        assert!(kinds(history.clone()).is_empty(), "{:?}", kinds(history));
+        let with = |extra: Vec<TopicOp>| {
+            let mut ops = history.clone();
+            ops.extend(extra);
+            kinds(ops)
+        };
+        // The last read of broker 4 after healing misses b.
+        assert_eq!(with(vec![read(4, &["a", "c"], 100, true)]), ["lost-create"]);
+        // A topic nobody created, one refused, one listed before its create was sent.
+        assert_eq!(with(vec![read(4, &["a", "b", "c", "x"], 100, false)]), ["phantom-topic"]);
+        assert!(with(vec![read(4, &["a", "b", "c", "d"], 100, false)]).contains(&"phantom-topic"));
+        assert!(with(vec![read(4, &["a", "b", "c", "e"], 100, false), create("e", CreateOutcome::Ok, 200, 210)])
+            .contains(&"phantom-topic"));
+        // b without a, although a was acknowledged before b was sent.
+        assert_eq!(with(vec![read(4, &["b"], 100, false)]), ["create-reordered", "metadata-forked"]);
+        // Two images that are not prefixes of one log: {a, b} and {a, c} (each alone is fine).
+        assert!(with(vec![read(4, &["a", "c"], 100, false)]).is_empty());
+        assert_eq!(with(vec![read(4, &["a", "b"], 100, false), read(5, &["a", "c"], 100, false)]), ["metadata-forked"]);
+        // Broker 1's image goes back on one connection (a new connection may start empty).
+        assert_eq!(with(vec![read(1, &["a"], 100, false)]), ["metadata-moved-back"]);
+        assert!(with(vec![read(5, &[], 100, false)]).is_empty());
     }
 }

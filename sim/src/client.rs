@@ -100,6 +100,15 @@ impl Conn {
         Ok(topic.partitions.iter().map(|p| (p.partition_index, (p.leader_id.0, p.leader_epoch))).collect())
     }
 
+    /// The names of every topic this broker's Metadata lists (a request for all topics), and
+    /// the controller it names (-1: none known).
+    pub async fn topic_names(&mut self) -> io::Result<(Vec<String>, i32)> {
+        let request = MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false);
+        let response = self.call(&request, 9).await?;
+        let names = response.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
+        Ok((names, response.controller_id.0))
+    }
+
     pub async fn delete_topic(&mut self, name: &str) -> io::Result<i16> {
         let request = DeleteTopicsRequest::default().with_timeout_ms(5000).with_topic_names(vec![topic_name(name)]);
         let response = self.call(&request, 5).await?;

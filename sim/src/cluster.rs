@@ -3,11 +3,12 @@
 //! 1. **Set-up**: 3 or 5 brokers (the seed chooses), each on its own [`SimDisk`], forming one
 //!    cluster; topic `replicated` with every broker a replica of each of its partitions.
 //! 2. **Fault phase**: idempotent acks=all producers that find each partition's leader through
-//!    Metadata and follow it when it moves, and consumers reading from the leaders, while the
+//!    Metadata and follow it when it moves, consumers reading from the leaders, committers,
+//!    and metadata clients creating topics and listing them through random brokers, while the
 //!    supervisor kills and restarts brokers (their disks losing, tearing or garbling unsynced
 //!    writes), stops one gracefully, kills a majority at once, isolates a broker, cuts the
-//!    link between two brokers both ways or one way, clogs a client's link, and the disks fail
-//!    writes and syncs now and then.
+//!    link between two brokers both ways or one way, cuts the controller off from the other
+//!    brokers, clogs a client's link, and the disks fail writes and syncs now and then.
 //! 3. **Healing phase**: faults stop, every link heals, every broker runs; each producer must
 //!    be acknowledged within [`HEAL_BOUND`].
 //! 4. **Final read** of every partition from its leader; then, with the producers stopped and
@@ -15,13 +16,15 @@
 //!
 //! Checkers: no acknowledged record lost or moved (lost-write), none stored twice (duplicate),
 //! no offset read as two values, so no consumer read a record a failover later cut
-//! (inconsistent-offsets), consumers never sent backwards (nonmonotonic-poll), and replicas
+//! (inconsistent-offsets), consumers never sent backwards (nonmonotonic-poll), replicas
 //! agree: once caught up, every replica of a partition holds the same bytes
-//! (replica-divergence).
+//! (replica-divergence), and the metadata log, as the set of topics that metadata clients
+//! create and list through random brokers, keeps what it acknowledged in real-time order and
+//! shows every broker a prefix of it (`checker::topic_set`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,7 +41,7 @@ use madsim::time::{sleep, Instant};
 use crate::checker::{check, Anomaly};
 use crate::client::{decode_records, Conn};
 use crate::disk::{DiskFaults, SimDisk};
-use crate::history::{Ack, CommitEvent, HighWatermark, History, Poll};
+use crate::history::{Ack, CommitEvent, CreateOutcome, HighWatermark, History, Poll, TopicOp, TopicOpKind};
 use crate::scenario::{GracefulStop, RunReport};
 
 pub const TOPIC: &str = "replicated";
@@ -51,6 +54,18 @@ const COMMIT_GROUPS: [&str; 2] = ["commits-a", "commits-b"];
 /// `offsets_topic_num_partitions` in the simulator: few, so a run stays cheap, and more than
 /// one, so the groups may live on different leaders.
 const OFFSETS_PARTITIONS: i32 = 3;
+/// Clients that create topics of their own and list the topics through random brokers.
+const METADATA_CLIENTS: u32 = 2;
+/// One metadata call in this many is a create (during the fault phase): each topic costs the
+/// brokers a partition for the rest of the run.
+const METADATA_CREATE_EVERY: u32 = 10;
+/// The metadata clients' topics start with this; a client's n-th is `lin-<client>-<n>`.
+const METADATA_TOPIC_PREFIX: &str = "lin-";
+/// CreateTopics errors the controller gives only before it proposes anything (invalid name,
+/// partitions, replication factor, assignment or config): the topic can never appear. Every
+/// other error may come after the records were proposed (NOT_CONTROLLER from a controller that
+/// lost its leadership, KAFKA_STORAGE_ERROR from a failed sync), so its outcome is unknown.
+const CREATE_REFUSED: [i16; 5] = [17, 37, 38, 39, 40];
 /// Metadata-log entries between two snapshots of a node's image (a run writes a few hundred).
 const METADATA_SNAPSHOT_RECORDS: i64 = 48;
 const FAULT_PHASE: Duration = Duration::from_secs(20);
@@ -72,6 +87,12 @@ macro_rules! trace {
 struct Shared {
     history: Mutex<History>,
     stop: AtomicBool,
+    /// Faults have stopped: metadata clients create no more topics (each costs the brokers a
+    /// partition for the rest of the run) and only read.
+    healing: AtomicBool,
+    /// The controller as the latest Metadata answer a metadata client got named it (0: none
+    /// yet), for the fault that cuts it off from the other brokers.
+    controller: AtomicI32,
     brokers: i32,
     last_ack_ms: Mutex<BTreeMap<u32, u64>>,
     started: Instant,
@@ -80,6 +101,10 @@ struct Shared {
 impl Shared {
     fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    fn elapsed_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
     }
 }
 
@@ -120,6 +145,8 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     let shared = Arc::new(Shared {
         history: Mutex::new(History::default()),
         stop: AtomicBool::new(false),
+        healing: AtomicBool::new(false),
+        controller: AtomicI32::new(0),
         brokers: count,
         last_ack_ms: Mutex::new(BTreeMap::new()),
         started: Instant::now(),
@@ -162,6 +189,11 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         node.spawn(committer(group, shared.clone()));
         clients.push(node);
     }
+    for id in 0..METADATA_CLIENTS {
+        let node = client_node(&handle, &format!("metadata-{id}"), 80 + id as u8);
+        node.spawn(metadata_client(id, shared.clone()));
+        clients.push(node);
+    }
 
     // Fault phase.
     for broker in brokers.values() {
@@ -187,7 +219,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
             }
         }
         fault_count += 1;
-        match rng.gen_range(0..20) {
+        match rng.gen_range(0..22) {
             0..=6 => {
                 let victim = &brokers[&pick(&mut rng)];
                 trace!("fault: kill and restart broker {}", victim.node.id());
@@ -258,6 +290,29 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
                     net.unclog_link(brokers[id].node.id(), brokers[&bridge].node.id());
                 }
             }
+            20..=21 => {
+                // The controller cut off from the other brokers while clients still reach it
+                // (Jepsen's partition of the leader): it goes on answering until it finds it
+                // has lost its quorum, and the majority elects another meanwhile.
+                let named = shared.controller.load(Ordering::SeqCst);
+                let victim = if ids.contains(&named) { named } else { pick(&mut rng) };
+                trace!("fault: broker {victim} (the controller as last named) cut off from the other brokers");
+                let links: Vec<(madsim::task::NodeId, madsim::task::NodeId)> = ids
+                    .iter()
+                    .filter(|&&id| id != victim)
+                    .flat_map(|id| {
+                        let (a, b) = (brokers[&victim].node.id(), brokers[id].node.id());
+                        [(a, b), (b, a)]
+                    })
+                    .collect();
+                for &(a, b) in &links {
+                    net.clog_link(a, b);
+                }
+                sleep(Duration::from_millis(rng.gen_range(500..5000))).await;
+                for &(a, b) in &links {
+                    net.unclog_link(a, b);
+                }
+            }
             _ => {
                 let client = &clients[rng.gen_range(0..clients.len())];
                 let broker = &brokers[&pick(&mut rng)];
@@ -274,6 +329,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     // Healing phase: no more faults; every broker restarts once, so a partition a failed
     // write or fsync took offline is recovered from what its disk really holds.
     trace!("healing");
+    shared.healing.store(true, Ordering::SeqCst);
     for broker in brokers.values() {
         broker.disk.set_faults(DiskFaults::default());
         handle.kill(broker.node.id());
@@ -303,6 +359,8 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     }
     let final_shared = shared.clone();
     reader.spawn(async move { final_commits(&final_shared).await }).await.ok();
+    let final_shared = shared.clone();
+    reader.spawn(async move { final_topic_reads(&final_shared).await }).await.ok();
 
     // Followers catch up, then every replica is read from its broker's disk.
     sleep(Duration::from_secs(3)).await;
@@ -821,6 +879,129 @@ async fn final_commits(shared: &Arc<Shared>) {
                 history.commits.push(CommitEvent::Fetched { group, partition: 0, offset, sent_at })
             }
             None => history.stuck.push(format!("group {group}: no coordinator answered its committed offset")),
+        }
+    }
+}
+
+/// Creates topics of its own (one partition, one replica, so each costs the brokers little)
+/// and lists the topics through random brokers, recording every call with when it was sent
+/// and answered. Like Kafka's AdminClient, it sends a create to the controller the last
+/// Metadata answer named, and one time in four to a random broker, which forwards it. One
+/// create in eight asks for more replicas than there are brokers, which the controller must
+/// refuse before proposing anything: that topic must never appear.
+async fn metadata_client(id: u32, shared: Arc<Shared>) {
+    let mut rng = thread_rng();
+    let mut conns: BTreeMap<i32, (u64, Conn)> = BTreeMap::new();
+    let mut next_connection = (u64::from(id) + 1) << 40;
+    let mut created: u32 = 0;
+    let mut controller: Option<i32> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        sleep(Duration::from_millis(rng.gen_range(30..300))).await;
+        let create = rng.gen_ratio(1, METADATA_CREATE_EVERY) && !shared.healing.load(Ordering::SeqCst);
+        let broker = match controller {
+            Some(controller) if create && !rng.gen_ratio(1, 4) => controller,
+            _ => rng.gen_range(1..=shared.brokers),
+        };
+        if let std::collections::btree_map::Entry::Vacant(entry) = conns.entry(broker) {
+            let Ok(conn) = Conn::connect(broker_addr(broker)).await else {
+                controller = None;
+                continue;
+            };
+            next_connection += 1;
+            entry.insert((next_connection, conn));
+        }
+        let (connection, conn) = conns.get_mut(&broker).expect("connected above");
+        let connection = *connection;
+        let invoked_us = shared.elapsed_us();
+        let kind = if create {
+            created += 1;
+            let name = format!("{METADATA_TOPIC_PREFIX}{id}-{created}");
+            let replicas = if rng.gen_ratio(1, 8) { shared.brokers as i16 + 1 } else { 1 };
+            let result = conn.create_replicated_topic(&name, 1, replicas).await;
+            trace!("metadata client {id}: create {name} ({replicas} replicas) through broker {broker}: {result:?}");
+            let outcome = match result {
+                Ok(0) => CreateOutcome::Ok,
+                Ok(code) if CREATE_REFUSED.contains(&code) => CreateOutcome::Failed(code),
+                Ok(_) => CreateOutcome::Unknown,
+                Err(_) => {
+                    conns.remove(&broker);
+                    controller = None;
+                    CreateOutcome::Unknown
+                }
+            };
+            TopicOpKind::Create { name, outcome }
+        } else {
+            match conn.topic_names().await {
+                Ok((names, named)) => {
+                    controller = (1..=shared.brokers).contains(&named).then_some(named);
+                    if let Some(named) = controller {
+                        shared.controller.store(named, Ordering::SeqCst);
+                    }
+                    let names = names.into_iter().filter(|n| n.starts_with(METADATA_TOPIC_PREFIX)).collect();
+                    TopicOpKind::Read { names, last: false }
+                }
+                Err(_) => {
+                    conns.remove(&broker);
+                    continue;
+                }
+            }
+        };
+        let completed_us = shared.elapsed_us();
+        let op = TopicOp { connection, broker, invoked_us, completed_us, kind };
+        shared.history.lock().expect("history lock").topic_ops.push(op);
+    }
+}
+
+/// After healing, the topics as each broker lists them: read until the list holds every
+/// acknowledged create (the broker's image may still be catching up) or 2 s have passed; the
+/// last read is the one the checker requires every acknowledged create in.
+async fn final_topic_reads(shared: &Arc<Shared>) {
+    let acked: std::collections::BTreeSet<String> = {
+        let history = shared.history.lock().expect("history lock");
+        history
+            .topic_ops
+            .iter()
+            .filter_map(|op| match &op.kind {
+                TopicOpKind::Create { name, outcome: CreateOutcome::Ok } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    for broker in 1..=shared.brokers {
+        let mut conn = None;
+        let mut last = None;
+        for _ in 0..20 {
+            if conn.is_none() {
+                conn = Conn::connect(broker_addr(broker)).await.ok();
+            }
+            if let Some(c) = conn.as_mut() {
+                let invoked_us = shared.elapsed_us();
+                match c.topic_names().await {
+                    Ok((names, _)) => {
+                        let names: std::collections::BTreeSet<String> =
+                            names.into_iter().filter(|n| n.starts_with(METADATA_TOPIC_PREFIX)).collect();
+                        let complete = acked.is_subset(&names);
+                        last = Some((invoked_us, shared.elapsed_us(), names));
+                        if complete {
+                            break;
+                        }
+                    }
+                    Err(_) => conn = None,
+                }
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        let mut history = shared.history.lock().expect("history lock");
+        match last {
+            Some((invoked_us, completed_us, names)) => history.topic_ops.push(TopicOp {
+                // A connection of its own: the read compares with no other on it.
+                connection: (u64::from(METADATA_CLIENTS) + 1) << 40 | broker as u64,
+                broker,
+                invoked_us,
+                completed_us,
+                kind: TopicOpKind::Read { names, last: true },
+            }),
+            None => history.stuck.push(format!("broker {broker} did not answer Metadata after healing")),
         }
     }
 }

@@ -85,6 +85,42 @@ pub enum HoldEvent {
     Abandon,
 }
 
+/// How a CreateTopics call ended, as its client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// Error code 0: the broker promised the topic exists.
+    Ok,
+    /// An error the controller gives only before it proposes anything (the request was judged
+    /// invalid), so the topic can never appear.
+    Failed(i16),
+    /// A timeout, a lost connection, or an error that can come after the records were proposed
+    /// (NOT_CONTROLLER when a controller loses its leadership, KAFKA_STORAGE_ERROR when its log
+    /// fails a sync): the records may still be committed by the next leader.
+    Unknown,
+}
+
+/// One operation on the cluster's set of topics by a metadata client. Times are simulated
+/// microseconds since the run started: `invoked_us` before the request was sent, `completed_us`
+/// after its answer arrived (for an unknown outcome, when the client gave up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicOp {
+    /// The connection (so one broker process: a restart breaks the connection).
+    pub connection: u64,
+    pub broker: i32,
+    pub invoked_us: u64,
+    pub completed_us: u64,
+    pub kind: TopicOpKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicOpKind {
+    /// CreateTopics of one topic, whose name no other operation creates.
+    Create { name: String, outcome: CreateOutcome },
+    /// Metadata for all topics: the workload's topics the broker listed. `last`: the read of
+    /// this broker after healing, which every acknowledged create must have reached.
+    Read { names: std::collections::BTreeSet<String>, last: bool },
+}
+
 #[derive(Debug, Default)]
 pub struct History {
     /// Group assignments as members received them.
@@ -107,6 +143,8 @@ pub struct History {
     pub corrupt_reads: Vec<String>,
     /// The log as read after healing: partition -> offset -> value.
     pub final_log: BTreeMap<i32, BTreeMap<i64, String>>,
+    /// Creates and reads of the metadata clients' topics, in the order they completed.
+    pub topic_ops: Vec<TopicOp>,
     /// Liveness failures after healing.
     pub stuck: Vec<String>,
 }
