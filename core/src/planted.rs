@@ -38,10 +38,15 @@ pub enum PlantedBug {
     /// high watermark it reports goes down (`hw-moved-back`), and what it served is gone
     /// (`inconsistent-offsets`).
     FollowerReadsPastCommit = 9,
+    /// The controller answers CreateTopics as soon as it has proposed the topic's records,
+    /// before the metadata quorum commits them: a controller killed or cut off before its
+    /// followers have them loses a topic it acknowledged (`lost-create`, and `create-reordered`
+    /// once a later create is listed without it).
+    CreateBeforeCommit = 10,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 9] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::KeepTornTail,
         PlantedBug::ForgetProducerState,
@@ -51,6 +56,7 @@ impl PlantedBug {
         PlantedBug::ElectStaleReplica,
         PlantedBug::SkipTruncation,
         PlantedBug::FollowerReadsPastCommit,
+        PlantedBug::CreateBeforeCommit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +70,7 @@ impl PlantedBug {
             PlantedBug::ElectStaleReplica => "elect-stale-replica",
             PlantedBug::SkipTruncation => "skip-truncation",
             PlantedBug::FollowerReadsPastCommit => "follower-reads-past-commit",
+            PlantedBug::CreateBeforeCommit => "create-before-commit",
         }
     }
 
