@@ -610,7 +610,19 @@ public final class Bench {
             sb.append(']');
         } else if (o instanceof Double || o instanceof Float) {
             double d = ((Number) o).doubleValue();
-            sb.append(Double.isFinite(d) ? String.format(Locale.ROOT, "%.6g", d).replaceAll("\\.?0+(e|$)", "$1") : "null");
+            if (!Double.isFinite(d)) {
+                sb.append("null");
+            } else {
+                // Six significant digits; trailing zeros go only from a fraction ("180740"
+                // must not become "18074", as it once did).
+                String g = String.format(Locale.ROOT, "%.6g", d);
+                int e = g.indexOf('e');
+                String mantissa = e < 0 ? g : g.substring(0, e);
+                if (mantissa.indexOf('.') >= 0) {
+                    mantissa = mantissa.replaceAll("\\.?0+$", "");
+                }
+                sb.append(mantissa).append(e < 0 ? "" : g.substring(e));
+            }
         } else if (o instanceof Number || o instanceof Boolean) {
             sb.append(o);
         } else {
