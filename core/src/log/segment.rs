@@ -201,7 +201,7 @@ impl Segment {
             if crc_from.is_some_and(|from| header.last_offset() >= from) {
                 let bytes = self.file.read_at(position, size)?;
                 match check_stored(&bytes) {
-                    ScanItem::Batch(_) => checked_bytes += size as u64,
+                    ScanItem::Batch(_) => {}
                     ScanItem::Torn => break,
                     ScanItem::Corrupt => {
                         let end_offset = self.chain_end(position, file_len)?;
@@ -218,6 +218,8 @@ impl Segment {
                     damaged_to = Some(LogReach { end_offset, last_epoch: header.partition_leader_epoch });
                     break;
                 }
+                // Counted once kept: a batch cut here is not part of the segment.
+                checked_bytes += size as u64;
             } else if header.magic != 2 {
                 break;
             }
