@@ -55,7 +55,19 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "300000",
         "how often retention and segment.ms rolls run (log.retention.check.interval.ms)",
     ),
-    ("connections_max", "10000", "most client connections at once"),
+    ("connections_max", "20000", "most client connections at once"),
+    (
+        "queued_max_request_bytes",
+        "268435456",
+        "bytes of requests read and not yet answered, over all connections; when full, connections stop \
+         reading until answers free room (queued.max.request.bytes); at least socket_request_max_bytes",
+    ),
+    (
+        "connections_max_idle_ms",
+        "600000",
+        "a connection with no request in flight and nothing read or written for this long is closed \
+         (connections.max.idle.ms)",
+    ),
     (
         "group_initial_rebalance_delay_ms",
         "3000",
@@ -145,6 +157,8 @@ pub struct ServerConfig {
     pub default_replication_factor: i16,
     pub socket_request_max_bytes: usize,
     pub connections_max: usize,
+    pub queued_max_request_bytes: usize,
+    pub connections_max_idle_ms: u64,
     pub retention_check_interval_ms: i64,
     pub group: headwater_core::group::GroupConfig,
     pub consumer_group: headwater_core::group::ConsumerGroupConfig,
@@ -308,6 +322,16 @@ impl RawConfig {
         }
         let socket_request_max_bytes = self.get("socket_request_max_bytes", |v| positive(v).map(|n| n as usize))?;
         let connections_max = self.get("connections_max", |v| positive(v).map(|n| n as usize))?;
+        let queued_max_request_bytes = self.get("queued_max_request_bytes", |v| {
+            positive(v).and_then(|n| u32::try_from(n).map(|n| n as usize).map_err(|_| "at most 4294967295".to_string()))
+        })?;
+        if queued_max_request_bytes < socket_request_max_bytes {
+            return Err(ConfigError(format!(
+                "config key `queued_max_request_bytes` is {queued_max_request_bytes}, less than socket_request_max_bytes \
+                 ({socket_request_max_bytes}): a request of the largest size could never be read"
+            )));
+        }
+        let connections_max_idle_ms = self.get("connections_max_idle_ms", |v| positive(v).map(|n| n as u64))?;
         let retention_check_interval_ms = self.get("log_retention_check_interval_ms", positive)?;
         let int_at_least = |min: i64| {
             move |v: &str| -> Result<i32, String> {
@@ -401,6 +425,8 @@ impl RawConfig {
             default_replication_factor,
             socket_request_max_bytes,
             connections_max,
+            queued_max_request_bytes,
+            connections_max_idle_ms,
             retention_check_interval_ms,
             group,
             consumer_group,
@@ -557,6 +583,13 @@ mod tests {
         let mut raw = RawConfig::default();
         raw.set_flag("--log-segment-bytes", "3".into()).unwrap();
         assert!(raw.build().unwrap_err().0.contains("`log_segment_bytes`"));
+        let mut raw = RawConfig::default();
+        raw.set_flag("--queued-max-request-bytes", "1048576".into()).unwrap();
+        let error = raw.build().unwrap_err().0;
+        assert!(error.contains("`queued_max_request_bytes`") && error.contains("socket_request_max_bytes"), "{error}");
+        let mut raw = RawConfig::default();
+        raw.set_flag("--connections-max-idle-ms", "0".into()).unwrap();
+        assert!(raw.build().unwrap_err().0.contains("`connections_max_idle_ms`"));
     }
 
     #[test]

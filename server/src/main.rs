@@ -45,6 +45,7 @@ fn serve(args: &[String]) -> ExitCode {
     if !ignored_env.is_empty() {
         tracing::warn!(variables = ?ignored_env, "ignoring HEADWATER_* environment variables that are not config keys");
     }
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -88,6 +89,24 @@ fn parse_config(args: &[String]) -> Result<(headwater_server::config::ServerConf
     }
     let config = raw.build().map_err(|e| e.to_string())?;
     Ok((config, ignored_env))
+}
+
+/// Lifts the soft limit on open files to the hard limit, as Go's runtime and Kafka's start
+/// scripts advise: each connection is a descriptor, and `connections_max` (20,000 by default)
+/// is far above the usual soft limit of 1,024.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the struct we own, nothing else.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                limit = wanted;
+            }
+        }
+    }
+    tracing::debug!(open_files_max = limit.rlim_cur, "open files limit");
 }
 
 async fn shutdown_signal() {

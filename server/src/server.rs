@@ -195,6 +195,11 @@ async fn serve_on(
     let link_tasks = peers.take_tasks();
     let core_task = tokio::spawn(run_core(broker, core_rx, core_tx.clone(), peers));
     let connections = Arc::new(Semaphore::new(config.connections_max));
+    let limits = crate::connection::Limits {
+        request_bytes_max: config.socket_request_max_bytes,
+        queued_bytes: Arc::new(Semaphore::new(config.queued_max_request_bytes)),
+        idle: std::time::Duration::from_millis(config.connections_max_idle_ms),
+    };
     let mut next_conn = 1u64;
     let request_ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -208,7 +213,13 @@ async fn serve_on(
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(pair) => pair,
-                    Err(e) => { warn!(error = %e, "accept failed"); continue; }
+                    Err(e) => {
+                        // Out of file descriptors (EMFILE) lasts until a connection closes:
+                        // pause rather than spin on a listener that stays readable.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
                 let Ok(permit) = connections.clone().try_acquire_owned() else {
                     warn!(%peer, limit = config.connections_max, "too many connections (config key `connections_max`); refusing");
@@ -218,11 +229,11 @@ async fn serve_on(
                 next_conn += 1;
                 let core = core_tx.clone();
                 let stop = stop.clone();
-                let limit = config.socket_request_max_bytes;
+                let limits = limits.clone();
                 let ids = request_ids.clone();
                 tasks.retain(|t| !t.is_finished());
                 tasks.push(tokio::spawn(async move {
-                    crate::connection::serve(stream, conn, core, limit, ids, stop).await;
+                    crate::connection::serve(stream, conn, core, limits, ids, stop).await;
                     drop(permit);
                 }));
             }
