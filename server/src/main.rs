@@ -34,7 +34,14 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &[String]) -> ExitCode {
-    let (config, ignored_env) = match parse_config(args) {
+    let (planted, args) = take_planted_bug(args);
+    if let Some(name) = planted {
+        if let Err(message) = plant(&name) {
+            eprintln!("headwater: {message}");
+            return ExitCode::from(2);
+        }
+    }
+    let (config, ignored_env) = match parse_config(&args) {
         Ok(c) => c,
         Err(message) => {
             eprintln!("headwater: {message}");
@@ -42,6 +49,11 @@ fn serve(args: &[String]) -> ExitCode {
         }
     };
     tracing_subscriber::fmt().with_max_level(config.log_level).with_target(false).with_ansi(false).init();
+    if let Some(bug) =
+        headwater_core::planted::PlantedBug::ALL.into_iter().find(|b| headwater_core::planted::active(*b))
+    {
+        tracing::warn!(bug = bug.name(), "PLANTED BUG switched on: this broker is wrong on purpose (test only)");
+    }
     if !ignored_env.is_empty() {
         tracing::warn!(variables = ?ignored_env, "ignoring HEADWATER_* environment variables that are not config keys");
     }
@@ -61,6 +73,47 @@ fn serve(args: &[String]) -> ExitCode {
             eprintln!("headwater: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Splits a hidden `--planted-bug NAME` (or `--planted-bug=NAME`) off the arguments: it is not
+/// a config key, and `headwater help` does not list it.
+fn take_planted_bug(args: &[String]) -> (Option<String>, Vec<String>) {
+    let mut rest = Vec::with_capacity(args.len());
+    let mut planted = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--planted-bug" {
+            planted = Some(iter.next().cloned().unwrap_or_default());
+        } else if let Some(name) = arg.strip_prefix("--planted-bug=") {
+            planted = Some(name.to_string());
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    (planted, rest)
+}
+
+/// Switches on a planted bug (see core's `planted` module): only in a build with the cargo
+/// feature `planted-bugs`, which the fault harness builds apart from the release binary.
+fn plant(name: &str) -> Result<(), String> {
+    use headwater_core::planted::PlantedBug;
+    let bug = PlantedBug::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
+        format!("--planted-bug {name:?}: no such planted bug (known: {})", names.join(", "))
+    })?;
+    #[cfg(feature = "planted-bugs")]
+    {
+        headwater_core::planted::set(Some(bug));
+        Ok(())
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        Err(format!(
+            "--planted-bug {}: this build has no planted bugs; they exist only in a test build with the cargo \
+             feature planted-bugs (make jepsen-planted)",
+            bug.name()
+        ))
     }
 }
 
