@@ -4,7 +4,7 @@ CARGO ?= cargo
 PYTEST := .venv/bin/pytest
 HEADWATER := target/release/headwater
 
-.PHONY: run build cluster test test-rust test-clients test-python python-wheel go-lib test-go lint fmt deps bench clean sim sim-build sim-test
+.PHONY: run build cluster test test-rust test-clients test-python python-wheel go-lib test-go lint fmt deps bench clean sim sim-build sim-test jepsen jepsen-smoke jepsen-test jepsen-planted jepsen-kafka
 
 ## Start a single broker on 127.0.0.1:9092 with its data under ./data.
 run: build
@@ -105,6 +105,43 @@ endif
 ## and franz-go; writes docs/benchmarks.md.
 bench: deps build python-wheel go-lib
 	bench/run.sh
+
+## The fault harness (jepsen/, needs root): brokers in network namespaces, real clients
+## (librdkafka and franz-go), faults on a schedule from a seed, the queue checker, a report in
+## jepsen/store/<run>/ and docs/jepsen.md. `make jepsen [TIME=s] [SEED=n] [FAULTS=a,b] [NODES=5]`.
+TIME ?= 300
+FAULTS ?= kill,pause,partition,loss,clock
+NODES ?= 3
+JEPSEN := cd jepsen && ../.venv/bin/python -m hwjepsen.run
+JEPSEN_PLANTED_BIN := target/jepsen-planted/release/headwater
+JEPSEN_PLANTED_BUGS := ack-before-quorum elect-stale-replica
+
+jepsen: deps build
+	$(JEPSEN) --time $(TIME) --faults $(FAULTS) --nodes $(NODES) $(if $(SEED),--seed $(SEED)) \
+		--docs ../docs/jepsen.md
+
+## The checker's own tests, then a 60-second run with kills and partitions (part of make test).
+jepsen-test: deps
+	cd jepsen && ../.venv/bin/python -m pytest -q tests
+
+jepsen-smoke: deps build
+	$(JEPSEN) --time 60 --faults kill,partition --seed $(or $(SEED),1)
+
+## Each planted bug in a test build of the broker (cargo feature planted-bugs, its own target
+## dir): the run must report anomalies.
+jepsen-planted: deps
+	CARGO_TARGET_DIR=target/jepsen-planted $(CARGO) build --release --locked -p headwater-server \
+		--features planted-bugs
+	@for bug in $(JEPSEN_PLANTED_BUGS); do \
+		$(JEPSEN) --time $(TIME) --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
+			--bin ../$(JEPSEN_PLANTED_BIN) --planted-bug $$bug --expect-anomalies || exit 1; \
+	done
+
+## Apache Kafka (three KRaft nodes) with unclean.leader.election.enable=true and acks=1, under
+## kills, pauses and partitions: the checker must report the loss that configuration allows.
+jepsen-kafka: deps
+	$(JEPSEN) --system kafka-unclean --time $(TIME) --faults kill,pause,partition \
+		$(if $(SEED),--seed $(SEED)) --expect-anomalies
 
 clean:
 	$(CARGO) clean

@@ -7,6 +7,8 @@
 #   .deps/java-classes/    tests/clients/java/src/ClientCheck.java, compiled
 #   .deps/kafka-tools/     Apache Kafka's kafka-tools 4.3.1 and its runtime jars
 #                          (LogDirsCommand, what kafka-log-dirs.sh runs)
+#   jepsen's tools         matplotlib (jepsen/requirements.txt) in .venv; iptables and
+#                          libfaketime from Debian's packages (the fault harness's faults)
 #
 # Idempotent, and quick when everything is already in place: each step keeps
 # a stamp (checksum of its inputs) and is skipped when the stamp matches.
@@ -43,7 +45,8 @@ apt_install() {
 
 # --- Python venv --------------------------------------------------------------
 reqs="tests/clients/requirements.txt"
-want="$(checksum "$reqs")"
+jepsen_reqs="jepsen/requirements.txt"
+want="$(checksum "$reqs" "$jepsen_reqs")"
 if [[ ! -x .venv/bin/python || "$(cat .venv/.headwater-reqs 2>/dev/null)" != "$want" ]]; then
     if [[ ! -x .venv/bin/python ]]; then
         say "creating .venv"
@@ -54,7 +57,7 @@ if [[ ! -x .venv/bin/python || "$(cat .venv/.headwater-reqs 2>/dev/null)" != "$w
         fi
     fi
     say "installing Python packages from $reqs"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$reqs"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$reqs" -r "$jepsen_reqs"
     echo "$want" >.venv/.headwater-reqs
 fi
 
@@ -112,4 +115,10 @@ fi
 if [[ "$(cat .deps/kafka-tools/.stamp 2>/dev/null)" != "$(checksum tests/clients/java/tools/pom.xml)" ]]; then
     say "fetching kafka-tools and its dependencies (Maven)"
     fetch_jars tests/clients/java/tools/pom.xml kafka-tools
+fi
+
+# --- The fault harness's system tools (jepsen/) ------------------------------------------
+if ! command -v iptables >/dev/null || ! command -v faketime >/dev/null; then
+    say "installing iptables and faketime (apt)"
+    apt_install iptables faketime
 fi

@@ -1,0 +1,1 @@
+"""Headwater's fault harness: see jepsen/README.md."""

@@ -1,0 +1,1 @@
+"""Client processes of the queue workload, one per library."""
