@@ -19,7 +19,7 @@ cluster: build
 	scripts/cluster.sh $(HEADWATER) 3
 
 ## Install what the tests need, then run every test.
-test: lint test-rust deps build test-clients test-python test-go sim
+test: lint test-rust deps build test-clients test-python test-go sim jepsen-test jepsen-smoke
 
 test-rust:
 	$(CARGO) test --release --locked --workspace --exclude headwater-python
