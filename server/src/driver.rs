@@ -29,8 +29,27 @@ pub enum CoreInput {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Wall-clock milliseconds; the core's `now_ms`.
+/// The core's `now_ms`: the wall clock when the process first asked, plus the monotonic time
+/// since. A step of the system clock (NTP, an operator, a VM resumed) then moves no timer of
+/// the broker's: read directly, a jump forward would expire every election, session and
+/// liveness timeout at once, and a jump back would hold them all for its length. Timestamps
+/// (LogAppendTime, retention) drift from the wall clock by the steps taken since start-up,
+/// which a restart puts right.
+#[cfg(not(madsim))]
 pub fn now_ms() -> i64 {
+    static ANCHOR: std::sync::OnceLock<(i64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall_ms, start) = ANCHOR.get_or_init(|| (wall_clock_ms(), std::time::Instant::now()));
+    wall_ms + start.elapsed().as_millis() as i64
+}
+
+/// Under the simulator, the simulated wall clock itself: a process-wide anchor would carry one
+/// run's start into the next run of the same process and break replay.
+#[cfg(madsim)]
+pub fn now_ms() -> i64 {
+    wall_clock_ms()
+}
+
+fn wall_clock_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
