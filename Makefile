@@ -134,14 +134,15 @@ jepsen-planted: deps
 		--features planted-bugs
 	@for bug in $(JEPSEN_PLANTED_BUGS); do \
 		$(JEPSEN) --time $(TIME) --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
-			--bin ../$(JEPSEN_PLANTED_BIN) --planted-bug $$bug --expect-anomalies || exit 1; \
+			--bin ../$(JEPSEN_PLANTED_BIN) --planted-bug $$bug --expect-anomalies \
+			--docs ../docs/jepsen-planted-$$bug.md || exit 1; \
 	done
 
 ## Apache Kafka (three KRaft nodes) with unclean.leader.election.enable=true and acks=1, under
 ## kills, pauses and partitions: the checker must report the loss that configuration allows.
 jepsen-kafka: deps
 	$(JEPSEN) --system kafka-unclean --time $(TIME) --faults kill,pause,partition \
-		$(if $(SEED),--seed $(SEED)) --expect-anomalies
+		$(if $(SEED),--seed $(SEED)) --expect-anomalies --docs ../docs/jepsen-kafka.md
 
 clean:
 	$(CARGO) clean

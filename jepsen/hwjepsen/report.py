@@ -63,6 +63,8 @@ def plot(events, path):
     top.plot(seconds, [polled.get(s, 0) for s in seconds], label="records polled/s",
              linewidth=1, alpha=0.7)
     top.set_ylabel("records/s")
+    # Readers that restart from the beginning poll in bursts far above the send rate.
+    top.set_yscale("symlog", linthresh=100)
     if latency:
         bottom.scatter([t for t, _ in latency], [ms for _, ms in latency], s=2, alpha=0.5,
                        label="send latency (acks=all)")
@@ -96,7 +98,9 @@ def markdown(results, windows, picture):
              f"- operations: {stats['ops']} ({stats['sends_ok']} sends ok, {stats['sends_info']} "
              f"indeterminate; {stats['acked_values']} values acknowledged, "
              f"{stats['values_read']} read; {stats['commits_ok']} commits)",
-             f"- result: **{'valid' if results['valid'] else 'INVALID'}**", ""]
+             f"- result: **{'valid' if results['valid'] else 'INVALID'}**",
+             f"- reproduce: `{reproduce(config)}` (the same faults in the same order; "
+             "the history itself depends on timing)", ""]
     if picture:
         lines += [f"![throughput and latency, fault windows shaded]({picture})", ""]
     lines += ["| anomaly | count |", "|---|---|"]
@@ -112,6 +116,17 @@ def markdown(results, windows, picture):
     return "\n".join(lines) + "\n"
 
 
+def reproduce(config):
+    if config["system"] == "kafka-unclean":
+        return f"make jepsen-kafka SEED={config['seed']} TIME={config['time_s']:.0f}"
+    target = "jepsen-planted" if config.get("planted_bug") else "jepsen"
+    command = (f"make {target} SEED={config['seed']} TIME={config['time_s']:.0f} "
+               f"FAULTS={','.join(config['faults']) or 'none'}")
+    if config["nodes"] != 3:
+        command += f" NODES={config['nodes']}"
+    return command
+
+
 def write(run_dir, events, results, docs=None):
     run_dir = Path(run_dir)
     if not events:
@@ -124,6 +139,33 @@ def write(run_dir, events, results, docs=None):
         docs = Path(docs)
         docs_picture = None
         if picture:
-            docs_picture = "jepsen-timeline.png"
+            docs_picture = f"{docs.stem}-timeline.png"
             shutil.copy(run_dir / "timeline.png", docs.parent / docs_picture)
-        docs.write_text(markdown(results, windows, docs_picture))
+        docs.write_text(markdown(results, windows, docs_picture) + DOCS_FOOTER)
+
+
+DOCS_FOOTER = """
+Written by the harness (jepsen/README.md) at the end of a run: `make jepsen` writes
+docs/jepsen.md, `make jepsen-planted` docs/jepsen-planted-BUG.md for each planted bug, and
+`make jepsen-kafka` docs/jepsen-kafka.md (Apache Kafka with unclean leader election and acks=1).
+"""
+
+
+def main():
+    """Writes the report of a run folder again (after a change to the report, say):
+    python -m hwjepsen.report RUN_DIR [--docs FILE]"""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir")
+    parser.add_argument("--docs", default=None)
+    args = parser.parse_args()
+    run_dir = Path(args.run_dir)
+    events = [json.loads(line) for line in open(run_dir / "history.jsonl")]
+    results = json.loads((run_dir / "results.json").read_text())
+    write(run_dir, events, results, docs=args.docs)
+
+
+if __name__ == "__main__":
+    main()
