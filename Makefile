@@ -110,7 +110,7 @@ bench: deps build python-wheel go-lib
 ## (librdkafka and franz-go), faults on a schedule from a seed, the queue checker, a report in
 ## jepsen/store/<run>/ and docs/jepsen.md. `make jepsen [TIME=s] [SEED=n] [FAULTS=a,b] [NODES=5]`.
 TIME ?= 300
-FAULTS ?= kill,pause,partition,loss,clock
+FAULTS ?= kill,pause,partition,loss,clock,power,disk,eio
 NODES ?= 3
 JEPSEN := cd jepsen && ../.venv/bin/python -m hwjepsen.run
 JEPSEN_PLANTED_BIN := target/jepsen-planted/release/headwater

@@ -11,6 +11,13 @@ Faults (the names `--faults` takes):
   loss       every node drops 20% of the packets it receives (from peers and clients)
   clock      one node's wall clock jumps forward or back by up to a minute (libfaketime;
              CLOCK_MONOTONIC is left alone, as the kernel does)
+  power      one node (now and then every node) loses power: SIGKILL, then its lazyfs drops
+             every write not yet fsynced; it restarts when the window ends
+  disk       one node's disk is full: writes that grow a file fail with ENOSPC
+  eio        one node's disk fails every write, or every fsync, with EIO
+
+The last three need each data directory on lazyfs (disk.py). After a disk or eio window the
+node is restarted (SIGKILL, its page cache kept), as an operator would once the disk is fixed.
 """
 
 import random
@@ -18,13 +25,14 @@ import signal
 import threading
 import time
 
-ALL_FAULTS = ("kill", "pause", "partition", "loss", "clock")
+ALL_FAULTS = ("kill", "pause", "partition", "loss", "clock", "power", "disk", "eio")
+DISK_FAULTS = ("power", "disk", "eio")
 WINDOW_S = (4.0, 12.0)
 GAP_S = (3.0, 8.0)
 
 
 class Nemesis:
-    def __init__(self, cluster, network, faults, seed, emit, clock_files=None):
+    def __init__(self, cluster, network, faults, seed, emit, clock_files=None, disks=None):
         unknown = set(faults) - set(ALL_FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(ALL_FAULTS)}")
@@ -34,6 +42,8 @@ class Nemesis:
         self.rng = random.Random(seed)
         self.emit = emit
         self.clock_files = clock_files or {}
+        self.disks = disks if disks is not None else {}
+        self.failing = {}  # node -> the lazyfs fault switched on
         self.stop_event = threading.Event()
         self.windows = 0
         self.down = set()
@@ -141,6 +151,28 @@ class Nemesis:
         set_clock(self.clock_files[n], offset_s)
         return {"nodes": [n], "offset_s": offset_s}
 
+    def _start_power(self):
+        nodes = self._nodes() if self.rng.random() < 0.2 else [self.rng.choice(self._nodes())]
+        dropped = {}
+        for n in nodes:
+            self.cluster.kill(n)
+            dropped[n] = self.disks[n].command("power-cut")
+            self.down.add(n)
+        return {"nodes": nodes, "lazyfs": dropped}
+
+    def _start_disk(self):
+        n = self.rng.choice(self._nodes())
+        self.disks[n].command("enospc on")
+        self.failing[n] = "enospc"
+        return {"nodes": [n]}
+
+    def _start_eio(self):
+        n = self.rng.choice(self._nodes())
+        what = self.rng.choice(["fail-write", "fail-fsync"])
+        self.disks[n].command(f"{what} on")
+        self.failing[n] = what
+        return {"nodes": [n], "on": what}
+
     # --- healing -------------------------------------------------------------------------------
 
     def heal(self, fault):
@@ -150,7 +182,14 @@ class Nemesis:
             for n in sorted(self.paused):
                 self.cluster.signal(n, signal.SIGCONT)
             self.paused.clear()
-        if fault in ("kill", "all"):
+        if fault in ("disk", "eio", "all"):
+            for n, what in sorted(self.failing.items()):
+                self.disks[n].command(f"{what} off")
+                # Restarted as an operator would once the disk is fixed; its page cache stays.
+                self.cluster.kill(n)
+                self.down.add(n)
+            self.failing.clear()
+        if fault in ("kill", "power", "disk", "eio", "all"):
             for n in sorted(self.down):
                 self.cluster.start(n)
             self.down.clear()

@@ -6,7 +6,8 @@ from collections import defaultdict
 from pathlib import Path
 
 FAULT_COLOURS = {"kill": "#d62728", "pause": "#9467bd", "partition": "#ff7f0e",
-                 "loss": "#8c564b", "clock": "#17becf"}
+                 "loss": "#8c564b", "clock": "#17becf", "power": "#e377c2", "disk": "#bcbd22",
+                 "eio": "#7f7f7f"}
 
 
 def fault_windows(events, t0):

@@ -18,9 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from . import checker, net, report
+from . import checker, disk, net, report
 from .cluster import HeadwaterCluster, KafkaCluster
-from .nemesis import ALL_FAULTS, Nemesis, set_clock
+from .nemesis import ALL_FAULTS, DISK_FAULTS, Nemesis, set_clock
 
 JEPSEN_DIR = Path(__file__).resolve().parent.parent
 REPO = JEPSEN_DIR.parent
@@ -149,7 +149,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--time", type=float, default=300.0, help="seconds of faults")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--faults", default="kill,pause,partition,loss,clock")
+    parser.add_argument("--faults", default=",".join(ALL_FAULTS))
     parser.add_argument("--nodes", type=int, default=3, choices=[3, 5])
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--bin", default=str(REPO / "target/release/headwater"))
@@ -211,10 +211,19 @@ def main():
         acks, min_insync = "all", 2
     config.update(acks=acks, min_insync=min_insync)
     (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    nemesis = Nemesis(cluster, network, faults, seed, history.emit("nemesis"), clock_files)
+    use_lazyfs = any(f in DISK_FAULTS for f in faults)
+    if use_lazyfs and args.system != "headwater":
+        sys.exit("jepsen: the power, disk and eio faults run only under Headwater")
+    if use_lazyfs:
+        disk.build_lazyfs()
+    disks = {}
+    nemesis = Nemesis(cluster, network, faults, seed, history.emit("nemesis"), clock_files,
+                      disks)
     workers = []
     try:
         network.create()
+        for n in (node_ids if use_lazyfs else []):
+            disks[n] = disk.LazyFs(run_dir / f"n{n}", mounts_file)
         cluster.start_all()
         setup = Worker(history, run_dir, "setup", confluent(
             "setup", "setup", cluster.bootstrap, args.partitions, "--min-insync", min_insync))
@@ -235,6 +244,8 @@ def main():
         for w in workers:
             w.stop(2)
         cluster.stop_all()
+        for d in disks.values():
+            d.stop()
         history.close()
         net.destroy_all()
         guard.stdin.close()
