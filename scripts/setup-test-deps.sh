@@ -7,8 +7,9 @@
 #   .deps/java-classes/    tests/clients/java/src/ClientCheck.java, compiled
 #   .deps/kafka-tools/     Apache Kafka's kafka-tools 4.3.1 and its runtime jars
 #                          (LogDirsCommand, what kafka-log-dirs.sh runs)
-#   jepsen's tools         matplotlib (jepsen/requirements.txt) in .venv; iptables and
-#                          libfaketime from Debian's packages (the fault harness's faults)
+#   jepsen's tools         matplotlib (jepsen/requirements.txt) in .venv; iptables,
+#                          libfaketime and fuse3 (fusermount3, for jepsen/lazyfs) from
+#                          Debian's packages (the fault harness's faults)
 #
 # Idempotent, and quick when everything is already in place: each step keeps
 # a stamp (checksum of its inputs) and is skipped when the stamp matches.
@@ -118,7 +119,8 @@ if [[ "$(cat .deps/kafka-tools/.stamp 2>/dev/null)" != "$(checksum tests/clients
 fi
 
 # --- The fault harness's system tools (jepsen/) ------------------------------------------
-if ! command -v iptables >/dev/null || ! command -v faketime >/dev/null; then
-    say "installing iptables and faketime (apt)"
-    apt_install iptables faketime
+if ! command -v iptables >/dev/null || ! command -v faketime >/dev/null \
+        || ! command -v fusermount3 >/dev/null; then
+    say "installing iptables, faketime and fuse3 (apt)"
+    apt_install iptables faketime fuse3
 fi
