@@ -120,9 +120,15 @@ jepsen: deps build
 	$(JEPSEN) --time $(TIME) --faults $(FAULTS) --nodes $(NODES) $(if $(SEED),--seed $(SEED)) \
 		--docs ../docs/jepsen.md
 
-## The checker's own tests, then a 60-second run with kills and partitions (part of make test).
+## The checker's own tests and lazyfs's (its mount test needs root and /dev/fuse), then a
+## 60-second run with kills and partitions (part of make test).
+LAZYFS_CARGO := CARGO_TARGET_DIR=target/lazyfs $(CARGO)
+LAZYFS_MANIFEST := --manifest-path jepsen/lazyfs/Cargo.toml
 jepsen-test: deps
 	cd jepsen && ../.venv/bin/python -m pytest -q tests
+	$(LAZYFS_CARGO) fmt $(LAZYFS_MANIFEST) -- --check
+	$(LAZYFS_CARGO) clippy --release --locked $(LAZYFS_MANIFEST) --all-targets -- -D warnings
+	$(LAZYFS_CARGO) test --release --locked $(LAZYFS_MANIFEST)
 
 jepsen-smoke: deps build
 	$(JEPSEN) --time 60 --faults kill,partition --seed $(or $(SEED),1)
