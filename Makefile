@@ -139,9 +139,9 @@ jepsen-planted: deps
 	CARGO_TARGET_DIR=target/jepsen-planted $(CARGO) build --release --locked -p headwater-server \
 		--features planted-bugs
 	@for bug in $(JEPSEN_PLANTED_BUGS); do \
-		$(JEPSEN) --time $(TIME) --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
+		($(JEPSEN) --time $(TIME) --faults $(FAULTS) $(if $(SEED),--seed $(SEED)) \
 			--bin ../$(JEPSEN_PLANTED_BIN) --planted-bug $$bug --expect-anomalies \
-			--docs ../docs/jepsen-planted-$$bug.md || exit 1; \
+			--docs ../docs/jepsen-planted-$$bug.md) || exit 1; \
 	done
 
 ## Apache Kafka (three KRaft nodes) with unclean.leader.election.enable=true and acks=1, under
