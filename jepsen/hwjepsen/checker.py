@@ -175,8 +175,6 @@ def completed_ops(events):
 def check_sends(ops, versions, anomalies):
     last = {}  # (process epoch, key) -> (index, value, op)
     for op in ops:
-        if op["f"] in ("assign", "revoke", "lost"):
-            continue
         if op["f"] != "send" or op["type"] not in ("ok", "info"):
             continue
         within = {}

@@ -120,7 +120,7 @@ def produce(args, out):
                                  on_delivery=delivered(i))
         except (BufferError, KafkaException) as e:
             # Not all enqueued: those that were may still go out, so the outcome is unknown.
-            out.emit("info", "send", [s + [None] for s in sends], )
+            out.emit("info", "send", [s + [None] for s in sends])
             out.emit("info", "crash", str(e))
             producer = restart_producer(producer, args)
             continue
