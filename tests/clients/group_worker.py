@@ -7,7 +7,9 @@ CLIENT is confluent or kafka-python. HEADWATER_GROUP_PROTOCOL=consumer makes the
 client use the KIP-848 consumer protocol (the broker then owns session timeouts).
 HEADWATER_WORKER_COMMIT_FAILURES=note makes a failed commit a `# commit-failed ERROR` line
 instead of the end of the worker, as an application that handles CommitFailed goes on (its
-records are processed again by whoever holds the partition next)."""
+records are processed again by whoever holds the partition next).
+HEADWATER_WORKER_SESSION_TIMEOUT_MS sets the confluent client's classic session timeout
+(6000 by default, so the group tests see a dead member soon)."""
 
 import os
 import signal
@@ -18,6 +20,7 @@ client, bootstrap, group, topic, out_path = sys.argv[1:6]
 instance_id = sys.argv[6] if len(sys.argv) > 6 else None
 protocol = os.environ.get("HEADWATER_GROUP_PROTOCOL", "classic")
 note_commit_failures = os.environ.get("HEADWATER_WORKER_COMMIT_FAILURES") == "note"
+session_timeout_ms = int(os.environ.get("HEADWATER_WORKER_SESSION_TIMEOUT_MS", "6000"))
 stop = False
 
 
@@ -42,7 +45,7 @@ if client == "confluent":
         "enable.auto.commit": False, "group.protocol": protocol,
     }
     if protocol == "classic":
-        config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+        config.update({"session.timeout.ms": session_timeout_ms, "heartbeat.interval.ms": 500})
     if instance_id:
         config["group.instance.id"] = instance_id
     consumer = Consumer(config)
