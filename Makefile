@@ -110,7 +110,7 @@ bench: deps build python-wheel go-lib
 ## (librdkafka and franz-go), faults on a schedule from a seed, the queue checker, a report in
 ## jepsen/store/<run>/ and docs/jepsen.md. `make jepsen [TIME=s] [SEED=n] [FAULTS=a,b] [NODES=5]`.
 TIME ?= 300
-FAULTS ?= kill,pause,partition,loss,clock,power,disk,eio
+FAULTS ?= kill,pause,partition,loss,latency,clock,power,disk,eio
 NODES ?= 3
 JEPSEN := cd jepsen && ../.venv/bin/python -m hwjepsen.run
 JEPSEN_PLANTED_BIN := target/jepsen-planted/release/headwater
@@ -121,7 +121,7 @@ jepsen: deps build
 		--docs ../docs/jepsen.md
 
 ## The checker's own tests and lazyfs's (its mount test needs root and /dev/fuse), then a
-## 60-second run with kills and partitions (part of make test).
+## 60-second run with kills, partitions and latency (part of make test).
 LAZYFS_CARGO := CARGO_TARGET_DIR=target/lazyfs $(CARGO)
 LAZYFS_MANIFEST := --manifest-path jepsen/lazyfs/Cargo.toml
 jepsen-test: deps
@@ -131,7 +131,7 @@ jepsen-test: deps
 	$(LAZYFS_CARGO) test --release --locked $(LAZYFS_MANIFEST)
 
 jepsen-smoke: deps build
-	$(JEPSEN) --time 60 --faults kill,partition --seed $(or $(SEED),1)
+	$(JEPSEN) --time 60 --faults kill,partition,latency --seed $(or $(SEED),1)
 
 ## Each planted bug in a test build of the broker (cargo feature planted-bugs, its own target
 ## dir): the run must report anomalies.

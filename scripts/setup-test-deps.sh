@@ -8,8 +8,9 @@
 #   .deps/kafka-tools/     Apache Kafka's kafka-tools 4.3.1 and its runtime jars
 #                          (LogDirsCommand, what kafka-log-dirs.sh runs)
 #   jepsen's tools         matplotlib (jepsen/requirements.txt) in .venv; iptables,
-#                          libfaketime and fuse3 (fusermount3, for jepsen/lazyfs) from
-#                          Debian's packages (the fault harness's faults)
+#                          libfaketime, fuse3 (fusermount3, for jepsen/lazyfs) and curl
+#                          (toxiproxy's API) from Debian's packages (the fault harness's
+#                          faults); toxiproxy itself is built by the harness with go
 #
 # Idempotent, and quick when everything is already in place: each step keeps
 # a stamp (checksum of its inputs) and is skipped when the stamp matches.
@@ -120,7 +121,7 @@ fi
 
 # --- The fault harness's system tools (jepsen/) ------------------------------------------
 if ! command -v iptables >/dev/null || ! command -v faketime >/dev/null \
-        || ! command -v fusermount3 >/dev/null; then
-    say "installing iptables, faketime and fuse3 (apt)"
-    apt_install iptables faketime fuse3
+        || ! command -v fusermount3 >/dev/null || ! command -v curl >/dev/null; then
+    say "installing iptables, faketime, fuse3 and curl (apt)"
+    apt_install iptables faketime fuse3 curl
 fi

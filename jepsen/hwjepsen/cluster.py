@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import net
+from . import latency, net
 
 KAFKA_PORT = 9092
 
@@ -21,6 +21,9 @@ class HeadwaterCluster:
 
     def __init__(self, binary, node_ids, run_dir, clock_files=None, planted=None):
         self.binary = str(binary)
+        # Behind a toxiproxy (latency.py) a broker listens on its namespace's loopback and
+        # advertises the node's address, where the proxy listens.
+        self.proxied = False
         self.node_ids = list(node_ids)
         self.run_dir = Path(run_dir)
         self.procs = {}
@@ -37,6 +40,9 @@ class HeadwaterCluster:
     def log_path(self, node_id):
         return self.run_dir / f"n{node_id}" / "broker.log"
 
+    def listen_host(self, node_id):
+        return latency.BROKER_LOOPBACK if self.proxied else net.node_addr(node_id)
+
     def start_all(self):
         for n in self.node_ids:
             self.start(n)
@@ -46,7 +52,8 @@ class HeadwaterCluster:
         self.data_dir(node_id).mkdir(parents=True, exist_ok=True)
         nodes = ",".join(f"{n}@{net.node_addr(n)}:{KAFKA_PORT}" for n in self.node_ids)
         command = ["ip", "netns", "exec", net.node_ns(node_id), self.binary, "serve",
-                   "--node-id", str(node_id), "--listen", f"{net.node_addr(node_id)}:{KAFKA_PORT}",
+                   "--node-id", str(node_id), "--listen", f"{self.listen_host(node_id)}:{KAFKA_PORT}",
+                   "--advertise", f"{net.node_addr(node_id)}:{KAFKA_PORT}",
                    "--data-dir", str(self.data_dir(node_id)), "--cluster-nodes", nodes,
                    "--cluster-id", "jepsen"]
         if self.planted:
@@ -138,7 +145,8 @@ class KafkaCluster(HeadwaterCluster):
         lines = [
             "process.roles=broker,controller", f"node.id={node_id}",
             f"controller.quorum.voters={voters}", "controller.listener.names=CONTROLLER",
-            f"listeners=PLAINTEXT://{addr}:{KAFKA_PORT},CONTROLLER://{addr}:{self.CONTROLLER_PORT}",
+            f"listeners=PLAINTEXT://{self.listen_host(node_id)}:{KAFKA_PORT},"
+            f"CONTROLLER://{addr}:{self.CONTROLLER_PORT}",
             f"advertised.listeners=PLAINTEXT://{addr}:{KAFKA_PORT}",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",

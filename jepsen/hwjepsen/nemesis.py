@@ -9,6 +9,8 @@ Faults (the names `--faults` takes):
              both), or one way (a node hears nobody while everybody hears it). Clients still
              reach every node.
   loss       every node drops 20% of the packets it receives (from peers and clients)
+  latency    one node's listener (now and then every node's) delays each byte in and out by
+             20 ms to 1 s, with jitter (toxiproxy, latency.py)
   clock      one node's wall clock jumps forward or back by up to a minute (libfaketime;
              CLOCK_MONOTONIC is left alone, as the kernel does)
   power      one node (now and then every node) loses power: SIGKILL, then its lazyfs drops
@@ -25,14 +27,15 @@ import signal
 import threading
 import time
 
-ALL_FAULTS = ("kill", "pause", "partition", "loss", "clock", "power", "disk", "eio")
+ALL_FAULTS = ("kill", "pause", "partition", "loss", "latency", "clock", "power", "disk", "eio")
 DISK_FAULTS = ("power", "disk", "eio")
 WINDOW_S = (4.0, 12.0)
 GAP_S = (3.0, 8.0)
 
 
 class Nemesis:
-    def __init__(self, cluster, network, faults, seed, emit, clock_files=None, disks=None):
+    def __init__(self, cluster, network, faults, seed, emit, clock_files=None, disks=None,
+                 proxies=None):
         unknown = set(faults) - set(ALL_FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(ALL_FAULTS)}")
@@ -43,6 +46,7 @@ class Nemesis:
         self.emit = emit
         self.clock_files = clock_files or {}
         self.disks = disks if disks is not None else {}
+        self.proxies = proxies
         self.failing = {}  # node -> the lazyfs fault switched on
         self.stop_event = threading.Event()
         self.windows = 0
@@ -145,6 +149,14 @@ class Nemesis:
             self.network.lose(n, 0.2)
         return {"nodes": self._nodes(), "probability": 0.2}
 
+    def _start_latency(self):
+        nodes = self._nodes() if self.rng.random() < 0.3 else [self.rng.choice(self._nodes())]
+        latency_ms = self.rng.choice([20, 100, 300, 1000])
+        jitter_ms = latency_ms // 2
+        for n in nodes:
+            self.proxies.slow(n, latency_ms, jitter_ms)
+        return {"nodes": nodes, "latency_ms": latency_ms, "jitter_ms": jitter_ms}
+
     def _start_clock(self):
         n = self.rng.choice(self._nodes())
         offset_s = self.rng.choice([-1, 1]) * self.rng.randint(1, 60)
@@ -178,6 +190,8 @@ class Nemesis:
     def heal(self, fault):
         if fault in ("partition", "loss", "all"):
             self.network.heal()
+        if fault in ("latency", "all") and self.proxies is not None:
+            self.proxies.heal()
         if fault in ("pause", "all"):
             for n in sorted(self.paused):
                 self.cluster.signal(n, signal.SIGCONT)

@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from . import checker, disk, net, report
-from .cluster import HeadwaterCluster, KafkaCluster
+from . import checker, disk, latency, net, report
+from .cluster import KAFKA_PORT, HeadwaterCluster, KafkaCluster
 from .nemesis import ALL_FAULTS, DISK_FAULTS, Nemesis, set_clock
 
 JEPSEN_DIR = Path(__file__).resolve().parent.parent
@@ -217,13 +217,20 @@ def main():
     if use_lazyfs:
         disk.build_lazyfs()
     disks = {}
+    proxies = None
+    if "latency" in faults:
+        latency.build()
+        proxies = latency.Proxies(node_ids, run_dir, KAFKA_PORT)
+        cluster.proxied = True
     nemesis = Nemesis(cluster, network, faults, seed, history.emit("nemesis"), clock_files,
-                      disks)
+                      disks, proxies)
     workers = []
     try:
         network.create()
         for n in (node_ids if use_lazyfs else []):
             disks[n] = disk.LazyFs(run_dir / f"n{n}", mounts_file)
+        if proxies:
+            proxies.start()
         cluster.start_all()
         setup = Worker(history, run_dir, "setup", confluent(
             "setup", "setup", cluster.bootstrap, args.partitions, "--min-insync", min_insync))
@@ -244,6 +251,8 @@ def main():
         for w in workers:
             w.stop(2)
         cluster.stop_all()
+        if proxies:
+            proxies.stop()
         for d in disks.values():
             d.stop()
         history.close()
