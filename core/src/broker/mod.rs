@@ -236,6 +236,9 @@ pub struct Broker {
     /// Storage failures met during the current input; moved to `outputs` when it ends, after
     /// the parked requests they affect were answered.
     faults: Vec<StorageFault>,
+    /// Partitions that storage failed during the current input; a leader among them hands its
+    /// leadership over when the input ends ([`Broker::resign_failed`]).
+    newly_failed: Vec<PartitionId>,
     /// Requests waiting for a commit, for data or for their deadline. Each is indexed by the
     /// partitions it waits on (`Partition::waiters`) and by its deadline, so an input looks
     /// only at the requests it may have satisfied.
@@ -396,6 +399,7 @@ impl Broker {
             group_partitions: group_partitions::GroupPartitions::default(),
             outputs: VecDeque::new(),
             faults,
+            newly_failed: Vec::new(),
             parked: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             woken: BTreeSet::new(),
@@ -785,6 +789,9 @@ impl Broker {
         if self.faults.is_empty() {
             return;
         }
+        for id in std::mem::take(&mut self.newly_failed) {
+            self.resign_failed(now_ms, id);
+        }
         self.wake_parked(now_ms);
         for fault in self.faults.drain(..) {
             self.outputs.push_back(Output::Fault(fault));
@@ -900,7 +907,10 @@ impl Broker {
 
     pub(crate) fn fail_partition(&mut self, id: PartitionId, op: StorageOp, error: &io::Error) {
         if let Some(partition) = partition_in(&mut self.topics, &self.topic_names_by_id, id) {
-            self.faults.extend(partition.fail(op, error, &mut self.woken));
+            if let Some(fault) = partition.fail(op, error, &mut self.woken) {
+                self.faults.push(fault);
+                self.newly_failed.push(id);
+            }
         }
     }
 

@@ -201,7 +201,10 @@ impl Broker {
             let base_offset = match partition.log.append(&mut bytes, leader_epoch, now_ms) {
                 Ok(base_offset) => base_offset,
                 Err(error) => {
-                    self.faults.extend(partition.fail(super::StorageOp::Append, &error, &mut self.woken));
+                    if let Some(fault) = partition.fail(super::StorageOp::Append, &error, &mut self.woken) {
+                        self.faults.push(fault);
+                        self.newly_failed.push(partition.id);
+                    }
                     return Err(ErrorCode::KafkaStorageError);
                 }
             };

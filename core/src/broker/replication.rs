@@ -327,6 +327,19 @@ impl Broker {
         }
     }
 
+    /// A partition that storage failed here (ENOSPC, EIO) takes no more writes and its Raft
+    /// no more inputs. If this node leads it, the leadership is handed over as in a graceful
+    /// stop (EndQuorumEpoch to the most caught-up replica first), so producers reach a working
+    /// replica in a round trip instead of after the followers' fetch timeout, or never while
+    /// the failed leader still answers their fetches. The replica does not stand again until
+    /// the broker restarts: its timer is not set for a failed partition.
+    pub(super) fn resign_failed(&mut self, now_ms: i64, id: PartitionId) {
+        let Some(partition) = partition_in(&mut self.topics, &self.topic_names_by_id, id) else { return };
+        let Some(replica) = partition.replica.as_mut().filter(|r| !r.failed && r.raft.is_leader()) else { return };
+        replica.raft.resign(now_ms);
+        self.drain_replica(now_ms, id, None);
+    }
+
     // ----- requests from peers -----
 
     /// A Vote, BeginQuorumEpoch or EndQuorumEpoch about a partition.

@@ -339,16 +339,20 @@ fn a_leader_stopped_gracefully_hands_its_partitions_over_at_once() {
     c.stop(leader);
     // Well before a follower's fetch timeout (2 s) would start an election.
     c.run_until(c.now_ms + 500);
-    let survivors: Vec<i32> = (1..=3).filter(|&n| n != leader).collect();
-    let led: Vec<(i32, i32)> = survivors
+    let led = raft_leaders(&c, "orders", 0);
+    assert_eq!(led.len(), 1, "one survivor leads: {led:?}");
+    assert!(led[0].0 != leader && led[0].1 > epoch, "{led:?}");
+}
+
+/// The running brokers whose Raft leads the partition, with its epoch there.
+fn raft_leaders(c: &QuorumCluster, topic: &str, index: i32) -> Vec<(i32, i32)> {
+    c.brokers
         .iter()
-        .filter_map(|&n| {
-            let raft = &c.brokers[&n].1.partition("orders", 0)?.replica.as_ref()?.raft;
+        .filter_map(|(&n, (_, broker))| {
+            let raft = &broker.partition(topic, index)?.replica.as_ref()?.raft;
             raft.is_leader().then_some((n, raft.epoch()))
         })
-        .collect();
-    assert_eq!(led.len(), 1, "one survivor leads: {led:?}");
-    assert!(led[0].1 > epoch);
+        .collect()
 }
 
 #[test]
@@ -757,4 +761,22 @@ fn offsets_of_an_empty_group_expire_through_the_leader_and_stay_expired_after_a_
     };
     assert_eq!(answer, (0, -1));
     c.restart(coordinator, storage);
+}
+
+#[test]
+fn a_leader_whose_disk_fails_hands_its_partition_over_at_once() {
+    let mut c = cluster_with_topic(1);
+    let (leader, epoch, _, _) = roles(&mut c, 1, "orders", 0);
+    assert_eq!(produce(&mut c, leader, idempotent(5, 0, 0, 3)), (0, 0));
+    c.failing_syncs.insert(leader);
+    let request = produce_request("orders", 0, -1, idempotent(5, 0, 3, 3));
+    produce_result(&c.call(leader, ApiKey::Produce, 9, request));
+    // The failed leader resigns (EndQuorumEpoch): a healthy replica leads well before the
+    // followers' fetch timeout (2 s) would have started an election, and takes the retry.
+    c.run_until(c.now_ms + 500);
+    let led = raft_leaders(&c, "orders", 0);
+    assert_eq!(led.len(), 1, "one replica leads: {led:?}");
+    let (new_leader, new_epoch) = led[0];
+    assert!(new_leader != leader && new_epoch > epoch, "{led:?}");
+    assert_eq!(produce(&mut c, new_leader, idempotent(5, 0, 3, 3)).0, 0);
 }
