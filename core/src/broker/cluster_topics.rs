@@ -559,7 +559,7 @@ impl Broker {
                 let mut producers = ProducerTable::default();
                 // An unreadable header leaves the table as far as it got; the log's own
                 // recovery has checked every batch already.
-                let _ = log.for_each_batch_header(|header| producers.record(header, header.base_offset));
+                let _ = log.for_each_producer_batch(|header, control_type| producers.replay(header, control_type));
                 let id = PartitionId::new(topic.id, index);
                 let topic_entry = self.topics.get_mut(&topic.name).expect("inserted above");
                 topic_entry.partitions.insert(index, Partition::new(id, log, producers));

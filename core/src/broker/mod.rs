@@ -339,7 +339,7 @@ impl Broker {
                 };
                 let mut producers = ProducerTable::default();
                 if !crate::planted::active(crate::planted::PlantedBug::ForgetProducerState) {
-                    log.for_each_batch_header(|header| producers.record(header, header.base_offset))?;
+                    log.for_each_producer_batch(|header, control_type| producers.replay(header, control_type))?;
                 }
                 max_producer_id = max_producer_id.max(producers.max_producer_id().unwrap_or(NO_PRODUCER_ID));
                 report.producers += producers.len();

@@ -315,6 +315,39 @@ pub fn decode_records(batch: &[u8]) -> Option<Vec<DecodedRecord>> {
     Some(out)
 }
 
+/// The type of a control batch's record (0 abort, 1 commit, 2 leader change, ...): the second
+/// int16 of its key. `None` for a data batch or a malformed one.
+pub fn control_type(batch: &[u8]) -> Option<i16> {
+    if !BatchHeader::parse(batch)?.is_control() {
+        return None;
+    }
+    let key = payload_records(batch)?.into_iter().next()?.key?;
+    Some(i16::from_be_bytes(key.get(2..4)?.try_into().ok()?))
+}
+
+/// A transaction marker as the broker writes it into a partition: a control batch of one
+/// record, transactional, from the producer whose transaction it ends, with base sequence -1.
+/// Key: version 0 and `control_type` (0 abort, 1 commit); value: version 0 and the epoch of
+/// the transaction coordinator that wrote it.
+pub fn marker_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    control_type: i16,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&control_type.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut batch = build::control_batch(key, value, timestamp);
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    build::transactional(batch)
+}
+
 struct VarReader<'a> {
     bytes: &'a [u8],
     position: usize,
@@ -433,6 +466,15 @@ pub mod build {
         let crc = batch_crc(&batch);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
         Ok(batch)
+    }
+
+    /// The same batch marked transactional (attributes bit 4), its CRC recomputed.
+    pub fn transactional(mut batch: Vec<u8>) -> Vec<u8> {
+        let attributes = i16::from_be_bytes([batch[21], batch[22]]) | ATTR_TRANSACTIONAL;
+        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let crc = batch_crc(&batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
     }
 
     /// A control batch (attributes bit 5) holding one control record with `key` and `value`:

@@ -21,6 +21,7 @@ pub mod index;
 pub mod raft_view;
 pub mod segment;
 pub mod snapshot;
+pub mod txn_index;
 
 use std::io;
 use std::sync::Arc;
@@ -848,15 +849,22 @@ impl Log {
         Ok(())
     }
 
-    /// Calls `visit` with the header of every stored batch, oldest first. Used at start-up to
-    /// rebuild producer state.
-    pub fn for_each_batch_header(&self, mut visit: impl FnMut(&BatchHeader)) -> io::Result<()> {
+    /// Calls `visit` with the header of every stored batch, oldest first, and for a control
+    /// batch the type of its record (a transaction marker's commit or abort). Used when a
+    /// partition opens to rebuild its producers' state and its aborted transactions.
+    pub fn for_each_producer_batch(&self, mut visit: impl FnMut(&BatchHeader, Option<i16>)) -> io::Result<()> {
         for segment in &self.segments {
             let mut position = 0;
             while position < segment.size_bytes {
                 let header = segment.header_at(position)?;
-                visit(&header);
-                position += header.size_bytes().expect("stored batches have sane sizes") as u64;
+                let size = header.size_bytes().expect("stored batches have sane sizes");
+                let control_type = if header.is_control() {
+                    batch::control_type(&segment.file.read_at(position, size)?)
+                } else {
+                    None
+                };
+                visit(&header, control_type);
+                position += size as u64;
             }
         }
         Ok(())

@@ -11,7 +11,7 @@ use kafka_protocol::messages::BrokerId;
 use kafka_protocol::protocol::Encodable;
 
 use super::batch::build::control_batch;
-use super::batch::BatchHeader;
+use super::batch::{control_type, BatchHeader};
 use super::Log;
 use crate::ids::NodeId;
 use crate::raft::{RaftLog, SnapshotId};
@@ -73,7 +73,8 @@ impl RaftLog for RaftView<'_> {
             let mut at = 0;
             while let Some(header) = BatchHeader::parse(&entries[at..]) {
                 let Some(size) = header.size_bytes() else { break };
-                producers.record(&header, header.base_offset);
+                let control_type = header.is_control().then(|| control_type(&entries[at..at + size])).flatten();
+                producers.replay(&header, control_type);
                 at += size;
             }
         }

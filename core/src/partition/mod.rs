@@ -1,8 +1,8 @@
 //! One partition's state: its log, its idempotent producers, whether storage failed it, and
 //! the requests parked on it. The offsets a replicated partition keeps apart are named here
 //! already: the log end (written), the durable offset (fsynced here), the high watermark
-//! (committed: on a single node, the durable offset) and the last stable offset (without
-//! transactions, the high watermark).
+//! (committed: on a single node, the durable offset) and the last stable offset (the high
+//! watermark, or the first record of a transaction not yet decided and committed).
 
 mod replica;
 mod waiters;
@@ -99,9 +99,11 @@ impl Partition {
         })
     }
 
-    /// Consumers with read_committed stop here. Without transactions, at the high watermark.
+    /// Consumers with read_committed stop here: at the high watermark, or before it at the
+    /// first record of a transaction that is open or whose marker has not committed.
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        let high_watermark = self.high_watermark();
+        self.producers.first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark))
     }
 
     /// A sync planned up to `durable_offset` completed: the offsets move on and the requests
@@ -109,6 +111,7 @@ impl Partition {
     /// Raft commits, see [`Partition::committed`].)
     pub fn synced(&mut self, durable_offset: i64, woken: &mut BTreeSet<RequestId>) {
         self.log.synced(durable_offset);
+        self.producers.committed(self.high_watermark());
         self.waiters.advanced(Offset(self.high_watermark()), woken);
     }
 
@@ -119,6 +122,7 @@ impl Partition {
     pub fn committed(&mut self, high_watermark: i64, woken: &mut BTreeSet<RequestId>) {
         let Some(replica) = &mut self.replica else { return };
         replica.high_watermark = replica.high_watermark.max(high_watermark);
+        self.producers.committed(replica.high_watermark);
         self.waiters.advanced(Offset(replica.high_watermark), woken);
     }
 
