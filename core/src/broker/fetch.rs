@@ -1,5 +1,6 @@
 //! Fetch: whole stored batches from each requested partition, up to the high watermark (the
-//! fsynced end). Long polls: if fewer than `min_bytes` are available the request is parked
+//! committed end), or for read_committed consumers up to the last stable offset, with the
+//! aborted transactions among the batches returned. Long polls: if fewer than `min_bytes` are available the request is parked
 //! until a sync makes more durable or `max_wait_ms` passes. Fetch sessions (KIP-227) are
 //! declined: every response carries session id 0, so clients send full requests.
 //!
@@ -159,6 +160,9 @@ impl Broker {
                         };
                         data.high_watermark = committed;
                         data.last_stable_offset = p.last_stable_offset();
+                        // read_committed (isolation level 1) stops at the last stable offset.
+                        let read_committed = request.isolation_level == READ_COMMITTED;
+                        let readable = if read_committed { committed.min(data.last_stable_offset) } else { committed };
                         if api_version >= 5 {
                             data.log_start_offset = log.log_start_offset();
                         }
@@ -181,18 +185,23 @@ impl Broker {
                                 // another replica. (A single node serves what it stored; the
                                 // consumer's own CRC check is all there is.)
                                 let read = if p.replica.is_some() {
-                                    log.read_checked(wanted.fetch_offset, budget, committed, first_data).and_then(
+                                    log.read_checked(wanted.fetch_offset, budget, readable, first_data).and_then(
                                         |(read, damaged)| match damaged {
                                             Some(damaged) if read.records.is_empty() => Err(damaged.into_io()),
                                             _ => Ok(read),
                                         },
                                     )
                                 } else {
-                                    log.read(wanted.fetch_offset, budget, committed, first_data)
+                                    log.read(wanted.fetch_offset, budget, readable, first_data)
                                 };
                                 match read {
                                     Ok(read) => {
                                         total_bytes += read.records.len();
+                                        if read_committed && api_version >= 4 {
+                                            let upper_bound = batches_end(&read.records).unwrap_or(readable);
+                                            data.aborted_transactions =
+                                                Some(aborted_in(p, wanted.fetch_offset, upper_bound));
+                                        }
                                         data.records = Some(read.records);
                                     }
                                     Err(error) => {
@@ -211,6 +220,36 @@ impl Broker {
         }
         (response, total_bytes as i64, errors, read_failures)
     }
+}
+
+/// Fetch's isolation level for consumers that skip open and aborted transactions.
+pub(super) const READ_COMMITTED: i8 = 1;
+
+/// The offset after the last whole batch in `records`, if there is one.
+fn batches_end(records: &[u8]) -> Option<i64> {
+    let mut at = 0;
+    let mut end = None;
+    while let Some(header) = crate::log::batch::BatchHeader::parse(&records[at..]) {
+        let Some(size) = header.size_bytes().filter(|&size| at + size <= records.len()) else { break };
+        end = Some(header.last_offset() + 1);
+        at += size;
+    }
+    end
+}
+
+/// The aborted transactions a read_committed consumer must drop from records read from
+/// `fetch_offset` up to `upper_bound`.
+fn aborted_in(p: &Partition, fetch_offset: i64, upper_bound: i64) -> Vec<fetch_response::AbortedTransaction> {
+    p.producers
+        .aborted
+        .collect(fetch_offset, upper_bound)
+        .into_iter()
+        .map(|t| {
+            fetch_response::AbortedTransaction::default()
+                .with_producer_id(kafka_protocol::messages::ProducerId(t.producer_id))
+                .with_first_offset(t.first_offset)
+        })
+        .collect()
 }
 
 impl Broker {

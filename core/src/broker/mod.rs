@@ -33,6 +33,7 @@ mod produce;
 mod quorum;
 mod replication;
 mod scrub;
+mod txn_markers;
 pub mod versions;
 
 pub use fault::{StorageFault, StorageOp, PARTITION_FAILED};
@@ -176,6 +177,7 @@ pub(crate) enum Parked {
     Produce(produce::ParkedProduce),
     Fetch(fetch::ParkedFetch),
     Offsets(groups::ParkedOffsets),
+    Markers(txn_markers::ParkedMarkers),
 }
 
 /// What a parked request waits for on one partition.
@@ -196,6 +198,7 @@ impl Parked {
             Parked::Produce(p) => p.id,
             Parked::Fetch(f) => f.id,
             Parked::Offsets(o) => o.id,
+            Parked::Markers(m) => m.id,
         }
     }
 
@@ -204,6 +207,7 @@ impl Parked {
             Parked::Produce(p) => p.deadline_ms,
             Parked::Fetch(f) => f.deadline_ms,
             Parked::Offsets(o) => o.deadline_ms,
+            Parked::Markers(m) => m.deadline_ms,
         }
     }
 
@@ -213,6 +217,7 @@ impl Parked {
             Parked::Produce(p) => p.waits(),
             Parked::Fetch(f) => f.waits(),
             Parked::Offsets(o) => o.waits(),
+            Parked::Markers(m) => m.waits(),
         }
     }
 }
@@ -478,6 +483,10 @@ impl Broker {
                 reply(ResponseKind::DescribeCluster(self.describe_cluster(api_version, r)))
             }
             RequestKind::InitProducerId(r) => reply(ResponseKind::InitProducerId(self.init_producer_id(r))),
+            RequestKind::WriteTxnMarkers(r) => match self.write_txn_markers(now_ms, id, api_version, r) {
+                Some(body) => body,
+                None => return self.after_input(),
+            },
             RequestKind::Produce(r) => match self.produce(now_ms, id, api_version, r) {
                 Some(body) => body,
                 None => return self.after_input(),
@@ -857,6 +866,7 @@ impl Broker {
             Parked::Produce(p) => self.try_finish_produce(now_ms, p, force),
             Parked::Fetch(f) => self.try_finish_fetch(now_ms, f, force),
             Parked::Offsets(o) => self.try_finish_offsets(now_ms, o, force),
+            Parked::Markers(m) => self.try_finish_markers(now_ms, m, force),
         };
         if let Some(response) = response {
             self.outputs.push_back(Output::Response(response));
@@ -1150,3 +1160,5 @@ fn remove_deleted_dirs(storage: &dyn Storage) -> io::Result<()> {
 mod replication_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

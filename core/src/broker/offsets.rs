@@ -33,13 +33,24 @@ impl Broker {
                         Some(code) => Err(code),
                         None => {
                             let log = &p.log;
+                            // As Kafka: a consumer sees up to the high watermark, or with
+                            // read_committed up to the last stable offset, and no lookup by
+                            // time answers an offset past that.
+                            let fetchable = if request.isolation_level == super::fetch::READ_COMMITTED {
+                                p.last_stable_offset()
+                            } else {
+                                p.high_watermark()
+                            };
+                            let visible = |found: Option<(i64, i64)>| found.filter(|&(offset, _)| offset < fetchable);
                             match wanted.timestamp {
-                                LATEST => Ok(Some((p.high_watermark(), -1))),
+                                LATEST => Ok(Some((fetchable, -1))),
                                 EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
                                 MAX_TIMESTAMP => {
-                                    log.offset_of_max_timestamp().map_err(|_| ErrorCode::KafkaStorageError)
+                                    log.offset_of_max_timestamp().map(visible).map_err(|_| ErrorCode::KafkaStorageError)
                                 }
-                                t if t >= 0 => log.offset_for_timestamp(t).map_err(|_| ErrorCode::KafkaStorageError),
+                                t if t >= 0 => {
+                                    log.offset_for_timestamp(t).map(visible).map_err(|_| ErrorCode::KafkaStorageError)
+                                }
                                 _ => Err(ErrorCode::InvalidRequest),
                             }
                         }

@@ -57,9 +57,9 @@ impl ParkedProduce {
 }
 
 /// Outcome of appending one partition's record set.
-struct Appended {
+pub(super) struct Appended {
     partition: PartitionId,
-    base_offset: i64,
+    pub(super) base_offset: i64,
     /// One past the last offset written (or found as a duplicate).
     offset_end: i64,
     log_start_offset: i64,
@@ -95,7 +95,7 @@ impl Broker {
                     // Transactions are their own issue; refuse clearly rather than half-work.
                     Err(ErrorCode::TransactionalIdAuthorizationFailed)
                 } else {
-                    self.append_partition(now_ms, &name, partition_data.index, acks, partition_data.records)
+                    self.append_partition(now_ms, &name, partition_data.index, acks, partition_data.records, false)
                 };
                 match result {
                     Ok(appended) => {
@@ -140,13 +140,16 @@ impl Broker {
         }
     }
 
-    fn append_partition(
+    /// Appends one partition's record set. Transactional batches only in a `transactional`
+    /// request (one with a transactional id, whose partition the coordinator has added).
+    pub(super) fn append_partition(
         &mut self,
         now_ms: i64,
         topic: &str,
         index: i32,
         acks: i16,
         records: Option<Bytes>,
+        transactional: bool,
     ) -> Result<Appended, ErrorCode> {
         let defaults = &self.config.topic_defaults;
         let topic_state = self.topics.get_mut(topic).ok_or(ErrorCode::UnknownTopicOrPartition)?;
@@ -180,7 +183,7 @@ impl Broker {
         let mut offset_end = partition.log_end_offset();
         for batch in batches {
             let header = batch.header;
-            if header.is_transactional() {
+            if header.is_transactional() && !transactional {
                 return Err(ErrorCode::TransactionalIdAuthorizationFailed);
             }
             if header.is_idempotent() {

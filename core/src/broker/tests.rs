@@ -18,10 +18,10 @@ use crate::log::batch::BatchHeader;
 use crate::storage::failing::FailingStorage;
 use crate::storage::{MemStorage, NamedFile};
 
-struct Harness {
+pub(super) struct Harness {
     storage: MemStorage,
-    broker: Broker,
-    now_ms: i64,
+    pub(super) broker: Broker,
+    pub(super) now_ms: i64,
     next_id: u64,
     pending_io: Vec<IoCommand>,
     /// Storage faults the broker reported, in order.
@@ -29,11 +29,11 @@ struct Harness {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(super) fn new() -> Harness {
         Harness::on(MemStorage::new())
     }
 
-    fn on(storage: MemStorage) -> Harness {
+    pub(super) fn on(storage: MemStorage) -> Harness {
         Harness::on_storage(storage.clone(), Arc::new(storage))
     }
 
@@ -71,7 +71,7 @@ impl Harness {
     }
 
     /// Runs every outstanding sync command and reports completion.
-    fn run_io(&mut self) -> Vec<Response> {
+    pub(super) fn run_io(&mut self) -> Vec<Response> {
         let mut out = self.responses();
         while let Some(IoCommand::Sync { token, files }) = self.pending_io.pop() {
             for named in files {
@@ -83,7 +83,7 @@ impl Harness {
         out
     }
 
-    fn one(&mut self, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
+    pub(super) fn one(&mut self, api_key: ApiKey, api_version: i16, body: RequestKind) -> ResponseKind {
         let id = self.send(api_key, api_version, body);
         let responses = self.run_io();
         let response = responses.into_iter().find(|r| r.id == id).expect("a response");
@@ -93,7 +93,7 @@ impl Harness {
         }
     }
 
-    fn create_topic(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+    pub(super) fn create_topic(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
         let topic = CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_string(name.into())))
             .with_num_partitions(partitions)

@@ -1,0 +1,138 @@
+//! Transactions at the partitions: transactional batches, markers, the last stable offset and
+//! what read_committed consumers see.
+
+use bytes::Bytes;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::fetch::READ_COMMITTED;
+use super::tests::{fetch_request, fetched_offsets, idempotent, Harness};
+use crate::error::ErrorCode;
+use crate::log::batch::build::transactional;
+use crate::storage::MemStorage;
+use crate::txn::producer::TxnEnd;
+
+/// Appends a transactional batch as a verified transactional Produce would.
+fn append_transactional(h: &mut Harness, producer_id: i64, sequence: i32, count: usize) -> i64 {
+    let records = Bytes::from(transactional(idempotent(producer_id, 0, sequence, count)));
+    let appended = h.broker.append_partition(h.now_ms, "t", 0, -1, Some(records), true).expect("appended");
+    h.broker.after_input();
+    h.run_io();
+    appended.base_offset
+}
+
+fn markers_request(producer_id: i64, epoch: i16, end: TxnEnd, partitions: Vec<i32>) -> RequestKind {
+    RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+        WritableTxnMarker::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
+            .with_transaction_result(end == TxnEnd::Commit)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_indexes(partitions)]),
+    ]))
+}
+
+/// Each partition's error code in a WriteTxnMarkers answer.
+fn marker_errors(response: ResponseKind) -> Vec<i16> {
+    let ResponseKind::WriteTxnMarkers(response) = response else { panic!("not a markers response") };
+    response.markers[0].topics[0].partitions.iter().map(|p| p.error_code).collect()
+}
+
+/// Ends `producer_id`'s transaction in partition 0 through WriteTxnMarkers; the marker's offset.
+fn end(h: &mut Harness, producer_id: i64, end: TxnEnd) -> i64 {
+    let marker_offset = h.broker.partition("t", 0).unwrap().log_end_offset();
+    let response = h.one(ApiKey::WriteTxnMarkers, 1, markers_request(producer_id, 0, end, vec![0]));
+    assert_eq!(marker_errors(response), vec![0]);
+    marker_offset
+}
+
+fn fetch(h: &mut Harness, offset: i64, isolation_level: i8) -> FetchResponse {
+    let RequestKind::Fetch(request) = fetch_request("t", 0, offset, 0, 0) else { unreachable!() };
+    let ResponseKind::Fetch(response) =
+        h.one(ApiKey::Fetch, 11, RequestKind::Fetch(request.with_isolation_level(isolation_level)))
+    else {
+        panic!("not a fetch response")
+    };
+    response
+}
+
+fn offsets(response: &FetchResponse) -> Vec<i64> {
+    fetched_offsets(&ResponseKind::Fetch(response.clone())).2
+}
+
+fn aborted(response: &FetchResponse) -> Vec<(i64, i64)> {
+    let partition = &response.responses[0].partitions[0];
+    partition.aborted_transactions.iter().flatten().map(|t| (t.producer_id.0, t.first_offset)).collect()
+}
+
+fn latest(h: &mut Harness, isolation_level: i8) -> i64 {
+    let request = ListOffsetsRequest::default().with_isolation_level(isolation_level).with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)]),
+    ]);
+    let ResponseKind::ListOffsets(response) = h.one(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(request)) else {
+        panic!("not a list offsets response")
+    };
+    response.topics[0].partitions[0].offset
+}
+
+#[test]
+fn read_committed_stops_at_an_open_transaction_and_learns_which_were_aborted() {
+    let mut h = Harness::new();
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    // Producer 7's transaction [0, 1], then producer 8's transaction from 2 on.
+    assert_eq!(append_transactional(&mut h, 7, 0, 2), 0);
+    assert_eq!(append_transactional(&mut h, 8, 0, 1), 2);
+    let response = fetch(&mut h, 0, READ_COMMITTED);
+    assert_eq!(response.responses[0].partitions[0].last_stable_offset, 0);
+    assert_eq!(offsets(&response), Vec::<i64>::new(), "nothing is stable yet");
+    assert_eq!(offsets(&fetch(&mut h, 0, 0)), vec![0, 2], "read_uncommitted sees it all");
+    assert_eq!((latest(&mut h, READ_COMMITTED), latest(&mut h, 0)), (0, 3));
+
+    // 7 aborts: its records and marker become readable, flagged as aborted.
+    assert_eq!(end(&mut h, 7, TxnEnd::Abort), 3);
+    let response = fetch(&mut h, 0, READ_COMMITTED);
+    assert_eq!(response.responses[0].partitions[0].last_stable_offset, 2);
+    assert_eq!(offsets(&response), vec![0]);
+    assert_eq!(aborted(&response), vec![(7, 0)]);
+
+    // 8 commits: everything is stable; a fetch past 7's abort no longer hears of it.
+    assert_eq!(end(&mut h, 8, TxnEnd::Commit), 4);
+    let response = fetch(&mut h, 0, READ_COMMITTED);
+    assert_eq!(response.responses[0].partitions[0].last_stable_offset, 5);
+    assert_eq!(offsets(&response), vec![0, 2, 3, 4]);
+    assert_eq!(aborted(&response), vec![(7, 0)]);
+    assert_eq!(aborted(&fetch(&mut h, 4, READ_COMMITTED)), vec![]);
+    assert_eq!(latest(&mut h, READ_COMMITTED), 5);
+}
+
+#[test]
+fn markers_survive_a_restart_and_a_fenced_coordinators_marker_is_refused() {
+    let storage = MemStorage::new();
+    let mut h = Harness::on(storage.clone());
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    append_transactional(&mut h, 7, 0, 2);
+    append_transactional(&mut h, 9, 0, 1);
+    end(&mut h, 7, TxnEnd::Abort);
+    // Producer 9 wrote at epoch 0 here; a marker at an older epoch is a fenced coordinator's.
+    // A partition this node does not have is named as such.
+    let response = h.one(ApiKey::WriteTxnMarkers, 1, markers_request(9, -1, TxnEnd::Commit, vec![0, 5]));
+    assert_eq!(
+        marker_errors(response),
+        vec![ErrorCode::InvalidProducerEpoch.code(), ErrorCode::UnknownTopicOrPartition.code()]
+    );
+
+    // The partition rebuilds its open transactions and aborted index from the log.
+    drop(h);
+    storage.crash();
+    let mut h = Harness::on(storage);
+    let response = fetch(&mut h, 0, READ_COMMITTED);
+    assert_eq!(response.responses[0].partitions[0].last_stable_offset, 2, "9's transaction is still open");
+    assert_eq!(offsets(&response), vec![0]);
+    assert_eq!(aborted(&response), vec![(7, 0)]);
+}
