@@ -1,3 +1,5 @@
-//! Producer ids and idempotence. Transactions come later, in their own issue.
+//! Producer ids, idempotence and transactions: each partition's producer state
+//! ([`producer`]) and each transactional id's state at its coordinator ([`metadata`]).
 
+pub mod metadata;
 pub mod producer;
