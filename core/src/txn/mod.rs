@@ -3,3 +3,4 @@
 
 pub mod metadata;
 pub mod producer;
+pub mod records;
