@@ -48,6 +48,7 @@ pub enum ErrorCode {
     ConcurrentTransactions = 51,
     TransactionCoordinatorFenced = 52,
     TransactionalIdAuthorizationFailed = 53,
+    OperationNotAttempted = 55,
     KafkaStorageError = 56,
     UnknownProducerId = 59,
     ReassignmentInProgress = 60,

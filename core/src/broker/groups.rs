@@ -79,6 +79,9 @@ impl ParkedOffsets {
     }
 }
 
+/// FindCoordinator's key type for a transactional id (0 is a group).
+pub(super) const TRANSACTION_KEY: i8 = 1;
+
 impl Broker {
     /// Refuses a classic JoinGroup for a group whose members use the consumer protocol; an
     /// empty consumer-protocol group becomes a classic one.
@@ -172,9 +175,18 @@ impl Broker {
     ) -> FindCoordinatorResponse {
         // (error, message, coordinator id, host, port)
         let answer = |key_type: i8, key: &str| -> (ErrorCode, Option<&'static str>, BrokerId, String, i32) {
+            if key_type == TRANSACTION_KEY {
+                // A single node coordinates every transactional id (broker/txn.rs).
+                if self.is_cluster() || self.topic(super::txn::TXN_TOPIC).is_none() {
+                    let message = Some("a Headwater cluster does not serve transactions yet");
+                    return (ErrorCode::CoordinatorNotAvailable, message, BrokerId(-1), String::new(), -1);
+                }
+                let here = (self.config.advertised_host.clone(), self.config.advertised_port);
+                return (ErrorCode::None, None, BrokerId(self.config.node_id), here.0, here.1);
+            }
             if key_type != 0 {
-                let message = Some("Headwater does not support transactions yet");
-                return (ErrorCode::CoordinatorNotAvailable, message, BrokerId(-1), String::new(), -1);
+                let message = Some("unknown coordinator key type");
+                return (ErrorCode::InvalidRequest, message, BrokerId(-1), String::new(), -1);
             }
             match self.group_home(key) {
                 // A coordinator still loading is named all the same; its group requests

@@ -224,6 +224,18 @@ impl Broker {
             response.producer_epoch = request.producer_epoch + 1;
             return response;
         }
+        match self.allocate_producer_id() {
+            Ok(id) => {
+                response.producer_id = ProducerId(id);
+                response.producer_epoch = 0;
+            }
+            Err(code) => response.error_code = code.code(),
+        }
+        response
+    }
+
+    /// Hands out a producer id no producer had before, here or (in a cluster) on another node.
+    pub(super) fn allocate_producer_id(&mut self) -> Result<i64, ErrorCode> {
         // In a cluster each node hands out its own residue of the ids modulo the number of
         // voters, so two nodes never give two producers one id (a partition would take the
         // second producer's first batch for a duplicate of the first's). The controller's
@@ -247,13 +259,11 @@ impl Broker {
                     &error,
                     "no producer id is handed out; the next InitProducerId tries again",
                 ));
-                response.error_code = ErrorCode::KafkaStorageError.code();
-                return response;
+                return Err(ErrorCode::KafkaStorageError);
             }
         }
-        response.producer_id = ProducerId(self.next_producer_id);
-        response.producer_epoch = 0;
+        let id = self.next_producer_id;
         self.next_producer_id += 1;
-        response
+        Ok(id)
     }
 }

@@ -33,6 +33,7 @@ mod produce;
 mod quorum;
 mod replication;
 mod scrub;
+mod txn;
 mod txn_markers;
 pub mod versions;
 
@@ -178,6 +179,8 @@ pub(crate) enum Parked {
     Fetch(fetch::ParkedFetch),
     Offsets(groups::ParkedOffsets),
     Markers(txn_markers::ParkedMarkers),
+    TxnStore(txn::ParkedTxnStore),
+    TxnMarker(txn::ParkedTxnMarker),
 }
 
 /// What a parked request waits for on one partition.
@@ -199,6 +202,8 @@ impl Parked {
             Parked::Fetch(f) => f.id,
             Parked::Offsets(o) => o.id,
             Parked::Markers(m) => m.id,
+            Parked::TxnStore(t) => t.id,
+            Parked::TxnMarker(t) => t.id,
         }
     }
 
@@ -208,6 +213,8 @@ impl Parked {
             Parked::Fetch(f) => f.deadline_ms,
             Parked::Offsets(o) => o.deadline_ms,
             Parked::Markers(m) => m.deadline_ms,
+            Parked::TxnStore(t) => t.deadline_ms,
+            Parked::TxnMarker(t) => t.deadline_ms,
         }
     }
 
@@ -218,6 +225,8 @@ impl Parked {
             Parked::Fetch(f) => f.waits(),
             Parked::Offsets(o) => o.waits(),
             Parked::Markers(m) => m.waits(),
+            Parked::TxnStore(t) => t.waits(),
+            Parked::TxnMarker(t) => t.waits(),
         }
     }
 }
@@ -229,6 +238,13 @@ pub struct Broker {
     topics: BTreeMap<String, Topic>,
     topic_names_by_id: BTreeMap<uuid::Uuid, String>,
     next_producer_id: i64,
+    /// The transaction coordinator of the ids whose `__transaction_state` partition is here.
+    txn: crate::txn::coordinator::Coordinator,
+    /// Requests waiting on the transaction coordinator, with what their answer needs.
+    txn_requests: BTreeMap<RequestId, txn::TxnRequest>,
+    next_txn_tick_ms: i64,
+    /// Ids for the broker's own parked writes (state records, markers), above any request's.
+    next_internal_id: u64,
     rng: Rng,
     groups: Coordinator,
     consumer_groups: ConsumerGroups,
@@ -396,6 +412,10 @@ impl Broker {
             topics,
             topic_names_by_id,
             next_producer_id,
+            txn: Default::default(),
+            txn_requests: BTreeMap::new(),
+            next_txn_tick_ms: i64::MAX,
+            next_internal_id: 1 << 62,
             rng,
             groups,
             consumer_groups,
@@ -424,6 +444,7 @@ impl Broker {
             next_recovery_checkpoint_ms: now_ms + RECOVERY_CHECKPOINT_INTERVAL_MS,
         };
         broker.open_offsets(now_ms)?;
+        broker.open_txn_state(now_ms)?;
         report.committed_offsets = broker.offsets.len();
         // Recovery may have left unsynced bytes (a cut tail, rebuilt indexes); start-up is the
         // one time every partition is looked at.
@@ -482,7 +503,25 @@ impl Broker {
             RequestKind::DescribeCluster(r) => {
                 reply(ResponseKind::DescribeCluster(self.describe_cluster(api_version, r)))
             }
+            RequestKind::InitProducerId(r) if r.transactional_id.is_some() => {
+                match self.init_transactional_producer(now_ms, id, api_version, r) {
+                    Some(body) => reply(body),
+                    None => return self.after_input(),
+                }
+            }
             RequestKind::InitProducerId(r) => reply(ResponseKind::InitProducerId(self.init_producer_id(r))),
+            RequestKind::AddPartitionsToTxn(r) => match self.add_partitions_to_txn(now_ms, id, api_version, r) {
+                Some(body) => reply(body),
+                None => return self.after_input(),
+            },
+            RequestKind::AddOffsetsToTxn(r) => match self.add_offsets_to_txn(now_ms, id, api_version, r) {
+                Some(body) => reply(body),
+                None => return self.after_input(),
+            },
+            RequestKind::EndTxn(r) => match self.end_txn(now_ms, id, api_version, r) {
+                Some(body) => reply(body),
+                None => return self.after_input(),
+            },
             RequestKind::WriteTxnMarkers(r) => match self.write_txn_markers(now_ms, id, api_version, r) {
                 Some(body) => body,
                 None => return self.after_input(),
@@ -577,6 +616,11 @@ impl Broker {
                 reply(ResponseKind::IncrementalAlterConfigs(self.incremental_alter_configs(r, apply)))
             }
             RequestKind::FindCoordinator(r) => {
+                // Kafka makes the transaction state topic at the first lookup of a
+                // transaction's coordinator.
+                if api_version >= 1 && r.key_type == groups::TRANSACTION_KEY && !self.is_cluster() {
+                    let _ = self.ensure_txn_topic(now_ms);
+                }
                 reply(ResponseKind::FindCoordinator(self.find_coordinator(api_version, r)))
             }
             RequestKind::JoinGroup(r) => {
@@ -700,6 +744,7 @@ impl Broker {
         self.groups.tick(now_ms);
         self.consumer_groups.tick(now_ms);
         self.drain_group_replies(now_ms);
+        self.txn_tick(now_ms);
         if now_ms >= self.next_retention_check_ms {
             self.next_retention_check_ms = now_ms + self.config.retention_check_interval_ms;
             self.enforce_retention(now_ms);
@@ -778,7 +823,10 @@ impl Broker {
             next = next.min(quorum.next_timeout_ms()).min(self.lifecycle_next_ms()).min(self.replication_next_ms());
             next = next.min(self.next_forward_deadline_ms().unwrap_or(i64::MAX));
         }
-        for deadline in [self.groups.next_deadline_ms(), self.consumer_groups.next_deadline_ms()].into_iter().flatten()
+        for deadline in
+            [self.groups.next_deadline_ms(), self.consumer_groups.next_deadline_ms(), self.next_txn_tick_ms()]
+                .into_iter()
+                .flatten()
         {
             next = next.min(deadline);
         }
@@ -867,6 +915,8 @@ impl Broker {
             Parked::Fetch(f) => self.try_finish_fetch(now_ms, f, force),
             Parked::Offsets(o) => self.try_finish_offsets(now_ms, o, force),
             Parked::Markers(m) => self.try_finish_markers(now_ms, m, force),
+            Parked::TxnStore(t) => self.try_finish_txn_store(now_ms, t, force),
+            Parked::TxnMarker(t) => self.try_finish_txn_marker(now_ms, t, force),
         };
         if let Some(response) = response {
             self.outputs.push_back(Output::Response(response));
@@ -1082,7 +1132,7 @@ impl Broker {
 
     /// Topics only the broker writes.
     pub(crate) fn is_internal(name: &str) -> bool {
-        name == OFFSETS_TOPIC
+        name == OFFSETS_TOPIC || name == txn::TXN_TOPIC
     }
 
     fn persist_metadata(&mut self) -> io::Result<()> {

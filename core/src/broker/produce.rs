@@ -18,7 +18,7 @@ use super::cluster_topics::moved_leader;
 use super::{Broker, Parked, RequestId, Response, ResponseBody, WaitFor};
 use crate::error::ErrorCode;
 use crate::ids::PartitionId;
-use crate::log::batch::{set_log_append_time, validate_produce};
+use crate::log::batch::{set_log_append_time, validate_produce, BatchHeader};
 use crate::planted::{self, PlantedBug};
 use crate::txn::producer::SequenceCheck;
 
@@ -78,7 +78,7 @@ impl Broker {
     ) -> Option<ResponseBody> {
         let acks = request.acks;
         let acks_valid = (-1..=1).contains(&acks);
-        let transactional = request.transactional_id.is_some();
+        let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
         let mut response = ProduceResponse::default();
         let mut waits = Vec::new();
         for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
@@ -91,9 +91,18 @@ impl Broker {
                 } else if Broker::is_internal(&name) {
                     // Only the broker writes its internal topics.
                     Err(ErrorCode::InvalidTopicException)
-                } else if transactional {
-                    // Transactions are their own issue; refuse clearly rather than half-work.
-                    Err(ErrorCode::TransactionalIdAuthorizationFailed)
+                } else if let Some(txn_id) = &transactional_id {
+                    self.verify_txn_produce(txn_id, &name, partition_data.index, partition_data.records.as_deref())
+                        .and_then(|()| {
+                            self.append_partition(
+                                now_ms,
+                                &name,
+                                partition_data.index,
+                                acks,
+                                partition_data.records,
+                                true,
+                            )
+                        })
                 } else {
                     self.append_partition(now_ms, &name, partition_data.index, acks, partition_data.records, false)
                 };
@@ -138,6 +147,29 @@ impl Broker {
             }
             _ => Some(ResponseBody::Message(Box::new(ResponseKind::Produce(response)))),
         }
+    }
+
+    /// A transactional Produce's record set for one partition: its producer's first batch of a
+    /// transaction here needs the coordinator's word that the partition is in that
+    /// transaction (KIP-890 part 1); later ones find the transaction open.
+    fn verify_txn_produce(
+        &self,
+        txn_id: &str,
+        topic: &str,
+        index: i32,
+        records: Option<&[u8]>,
+    ) -> Result<(), ErrorCode> {
+        let Some(header) = records.and_then(BatchHeader::parse) else { return Ok(()) };
+        if !header.is_transactional() {
+            return Ok(());
+        }
+        let open = self
+            .partition(topic, index)
+            .is_some_and(|p| p.producers.has_open_txn(header.producer_id, header.producer_epoch));
+        if open {
+            return Ok(());
+        }
+        self.verify_txn_partition(txn_id, topic, index, header.producer_id, header.producer_epoch)
     }
 
     /// Appends one partition's record set. Transactional batches only in a `transactional`

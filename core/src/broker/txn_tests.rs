@@ -2,6 +2,7 @@
 //! what read_committed consumers see.
 
 use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_request;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
 use kafka_protocol::messages::*;
@@ -135,4 +136,134 @@ fn markers_survive_a_restart_and_a_fenced_coordinators_marker_is_refused() {
     assert_eq!(response.responses[0].partitions[0].last_stable_offset, 2, "9's transaction is still open");
     assert_eq!(offsets(&response), vec![0]);
     assert_eq!(aborted(&response), vec![(7, 0)]);
+}
+
+// ----- a transactional producer against the single node's coordinator -----
+
+fn txn_id(id: &str) -> Option<TransactionalId> {
+    Some(TransactionalId(StrBytes::from_string(id.into())))
+}
+
+fn init(h: &mut Harness, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let ResponseKind::InitProducerId(r) = h.one(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(request)) else {
+        panic!()
+    };
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+fn add(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, partitions: Vec<i32>) -> Vec<i16> {
+    let request = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+        .with_v3_and_below_producer_id(ProducerId(producer_id))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(partitions)]);
+    let ResponseKind::AddPartitionsToTxn(r) =
+        h.one(ApiKey::AddPartitionsToTxn, 3, RequestKind::AddPartitionsToTxn(request))
+    else {
+        panic!()
+    };
+    r.results_by_topic_v3_and_below[0].results_by_partition.iter().map(|p| p.partition_error_code).collect()
+}
+
+fn produce_txn(h: &mut Harness, id: &str, partition: i32, producer_id: i64, epoch: i16, sequence: i32) -> i16 {
+    let records = transactional(idempotent(producer_id, epoch, sequence, 2));
+    let RequestKind::Produce(request) = super::tests::produce_request("t", partition, -1, records) else {
+        unreachable!()
+    };
+    let request = RequestKind::Produce(request.with_transactional_id(txn_id(id)));
+    super::tests::produce_result(&h.one(ApiKey::Produce, 9, request)).0
+}
+
+fn end_txn(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, commit: bool) -> i16 {
+    let request = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    let ResponseKind::EndTxn(r) = h.one(ApiKey::EndTxn, 3, RequestKind::EndTxn(request)) else { panic!() };
+    r.error_code
+}
+
+#[test]
+fn a_transaction_commits_or_aborts_for_read_committed_consumers() {
+    let mut h = Harness::new();
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    let (error, producer_id, epoch) = init(&mut h, "tx", 60_000);
+    assert_eq!((error, epoch), (0, 0));
+    // A batch for a partition not added to the transaction is refused: it would open a
+    // transaction the coordinator does not know, and nobody would ever end it.
+    assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, epoch, 0), ErrorCode::InvalidTxnState.code());
+    assert_eq!(add(&mut h, "tx", producer_id, epoch, vec![0]), vec![0]);
+    assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, epoch, 0), 0);
+    assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, epoch, 2), 0);
+    assert_eq!(offsets(&fetch(&mut h, 0, READ_COMMITTED)), Vec::<i64>::new());
+    assert_eq!(end_txn(&mut h, "tx", producer_id, epoch, true), 0);
+    let response = fetch(&mut h, 0, READ_COMMITTED);
+    assert_eq!(offsets(&response), vec![0, 2, 4], "both batches and the commit marker");
+    assert_eq!(aborted(&response), vec![]);
+
+    // The next transaction aborts: its records are readable only as aborted.
+    assert_eq!(add(&mut h, "tx", producer_id, epoch, vec![0]), vec![0]);
+    assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, epoch, 4), 0);
+    assert_eq!(end_txn(&mut h, "tx", producer_id, epoch, false), 0);
+    let response = fetch(&mut h, 5, READ_COMMITTED);
+    assert_eq!(offsets(&response), vec![5, 7]);
+    assert_eq!(aborted(&response), vec![(producer_id, 5)]);
+}
+
+#[test]
+fn a_new_producer_with_the_id_fences_the_old_one_and_aborts_its_transaction() {
+    let mut h = Harness::new();
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    let (_, producer_id, old) = init(&mut h, "tx", 60_000);
+    add(&mut h, "tx", producer_id, old, vec![0]);
+    assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, old, 0), 0);
+    // The replacement's first InitProducerId aborts the open transaction and asks it to retry.
+    assert_eq!(init(&mut h, "tx", 60_000).0, ErrorCode::ConcurrentTransactions.code());
+    let (error, same_id, new) = init(&mut h, "tx", 60_000);
+    assert_eq!((error, same_id), (0, producer_id));
+    assert!(new > old + 1, "the abort and the new producer each moved the epoch: {new}");
+    let response = fetch(&mut h, 0, READ_COMMITTED);
+    assert_eq!(aborted(&response), vec![(producer_id, 0)]);
+    // The zombie is refused everywhere.
+    assert_eq!(end_txn(&mut h, "tx", producer_id, old, true), ErrorCode::ProducerFenced.code());
+    assert_eq!(add(&mut h, "tx", producer_id, old, vec![0]), vec![ErrorCode::ProducerFenced.code()]);
+    assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, old, 2), ErrorCode::InvalidProducerEpoch.code());
+}
+
+#[test]
+fn an_abandoned_transaction_is_aborted_after_its_timeout_and_survives_a_restart_decided() {
+    let storage = MemStorage::new();
+    let mut h = Harness::on(storage.clone());
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    let (_, producer_id, epoch) = init(&mut h, "tx", 5_000);
+    add(&mut h, "tx", producer_id, epoch, vec![0]);
+    assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, epoch, 0), 0);
+    assert_eq!(fetch(&mut h, 0, READ_COMMITTED).responses[0].partitions[0].last_stable_offset, 0);
+    for _ in 0..8 {
+        h.now_ms += 1_000;
+        let now = h.now_ms;
+        h.broker.handle_timeout(now);
+        h.run_io();
+    }
+    let response = fetch(&mut h, 0, READ_COMMITTED);
+    assert_eq!(response.responses[0].partitions[0].last_stable_offset, 3, "aborted by the coordinator");
+    assert_eq!(aborted(&response), vec![(producer_id, 0)]);
+    assert_eq!(end_txn(&mut h, "tx", producer_id, epoch, true), ErrorCode::ProducerFenced.code());
+
+    // The coordinator's state is in __transaction_state: after a restart the producer id is
+    // the same and its epoch moves on from the fence.
+    drop(h);
+    storage.crash();
+    let mut h = Harness::on(storage);
+    let (error, same_id, after) = init(&mut h, "tx", 5_000);
+    assert_eq!((error, same_id), (0, producer_id));
+    assert!(after > epoch + 1, "{after}");
 }

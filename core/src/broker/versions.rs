@@ -15,6 +15,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
+    // Transactions, first generation (KIP-98; a single node only, see broker/txn.rs).
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
     // Broker to broker: a transaction coordinator ends a transaction at a partition's leader.
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),

@@ -293,13 +293,13 @@ impl Coordinator {
         self.write(id, meta.complete(now_ms), None, After::Nothing);
     }
 
-    /// Markers of `id` not yet written, to send again (after a failure, or at a coordinator
-    /// that took the id over in Prepare*).
-    pub fn resend_markers(&mut self) {
+    /// Markers not yet written, to send again (after a failure), for the ids `due` accepts
+    /// (the broker leaves out those whose markers are still on their way).
+    pub fn resend_markers(&mut self, due: impl Fn(&str) -> bool) {
         let ids: Vec<String> = self
             .ids
             .iter()
-            .filter(|(_, e)| !e.unmarked.is_empty() && e.pending.is_none())
+            .filter(|(id, e)| !e.unmarked.is_empty() && e.pending.is_none() && due(id))
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {
@@ -413,7 +413,7 @@ mod tests {
         assert!(jobs[0].commit && jobs[0].partitions.len() == 2);
         c.marker_written(3, "tx", &("t".into(), 0));
         assert!(c.drain_stores().is_empty(), "one marker is still missing");
-        c.resend_markers();
+        c.resend_markers(|_| true);
         assert_eq!(c.drain_markers()[0].partitions, BTreeSet::from([("t".to_string(), 1)]));
         c.marker_written(3, "tx", &("t".into(), 1));
         let stores = commit_all(&mut c, 3);

@@ -226,6 +226,12 @@ impl ProducerTable {
         open.into_iter().chain(ending).min()
     }
 
+    /// Whether `producer_id` has a transaction open here at `epoch` (its later batches in it
+    /// need no verification with the coordinator).
+    pub fn has_open_txn(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers.get(&producer_id).is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == epoch)
+    }
+
     /// The open transactions: (producer id, epoch, first offset).
     pub fn open_txns(&self) -> impl Iterator<Item = (i64, i16, i64)> + '_ {
         self.open.iter().map(|&(first, id)| (id, self.producers.get(&id).map_or(0, |e| e.epoch), first))
