@@ -1,0 +1,120 @@
+"""Transactions with confluent-kafka (librdkafka speaks the first generation of the protocol:
+AddPartitionsToTxn and EndTxn without an epoch bump) on a single node: what a read_committed
+consumer sees of committed and aborted transactions, a second producer with the same
+transactional.id fencing the first, and a transaction left open aborted at its timeout."""
+
+import time
+import uuid
+
+import pytest
+
+from clientlib import create_topics, unique_topic
+
+ck = pytest.importorskip("confluent_kafka")
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
+
+PARTITIONS = 2
+
+
+def txn_producer(bootstrap, txn_id, **extra):
+    return Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id, "acks": "all",
+                     "linger.ms": 5, **extra})
+
+
+def produce(producer, topic, values):
+    for i, value in enumerate(values):
+        producer.produce(topic, value=value.encode(), partition=i % PARTITIONS)
+    producer.flush(30)
+
+
+def read_all(bootstrap, topic, isolation, timeout_s=30.0):
+    """Every value up to the end of each partition (for read_committed: its last stable
+    offset), in offset order per partition."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"unused-{uuid.uuid4().hex[:8]}",
+                         "isolation.level": isolation, "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    values, at_end = [], set()
+    deadline = time.monotonic() + timeout_s
+    while len(at_end) < PARTITIONS and time.monotonic() < deadline:
+        message = consumer.poll(0.2)
+        if message is None:
+            continue
+        if message.error():
+            if message.error().code() == KafkaError._PARTITION_EOF:
+                at_end.add(message.partition())
+            continue
+        values.append(message.value().decode())
+    consumer.close()
+    assert len(at_end) == PARTITIONS, f"did not reach the end of every partition: {at_end}"
+    return values
+
+
+@pytest.fixture
+def topic(broker):
+    name = unique_topic("txn", "none")
+    create_topics(broker.bootstrap, [name], partitions=PARTITIONS)
+    return name
+
+
+def test_read_committed_sees_committed_transactions_and_no_aborted_record(broker, topic):
+    producer = txn_producer(broker.bootstrap, f"tx-{uuid.uuid4().hex[:8]}")
+    producer.init_transactions(30)
+    committed = [f"c{i}" for i in range(20)]
+    aborted = [f"a{i}" for i in range(7)]
+    producer.begin_transaction()
+    produce(producer, topic, committed[:10])
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    produce(producer, topic, aborted)
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    produce(producer, topic, committed[10:])
+    producer.commit_transaction(30)
+
+    seen = read_all(broker.bootstrap, topic, "read_committed")
+    assert sorted(seen) == sorted(committed), f"read_committed saw {seen}"
+    everything = read_all(broker.bootstrap, topic, "read_uncommitted")
+    assert sorted(everything) == sorted(committed + aborted)
+
+
+def test_a_second_producer_with_the_same_id_fences_the_first(broker, topic):
+    txn_id = f"tx-{uuid.uuid4().hex[:8]}"
+    zombie = txn_producer(broker.bootstrap, txn_id)
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    produce(zombie, topic, ["zombie-0", "zombie-1"])
+
+    successor = txn_producer(broker.bootstrap, txn_id)
+    successor.init_transactions(30)
+    with pytest.raises(KafkaException):
+        zombie.commit_transaction(30)
+    successor.begin_transaction()
+    produce(successor, topic, ["fresh-0", "fresh-1"])
+    successor.commit_transaction(30)
+
+    assert sorted(read_all(broker.bootstrap, topic, "read_committed")) == ["fresh-0", "fresh-1"]
+
+
+def test_a_transaction_left_open_is_aborted_after_its_timeout(broker, topic):
+    stale = txn_producer(broker.bootstrap, f"tx-{uuid.uuid4().hex[:8]}", **{"transaction.timeout.ms": 3000})
+    stale.init_transactions(30)
+    stale.begin_transaction()
+    produce(stale, topic, ["stale-0", "stale-1"])
+    # Never committed: until the coordinator aborts it, it holds the last stable offset back,
+    # and a later committed transaction stays invisible to read_committed consumers.
+    other = txn_producer(broker.bootstrap, f"tx-{uuid.uuid4().hex[:8]}")
+    other.init_transactions(30)
+    other.begin_transaction()
+    produce(other, topic, ["later-0", "later-1"])
+    other.commit_transaction(30)
+    assert read_all(broker.bootstrap, topic, "read_committed") == []
+
+    deadline = time.monotonic() + 30
+    seen = []
+    while time.monotonic() < deadline:
+        seen = read_all(broker.bootstrap, topic, "read_committed")
+        if seen:
+            break
+        time.sleep(0.5)
+    assert sorted(seen) == ["later-0", "later-1"]
