@@ -64,6 +64,7 @@ pub enum ErrorCode {
     FencedInstanceId = 82,
     GroupSubscribedToTopic = 86,
     InvalidRecord = 87,
+    UnstableOffsetCommit = 88,
     UnknownTopicId = 100,
     BrokerIdNotRegistered = 102,
     InconsistentTopicId = 103,

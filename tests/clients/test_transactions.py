@@ -118,3 +118,53 @@ def test_a_transaction_left_open_is_aborted_after_its_timeout(broker, topic):
             break
         time.sleep(0.5)
     assert sorted(seen) == ["later-0", "later-1"]
+
+
+def test_consume_transform_produce_commits_each_input_exactly_once(broker):
+    """The exactly-once loop: records read from one topic are written, transformed, to
+    another in the same transaction as the consumer's offsets (send_offsets_to_transaction).
+    One transaction is aborted midway and its inputs are read again from the committed
+    offsets; the output still holds each input once, and the group's offsets reach the end."""
+    source, sink = unique_topic("txn", "in"), unique_topic("txn", "out")
+    create_topics(broker.bootstrap, [source, sink], partitions=PARTITIONS)
+    plain = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    inputs = [f"v{i}" for i in range(60)]
+    produce(plain, source, inputs)
+
+    group = f"ctp-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest"})
+    partitions = [TopicPartition(source, p) for p in range(PARTITIONS)]
+    consumer.assign(partitions)
+    producer = txn_producer(broker.bootstrap, f"ctp-{uuid.uuid4().hex[:8]}")
+    producer.init_transactions(30)
+    done, rounds, aborted_once = set(), 0, False
+    deadline = time.monotonic() + 60
+    while len(done) < len(inputs) and time.monotonic() < deadline:
+        messages = [m for m in consumer.consume(10, 1.0) if m.error() is None]
+        if not messages:
+            continue
+        rounds += 1
+        producer.begin_transaction()
+        for m in messages:
+            producer.produce(sink, value=b"out-" + m.value(), partition=m.partition())
+        producer.send_offsets_to_transaction(consumer.position(partitions), consumer.consumer_group_metadata(), 30)
+        if rounds == 3 and not aborted_once:
+            aborted_once = True
+            producer.abort_transaction(30)
+            # Back to what the group committed: the aborted round's inputs come again.
+            for tp in consumer.committed(partitions, 30):
+                consumer.seek(TopicPartition(source, tp.partition, tp.offset if tp.offset >= 0 else 0))
+            continue
+        producer.commit_transaction(30)
+        done.update(m.value().decode() for m in messages)
+    consumer.close()
+    assert aborted_once and done == set(inputs), f"{len(done)} of {len(inputs)} processed"
+
+    output = read_all(broker.bootstrap, sink, "read_committed")
+    assert sorted(output) == sorted(f"out-{v}" for v in inputs), "each input exactly once"
+    checker = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    committed = checker.committed(partitions, 30)
+    checker.close()
+    assert sum(tp.offset for tp in committed) == len(inputs), committed

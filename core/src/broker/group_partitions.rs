@@ -31,6 +31,7 @@ use crate::group::{OffsetStore, OFFSETS_TOPIC};
 use crate::log::batch::BatchHeader;
 use crate::metadata::quorum::Decision;
 use crate::partition::Partition;
+use crate::txn::producer::TxnEnd;
 
 /// How long the controller waits before trying to make the offsets topic again.
 const CREATE_RETRY_MS: i64 = 1_000;
@@ -188,11 +189,24 @@ pub(super) struct OffsetsLog {
 pub(super) fn read_offsets_log(partition: &Partition) -> std::io::Result<OffsetsLog> {
     let mut log = OffsetsLog { offsets: OffsetStore::default(), groups: BTreeMap::new() };
     partition.log.for_each_batch(|bytes| {
-        // The Raft's LeaderChange batches carry neither offsets nor groups.
-        if BatchHeader::parse(bytes).is_some_and(|h| h.is_control()) {
+        let Some(header) = BatchHeader::parse(bytes) else { return };
+        if header.is_control() {
+            // A transaction marker decides the offsets its producer committed in the
+            // transaction; the Raft's LeaderChange batches carry nothing here.
+            let end = crate::log::batch::control_type(bytes).and_then(TxnEnd::from_control_type);
+            if let (Some(end), true) = (end, header.is_transactional()) {
+                log.offsets.end_txn(header.producer_id, end == TxnEnd::Commit);
+            }
             return;
         }
-        for record in crate::log::batch::payload_records(bytes).unwrap_or_default() {
+        let records = crate::log::batch::payload_records(bytes).unwrap_or_default();
+        if header.is_transactional() {
+            for record in records {
+                log.offsets.apply_pending_record(header.producer_id, record.key.as_deref(), record.value.as_deref());
+            }
+            return;
+        }
+        for record in records {
             let (key, value) = (record.key.as_deref(), record.value.as_deref());
             match membership::decode(key, value) {
                 Some((group, stored)) => {

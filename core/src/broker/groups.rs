@@ -33,7 +33,8 @@ use crate::error::ErrorCode;
 use crate::group::offsets::{record, OffsetKey};
 use crate::group::{membership, CommittedOffset, GroupStore, OFFSETS_TOPIC};
 use crate::ids::PartitionId;
-use crate::log::batch::build::{batch, Record};
+use crate::log::batch::build::{batch, transactional, Idempotence, Record};
+use crate::log::batch::BatchHeader;
 
 /// `offset.metadata.max.bytes`
 const OFFSET_METADATA_BYTES_MAX: usize = 4096;
@@ -68,6 +69,8 @@ enum AfterOffsets {
         api_version: i16,
         body: Box<ResponseKind>,
         entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
+        /// TxnOffsetCommit: the producer whose transaction holds the offsets until its marker.
+        txn_producer: Option<i64>,
     },
     /// A group's record for a generation: the coordinator answers its SyncGroups.
     GroupStored { group: String, generation: i32 },
@@ -259,7 +262,7 @@ impl Broker {
     /// committed, or fail now if the offsets log cannot take it.
     fn write_group_store(&mut self, now_ms: i64, store: GroupStore) {
         let record = membership::record(&store.group, Some(&store.stored), now_ms);
-        let appended = self.append_offsets_records(now_ms, vec![(store.group.clone(), record)]);
+        let appended = self.append_offsets_records(now_ms, vec![(store.group.clone(), record)], None);
         let Some((generation, id)) = store.syncs_wait else { return };
         match appended {
             Ok(written) => self.park(Parked::Offsets(ParkedOffsets {
@@ -286,15 +289,30 @@ impl Broker {
         entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
         forgotten_groups: &[String],
     ) -> Option<ResponseKind> {
+        self.write_offsets_as(now_ms, id, (api_key, api_version, body), entries, forgotten_groups, None)
+    }
+
+    /// [`Broker::write_offsets`], or for TxnOffsetCommit as a transactional batch of
+    /// `producer` (id, epoch), whose offsets wait for its transaction's marker.
+    fn write_offsets_as(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        (api_key, api_version, body): (ApiKey, i16, ResponseKind),
+        entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
+        forgotten_groups: &[String],
+        producer: Option<(i64, i16)>,
+    ) -> Option<ResponseKind> {
+        let txn_producer = producer.map(|(producer_id, _)| producer_id);
         let mut records: Vec<(String, Record)> =
             entries.iter().map(|(key, value)| (key.0.clone(), record(key, value.as_ref(), now_ms))).collect();
         records.extend(forgotten_groups.iter().map(|g| (g.clone(), membership::record(g, None, now_ms))));
         if records.is_empty() {
             return Some(body);
         }
-        match self.append_offsets_records(now_ms, records) {
+        match self.append_offsets_records(now_ms, records, producer) {
             Ok(written) => {
-                let then = AfterOffsets::Reply { api_key, api_version, body: Box::new(body), entries };
+                let then = AfterOffsets::Reply { api_key, api_version, body: Box::new(body), entries, txn_producer };
                 self.park(Parked::Offsets(ParkedOffsets {
                     id,
                     then,
@@ -311,10 +329,13 @@ impl Broker {
     /// one batch per partition (several only for a DeleteGroups of groups that fall to
     /// different partitions). Returns what was written, or the error for the caller's reply
     /// if a partition cannot take its batch.
+    /// With `producer` (id, epoch), the batch is that producer's transactional batch (a
+    /// TxnOffsetCommit), which opens its transaction in the offsets partition.
     fn append_offsets_records(
         &mut self,
         now_ms: i64,
         records: Vec<(String, Record)>,
+        producer: Option<(i64, i16)>,
     ) -> Result<Vec<(PartitionId, i64, i32)>, ErrorCode> {
         let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
         for (group, record) in records {
@@ -322,12 +343,23 @@ impl Broker {
         }
         let mut written = Vec::new();
         for (index, records) in by_partition {
-            let mut bytes = batch(&records, None);
+            let mut bytes = match producer {
+                None => batch(&records, None),
+                Some((producer_id, producer_epoch)) => {
+                    let idempotence = Idempotence { producer_id, producer_epoch, base_sequence: 0 };
+                    transactional(batch(&records, Some(idempotence)))
+                }
+            };
             let appended = match self.partition_mut(OFFSETS_TOPIC, index) {
                 Some(p) if !p.failed && p.is_leader() => {
                     let epoch = p.leader_epoch();
                     match p.log.append(&mut bytes, epoch, now_ms) {
-                        Ok(_) => Ok((p.id, p.log.end_offset(), epoch, p.replica.is_some())),
+                        Ok(base_offset) => {
+                            if let Some(header) = BatchHeader::parse(&bytes).filter(|h| h.is_transactional()) {
+                                p.producers.record(&header, base_offset);
+                            }
+                            Ok((p.id, p.log.end_offset(), epoch, p.replica.is_some()))
+                        }
                         Err(error) => Err(Some((p.id, error))),
                     }
                 }
@@ -381,8 +413,10 @@ impl Broker {
             };
             state = state.max(here);
         }
-        let (api_key, api_version, body, entries) = match parked.then {
-            AfterOffsets::Reply { api_key, api_version, body, entries } => (api_key, api_version, *body, entries),
+        let (api_key, api_version, body, entries, txn_producer) = match parked.then {
+            AfterOffsets::Reply { api_key, api_version, body, entries, txn_producer } => {
+                (api_key, api_version, *body, entries, txn_producer)
+            }
             AfterOffsets::GroupStored { group, generation } => {
                 let code = match state {
                     State::Committed => None,
@@ -408,12 +442,15 @@ impl Broker {
         let body = match state {
             State::Committed => {
                 for (key, value) in entries {
-                    self.offsets.set(key, value);
+                    match (txn_producer, value) {
+                        (Some(producer_id), Some(value)) => self.offsets.add_pending(producer_id, key, value),
+                        (_, value) => self.offsets.set(key, value),
+                    }
                 }
                 body
             }
             State::Waiting if !force && now_ms < parked.deadline_ms => {
-                let then = AfterOffsets::Reply { api_key, api_version, body: Box::new(body), entries };
+                let then = AfterOffsets::Reply { api_key, api_version, body: Box::new(body), entries, txn_producer };
                 self.park(Parked::Offsets(ParkedOffsets { then, ..parked }));
                 return None;
             }
@@ -494,10 +531,95 @@ impl Broker {
         self.write_offsets(now_ms, id, ApiKey::OffsetCommit, api_version, body, entries, &[])
     }
 
+    /// TxnOffsetCommit: offsets a transactional producer commits as part of its transaction
+    /// (a consume-transform-produce loop). They are written to the group's offsets partition as
+    /// the producer's transactional batch, which the coordinator must know is in the
+    /// transaction (AddOffsetsToTxn; KIP-890 part 1), and take effect only when the
+    /// transaction's marker commits them there.
+    pub(super) fn txn_offset_commit(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: TxnOffsetCommitRequest,
+    ) -> Option<ResponseKind> {
+        let group_id = request.group_id.0.to_string();
+        let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+        let offsets_partition = (OFFSETS_TOPIC.to_string(), self.offsets_partition(&group_id));
+        // v3+ may name the member and generation (KIP-447); older clients name neither.
+        let named_member = request.generation_id >= 0 || !request.member_id.is_empty();
+        let verdict = if group_id.is_empty() {
+            Err(ErrorCode::InvalidGroupId)
+        } else if let Err(code) = self.verify_txn_partition(
+            &request.transactional_id.0,
+            &offsets_partition.0,
+            offsets_partition.1,
+            producer_id,
+            epoch,
+        ) {
+            Err(code)
+        } else if named_member {
+            self.groups.validate_commit(
+                &group_id,
+                request.generation_id,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+            )
+        } else {
+            Ok(())
+        };
+        let mut response = TxnOffsetCommitResponse::default();
+        let mut entries = Vec::new();
+        for topic in &request.topics {
+            let name = topic.name.0.to_string();
+            let mut topic_response =
+                txn_offset_commit_response::TxnOffsetCommitResponseTopic::default().with_name(topic.name.clone());
+            for partition in &topic.partitions {
+                let exists =
+                    self.topic(&name).is_some_and(|t| (0..t.record.partitions).contains(&partition.partition_index));
+                let code = match verdict {
+                    Err(code) => code,
+                    Ok(()) if !exists => ErrorCode::UnknownTopicOrPartition,
+                    Ok(())
+                        if partition
+                            .committed_metadata
+                            .as_ref()
+                            .is_some_and(|m| m.len() > OFFSET_METADATA_BYTES_MAX) =>
+                    {
+                        ErrorCode::OffsetMetadataTooLarge
+                    }
+                    Ok(()) => {
+                        entries.push((
+                            (group_id.clone(), name.clone(), partition.partition_index),
+                            Some(CommittedOffset {
+                                offset: partition.committed_offset,
+                                leader_epoch: partition.committed_leader_epoch,
+                                metadata: partition.committed_metadata.as_deref().unwrap_or_default().to_string(),
+                                commit_ms: now_ms,
+                            }),
+                        ));
+                        ErrorCode::None
+                    }
+                };
+                topic_response.partitions.push(
+                    txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(code.code()),
+                );
+            }
+            response.topics.push(topic_response);
+        }
+        let reply = (ApiKey::TxnOffsetCommit, api_version, ResponseKind::TxnOffsetCommit(response));
+        self.write_offsets_as(now_ms, id, reply, entries, &[], Some((producer_id, epoch)))
+    }
+
+    /// With `require_stable` (OffsetFetch v7+, KIP-447), a partition whose offset an open
+    /// transaction may still change answers UNSTABLE_OFFSET_COMMIT, and the consumer asks again.
     fn fetch_offsets_of(
         &self,
         group: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     ) -> Vec<(String, Vec<FetchedOffset>)> {
         let wanted = wanted.unwrap_or_else(|| {
             let mut all: Vec<(String, Vec<i32>)> = Vec::new();
@@ -515,6 +637,9 @@ impl Broker {
                 let rows = partitions
                     .into_iter()
                     .map(|p| match self.offsets.get(group, &topic, p) {
+                        _ if require_stable && self.offsets.has_pending(group, &topic, p) => {
+                            (p, -1, -1, String::new(), ErrorCode::UnstableOffsetCommit)
+                        }
                         Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone(), ErrorCode::None),
                         None => (p, -1, -1, String::new(), ErrorCode::None),
                     })
@@ -532,7 +657,7 @@ impl Broker {
                     .topics
                     .map(|topics| topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
                 let topics = self
-                    .fetch_offsets_of(&group.group_id.0, wanted)
+                    .fetch_offsets_of(&group.group_id.0, wanted, request.require_stable)
                     .into_iter()
                     .map(|(topic, rows)| {
                         OffsetFetchResponseTopics::default().with_name(TopicName(s(topic))).with_partitions(
@@ -559,7 +684,7 @@ impl Broker {
             .topics
             .map(|topics| topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
         response.topics = self
-            .fetch_offsets_of(&request.group_id.0, wanted)
+            .fetch_offsets_of(&request.group_id.0, wanted, api_version >= 7 && request.require_stable)
             .into_iter()
             .map(|(topic, rows)| {
                 OffsetFetchResponseTopic::default().with_name(TopicName(s(topic))).with_partitions(
@@ -779,7 +904,7 @@ impl Broker {
         }
         // On failure (the partition is failed and reported inside) nothing expired here; the
         // partition's next leader, or this node after a restart, expires them.
-        if self.append_offsets_records(now_ms, records).is_ok() {
+        if self.append_offsets_records(now_ms, records, None).is_ok() {
             for key in expired {
                 self.offsets.set(key, None);
             }
@@ -802,6 +927,11 @@ impl Broker {
         // A replicated log is never rewritten by one replica alone (its bytes must match its
         // peers'); a cluster's offsets partitions wait for log compaction.
         if self.offsets_rewrite.is_some() || self.is_cluster() {
+            return;
+        }
+        // The rewrite holds committed offsets only: an open transaction's offsets and its
+        // marker must stay in the log together, so it waits until none is open.
+        if self.offsets.has_any_pending() {
             return;
         }
         let entries: Vec<(OffsetKey, CommittedOffset)> = self
@@ -874,6 +1004,16 @@ fn with_error(body: ResponseKind, code: ErrorCode) -> ResponseKind {
                 }
             }
             ResponseKind::OffsetCommit(r)
+        }
+        ResponseKind::TxnOffsetCommit(mut r) => {
+            for t in &mut r.topics {
+                for p in &mut t.partitions {
+                    if p.error_code == 0 {
+                        p.error_code = code.code();
+                    }
+                }
+            }
+            ResponseKind::TxnOffsetCommit(r)
         }
         ResponseKind::OffsetDelete(mut r) => {
             r.error_code = code.code();

@@ -518,6 +518,10 @@ impl Broker {
                 Some(body) => reply(body),
                 None => return self.after_input(),
             },
+            RequestKind::TxnOffsetCommit(r) => match self.txn_offset_commit(now_ms, id, api_version, r) {
+                Some(body) => reply(body),
+                None => return self.after_input(),
+            },
             RequestKind::EndTxn(r) => match self.end_txn(now_ms, id, api_version, r) {
                 Some(body) => reply(body),
                 None => return self.after_input(),

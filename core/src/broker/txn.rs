@@ -69,6 +69,8 @@ pub(crate) struct ParkedTxnMarker {
     pub id: RequestId,
     txn_id: String,
     partition: TxnPartition,
+    producer_id: i64,
+    commit: bool,
     written: (PartitionId, i64, i32),
     pub deadline_ms: i64,
 }
@@ -379,6 +381,8 @@ impl Broker {
                         id,
                         txn_id: job.id.clone(),
                         partition: partition.clone(),
+                        producer_id: job.producer_id,
+                        commit: job.commit,
                         written: (pid, written.offset + 1, written.leader_epoch),
                         deadline_ms: now_ms + TXN_WRITE_WAIT_MS,
                     }));
@@ -427,7 +431,13 @@ impl Broker {
         force: bool,
     ) -> Option<Response> {
         match self.commit_state(parked.written, force || now_ms >= parked.deadline_ms) {
-            Commit::Done => self.txn.marker_written(now_ms, &parked.txn_id, &parked.partition),
+            Commit::Done => {
+                if parked.partition.0 == OFFSETS_TOPIC {
+                    // The offsets the producer committed in the transaction take effect now.
+                    self.offsets.end_txn(parked.producer_id, parked.commit);
+                }
+                self.txn.marker_written(now_ms, &parked.txn_id, &parked.partition)
+            }
             Commit::Waiting => {
                 self.park(Parked::TxnMarker(parked));
                 return None;

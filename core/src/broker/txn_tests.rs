@@ -2,10 +2,10 @@
 //! what read_committed consumers see.
 
 use bytes::Bytes;
-use kafka_protocol::messages::add_partitions_to_txn_request;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
 use kafka_protocol::messages::*;
+use kafka_protocol::messages::{add_partitions_to_txn_request, offset_fetch_request, txn_offset_commit_request};
 use kafka_protocol::protocol::StrBytes;
 
 use super::fetch::READ_COMMITTED;
@@ -266,4 +266,79 @@ fn an_abandoned_transaction_is_aborted_after_its_timeout_and_survives_a_restart_
     let (error, same_id, after) = init(&mut h, "tx", 5_000);
     assert_eq!((error, same_id), (0, producer_id));
     assert!(after > epoch + 1, "{after}");
+}
+
+fn add_offsets(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, group: &str) -> i16 {
+    let request = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(StrBytes::from_string(group.into())));
+    let ResponseKind::AddOffsetsToTxn(r) = h.one(ApiKey::AddOffsetsToTxn, 3, RequestKind::AddOffsetsToTxn(request))
+    else {
+        panic!()
+    };
+    r.error_code
+}
+
+fn txn_commit_offset(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, group: &str, offset: i64) -> i16 {
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])]);
+    let ResponseKind::TxnOffsetCommit(r) = h.one(ApiKey::TxnOffsetCommit, 3, RequestKind::TxnOffsetCommit(request))
+    else {
+        panic!()
+    };
+    r.topics[0].partitions[0].error_code
+}
+
+/// The group's committed offset of t-0 as a consumer asking for stable offsets sees it:
+/// (error, offset).
+fn stable_offset(h: &mut Harness, group: &str) -> (i16, i64) {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_require_stable(true)
+        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_indexes(vec![0])]));
+    let ResponseKind::OffsetFetch(r) = h.one(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(request)) else {
+        panic!()
+    };
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
+}
+
+#[test]
+fn offsets_committed_in_a_transaction_take_effect_with_its_commit_only() {
+    let storage = MemStorage::new();
+    let mut h = Harness::on(storage.clone());
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    let (_, producer_id, epoch) = init(&mut h, "tx", 60_000);
+    // Without AddOffsetsToTxn the offsets partition is not in the transaction.
+    assert_eq!(txn_commit_offset(&mut h, "tx", producer_id, epoch, "g", 5), ErrorCode::InvalidTxnState.code());
+    assert_eq!(add_offsets(&mut h, "tx", producer_id, epoch, "g"), 0);
+    assert_eq!(txn_commit_offset(&mut h, "tx", producer_id, epoch, "g", 5), 0);
+    assert_eq!(stable_offset(&mut h, "g"), (ErrorCode::UnstableOffsetCommit.code(), -1));
+    assert_eq!(end_txn(&mut h, "tx", producer_id, epoch, true), 0);
+    assert_eq!(stable_offset(&mut h, "g"), (0, 5));
+
+    // An aborted transaction's offsets never take effect.
+    assert_eq!(add_offsets(&mut h, "tx", producer_id, epoch, "g"), 0);
+    assert_eq!(txn_commit_offset(&mut h, "tx", producer_id, epoch, "g", 9), 0);
+    assert_eq!(end_txn(&mut h, "tx", producer_id, epoch, false), 0);
+    assert_eq!(stable_offset(&mut h, "g"), (0, 5));
+
+    // A restart replays the offsets log: the marker decides again.
+    drop(h);
+    storage.crash();
+    let mut h = Harness::on(storage);
+    assert_eq!(stable_offset(&mut h, "g"), (0, 5));
 }

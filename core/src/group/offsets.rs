@@ -29,6 +29,10 @@ pub type OffsetKey = (String, String, i32);
 #[derive(Debug, Default, Clone)]
 pub struct OffsetStore {
     offsets: BTreeMap<OffsetKey, CommittedOffset>,
+    /// Offsets producers committed inside their open transactions (TxnOffsetCommit), by
+    /// producer id: they take effect when the transaction's marker commits them, and are
+    /// dropped if it aborts.
+    pending: BTreeMap<i64, BTreeMap<OffsetKey, CommittedOffset>>,
 }
 
 impl OffsetStore {
@@ -65,11 +69,50 @@ impl OffsetStore {
     /// Keeps the offsets of the groups `keep` says yes to.
     pub fn retain_groups(&mut self, keep: impl Fn(&str) -> bool) {
         self.offsets.retain(|(group, _, _), _| keep(group));
+        for offsets in self.pending.values_mut() {
+            offsets.retain(|(group, _, _), _| keep(group));
+        }
+        self.pending.retain(|_, offsets| !offsets.is_empty());
     }
 
     /// Takes every offset of `other`, replacing this store's value for the same key.
     pub fn merge(&mut self, other: OffsetStore) {
         self.offsets.extend(other.offsets);
+        for (producer_id, offsets) in other.pending {
+            self.pending.entry(producer_id).or_default().extend(offsets);
+        }
+    }
+
+    /// An offset `producer_id` committed inside its open transaction.
+    pub fn add_pending(&mut self, producer_id: i64, key: OffsetKey, value: CommittedOffset) {
+        self.pending.entry(producer_id).or_default().insert(key, value);
+    }
+
+    /// `producer_id`'s transaction ended in the offsets partition: its offsets take effect if
+    /// it committed.
+    pub fn end_txn(&mut self, producer_id: i64, commit: bool) {
+        let Some(offsets) = self.pending.remove(&producer_id) else { return };
+        if commit {
+            self.offsets.extend(offsets);
+        }
+    }
+
+    /// Whether an open transaction holds an offset for this partition of the group, which a
+    /// consumer asking for stable offsets (KIP-447) must wait for.
+    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (group.to_string(), topic.to_string(), partition);
+        self.pending.values().any(|offsets| offsets.contains_key(&key))
+    }
+
+    /// Whether any open transaction holds offsets here.
+    pub fn has_any_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Applies one record of a transactional batch read back from the offsets log.
+    pub fn apply_pending_record(&mut self, producer_id: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let (Some(key), Some(value)) = (key.and_then(decode_key), value.and_then(decode_value)) else { return };
+        self.add_pending(producer_id, key, value);
     }
 
     pub fn has_group(&self, group: &str) -> bool {
