@@ -66,6 +66,7 @@ pub enum ErrorCode {
     InvalidRecord = 87,
     UnstableOffsetCommit = 88,
     UnknownTopicId = 100,
+    TransactionalIdNotFound = 105,
     BrokerIdNotRegistered = 102,
     InconsistentTopicId = 103,
     InconsistentClusterId = 104,

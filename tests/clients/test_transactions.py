@@ -168,3 +168,45 @@ def test_consume_transform_produce_commits_each_input_exactly_once(broker):
     committed = checker.committed(partitions, 30)
     checker.close()
     assert sum(tp.offset for tp in committed) == len(inputs), committed
+
+
+def test_kafka_transactions_tool_lists_describes_and_aborts_a_hanging_transaction(broker, topic):
+    """Apache Kafka's kafka-transactions.sh (TransactionsCommand from the kafka-tools jar):
+    list and describe a transaction left open, describe the partition's producers, and abort
+    the transaction at the partition (a marker written through WriteTxnMarkers), after which
+    read_committed consumers read past it."""
+    import shutil
+    import subprocess
+
+    from test_durability import TOOLS_JARS
+
+    java = shutil.which("java")
+    if java is None or not any(TOOLS_JARS.glob("kafka-tools-*.jar")):
+        pytest.fail("java or kafka-tools not set up: run scripts/setup-test-deps.sh", pytrace=False)
+
+    def tool(*args):
+        cmd = [java, "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{TOOLS_JARS}/*",
+               "org.apache.kafka.tools.TransactionsCommand", "--bootstrap-server", broker.bootstrap, *args]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, f"{args}: exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+        return [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
+
+    txn_id = f"tx-{uuid.uuid4().hex[:8]}"
+    hanging = txn_producer(broker.bootstrap, txn_id)
+    hanging.init_transactions(30)
+    hanging.begin_transaction()
+    hanging.produce(topic, value=b"hanging", partition=0)
+    hanging.flush(30)
+
+    assert [txn_id, "Ongoing"] in [[row[0], row[3]] for row in tool("list")]
+    described = tool("describe", "--transactional-id", txn_id)
+    assert described and described[0][4] == "Ongoing" and described[0][-1] == f"{topic}-0", described
+    producers = tool("describe-producers", "--topic", topic, "--partition", "0")
+    assert len(producers) == 1 and producers[0][-1] == "0", producers  # its transaction starts at 0
+
+    tool("abort", "--topic", topic, "--partition", "0", "--start-offset", "0")
+    producers = tool("describe-producers", "--topic", topic, "--partition", "0")
+    assert producers[0][-1] == "None", producers
+    plain = Producer({"bootstrap.servers": broker.bootstrap})
+    produce(plain, topic, ["after-0", "after-1"])
+    assert sorted(read_all(broker.bootstrap, topic, "read_committed")) == ["after-0", "after-1"]

@@ -34,6 +34,7 @@ mod quorum;
 mod replication;
 mod scrub;
 mod txn;
+mod txn_admin;
 mod txn_markers;
 pub mod versions;
 
@@ -518,6 +519,13 @@ impl Broker {
                 Some(body) => reply(body),
                 None => return self.after_input(),
             },
+            RequestKind::DescribeTransactions(r) => {
+                reply(ResponseKind::DescribeTransactions(self.describe_transactions(r)))
+            }
+            RequestKind::ListTransactions(r) => {
+                reply(ResponseKind::ListTransactions(self.list_transactions(now_ms, r)))
+            }
+            RequestKind::DescribeProducers(r) => reply(ResponseKind::DescribeProducers(self.describe_producers(r))),
             RequestKind::TxnOffsetCommit(r) => match self.txn_offset_commit(now_ms, id, api_version, r) {
                 Some(body) => reply(body),
                 None => return self.after_input(),

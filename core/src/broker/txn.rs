@@ -99,7 +99,7 @@ impl Broker {
     // ----- requests -----
 
     /// Why this node cannot coordinate transactions, if it cannot.
-    fn txn_unavailable(&self) -> Option<ErrorCode> {
+    pub(super) fn txn_unavailable(&self) -> Option<ErrorCode> {
         self.is_cluster().then_some(ErrorCode::CoordinatorNotAvailable)
     }
 

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
 use kafka_protocol::messages::*;
-use kafka_protocol::messages::{add_partitions_to_txn_request, offset_fetch_request, txn_offset_commit_request};
+use kafka_protocol::messages::{
+    add_partitions_to_txn_request, describe_producers_request, offset_fetch_request, txn_offset_commit_request,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::fetch::READ_COMMITTED;
@@ -341,4 +343,59 @@ fn offsets_committed_in_a_transaction_take_effect_with_its_commit_only() {
     storage.crash();
     let mut h = Harness::on(storage);
     assert_eq!(stable_offset(&mut h, "g"), (0, 5));
+}
+
+#[test]
+fn the_admin_apis_describe_transactions_and_producers() {
+    let mut h = Harness::new();
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    let (_, producer_id, epoch) = init(&mut h, "tx", 60_000);
+    add(&mut h, "tx", producer_id, epoch, vec![0]);
+    assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, epoch, 0), 0);
+
+    let request = DescribeTransactionsRequest::default().with_transactional_ids(vec![
+        TransactionalId(StrBytes::from_static_str("tx")),
+        TransactionalId(StrBytes::from_static_str("unknown")),
+    ]);
+    let ResponseKind::DescribeTransactions(r) =
+        h.one(ApiKey::DescribeTransactions, 0, RequestKind::DescribeTransactions(request))
+    else {
+        panic!()
+    };
+    let described = &r.transaction_states[0];
+    assert_eq!((described.error_code, described.transaction_state.as_str()), (0, "Ongoing"));
+    assert_eq!((described.producer_id.0, described.topics[0].partitions.clone()), (producer_id, vec![0]));
+    assert_eq!(r.transaction_states[1].error_code, ErrorCode::TransactionalIdNotFound.code());
+
+    let list = |h: &mut Harness, states: Vec<&'static str>| {
+        let request = ListTransactionsRequest::default()
+            .with_state_filters(states.into_iter().map(StrBytes::from_static_str).collect())
+            .with_duration_filter(-1);
+        let ResponseKind::ListTransactions(r) =
+            h.one(ApiKey::ListTransactions, 1, RequestKind::ListTransactions(request))
+        else {
+            panic!()
+        };
+        r
+    };
+    let listed = list(&mut h, vec!["Ongoing", "Bogus"]);
+    assert_eq!(listed.transaction_states.len(), 1);
+    assert_eq!(listed.unknown_state_filters, vec![StrBytes::from_static_str("Bogus")]);
+    assert!(list(&mut h, vec!["CompleteCommit"]).transaction_states.is_empty());
+
+    let request =
+        DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_indexes(vec![0])]);
+    let ResponseKind::DescribeProducers(r) =
+        h.one(ApiKey::DescribeProducers, 0, RequestKind::DescribeProducers(request))
+    else {
+        panic!()
+    };
+    let producers = &r.topics[0].partitions[0].active_producers;
+    assert_eq!(producers.len(), 1);
+    assert_eq!(
+        (producers[0].producer_id.0, producers[0].last_sequence, producers[0].current_txn_start_offset),
+        (producer_id, 1, 0)
+    );
 }

@@ -232,6 +232,14 @@ impl ProducerTable {
         self.producers.get(&producer_id).is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == epoch)
     }
 
+    /// Every producer known here: (id, epoch, last sequence or -1, first offset of its open
+    /// transaction).
+    pub fn describe(&self) -> impl Iterator<Item = (i64, i16, i32, Option<i64>)> + '_ {
+        self.producers
+            .iter()
+            .map(|(&id, e)| (id, e.epoch, e.batches.back().map_or(-1, |b| b.last_sequence), e.txn_first_offset))
+    }
+
     /// The open transactions: (producer id, epoch, first offset).
     pub fn open_txns(&self) -> impl Iterator<Item = (i64, i16, i64)> + '_ {
         self.open.iter().map(|&(first, id)| (id, self.producers.get(&id).map_or(0, |e| e.epoch), first))
