@@ -4,7 +4,7 @@
 #                          (pins in tests/clients/requirements.txt)
 #   kcat                   from Debian's packages, if not already on PATH
 #   .deps/java/            kafka-clients 4.3.1 and its runtime jars (Maven Central)
-#   .deps/java-classes/    tests/clients/java/src/ClientCheck.java, compiled
+#   .deps/java-classes/    tests/clients/java/src/*.java, compiled
 #   .deps/kafka-tools/     Apache Kafka's kafka-tools 4.3.1 and its runtime jars
 #                          (LogDirsCommand, what kafka-log-dirs.sh runs)
 #   jepsen's tools         matplotlib (jepsen/requirements.txt) in .venv; iptables,

@@ -210,3 +210,39 @@ def test_kafka_transactions_tool_lists_describes_and_aborts_a_hanging_transactio
     plain = Producer({"bootstrap.servers": broker.bootstrap})
     produce(plain, topic, ["after-0", "after-1"])
     assert sorted(read_all(broker.bootstrap, topic, "read_committed")) == ["after-0", "after-1"]
+
+
+def test_java_consume_transform_produce_copies_each_input_exactly_once(broker):
+    """The same loop with Java's KafkaProducer and KafkaConsumer (TxnCopier.java): a
+    subscribed consumer group, sendOffsetsToTransaction with the group's metadata (generation
+    and member id checked by TxnOffsetCommit), one round aborted and read again."""
+    import json
+    import shutil
+    import subprocess
+
+    from clientlib import REPO_ROOT
+
+    java = shutil.which("java")
+    classes, jars = REPO_ROOT / ".deps/java-classes", REPO_ROOT / ".deps/java"
+    if java is None or not (classes / "TxnCopier.class").exists():
+        pytest.fail("Java client not set up: run scripts/setup-test-deps.sh", pytrace=False)
+    source, sink = unique_topic("txn-java", "in"), unique_topic("txn-java", "out")
+    create_topics(broker.bootstrap, [source, sink], partitions=PARTITIONS)
+    inputs = [f"j{i}" for i in range(80)]
+    produce(Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"}), source, inputs)
+
+    group, txn_id = f"jctp-{uuid.uuid4().hex[:8]}", f"jtx-{uuid.uuid4().hex[:8]}"
+    cmd = [java, "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{classes}:{jars}/*",
+           "TxnCopier", broker.bootstrap, source, sink, group, txn_id, str(len(inputs)), "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 0 and lines, f"exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    summary = json.loads(lines[-1])
+    assert summary["copied"] == len(inputs) and summary["aborted"] == 1, summary
+
+    output = read_all(broker.bootstrap, sink, "read_committed")
+    assert sorted(output) == sorted(f"out-{v}" for v in inputs), "each input exactly once"
+    checker = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    committed = checker.committed([TopicPartition(source, p) for p in range(PARTITIONS)], 30)
+    checker.close()
+    assert sum(tp.offset for tp in committed) == len(inputs), committed
