@@ -548,26 +548,33 @@ impl Broker {
         let offsets_partition = (OFFSETS_TOPIC.to_string(), self.offsets_partition(&group_id));
         // v3+ may name the member and generation (KIP-447); older clients name neither.
         let named_member = request.generation_id >= 0 || !request.member_id.is_empty();
-        let verdict = if group_id.is_empty() {
-            Err(ErrorCode::InvalidGroupId)
-        } else if let Err(code) = self.verify_txn_partition(
-            &request.transactional_id.0,
-            &offsets_partition.0,
-            offsets_partition.1,
-            producer_id,
-            epoch,
-        ) {
-            Err(code)
-        } else if named_member {
-            self.groups.validate_commit(
-                &group_id,
-                request.generation_id,
-                &request.member_id,
-                request.group_instance_id.as_deref(),
-            )
-        } else {
-            Ok(())
-        };
+        let verdict =
+            if group_id.is_empty() {
+                Err(ErrorCode::InvalidGroupId)
+            } else if let Err(code) = self.verify_txn_partition(
+                &request.transactional_id.0,
+                &offsets_partition.0,
+                offsets_partition.1,
+                producer_id,
+                epoch,
+            ) {
+                Err(code)
+            } else if !named_member {
+                Ok(())
+            } else if self.consumer_groups.contains(&group_id) {
+                // Kafka answers a stale KIP-848 member epoch here with ILLEGAL_GENERATION, which
+                // transactional clients know.
+                self.consumer_groups.validate_commit(&group_id, request.generation_id, &request.member_id).map_err(
+                    |code| if code == ErrorCode::StaleMemberEpoch { ErrorCode::IllegalGeneration } else { code },
+                )
+            } else {
+                self.groups.validate_txn_commit(
+                    &group_id,
+                    request.generation_id,
+                    &request.member_id,
+                    request.group_instance_id.as_deref(),
+                )
+            };
         let mut response = TxnOffsetCommitResponse::default();
         let mut entries = Vec::new();
         for topic in &request.topics {
@@ -930,8 +937,9 @@ impl Broker {
             return;
         }
         // The rewrite holds committed offsets only: an open transaction's offsets and its
-        // marker must stay in the log together, so it waits until none is open.
-        if self.offsets.has_any_pending() {
+        // marker must stay in the log together, so it waits while the offsets partition has
+        // a transaction open (its batch written, whether or not yet committed) or undecided.
+        if self.partition(OFFSETS_TOPIC, 0).is_some_and(|p| p.producers.first_unstable_offset().is_some()) {
             return;
         }
         let entries: Vec<(OffsetKey, CommittedOffset)> = self

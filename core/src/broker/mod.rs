@@ -363,6 +363,9 @@ impl Broker {
                 if !crate::planted::active(crate::planted::PlantedBug::ForgetProducerState) {
                     log.for_each_producer_batch(|header, control_type| producers.replay(header, control_type))?;
                 }
+                // What is on disk at start-up counts as committed here: the markers in it no
+                // longer hold the last stable offset back.
+                producers.committed(log.durable_offset());
                 max_producer_id = max_producer_id.max(producers.max_producer_id().unwrap_or(NO_PRODUCER_ID));
                 report.producers += producers.len();
                 partitions.insert(index, Partition::new(PartitionId::new(record.id, index), log, producers));

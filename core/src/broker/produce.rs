@@ -159,9 +159,22 @@ impl Broker {
         index: i32,
         records: Option<&[u8]>,
     ) -> Result<(), ErrorCode> {
-        let Some(header) = records.and_then(BatchHeader::parse) else { return Ok(()) };
-        if !header.is_transactional() {
-            return Ok(());
+        let records = records.unwrap_or_default();
+        let mut headers = Vec::new();
+        let mut at = 0;
+        while let Some(header) = records.get(at..).and_then(BatchHeader::parse) {
+            let Some(size) = header.size_bytes() else { break };
+            headers.push(header);
+            at += size;
+        }
+        let Some(&header) = headers.first() else { return Ok(()) };
+        // As Kafka: one transactional producer per record set, every batch in its transaction
+        // (a batch outside it, or another producer's, would go unverified).
+        let same = |h: &BatchHeader| {
+            h.is_transactional() && h.producer_id == header.producer_id && h.producer_epoch == header.producer_epoch
+        };
+        if !header.is_transactional() || !headers.iter().all(same) {
+            return Err(ErrorCode::InvalidRecord);
         }
         let open = self
             .partition(topic, index)

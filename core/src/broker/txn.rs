@@ -165,7 +165,7 @@ impl Broker {
     ) -> Option<ResponseKind> {
         let answer = |code: ErrorCode| Some(ResponseKind::InitProducerId(init_response(Err(code))));
         let txn_id = request.transactional_id.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
-        if txn_id.is_empty() {
+        if txn_id.is_empty() || txn_id.len() > usize::from(u16::MAX) {
             return answer(ErrorCode::InvalidRequest);
         }
         if request.transaction_timeout_ms <= 0 || request.transaction_timeout_ms > TXN_MAX_TIMEOUT_MS {
@@ -418,6 +418,10 @@ impl Broker {
                 self.park(Parked::TxnStore(parked));
                 return None;
             }
+            // Kafka's answer when the coordinator's own write times out: the client retries.
+            Commit::Failed(ErrorCode::RequestTimedOut) => {
+                self.txn.store_failed(&parked.txn_id, ErrorCode::CoordinatorNotAvailable)
+            }
             Commit::Failed(code) => self.txn.store_failed(&parked.txn_id, code),
         }
         self.drain_txn(now_ms);
@@ -464,7 +468,7 @@ impl Broker {
                 _ => None,
             })
             .collect();
-        self.txn.resend_markers(|id| !waiting.contains(id));
+        self.txn.resend_markers(now_ms, |id| !waiting.contains(id));
         self.drain_txn(now_ms);
     }
 

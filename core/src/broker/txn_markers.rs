@@ -11,6 +11,7 @@ use kafka_protocol::messages::{ApiKey, ResponseKind, WriteTxnMarkersRequest, Wri
 
 use super::{Broker, Output, Parked, RequestId, Response, ResponseBody, WaitFor};
 use crate::error::ErrorCode;
+use crate::group::OFFSETS_TOPIC;
 use crate::ids::PartitionId;
 use crate::log::batch::marker_batch;
 use crate::txn::producer::TxnEnd;
@@ -70,6 +71,11 @@ struct MarkerWait {
     partition: PartitionId,
     offset_end: i64,
     leader_epoch: i32,
+    /// For a marker in an offsets partition: its producer and whether it commits, so the
+    /// offsets the producer committed in the transaction are decided once it commits.
+    offsets_txn: Option<(i64, bool)>,
+    /// Seen committed (its offsets decided) at an earlier look.
+    committed: bool,
     /// Where its result sits in the response: (marker, topic, partition).
     at: (usize, usize, usize),
 }
@@ -109,6 +115,8 @@ impl Broker {
                 let mut topic_result = WritableTxnMarkerTopicResult::default().with_name(topic.name.clone());
                 for (p, index) in topic.partition_indexes.into_iter().enumerate() {
                     let written = match self.partition(&topic.name.0, index).map(|partition| partition.id) {
+                        // The coordinators' own state takes no markers.
+                        _ if *topic.name.0 == *super::txn::TXN_TOPIC => Err(ErrorCode::InvalidTopicException),
                         None => Err(ErrorCode::UnknownTopicOrPartition),
                         Some(partition) => self
                             .write_marker(
@@ -127,6 +135,9 @@ impl Broker {
                             partition,
                             offset_end: w.offset + 1,
                             leader_epoch: w.leader_epoch,
+                            offsets_txn: (*topic.name.0 == *OFFSETS_TOPIC)
+                                .then_some((marker.producer_id.0, end == TxnEnd::Commit)),
+                            committed: false,
                             at: (m, t, p),
                         }),
                         Err(code) => partition_result.error_code = code.code(),
@@ -150,16 +161,22 @@ impl Broker {
         let give_up = force || now_ms >= parked.deadline_ms;
         let mut parked = parked;
         let mut pending = false;
-        for wait in &parked.waits {
+        for wait in &mut parked.waits {
             let (m, t, p) = wait.at;
             let entry = &mut parked.response.markers[m].topics[t].partitions[p];
-            if entry.error_code != 0 {
+            if entry.error_code != 0 || wait.committed {
                 continue;
             }
             let code = match self.partition_by_id(wait.partition) {
                 None => Some(ErrorCode::UnknownTopicOrPartition),
                 Some(p) if !p.leads_in(wait.leader_epoch) => Some(ErrorCode::NotLeaderOrFollower),
-                Some(p) if p.high_watermark() >= wait.offset_end => None,
+                Some(p) if p.high_watermark() >= wait.offset_end => {
+                    wait.committed = true;
+                    if let Some((producer_id, commit)) = wait.offsets_txn {
+                        self.offsets.end_txn(producer_id, commit);
+                    }
+                    None
+                }
                 Some(p) if p.failed => Some(ErrorCode::KafkaStorageError),
                 Some(_) if give_up => Some(ErrorCode::RequestTimedOut),
                 Some(_) => {

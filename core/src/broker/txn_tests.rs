@@ -203,6 +203,13 @@ fn a_transaction_commits_or_aborts_for_read_committed_consumers() {
     // transaction the coordinator does not know, and nobody would ever end it.
     assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, epoch, 0), ErrorCode::InvalidTxnState.code());
     assert_eq!(add(&mut h, "tx", producer_id, epoch, vec![0]), vec![0]);
+    // Every batch of a transactional record set must be the producer's, in its transaction:
+    // a plain batch behind a transactional one would slip past the check.
+    let mut mixed = transactional(idempotent(producer_id, epoch, 0, 1));
+    mixed.extend(idempotent(producer_id + 1, 0, 0, 1));
+    let RequestKind::Produce(request) = super::tests::produce_request("t", 0, -1, mixed) else { unreachable!() };
+    let request = RequestKind::Produce(request.with_transactional_id(txn_id("tx")));
+    assert_eq!(super::tests::produce_result(&h.one(ApiKey::Produce, 9, request)).0, ErrorCode::InvalidRecord.code());
     assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, epoch, 0), 0);
     assert_eq!(produce_txn(&mut h, "tx", 0, producer_id, epoch, 2), 0);
     assert_eq!(offsets(&fetch(&mut h, 0, READ_COMMITTED)), Vec::<i64>::new());

@@ -950,6 +950,28 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ErrorCode> {
+        self.check_commit(group_id, generation, member_id, instance_id, false)
+    }
+
+    /// [`Coordinator::validate_commit`] for TxnOffsetCommit.
+    pub fn validate_txn_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ErrorCode> {
+        self.check_commit(group_id, generation, member_id, instance_id, true)
+    }
+
+    fn check_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        transactional: bool,
+    ) -> Result<(), ErrorCode> {
         let Some(group) = self.groups.get(group_id) else {
             return if generation < 0 { Ok(()) } else { Err(ErrorCode::IllegalGeneration) };
         };
@@ -966,6 +988,11 @@ impl Coordinator {
         }
         if generation != group.generation {
             return Err(ErrorCode::IllegalGeneration);
+        }
+        if transactional {
+            // Kafka takes a transactional commit between the joins and the sync too: its
+            // clients do not retry REBALANCE_IN_PROGRESS there.
+            return Ok(());
         }
         // While the group prepares a rebalance its generation is still the members' one, and
         // (as in Kafka) their commits are taken: a member finishing its records before it

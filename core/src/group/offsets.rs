@@ -104,11 +104,6 @@ impl OffsetStore {
         self.pending.values().any(|offsets| offsets.contains_key(&key))
     }
 
-    /// Whether any open transaction holds offsets here.
-    pub fn has_any_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
     /// Applies one record of a transactional batch read back from the offsets log.
     pub fn apply_pending_record(&mut self, producer_id: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
         let (Some(key), Some(value)) = (key.and_then(decode_key), value.and_then(decode_value)) else { return };

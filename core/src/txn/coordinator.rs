@@ -294,8 +294,22 @@ impl Coordinator {
     }
 
     /// Markers not yet written, to send again (after a failure), for the ids `due` accepts
-    /// (the broker leaves out those whose markers are still on their way).
-    pub fn resend_markers(&mut self, due: impl Fn(&str) -> bool) {
+    /// (the broker leaves out those whose markers are still on their way); and the Complete*
+    /// record of a transaction whose markers are all written, if writing it failed.
+    pub fn resend_markers(&mut self, now_ms: i64, due: impl Fn(&str) -> bool) {
+        let incomplete: Vec<(String, TxnMetadata)> = self
+            .ids
+            .iter()
+            .filter(|(_, e)| e.unmarked.is_empty() && e.pending.is_none())
+            .filter_map(|(id, e)| {
+                let meta = e.meta.as_ref()?;
+                matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+                    .then(|| (id.clone(), meta.clone()))
+            })
+            .collect();
+        for (id, meta) in incomplete {
+            self.write(&id, meta.complete(now_ms), None, After::Nothing);
+        }
         let ids: Vec<String> = self
             .ids
             .iter()
@@ -413,10 +427,17 @@ mod tests {
         assert!(jobs[0].commit && jobs[0].partitions.len() == 2);
         c.marker_written(3, "tx", &("t".into(), 0));
         assert!(c.drain_stores().is_empty(), "one marker is still missing");
-        c.resend_markers(|_| true);
+        c.resend_markers(3, |_| true);
         assert_eq!(c.drain_markers()[0].partitions, BTreeSet::from([("t".to_string(), 1)]));
         c.marker_written(3, "tx", &("t".into(), 1));
-        let stores = commit_all(&mut c, 3);
+        // The Complete record's write fails: the next tick writes it again, not leaving the id
+        // in PrepareCommit with nothing left to send.
+        assert_eq!(c.drain_stores().len(), 1);
+        c.store_failed("tx", ErrorCode::CoordinatorNotAvailable);
+        assert_eq!(c.state("tx").unwrap().state, TxnState::PrepareCommit);
+        c.resend_markers(4, |_| true);
+        assert!(c.drain_markers().is_empty());
+        let stores = commit_all(&mut c, 4);
         assert_eq!(stores.iter().map(|s| s.meta.state).collect::<Vec<_>>(), vec![TxnState::CompleteCommit]);
     }
 
