@@ -551,13 +551,9 @@ impl Broker {
         let verdict =
             if group_id.is_empty() {
                 Err(ErrorCode::InvalidGroupId)
-            } else if let Err(code) = self.verify_txn_partition(
-                &request.transactional_id.0,
-                &offsets_partition.0,
-                offsets_partition.1,
-                producer_id,
-                epoch,
-            ) {
+            } else if let Err(code) =
+                self.verify_txn_offsets(&request.transactional_id.0, &offsets_partition, producer_id, epoch)
+            {
                 Err(code)
             } else if !named_member {
                 Ok(())

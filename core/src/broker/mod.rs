@@ -1068,6 +1068,8 @@ impl Broker {
         }
         for (topic, index, start) in moves {
             let Some(partition) = self.partition_mut(topic, *index) else { continue };
+            // Aborted transactions wholly before the new start concern no reader any more.
+            partition.producers.aborted.trim_before(*start);
             if let Err(error) = partition.log.advance_start(*start) {
                 let dir = partition.log.dir().to_string();
                 self.faults.push(StorageFault::new(

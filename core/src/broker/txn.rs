@@ -306,6 +306,26 @@ impl Broker {
         }
     }
 
+    /// KIP-890 part 1 for TxnOffsetCommit: the group's offsets partition must be in the
+    /// producer's transaction. Answers in the codes clients retry or act on for this API.
+    pub(super) fn verify_txn_offsets(
+        &self,
+        txn_id: &str,
+        offsets_partition: &TxnPartition,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<(), ErrorCode> {
+        if let Some(code) = self.txn_unavailable() {
+            return Err(code);
+        }
+        match self.txn.verify(txn_id, producer_id, epoch, offsets_partition) {
+            Ok(()) => Ok(()),
+            Err(ErrorCode::ProducerFenced) => Err(ErrorCode::InvalidProducerEpoch),
+            Err(code @ (ErrorCode::InvalidTxnState | ErrorCode::InvalidProducerIdMapping)) => Err(code),
+            Err(_) => Err(ErrorCode::ConcurrentTransactions),
+        }
+    }
+
     // ----- what the coordinator asks for -----
 
     /// Writes the coordinator's state records, sends its markers, and answers its replies.

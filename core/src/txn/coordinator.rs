@@ -155,7 +155,7 @@ impl Coordinator {
 
     /// KIP-890 part 1: may a partition leader take this producer's transactional batch?
     pub fn verify(&self, id: &str, producer_id: i64, epoch: i16, partition: &TxnPartition) -> Result<(), ErrorCode> {
-        let entry = self.ids.get(id).ok_or(ErrorCode::InvalidTxnState)?;
+        let entry = self.ids.get(id).ok_or(ErrorCode::InvalidProducerIdMapping)?;
         // A write in flight may be the add of this very partition: not yet.
         let meta = entry.meta.as_ref().filter(|_| entry.pending.is_none()).ok_or(ErrorCode::ConcurrentTransactions)?;
         meta.verify(producer_id, epoch, partition)

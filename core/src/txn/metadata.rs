@@ -150,8 +150,13 @@ impl TxnMetadata {
     ) -> Result<Step, ErrorCode> {
         debug_assert!(self.state.is_settled(), "an open transaction is fenced first");
         if let Some((id, epoch)) = expected {
+            if epoch < 0 {
+                return Err(ErrorCode::InvalidRequest);
+            }
             if id != self.producer_id && id != self.prev_producer_id {
-                return Err(ErrorCode::InvalidProducerIdMapping);
+                // As Kafka: a producer that knows an id this transactional id no longer has is
+                // an old one, fenced.
+                return Err(ErrorCode::ProducerFenced);
             }
             if id == self.producer_id && epoch == self.last_producer_epoch && self.last_producer_epoch >= 0 {
                 return Ok(Step::Answer);
@@ -218,10 +223,12 @@ impl TxnMetadata {
     /// transactional batch for `partition` (the client added it to the open transaction).
     pub fn verify(&self, producer_id: i64, epoch: i16, partition: &TxnPartition) -> Result<(), ErrorCode> {
         self.check_producer(producer_id, epoch)?;
-        if self.state == TxnState::Ongoing && self.partitions.contains(partition) {
-            Ok(())
-        } else {
-            Err(ErrorCode::InvalidTxnState)
+        match self.state {
+            TxnState::Ongoing if self.partitions.contains(partition) => Ok(()),
+            // Ending: the client is retrying a batch of the transaction being decided, or is
+            // early with the next one; either way it may ask again.
+            TxnState::PrepareCommit | TxnState::PrepareAbort => Err(ErrorCode::ConcurrentTransactions),
+            _ => Err(ErrorCode::InvalidTxnState),
         }
     }
 
@@ -387,7 +394,8 @@ mod tests {
         assert_eq!(next.init(Some((7, 0)), 60_000, 6, || unreachable!()), Ok(Step::Answer));
         // A producer that knows an older epoch is a zombie.
         assert_eq!(next.init(Some((7, 5)), 60_000, 6, || unreachable!()), Err(ErrorCode::ProducerFenced));
-        assert_eq!(next.init(Some((8, 1)), 60_000, 6, || unreachable!()), Err(ErrorCode::InvalidProducerIdMapping));
+        assert_eq!(next.init(Some((8, 1)), 60_000, 6, || unreachable!()), Err(ErrorCode::ProducerFenced));
+        assert_eq!(next.init(Some((7, -1)), 60_000, 6, || unreachable!()), Err(ErrorCode::InvalidRequest));
         // An exhausted epoch moves to a new producer id.
         let worn = TxnMetadata { producer_epoch: EPOCH_EXHAUSTED, ..next };
         let Ok(Step::Write(rotated)) = worn.init(None, 60_000, 7, || 99) else { panic!() };
