@@ -488,36 +488,24 @@ impl Broker {
             let name = topic.name.0.to_string();
             let mut topic_response = OffsetCommitResponseTopic::default().with_name(topic.name.clone());
             for partition in &topic.partitions {
-                let code = match membership {
-                    Err(code) => code,
-                    // The partition may live on another broker of a cluster; it must exist.
-                    Ok(())
-                        if !self
-                            .topic(&name)
-                            .is_some_and(|t| (0..t.record.partitions).contains(&partition.partition_index)) =>
-                    {
-                        ErrorCode::UnknownTopicOrPartition
-                    }
-                    Ok(())
-                        if partition
-                            .committed_metadata
-                            .as_ref()
-                            .is_some_and(|m| m.len() > OFFSET_METADATA_BYTES_MAX) =>
-                    {
-                        ErrorCode::OffsetMetadataTooLarge
-                    }
-                    Ok(()) => {
-                        entries.push((
-                            (group_id.clone(), name.clone(), partition.partition_index),
-                            Some(CommittedOffset {
-                                offset: partition.committed_offset,
-                                leader_epoch: partition.committed_leader_epoch,
-                                metadata: partition.committed_metadata.as_deref().unwrap_or_default().to_string(),
-                                commit_ms: now_ms,
-                            }),
-                        ));
+                // The partition may live on another broker of a cluster; it must exist.
+                let code = match self.offset_to_commit(
+                    now_ms,
+                    membership,
+                    &group_id,
+                    &name,
+                    (
+                        partition.partition_index,
+                        partition.committed_offset,
+                        partition.committed_leader_epoch,
+                        partition.committed_metadata.as_deref(),
+                    ),
+                ) {
+                    Ok(entry) => {
+                        entries.push(entry);
                         ErrorCode::None
                     }
+                    Err(code) => code,
                 };
                 topic_response.partitions.push(
                     OffsetCommitResponsePartition::default()
@@ -529,6 +517,29 @@ impl Broker {
         }
         let body = ResponseKind::OffsetCommit(response);
         self.write_offsets(now_ms, id, ApiKey::OffsetCommit, api_version, body, entries, &[])
+    }
+
+    /// One partition of an OffsetCommit or TxnOffsetCommit, given the request's verdict on
+    /// the group and its member: the entry to write, or why not. `(index, offset, leader
+    /// epoch, metadata)` as the request carries them.
+    fn offset_to_commit(
+        &self,
+        now_ms: i64,
+        verdict: Result<(), ErrorCode>,
+        group_id: &str,
+        topic: &str,
+        (index, offset, leader_epoch, metadata): (i32, i64, i32, Option<&str>),
+    ) -> Result<(OffsetKey, Option<CommittedOffset>), ErrorCode> {
+        verdict?;
+        if !self.topic(topic).is_some_and(|t| (0..t.record.partitions).contains(&index)) {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        if metadata.is_some_and(|m| m.len() > OFFSET_METADATA_BYTES_MAX) {
+            return Err(ErrorCode::OffsetMetadataTooLarge);
+        }
+        let metadata = metadata.unwrap_or_default().to_string();
+        let committed = CommittedOffset { offset, leader_epoch, metadata, commit_ms: now_ms };
+        Ok(((group_id.to_string(), topic.to_string(), index), Some(committed)))
     }
 
     /// TxnOffsetCommit: offsets a transactional producer commits as part of its transaction
@@ -578,31 +589,18 @@ impl Broker {
             let mut topic_response =
                 txn_offset_commit_response::TxnOffsetCommitResponseTopic::default().with_name(topic.name.clone());
             for partition in &topic.partitions {
-                let exists =
-                    self.topic(&name).is_some_and(|t| (0..t.record.partitions).contains(&partition.partition_index));
-                let code = match verdict {
-                    Err(code) => code,
-                    Ok(()) if !exists => ErrorCode::UnknownTopicOrPartition,
-                    Ok(())
-                        if partition
-                            .committed_metadata
-                            .as_ref()
-                            .is_some_and(|m| m.len() > OFFSET_METADATA_BYTES_MAX) =>
-                    {
-                        ErrorCode::OffsetMetadataTooLarge
-                    }
-                    Ok(()) => {
-                        entries.push((
-                            (group_id.clone(), name.clone(), partition.partition_index),
-                            Some(CommittedOffset {
-                                offset: partition.committed_offset,
-                                leader_epoch: partition.committed_leader_epoch,
-                                metadata: partition.committed_metadata.as_deref().unwrap_or_default().to_string(),
-                                commit_ms: now_ms,
-                            }),
-                        ));
+                let fields = (
+                    partition.partition_index,
+                    partition.committed_offset,
+                    partition.committed_leader_epoch,
+                    partition.committed_metadata.as_deref(),
+                );
+                let code = match self.offset_to_commit(now_ms, verdict, &group_id, &name, fields) {
+                    Ok(entry) => {
+                        entries.push(entry);
                         ErrorCode::None
                     }
+                    Err(code) => code,
                 };
                 topic_response.partitions.push(
                     txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()

@@ -54,6 +54,19 @@ pub struct MarkerJob {
     pub partitions: BTreeSet<TxnPartition>,
 }
 
+impl MarkerJob {
+    /// The markers of `meta`'s Prepare* state for `partitions`.
+    fn of(id: &str, meta: &TxnMetadata, partitions: BTreeSet<TxnPartition>) -> MarkerJob {
+        MarkerJob {
+            id: id.to_string(),
+            producer_id: meta.producer_id,
+            producer_epoch: meta.producer_epoch,
+            commit: meta.state == TxnState::PrepareCommit,
+            partitions,
+        }
+    }
+}
+
 /// What happens once an id's pending record commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum After {
@@ -273,13 +286,7 @@ impl Coordinator {
         if entry.unmarked.is_empty() {
             return self.write(id, meta.complete(now_ms), None, After::Nothing);
         }
-        self.markers.push(MarkerJob {
-            id: id.to_string(),
-            producer_id: meta.producer_id,
-            producer_epoch: meta.producer_epoch,
-            commit: meta.state == TxnState::PrepareCommit,
-            partitions: entry.unmarked.clone(),
-        });
+        self.markers.push(MarkerJob::of(id, &meta, entry.unmarked.clone()));
     }
 
     /// A partition took its marker (or is gone for good: a deleted topic). Once every
@@ -319,13 +326,7 @@ impl Coordinator {
         for id in ids {
             let entry = &self.ids[&id];
             let meta = entry.meta.as_ref().expect("committed");
-            self.markers.push(MarkerJob {
-                id: id.clone(),
-                producer_id: meta.producer_id,
-                producer_epoch: meta.producer_epoch,
-                commit: meta.state == TxnState::PrepareCommit,
-                partitions: entry.unmarked.clone(),
-            });
+            self.markers.push(MarkerJob::of(&id, meta, entry.unmarked.clone()));
         }
     }
 
