@@ -15,6 +15,7 @@
 //! KIP-890 added; no tool reads these records but the coordinator, so the layout is ours.
 
 use super::metadata::{TxnMetadata, TxnState};
+use crate::group::membership::{put_str, Reader};
 use crate::log::batch::build::Record;
 
 const KEY_VERSION: u8 = 0;
@@ -73,16 +74,16 @@ fn decode_value(bytes: &[u8]) -> Option<TxnMetadata> {
     let prev_producer_id = r.i64()?;
     let next_producer_id = r.i64()?;
     let producer_epoch = i16::from_be_bytes(r.take(2)?.try_into().ok()?);
-    let timeout_ms = i32::from_be_bytes(r.take(4)?.try_into().ok()?);
+    let timeout_ms = r.i32()?;
     let state = TxnState::from_id(r.u8()? as i8)?;
     let tv2 = r.u8()? != 0;
     let last_update_ms = r.i64()?;
     let start_ms = r.i64()?;
-    let count = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
+    let count = r.u32()?;
     let mut partitions = std::collections::BTreeSet::new();
     for _ in 0..count {
         let topic = r.str()?;
-        partitions.insert((topic, i32::from_be_bytes(r.take(4)?.try_into().ok()?)));
+        partitions.insert((topic, r.i32()?));
     }
     Some(TxnMetadata {
         producer_id,
@@ -97,38 +98,6 @@ fn decode_value(bytes: &[u8]) -> Option<TxnMetadata> {
         start_ms,
         tv2,
     })
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = &s.as_bytes()[..s.len().min(usize::from(u16::MAX))];
-    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
-    }
-
-    fn str(&mut self) -> Option<String> {
-        let len = u16::from_be_bytes(self.take(2)?.try_into().ok()?);
-        String::from_utf8(self.take(usize::from(len))?.to_vec()).ok()
-    }
 }
 
 #[cfg(test)]
