@@ -8,6 +8,7 @@ use crate::ids::NodeId;
 use crate::metadata::calls::{self, ControllerMessage};
 use crate::raft::wire::{self, Target};
 use crate::raft::Message;
+use crate::txn::calls::TxnCall;
 
 /// The client id a node's peer links send with every request (`headwater-peer-<node>`).
 pub const PEER_CLIENT_ID_PREFIX: &str = "headwater-peer-";
@@ -30,6 +31,8 @@ pub enum PeerMessage {
     /// leader refused the partition (it does not replicate it).
     ReplicaFetchAnswers(Vec<(Target, Option<Message>)>),
     Controller(ControllerMessage),
+    /// Between transaction coordinators and partition leaders.
+    Txn(TxnCall),
 }
 
 impl From<Message> for PeerMessage {
@@ -68,6 +71,7 @@ impl PeerMessage {
             PeerMessage::Controller(ControllerMessage::Forward { api_key, api_version, .. }) => {
                 (*api_key, *api_version)
             }
+            PeerMessage::Txn(call) => return call.api(),
             _ => return None,
         })
     }
@@ -77,6 +81,7 @@ impl PeerMessage {
     pub fn exact_version(&self) -> Option<i16> {
         match self {
             PeerMessage::Controller(ControllerMessage::Forward { api_version, .. }) => Some(*api_version),
+            PeerMessage::Txn(call) => call.api().map(|(_, version)| version),
             _ => None,
         }
     }
@@ -100,6 +105,7 @@ impl PeerMessage {
             PeerMessage::ReplicaFetch(parts) => wire::fetch_request(cluster_id, from, parts, version),
             PeerMessage::ReplicaFetchAnswers(_) => None,
             PeerMessage::Controller(message) => calls::request_for(cluster_id, message),
+            PeerMessage::Txn(call) => call.request(),
         }
     }
 
@@ -117,6 +123,7 @@ impl PeerMessage {
             }
             PeerMessage::ReplicaFetchAnswers(_) => Err("an answer answers nothing".into()),
             PeerMessage::Controller(message) => calls::message_from_response(response, message).map(|m| Some(m.into())),
+            PeerMessage::Txn(call) => call.answer(response).map(|answer| Some(PeerMessage::Txn(answer))),
         }
     }
 }

@@ -106,8 +106,15 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "offsets_topic_num_partitions",
         "50",
-        "partitions of __consumer_offsets in a cluster, made at the first FindCoordinator \
-         (offsets.topic.num.partitions); a group's coordinator is the leader of its partition",
+        "partitions of __consumer_offsets in a cluster, made by the controller once enough brokers \
+         are registered (offsets.topic.num.partitions); a group's coordinator is the leader of its partition",
+    ),
+    (
+        "transaction_state_num_partitions",
+        "50",
+        "partitions of __transaction_state in a cluster, made at the first lookup of a transaction's \
+         coordinator (transaction.state.log.num.partitions); a transactional id's coordinator is the \
+         leader of its partition",
     ),
     (
         "metadata_snapshot_records",
@@ -164,6 +171,7 @@ pub struct ServerConfig {
     pub consumer_group: headwater_core::group::ConsumerGroupConfig,
     pub offsets_retention_ms: i64,
     pub offsets_topic_partitions: i32,
+    pub txn_topic_partitions: i32,
     pub metadata_snapshot_records: i64,
     pub metadata_log_segment_bytes: i64,
     pub scrub_bytes_per_sec: u64,
@@ -373,14 +381,16 @@ impl RawConfig {
             ));
         }
         let offsets_retention_ms = self.get("offsets_retention_minutes", positive)? * 60_000;
-        let offsets_topic_partitions = self.get("offsets_topic_num_partitions", |v| {
+        let internal_partitions = |v: &str| {
             positive(v).and_then(|n| {
                 i32::try_from(n)
                     .ok()
                     .filter(|&n| n <= headwater_core::constants::PARTITIONS_PER_TOPIC_MAX)
                     .ok_or_else(|| format!("at most {}", headwater_core::constants::PARTITIONS_PER_TOPIC_MAX))
             })
-        })?;
+        };
+        let offsets_topic_partitions = self.get("offsets_topic_num_partitions", internal_partitions)?;
+        let txn_topic_partitions = self.get("transaction_state_num_partitions", internal_partitions)?;
         let metadata_snapshot_records = self.get("metadata_snapshot_records", positive)?;
         let scrub_bytes_per_sec =
             self.get("log_scrub_bytes_per_sec", |v| v.parse::<u64>().map_err(|e| format!("not a byte count: {e}")))?;
@@ -432,6 +442,7 @@ impl RawConfig {
             consumer_group,
             offsets_retention_ms,
             offsets_topic_partitions,
+            txn_topic_partitions,
             metadata_snapshot_records,
             metadata_log_segment_bytes,
             scrub_bytes_per_sec,

@@ -1,9 +1,11 @@
 //! Links to the other nodes of the cluster, for the Raft's requests (Vote, BeginQuorumEpoch,
 //! EndQuorumEpoch, Fetch) and brokers' calls to the controller (BrokerRegistration,
-//! BrokerHeartbeat). Each peer has three links, each one TCP connection to the peer's
-//! Kafka port: one for the metadata log's fetches, one for partition replica fetches, and one
-//! for the rest, because a broker answers a connection's requests in order and a fetch may
-//! wait there up to its `max_wait_ms`: a vote must not queue behind either, and a replica
+//! BrokerHeartbeat) and transaction coordinators' calls (AddPartitionsToTxn's verification,
+//! WriteTxnMarkers). Each peer has four links, each one TCP connection to the peer's
+//! Kafka port: one for the metadata log's fetches, one for partition replica fetches, one for
+//! transaction markers, and one for the rest, because a broker answers a connection's requests
+//! in order and a fetch may wait there up to its `max_wait_ms` (markers until they commit):
+//! a vote must not queue behind either, and a replica
 //! fetch must not queue behind a metadata fetch parked at the controller (it did: commits on
 //! partitions the controller led took 500 ms to 1 s). A link connects, learns the peer's API versions, sends what the core gives it
 //! and passes the answers back to the core as [`CoreInput::Peer`].
@@ -21,6 +23,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use headwater_core::broker::versions::supported_range;
 use headwater_core::ids::NodeId;
 use headwater_core::peer::PeerMessage;
+use headwater_core::txn::calls::TxnCall;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
@@ -54,6 +57,8 @@ pub struct Peers {
 struct Lanes {
     metadata_fetch: mpsc::Sender<PeerMessage>,
     replica_fetch: mpsc::Sender<PeerMessage>,
+    /// Transaction markers, which the peer answers only once they committed.
+    markers: mpsc::Sender<PeerMessage>,
     control: mpsc::Sender<PeerMessage>,
 }
 
@@ -67,7 +72,7 @@ pub struct LinkContext {
 }
 
 impl Peers {
-    /// Starts three links to each of `peers` (id and Kafka address).
+    /// Starts four links to each of `peers` (id and Kafka address).
     pub fn start(context: &LinkContext, peers: impl IntoIterator<Item = (NodeId, String)>) -> Peers {
         let mut links = BTreeMap::new();
         let mut tasks = Vec::new();
@@ -80,8 +85,9 @@ impl Peers {
             };
             let metadata_fetch = lane("metadata-fetch");
             let replica_fetch = lane("replica-fetch");
+            let markers = lane("txn-markers");
             let control = lane("control");
-            links.insert(peer, Lanes { metadata_fetch, replica_fetch, control });
+            links.insert(peer, Lanes { metadata_fetch, replica_fetch, markers, control });
         }
         Peers { links, tasks }
     }
@@ -99,6 +105,7 @@ impl Peers {
         };
         let lane = match &message {
             PeerMessage::ReplicaFetch(_) => &lanes.replica_fetch,
+            PeerMessage::Txn(TxnCall::Markers { .. }) => &lanes.markers,
             message if message.may_wait() => &lanes.metadata_fetch,
             _ => &lanes.control,
         };

@@ -125,6 +125,7 @@ async fn serve_on(
         consumer_group: config.consumer_group.clone(),
         offsets_retention_ms: config.offsets_retention_ms,
         offsets_topic_partitions: config.offsets_topic_partitions,
+        txn_topic_partitions: config.txn_topic_partitions,
         // Every node `cluster_nodes` lists votes in the metadata quorum (a combined
         // broker and controller, as KRaft's `process.roles=broker,controller`).
         // A list of this node alone is a single node, as before (`make run`'s data stays

@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, RequestKind, ResponseKind, TopicName,
+    ApiKey, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -37,6 +38,8 @@ use crate::txn::producer::ProducerTable;
 
 /// Tokens of admin decisions; apart from the broker lifecycle's (request ids and bit 63).
 const ADMIN_TOKEN: u64 = 1 << 62;
+/// The CreateTopics version a broker asks the controller for an internal topic at.
+const INTERNAL_CREATE_VERSION: i16 = 5;
 
 /// The file in a cluster partition's directory naming the topic id it belongs to (Kafka's
 /// name for it), so a directory left by a deleted topic is never taken for a new topic of the
@@ -682,6 +685,52 @@ impl Broker {
             configs: BTreeMap::new(),
         };
         self.decide_unanswered(now_ms, decision);
+    }
+
+    /// Asks the controller for an internal topic no request waits for: decided here on the
+    /// controller, else sent to it as this node's CreateTopics (as Kafka's brokers do). Nothing
+    /// waits for the answer: the topic shows in the image once made, and the caller asks again
+    /// later if it does not.
+    pub(super) fn create_internal_topic(
+        &mut self,
+        now_ms: i64,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    ) {
+        let Some(quorum) = &self.quorum else { return };
+        if quorum.is_active_controller() {
+            let decision = Decision::CreateTopic { name: name.to_string(), partitions, replication_factor, configs };
+            self.decide_unanswered(now_ms, decision);
+            return;
+        }
+        let own = NodeId(self.config.node_id);
+        let Some(controller) = quorum.raft().leader().filter(|&l| l != own) else { return };
+        let configs = configs
+            .into_iter()
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string(k))
+                    .with_value(Some(StrBytes::from_string(v)))
+            })
+            .collect();
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)
+            .with_configs(configs);
+        let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
+        // A token no forwarded request holds: the answer finds nothing to answer.
+        let token = self.cluster.next_token;
+        self.cluster.next_token += 1;
+        let message = ControllerMessage::Forward {
+            token,
+            api_key: ApiKey::CreateTopics,
+            api_version: INTERNAL_CREATE_VERSION,
+            request: Box::new(RequestKind::CreateTopics(request)),
+        };
+        self.outputs.push_back(Output::Peer { to: controller, message: message.into() });
     }
 
     /// Asks the controller for a decision no request waits for.

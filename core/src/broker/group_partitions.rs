@@ -36,23 +36,73 @@ use crate::txn::producer::TxnEnd;
 /// How long the controller waits before trying to make the offsets topic again.
 const CREATE_RETRY_MS: i64 = 1_000;
 
+/// Which partitions of an internal topic whose leader coordinates their keys (the offsets
+/// topic's groups, the transaction state topic's transactional ids) are led and loaded here.
 #[derive(Debug, Default)]
-pub(super) struct GroupPartitions {
-    /// Offsets partitions led here and not loaded yet: (epoch, log end when elected).
+pub(super) struct LedPartitions {
+    /// Partitions led here and not loaded yet: (epoch, log end when elected).
     loading: BTreeMap<i32, (i32, i64)>,
-    /// Offsets partitions led and loaded here, with the epoch they were loaded in.
+    /// Partitions led and loaded here, with the epoch they were loaded in.
     loaded: BTreeMap<i32, i32>,
-    next_create_ms: i64,
+    pub next_create_ms: i64,
 }
 
-/// Where a group is coordinated.
-pub(super) enum GroupHome {
+/// What to do with a partition's keys after its Raft spoke ([`LedPartitions::step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Forget them: not led here any more, or led again in a later epoch and not loadable yet.
+    Unload,
+    /// Forget them and replay the partition: led, and every record it held when elected is
+    /// committed.
+    Load,
+}
+
+impl LedPartitions {
+    /// Brings partition `index` in line with this node's role for it: `led` is (leader epoch,
+    /// high watermark, log end) while this node leads it, else `None`.
+    pub(super) fn step(&mut self, index: i32, led: Option<(i32, i64, i64)>) -> Option<Step> {
+        let Some((epoch, high_watermark, end)) = led else {
+            let was_loaded = self.loaded.remove(&index).is_some();
+            return (self.loading.remove(&index).is_some() || was_loaded).then_some(Step::Unload);
+        };
+        if self.loaded.get(&index) == Some(&epoch) {
+            return None;
+        }
+        // Led again in a later epoch: another leader may have taken writes meanwhile.
+        let stale = self.loaded.remove(&index).is_some();
+        let until = match self.loading.get(&index) {
+            Some(&(loading_epoch, until)) if loading_epoch == epoch => until,
+            _ => {
+                self.loading.insert(index, (epoch, end));
+                end
+            }
+        };
+        if high_watermark >= until {
+            self.loading.remove(&index);
+            self.loaded.insert(index, epoch);
+            return Some(Step::Load);
+        }
+        stale.then_some(Step::Unload)
+    }
+
+    /// A partition whose replay failed: not loaded after all.
+    pub(super) fn load_failed(&mut self, index: i32) {
+        self.loaded.remove(&index);
+    }
+
+    pub(super) fn loaded_in(&self, index: i32) -> Option<i32> {
+        self.loaded.get(&index).copied()
+    }
+}
+
+/// Where a coordinator key (a group, a transactional id) is coordinated.
+pub(super) enum Home {
     Here,
-    /// This node leads the group's offsets partition but has not loaded it yet.
+    /// This node leads the key's partition but has not loaded it yet.
     Loading,
     /// Another broker, not fenced: its id, host and port.
     There(kafka_protocol::messages::BrokerId, String, i32),
-    /// No leader known now, or the offsets topic does not exist yet.
+    /// No leader known now, or the topic does not exist yet.
     Unavailable,
 }
 
@@ -67,15 +117,24 @@ impl Broker {
     }
 
     /// The group's coordinator: on one node this node; in a cluster the leader of its offsets
-    /// partition (this node once it has loaded it, else the image's leader while not fenced).
-    pub(super) fn group_home(&self, group: &str) -> GroupHome {
-        let Some(quorum) = &self.quorum else { return GroupHome::Here };
-        let Some(topic) = self.topics.get(OFFSETS_TOPIC) else { return GroupHome::Unavailable };
-        let index = offsets_partition_of(group, topic.record.partitions);
+    /// partition.
+    pub(super) fn group_home(&self, group: &str) -> Home {
+        if self.quorum.is_none() {
+            return Home::Here;
+        }
+        self.home_of(OFFSETS_TOPIC, group, &self.group_partitions)
+    }
+
+    /// The coordinator of `key` in a cluster: the leader of `topic`'s partition for it, this
+    /// node once it has loaded that partition, else the image's leader while not fenced.
+    pub(super) fn home_of(&self, topic: &str, key: &str, led: &LedPartitions) -> Home {
+        let Some(quorum) = &self.quorum else { return Home::Unavailable };
+        let Some(topic) = self.topics.get(topic) else { return Home::Unavailable };
+        let index = offsets_partition_of(key, topic.record.partitions);
         if let Some(partition) = topic.partitions.get(&index).filter(|p| p.is_leader() && !p.failed) {
-            return match self.group_partitions.loaded.get(&index) {
-                Some(&epoch) if epoch == partition.leader_epoch() => GroupHome::Here,
-                _ => GroupHome::Loading,
+            return match led.loaded_in(index) {
+                Some(epoch) if epoch == partition.leader_epoch() => Home::Here,
+                _ => Home::Loading,
             };
         }
         let image = quorum.image();
@@ -86,10 +145,8 @@ impl Broker {
             .and_then(|p| p.leader)
             .filter(|&l| l.0 != self.config.node_id);
         match leader.and_then(|l| image.brokers.get(&l).map(|b| (l, b))) {
-            Some((l, b)) if !b.fenced => {
-                GroupHome::There(kafka_protocol::messages::BrokerId(l.0), b.host.clone(), b.port)
-            }
-            _ => GroupHome::Unavailable,
+            Some((l, b)) if !b.fenced => Home::There(kafka_protocol::messages::BrokerId(l.0), b.host.clone(), b.port),
+            _ => Home::Unavailable,
         }
     }
 
@@ -118,38 +175,19 @@ impl Broker {
     /// Brings the groups of offsets partition `index` in line with this node's role for it,
     /// after its Raft spoke: loads them once led and committed, forgets them once not led.
     pub(super) fn offsets_partition_changed(&mut self, now_ms: i64, index: i32) {
-        let state = self
-            .partition(OFFSETS_TOPIC, index)
+        let led = self.led_state(OFFSETS_TOPIC, index);
+        match self.group_partitions.step(index, led) {
+            Some(Step::Unload) => self.unload_groups(now_ms, index),
+            Some(Step::Load) => self.load_groups(now_ms, index),
+            None => {}
+        }
+    }
+
+    /// (leader epoch, high watermark, log end) of `topic`-`index` while this node leads it.
+    pub(super) fn led_state(&self, topic: &str, index: i32) -> Option<(i32, i64, i64)> {
+        self.partition(topic, index)
             .filter(|p| p.is_leader() && !p.failed)
-            .map(|p| (p.leader_epoch(), p.high_watermark(), p.log_end_offset()));
-        let gp = &mut self.group_partitions;
-        let Some((epoch, high_watermark, end)) = state else {
-            let was_here = gp.loaded.remove(&index).is_some();
-            if gp.loading.remove(&index).is_some() || was_here {
-                self.unload_groups(now_ms, index);
-            }
-            return;
-        };
-        if gp.loaded.get(&index) == Some(&epoch) {
-            return;
-        }
-        if gp.loaded.remove(&index).is_some() {
-            // Led again in a later epoch: another leader may have taken commits meanwhile.
-            self.unload_groups(now_ms, index);
-        }
-        let gp = &mut self.group_partitions;
-        let until = match gp.loading.get(&index) {
-            Some(&(loading_epoch, until)) if loading_epoch == epoch => until,
-            _ => {
-                gp.loading.insert(index, (epoch, end));
-                end
-            }
-        };
-        if high_watermark >= until {
-            gp.loading.remove(&index);
-            gp.loaded.insert(index, epoch);
-            self.load_groups(now_ms, index);
-        }
+            .map(|p| (p.leader_epoch(), p.high_watermark(), p.log_end_offset()))
     }
 
     /// Replays offsets partition `index` into the offset store and the classic coordinator
@@ -161,7 +199,7 @@ impl Broker {
             Ok(log) => self.take_over_groups(now_ms, log),
             Err(error) => {
                 let id = partition.id;
-                self.group_partitions.loaded.remove(&index);
+                self.group_partitions.load_failed(index);
                 self.fail_partition(id, super::StorageOp::Append, &error);
             }
         }

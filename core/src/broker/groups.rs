@@ -27,7 +27,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::group_partitions::GroupHome;
+use super::group_partitions::Home;
 use super::{Broker, Parked, RequestId, Response, ResponseBody, StorageFault, StorageOp, WaitFor};
 use crate::error::ErrorCode;
 use crate::group::offsets::{record, OffsetKey};
@@ -178,32 +178,24 @@ impl Broker {
     ) -> FindCoordinatorResponse {
         // (error, message, coordinator id, host, port)
         let answer = |key_type: i8, key: &str| -> (ErrorCode, Option<&'static str>, BrokerId, String, i32) {
-            if key_type == TRANSACTION_KEY {
-                // A single node coordinates every transactional id (broker/txn.rs).
-                if self.is_cluster() || self.topic(super::txn::TXN_TOPIC).is_none() {
-                    let message = Some("a Headwater cluster does not serve transactions yet");
-                    return (ErrorCode::CoordinatorNotAvailable, message, BrokerId(-1), String::new(), -1);
-                }
-                let here = (self.config.advertised_host.clone(), self.config.advertised_port);
-                return (ErrorCode::None, None, BrokerId(self.config.node_id), here.0, here.1);
-            }
-            if key_type != 0 {
+            if key_type != 0 && key_type != TRANSACTION_KEY {
                 let message = Some("unknown coordinator key type");
                 return (ErrorCode::InvalidRequest, message, BrokerId(-1), String::new(), -1);
             }
-            match self.group_home(key) {
+            let home = if key_type == TRANSACTION_KEY { self.txn_home(key) } else { self.group_home(key) };
+            match home {
                 // A coordinator still loading is named all the same; its group requests
                 // answer COORDINATOR_LOAD_IN_PROGRESS until it is ready (as in Kafka).
-                GroupHome::Here | GroupHome::Loading => (
+                Home::Here | Home::Loading => (
                     ErrorCode::None,
                     None,
                     BrokerId(self.config.node_id),
                     self.config.advertised_host.clone(),
                     self.config.advertised_port,
                 ),
-                GroupHome::There(id, host, port) => (ErrorCode::None, None, id, host, port),
-                GroupHome::Unavailable => {
-                    let message = Some("the group's coordinator is not available");
+                Home::There(id, host, port) => (ErrorCode::None, None, id, host, port),
+                Home::Unavailable => {
+                    let message = Some("the coordinator is not available");
                     (ErrorCode::CoordinatorNotAvailable, message, BrokerId(-1), String::new(), -1)
                 }
             }
@@ -557,6 +549,17 @@ impl Broker {
         let group_id = request.group_id.0.to_string();
         let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
         let offsets_partition = (OFFSETS_TOPIC.to_string(), self.offsets_partition(&group_id));
+        // In a cluster the group's offsets partition, led here, may be in a transaction
+        // coordinated elsewhere: ask there first.
+        let led = self.partition(OFFSETS_TOPIC, offsets_partition.1).filter(|p| p.is_leader() && !p.failed);
+        if let Some(partition) = led.filter(|_| self.is_cluster()) {
+            let ask =
+                super::txn_cluster::Ask { partition: offsets_partition.clone(), id: partition.id, producer_id, epoch };
+            if let Some(needed) = self.verifications_needed(id, &request.transactional_id.0, vec![ask]) {
+                self.hold_txn_offset_commit(now_ms, id, api_version, needed, request);
+                return None;
+            }
+        }
         // v3+ may name the member and generation (KIP-447); older clients name neither.
         let named_member = request.generation_id >= 0 || !request.member_id.is_empty();
         let verdict =
@@ -1054,9 +1057,9 @@ impl Broker {
     /// NOT_COORDINATOR. `None` where it does (and on one node).
     pub(super) fn coordinated_elsewhere(&self, group: &str) -> Option<ErrorCode> {
         match self.group_home(group) {
-            GroupHome::Here => None,
-            GroupHome::Loading => Some(ErrorCode::CoordinatorLoadInProgress),
-            GroupHome::There(..) | GroupHome::Unavailable => Some(ErrorCode::NotCoordinator),
+            Home::Here => None,
+            Home::Loading => Some(ErrorCode::CoordinatorLoadInProgress),
+            Home::There(..) | Home::Unavailable => Some(ErrorCode::NotCoordinator),
         }
     }
 }

@@ -35,6 +35,7 @@ mod replication;
 mod scrub;
 mod txn;
 mod txn_admin;
+mod txn_cluster;
 mod txn_markers;
 pub mod versions;
 
@@ -97,6 +98,9 @@ pub struct BrokerConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` in a cluster (one
     /// node keeps a single local one).
     pub offsets_topic_partitions: i32,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` in a cluster
+    /// (one node keeps a single local one).
+    pub txn_topic_partitions: i32,
     /// The voters of the metadata quorum, this node among them; `None` for a cluster of one,
     /// which keeps its metadata in `__headwater/metadata.json` as before.
     pub quorum_voters: Option<Vec<crate::ids::NodeId>>,
@@ -134,6 +138,7 @@ impl Default for BrokerConfig {
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_log_compact_bytes: 64 * 1024 * 1024,
             offsets_topic_partitions: 50,
+            txn_topic_partitions: 50,
             quorum_voters: None,
             cluster_id: None,
             rack: None,
@@ -244,6 +249,10 @@ pub struct Broker {
     /// Requests waiting on the transaction coordinator, with what their answer needs.
     txn_requests: BTreeMap<RequestId, txn::TxnRequest>,
     next_txn_tick_ms: i64,
+    /// In a cluster, the state partitions led here and whether their ids are loaded.
+    txn_partitions: group_partitions::LedPartitions,
+    /// Transaction calls between this node and other brokers.
+    txn_cluster: txn_cluster::TxnCluster,
     /// Ids for the broker's own parked writes (state records, markers), above any request's.
     next_internal_id: u64,
     rng: Rng,
@@ -253,7 +262,7 @@ pub struct Broker {
     /// A rewrite of the offsets log waiting to be durable: (first offset of the rewrite, end).
     offsets_rewrite: Option<(i64, i64)>,
     /// In a cluster, the offsets partitions led here and whether their groups are loaded.
-    group_partitions: group_partitions::GroupPartitions,
+    group_partitions: group_partitions::LedPartitions,
     outputs: VecDeque<Output>,
     /// Storage failures met during the current input; moved to `outputs` when it ends, after
     /// the parked requests they affect were answered.
@@ -419,13 +428,15 @@ impl Broker {
             txn: Default::default(),
             txn_requests: BTreeMap::new(),
             next_txn_tick_ms: i64::MAX,
+            txn_partitions: group_partitions::LedPartitions::default(),
+            txn_cluster: txn_cluster::TxnCluster::default(),
             next_internal_id: 1 << 62,
             rng,
             groups,
             consumer_groups,
             offsets: OffsetStore::default(),
             offsets_rewrite: None,
-            group_partitions: group_partitions::GroupPartitions::default(),
+            group_partitions: group_partitions::LedPartitions::default(),
             outputs: VecDeque::new(),
             faults,
             newly_failed: Vec::new(),
@@ -514,6 +525,9 @@ impl Broker {
                 }
             }
             RequestKind::InitProducerId(r) => reply(ResponseKind::InitProducerId(self.init_producer_id(r))),
+            RequestKind::AddPartitionsToTxn(r) if api_version >= crate::txn::calls::VERIFY_VERSION => {
+                reply(ResponseKind::AddPartitionsToTxn(self.verify_for_leader(r)))
+            }
             RequestKind::AddPartitionsToTxn(r) => match self.add_partitions_to_txn(now_ms, id, api_version, r) {
                 Some(body) => reply(body),
                 None => return self.after_input(),
@@ -633,7 +647,7 @@ impl Broker {
             RequestKind::FindCoordinator(r) => {
                 // Kafka makes the transaction state topic at the first lookup of a
                 // transaction's coordinator.
-                if api_version >= 1 && r.key_type == groups::TRANSACTION_KEY && !self.is_cluster() {
+                if api_version >= 1 && r.key_type == groups::TRANSACTION_KEY {
                     let _ = self.ensure_txn_topic(now_ms);
                 }
                 reply(ResponseKind::FindCoordinator(self.find_coordinator(api_version, r)))
@@ -1227,5 +1241,7 @@ fn remove_deleted_dirs(storage: &dyn Storage) -> io::Result<()> {
 mod replication_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_cluster_tests;
 #[cfg(test)]
 mod txn_tests;

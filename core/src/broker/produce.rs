@@ -79,6 +79,13 @@ impl Broker {
         let acks = request.acks;
         let acks_valid = (-1..=1).contains(&acks);
         let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
+        if let Some(txn_id) = transactional_id.as_deref().filter(|_| self.is_cluster()) {
+            let asks = self.txn_asks(&request);
+            if let Some(needed) = self.verifications_needed(id, txn_id, asks) {
+                self.hold_produce(now_ms, id, api_version, txn_id, needed, request);
+                return None;
+            }
+        }
         let mut response = ProduceResponse::default();
         let mut waits = Vec::new();
         for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
@@ -183,6 +190,31 @@ impl Broker {
             return Ok(());
         }
         self.verify_txn_partition(txn_id, topic, index, header.producer_id, header.producer_epoch)
+    }
+
+    /// The partitions of a transactional Produce whose first batch opens the producer's
+    /// transaction at a partition this node leads: those the coordinator must vouch for.
+    fn txn_asks(&self, request: &ProduceRequest) -> Vec<super::txn_cluster::Ask> {
+        let mut asks = Vec::new();
+        for topic in &request.topic_data {
+            for data in &topic.partition_data {
+                let Some(header) = data.records.as_deref().and_then(BatchHeader::parse) else { continue };
+                let Some(partition) = self.partition(&topic.name.0, data.index) else { continue };
+                if header.is_transactional()
+                    && partition.is_leader()
+                    && !partition.failed
+                    && !partition.producers.has_open_txn(header.producer_id, header.producer_epoch)
+                {
+                    asks.push(super::txn_cluster::Ask {
+                        partition: (topic.name.0.to_string(), data.index),
+                        id: partition.id,
+                        producer_id: header.producer_id,
+                        epoch: header.producer_epoch,
+                    });
+                }
+            }
+        }
+        asks
     }
 
     /// Appends one partition's record set. Transactional batches only in a `transactional`

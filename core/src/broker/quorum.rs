@@ -109,6 +109,7 @@ impl Broker {
                 self.forward_answered(token, *response)
             }
             PeerMessage::Controller(answer) => self.lifecycle_answer(now_ms, from, answer),
+            PeerMessage::Txn(call) => self.txn_call_answered(now_ms, call),
         }
         // A new leader is where the next registration or heartbeat goes; one due now leaves.
         self.lifecycle_tick(now_ms);

@@ -181,12 +181,17 @@ impl Broker {
         let mut answered = false;
         // An offsets partition whose Raft spoke: its groups may load or unload here.
         let mut offsets_partition = None;
+        // A transaction state partition whose Raft spoke: its ids may load or unload here.
+        let mut txn_partition = None;
         while let Some((partition, output)) = next_output(&mut self.topics, &self.topic_names_by_id, id) {
             let dir = partition.log.dir().to_string();
             let Some(replica) = partition.replica.as_mut() else { break };
             let target = replica.target.clone();
             if target.topic == OFFSETS_TOPIC {
                 offsets_partition = Some(target.index);
+            }
+            if target.topic == super::txn::TXN_TOPIC {
+                txn_partition = Some(target.index);
             }
             match output {
                 RaftOutput::SaveState(state) => {
@@ -261,6 +266,9 @@ impl Broker {
         self.check_leadership(now_ms, id);
         if let Some(index) = offsets_partition {
             self.offsets_partition_changed(now_ms, index);
+        }
+        if let Some(index) = txn_partition {
+            self.txn_partition_changed(now_ms, index);
         }
         answered
     }

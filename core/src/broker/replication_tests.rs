@@ -15,7 +15,7 @@ use crate::storage::Storage;
 /// What a broker's Metadata says of a partition: (leader, epoch, replicas, in-sync replicas).
 type Roles = (i32, i32, Vec<i32>, Vec<i32>);
 
-fn roles(c: &mut QuorumCluster, node: i32, topic: &str, index: i32) -> Roles {
+pub(super) fn roles(c: &mut QuorumCluster, node: i32, topic: &str, index: i32) -> Roles {
     let body = RequestKind::Metadata(MetadataRequest::default().with_topics(None));
     let ResponseKind::Metadata(m) = c.ask(node, ApiKey::Metadata, 12, body) else { panic!() };
     let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).expect("listed");
@@ -29,7 +29,7 @@ fn roles(c: &mut QuorumCluster, node: i32, topic: &str, index: i32) -> Roles {
 
 /// A cluster of three with topic `orders` (one partition per `partitions`, three replicas each)
 /// created and its leaders reported.
-fn cluster_with_topic(partitions: i32) -> QuorumCluster {
+pub(super) fn cluster_with_topic(partitions: i32) -> QuorumCluster {
     let mut c = QuorumCluster::new();
     c.run_until(10_000);
     let controller = c.describe(1).topics[0].partitions[0].leader_id.0;

@@ -4,13 +4,18 @@
 //!
 //! On a single node `__transaction_state` is one local partition, made at the first request
 //! that needs it (FindCoordinator for a transaction, or InitProducerId with a transactional id)
-//! and replayed into the coordinator at start-up. In a cluster transactions are not served yet:
-//! their requests answer COORDINATOR_NOT_AVAILABLE.
+//! and replayed into the coordinator at start-up. In a cluster the controller makes it, asked
+//! at the same first request, with `transaction_state_num_partitions` partitions replicated like
+//! `__consumer_offsets`; a transactional id's coordinator is the leader of its partition (the
+//! same hash as a group's), which loads the partition's state once every record it held when
+//! elected is committed, and forgets it when it loses the partition (`txn_cluster.rs` holds
+//! what crosses brokers).
 //!
 //! - **State records** are appended to that partition and parked like an acks=all write; once
 //!   committed the coordinator makes the state current and answers, or sends markers.
-//! - **Markers** are written at each partition's leader (here, on a single node) and parked
-//!   until committed; a partition that could not take one gets it again at the next tick.
+//! - **Markers** are written at each partition's leader (here, or sent to it as
+//!   WriteTxnMarkers) and parked until committed; a partition that could not take one gets it
+//!   again at the next tick.
 //! - **Produce** with a transactional id: a partition where the producer has no open
 //!   transaction takes its first transactional batch only if the coordinator knows the
 //!   partition is in the producer's transaction (KIP-890 part 1), so a stray or late batch
@@ -27,10 +32,12 @@ use kafka_protocol::messages::{
     EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind, TopicName,
 };
 
+use super::group_partitions::{Home, Step};
+use super::groups::offsets_partition_of;
 use super::{Broker, Output, Parked, RequestId, Response, ResponseBody, StorageOp, WaitFor};
 use crate::error::ErrorCode;
 use crate::group::OFFSETS_TOPIC;
-use crate::ids::PartitionId;
+use crate::ids::{NodeId, PartitionId};
 use crate::log::batch::build::batch;
 use crate::metadata::TopicConfig;
 use crate::txn::coordinator::{MarkerJob, TxnReply, TxnStore, Waiter};
@@ -44,9 +51,11 @@ pub(crate) const TXN_TOPIC: &str = "__transaction_state";
 pub(crate) const TXN_MAX_TIMEOUT_MS: i32 = 900_000;
 /// How often open transactions are checked against their timeout and markers not yet
 /// written are sent again.
-const TXN_TICK_MS: i64 = 1_000;
+pub(super) const TXN_TICK_MS: i64 = 1_000;
 /// How long a state record or a marker waits for its commit before it counts as failed.
-const TXN_WRITE_WAIT_MS: i64 = 30_000;
+pub(super) const TXN_WRITE_WAIT_MS: i64 = 30_000;
+/// How long a broker waits before asking the controller again for `__transaction_state`.
+const TXN_CREATE_RETRY_MS: i64 = 1_000;
 
 /// What a request waiting on the coordinator needs to be answered.
 pub(super) enum TxnRequest {
@@ -98,18 +107,52 @@ enum Commit {
 impl Broker {
     // ----- requests -----
 
-    /// Why this node cannot coordinate transactions, if it cannot.
-    pub(super) fn txn_unavailable(&self) -> Option<ErrorCode> {
-        self.is_cluster().then_some(ErrorCode::CoordinatorNotAvailable)
+    /// The `__transaction_state` partition of `txn_id`: 0 on one node; in a cluster the same
+    /// hash as a group's over the partitions the topic has.
+    pub(super) fn txn_partition(&self, txn_id: &str) -> i32 {
+        match self.topics.get(TXN_TOPIC) {
+            Some(topic) if self.is_cluster() => offsets_partition_of(txn_id, topic.record.partitions),
+            _ => 0,
+        }
     }
 
-    /// Makes the local `__transaction_state` partition if it does not exist yet.
-    pub(super) fn ensure_txn_topic(&mut self, now_ms: i64) -> Result<(), ErrorCode> {
-        if let Some(code) = self.txn_unavailable() {
-            return Err(code);
+    /// Where `txn_id` is coordinated: on one node here once the state topic exists; in a
+    /// cluster at the leader of its state partition.
+    pub(super) fn txn_home(&self, txn_id: &str) -> Home {
+        match &self.quorum {
+            None if self.topic(TXN_TOPIC).is_some() => Home::Here,
+            None => Home::Unavailable,
+            Some(_) => self.home_of(TXN_TOPIC, txn_id, &self.txn_partitions),
         }
+    }
+
+    /// Why `txn_id`'s requests cannot be served here, if they cannot: the codes a
+    /// transactional client looks its coordinator up again on, or waits on.
+    pub(super) fn txn_not_here(&self, txn_id: &str) -> Option<ErrorCode> {
+        match self.txn_home(txn_id) {
+            Home::Here => None,
+            Home::Loading => Some(ErrorCode::CoordinatorLoadInProgress),
+            Home::There(..) => Some(ErrorCode::NotCoordinator),
+            Home::Unavailable => Some(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Makes `__transaction_state` if it does not exist yet: the local partition on one node;
+    /// in a cluster the controller is asked (at most every [`TXN_CREATE_RETRY_MS`]) and the
+    /// answer is COORDINATOR_NOT_AVAILABLE until the topic is in the image.
+    pub(super) fn ensure_txn_topic(&mut self, now_ms: i64) -> Result<(), ErrorCode> {
         if self.topic(TXN_TOPIC).is_some() {
             return Ok(());
+        }
+        if self.is_cluster() {
+            if now_ms >= self.txn_partitions.next_create_ms {
+                self.txn_partitions.next_create_ms = now_ms + TXN_CREATE_RETRY_MS;
+                let voters = self.config.quorum_voters.as_ref().map_or(1, Vec::len);
+                let partitions = self.config.txn_topic_partitions;
+                let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+                self.create_internal_topic(now_ms, TXN_TOPIC, partitions, voters.min(3) as i16, configs);
+            }
+            return Err(ErrorCode::CoordinatorNotAvailable);
         }
         let config = TopicConfig::from_pairs([("cleanup.policy", "compact")]).expect("valid internal config");
         self.create_topic(now_ms, TXN_TOPIC, 1, config).map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
@@ -117,28 +160,43 @@ impl Broker {
         Ok(())
     }
 
-    /// Replays the local `__transaction_state` partition into the coordinator (start-up).
+    /// Replays the local `__transaction_state` partition into the coordinator (start-up, on
+    /// one node).
     pub(super) fn open_txn_state(&mut self, now_ms: i64) -> std::io::Result<()> {
         if self.is_cluster() {
             return Ok(());
         }
         let Some(partition) = self.partition(TXN_TOPIC, 0) else { return Ok(()) };
-        let mut loaded: BTreeMap<String, Option<TxnMetadata>> = BTreeMap::new();
-        partition.log.for_each_batch(|bytes| {
-            if crate::log::batch::BatchHeader::parse(bytes).is_some_and(|h| h.is_control()) {
-                return;
-            }
-            for record in crate::log::batch::payload_records(bytes).unwrap_or_default() {
-                if let Some((id, meta)) = records::decode(record.key.as_deref(), record.value.as_deref()) {
-                    loaded.insert(id, meta);
-                }
-            }
-        })?;
-        let loaded = loaded.into_iter().filter_map(|(id, meta)| Some((id, meta?))).collect();
+        let loaded = read_txn_log(partition)?;
         self.txn.load(now_ms, loaded);
         self.next_txn_tick_ms = now_ms + TXN_TICK_MS;
         self.drain_txn(now_ms);
         Ok(())
+    }
+
+    /// Brings the transactional ids of state partition `index` in line with this node's role
+    /// for it, after its Raft spoke (a cluster): loaded once led and committed, forgotten once
+    /// not led.
+    pub(super) fn txn_partition_changed(&mut self, now_ms: i64, index: i32) {
+        let led = self.led_state(TXN_TOPIC, index);
+        let Some(step) = self.txn_partitions.step(index, led) else { return };
+        let count = self.topics.get(TXN_TOPIC).map_or(1, |t| t.record.partitions);
+        self.txn.unload(|id| offsets_partition_of(id, count) == index);
+        if step == Step::Load {
+            let Some(partition) = self.partition(TXN_TOPIC, index) else { return };
+            match read_txn_log(partition) {
+                Ok(loaded) => {
+                    self.txn.load(now_ms, loaded);
+                    self.next_txn_tick_ms = self.next_txn_tick_ms.min(now_ms + TXN_TICK_MS);
+                }
+                Err(error) => {
+                    let id = partition.id;
+                    self.txn_partitions.load_failed(index);
+                    self.fail_partition(id, StorageOp::Append, &error);
+                }
+            }
+        }
+        self.drain_txn(now_ms);
     }
 
     /// A new producer id, allocated beforehand when the coordinator may hand one out for
@@ -171,7 +229,7 @@ impl Broker {
         if request.transaction_timeout_ms <= 0 || request.transaction_timeout_ms > TXN_MAX_TIMEOUT_MS {
             return answer(ErrorCode::InvalidTransactionTimeout);
         }
-        if let Err(code) = self.ensure_txn_topic(now_ms) {
+        if let Some(code) = self.ensure_txn_topic(now_ms).err().or_else(|| self.txn_not_here(&txn_id)) {
             return answer(code);
         }
         let expected = (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
@@ -197,8 +255,11 @@ impl Broker {
     ) -> Option<ResponseKind> {
         let topics: Vec<(TopicName, Vec<i32>)> =
             request.v3_and_below_topics.iter().map(|t| (t.name.clone(), t.partitions.clone())).collect();
-        let unknown = |this: &Broker, name: &TopicName, index: i32| this.partition(&name.0, index).is_none();
-        if let Some(code) = self.txn_unavailable() {
+        let unknown = |this: &Broker, name: &TopicName, index: i32| {
+            !this.topic(&name.0).is_some_and(|t| (0..t.record.partitions).contains(&index))
+        };
+        let txn_id = request.v3_and_below_transactional_id.0.to_string();
+        if let Some(code) = self.txn_not_here(&txn_id) {
             return Some(add_partitions_response(&topics, |_, _| code));
         }
         if topics.iter().any(|(name, indexes)| indexes.iter().any(|&i| unknown(self, name, i))) {
@@ -213,7 +274,6 @@ impl Broker {
         }
         let partitions: Vec<TxnPartition> =
             topics.iter().flat_map(|(name, indexes)| indexes.iter().map(|&i| (name.0.to_string(), i))).collect();
-        let txn_id = request.v3_and_below_transactional_id.0.to_string();
         let (producer_id, epoch) = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
         let waiter = self.waiter(id, api_version, TxnRequest::AddPartitions(topics));
         self.txn.add_partitions(now_ms, waiter, &txn_id, producer_id, epoch, &partitions, false);
@@ -230,14 +290,14 @@ impl Broker {
         api_version: i16,
         request: AddOffsetsToTxnRequest,
     ) -> Option<ResponseKind> {
-        if let Some(code) = self.txn_unavailable() {
+        let txn_id = request.transactional_id.0.to_string();
+        if let Some(code) = self.txn_not_here(&txn_id) {
             return Some(ResponseKind::AddOffsetsToTxn(
                 AddOffsetsToTxnResponse::default().with_error_code(code.code()),
             ));
         }
         let partition = (OFFSETS_TOPIC.to_string(), self.offsets_partition(&request.group_id.0));
         let waiter = self.waiter(id, api_version, TxnRequest::AddOffsets);
-        let txn_id = request.transactional_id.0.to_string();
         self.txn.add_partitions(
             now_ms,
             waiter,
@@ -259,10 +319,10 @@ impl Broker {
         api_version: i16,
         request: EndTxnRequest,
     ) -> Option<ResponseKind> {
-        if let Some(code) = self.txn_unavailable() {
+        let txn_id = request.transactional_id.0.to_string();
+        if let Some(code) = self.txn_not_here(&txn_id) {
             return Some(ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(code.code())));
         }
-        let txn_id = request.transactional_id.0.to_string();
         let fresh = match self.fresh_producer_id(&txn_id) {
             Ok(fresh) => fresh,
             Err(code) => return Some(ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(code.code()))),
@@ -293,10 +353,7 @@ impl Broker {
         producer_id: i64,
         epoch: i16,
     ) -> Result<(), ErrorCode> {
-        if self.txn_unavailable().is_some() {
-            return Err(ErrorCode::NotEnoughReplicas);
-        }
-        match self.txn.verify(txn_id, producer_id, epoch, &(topic.to_string(), index)) {
+        match self.txn_verdict(txn_id, &(topic.to_string(), index), producer_id, epoch) {
             Ok(()) => Ok(()),
             Err(ErrorCode::ProducerFenced) => Err(ErrorCode::InvalidProducerEpoch),
             Err(code @ (ErrorCode::InvalidTxnState | ErrorCode::InvalidProducerIdMapping)) => Err(code),
@@ -315,14 +372,27 @@ impl Broker {
         producer_id: i64,
         epoch: i16,
     ) -> Result<(), ErrorCode> {
-        if let Some(code) = self.txn_unavailable() {
-            return Err(code);
-        }
-        match self.txn.verify(txn_id, producer_id, epoch, offsets_partition) {
+        match self.txn_verdict(txn_id, offsets_partition, producer_id, epoch) {
             Ok(()) => Ok(()),
             Err(ErrorCode::ProducerFenced) => Err(ErrorCode::InvalidProducerEpoch),
             Err(code @ (ErrorCode::InvalidTxnState | ErrorCode::InvalidProducerIdMapping)) => Err(code),
             Err(_) => Err(ErrorCode::ConcurrentTransactions),
+        }
+    }
+
+    /// The coordinator's word on whether `partition` is in the producer's ongoing
+    /// transaction: asked of it when it is here, else the answer a verification sent to it
+    /// brought back (`txn_cluster.rs`); COORDINATOR_NOT_AVAILABLE when there is none.
+    fn txn_verdict(
+        &self,
+        txn_id: &str,
+        partition: &TxnPartition,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<(), ErrorCode> {
+        match self.txn_home(txn_id) {
+            Home::Here => self.txn.verify(txn_id, producer_id, epoch, partition),
+            _ => self.remote_verdict(partition, producer_id, epoch),
         }
     }
 
@@ -340,7 +410,7 @@ impl Broker {
                 self.write_txn_store(now_ms, store);
             }
             for job in markers {
-                self.write_txn_markers_here(now_ms, job);
+                self.send_txn_markers(now_ms, job);
             }
         }
         for reply in self.txn.drain_replies() {
@@ -348,7 +418,7 @@ impl Broker {
         }
     }
 
-    fn internal_request_id(&mut self) -> RequestId {
+    pub(super) fn internal_request_id(&mut self) -> RequestId {
         self.next_internal_id += 1;
         RequestId(self.next_internal_id)
     }
@@ -356,7 +426,8 @@ impl Broker {
     fn write_txn_store(&mut self, now_ms: i64, store: TxnStore) {
         let record = records::record(&store.id, Some(&store.meta), now_ms);
         let mut bytes = batch(&[record], None);
-        let appended = match self.partition_mut(TXN_TOPIC, 0) {
+        let index = self.txn_partition(&store.id);
+        let appended = match self.partition_mut(TXN_TOPIC, index) {
             Some(p) if !p.failed && p.is_leader() => {
                 let epoch = p.leader_epoch();
                 match p.log.append(&mut bytes, epoch, now_ms) {
@@ -382,18 +453,26 @@ impl Broker {
         }
     }
 
-    /// Writes a transaction's markers into its partitions, which this node leads (a single
-    /// node). A partition that no longer exists needs none; one that cannot take its marker
-    /// now gets it again at the next tick.
-    fn write_txn_markers_here(&mut self, now_ms: i64, job: MarkerJob) {
+    /// Writes a transaction's markers into its partitions: here for those this node leads,
+    /// sent to the leader of each other one. A partition that no longer exists needs none;
+    /// one that cannot take its marker now gets it again at the next tick.
+    fn send_txn_markers(&mut self, now_ms: i64, job: MarkerJob) {
         let end = if job.commit { TxnEnd::Commit } else { TxnEnd::Abort };
+        // The coordinator's epoch: its state partition's leader epoch.
+        let index = self.txn_partition(&job.id);
+        let coordinator_epoch = self.partition(TXN_TOPIC, index).map_or(0, |p| p.leader_epoch());
+        let mut elsewhere: BTreeMap<NodeId, Vec<TxnPartition>> = BTreeMap::new();
         for partition in &job.partitions {
-            let Some(pid) = self.partition(&partition.0, partition.1).map(|p| p.id) else {
-                self.txn.marker_written(now_ms, &job.id, partition);
+            let known = self.topic(&partition.0).is_some_and(|t| (0..t.record.partitions).contains(&partition.1));
+            let here = self.partition(&partition.0, partition.1).filter(|p| p.is_leader() || !self.is_cluster());
+            let Some(pid) = here.map(|p| p.id) else {
+                if !known {
+                    self.txn.marker_written(now_ms, &job.id, partition);
+                } else if let Some(leader) = self.leader_elsewhere(&partition.0, partition.1) {
+                    elsewhere.entry(leader).or_default().push(partition.clone());
+                }
                 continue;
             };
-            // The coordinator's epoch: its state partition's leader epoch.
-            let coordinator_epoch = self.partition(TXN_TOPIC, 0).map_or(0, |p| p.leader_epoch());
             match self.write_marker(now_ms, pid, job.producer_id, job.producer_epoch, end, coordinator_epoch) {
                 Ok(written) => {
                     let id = self.internal_request_id();
@@ -412,6 +491,9 @@ impl Broker {
                 Err(ErrorCode::InvalidProducerEpoch) => self.txn.marker_written(now_ms, &job.id, partition),
                 Err(_) => {}
             }
+        }
+        for (leader, partitions) in elsewhere {
+            self.send_remote_markers(now_ms, leader, &job, partitions, coordinator_epoch);
         }
     }
 
@@ -475,7 +557,7 @@ impl Broker {
 
     /// Timeouts and markers to send again, every [`TXN_TICK_MS`].
     pub(super) fn txn_tick(&mut self, now_ms: i64) {
-        if now_ms < self.next_txn_tick_ms || self.topic(TXN_TOPIC).is_none() {
+        if now_ms < self.next_txn_tick_ms || (self.topic(TXN_TOPIC).is_none() && !self.txn_calls_waiting()) {
             return;
         }
         self.next_txn_tick_ms = now_ms + TXN_TICK_MS;
@@ -488,12 +570,14 @@ impl Broker {
                 _ => None,
             })
             .collect();
-        self.txn.resend_markers(now_ms, |id| !waiting.contains(id));
+        self.txn_cluster_tick(now_ms);
+        let in_flight = self.markers_in_flight();
+        self.txn.resend_markers(now_ms, |id| !waiting.contains(id) && !in_flight.contains(id));
         self.drain_txn(now_ms);
     }
 
     pub(super) fn next_txn_tick_ms(&self) -> Option<i64> {
-        self.topic(TXN_TOPIC).map(|_| self.next_txn_tick_ms)
+        (self.topic(TXN_TOPIC).is_some() || self.txn_calls_waiting()).then_some(self.next_txn_tick_ms)
     }
 
     fn answer_txn(&mut self, reply: TxnReply) {
@@ -570,4 +654,21 @@ fn add_partitions_response(
         })
         .collect();
     ResponseKind::AddPartitionsToTxn(AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results))
+}
+
+/// Each transactional id's last state in a `__transaction_state` partition's log (an id whose
+/// last record is a tombstone is left out).
+fn read_txn_log(partition: &crate::partition::Partition) -> std::io::Result<BTreeMap<String, TxnMetadata>> {
+    let mut loaded: BTreeMap<String, Option<TxnMetadata>> = BTreeMap::new();
+    partition.log.for_each_batch(|bytes| {
+        if crate::log::batch::BatchHeader::parse(bytes).is_some_and(|h| h.is_control()) {
+            return;
+        }
+        for record in crate::log::batch::payload_records(bytes).unwrap_or_default() {
+            if let Some((id, meta)) = records::decode(record.key.as_deref(), record.value.as_deref()) {
+                loaded.insert(id, meta);
+            }
+        }
+    })?;
+    Ok(loaded.into_iter().filter_map(|(id, meta)| Some((id, meta?))).collect())
 }

@@ -24,7 +24,9 @@ impl Broker {
         let mut response = DescribeTransactionsResponse::default();
         for id in request.transactional_ids {
             let mut state = TransactionState::default().with_transactional_id(id.clone());
-            match (self.txn_unavailable(), self.txn.state(&id.0)) {
+            // One node coordinates every id; in a cluster, only those of its state partitions.
+            let not_here = if self.is_cluster() { self.txn_not_here(&id.0) } else { None };
+            match (not_here, self.txn.state(&id.0)) {
                 (Some(code), _) => state.error_code = code.code(),
                 (None, None) => state.error_code = ErrorCode::TransactionalIdNotFound.code(),
                 (None, Some(meta)) => {
@@ -55,10 +57,6 @@ impl Broker {
 
     pub(super) fn list_transactions(&self, now_ms: i64, request: ListTransactionsRequest) -> ListTransactionsResponse {
         let mut response = ListTransactionsResponse::default();
-        if let Some(code) = self.txn_unavailable() {
-            response.error_code = code.code();
-            return response;
-        }
         let all = [
             TxnState::Empty,
             TxnState::Ongoing,

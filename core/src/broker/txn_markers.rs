@@ -54,6 +54,7 @@ impl Broker {
             }
         };
         partition.producers.end_txn(producer_id, producer_epoch, offset, end);
+        self.drop_verdict(id, producer_id);
         self.note_unsynced(id);
         if self.partition_by_id(id).is_some_and(|p| p.replica.is_some()) {
             self.on_replica(now_ms, id, None, |raft, view| raft.appended(view));

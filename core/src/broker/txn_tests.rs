@@ -146,51 +146,85 @@ fn txn_id(id: &str) -> Option<TransactionalId> {
     Some(TransactionalId(StrBytes::from_string(id.into())))
 }
 
-fn init(h: &mut Harness, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
-    let request = InitProducerIdRequest::default()
-        .with_transactional_id(txn_id(id))
-        .with_transaction_timeout_ms(timeout_ms)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
-    let ResponseKind::InitProducerId(r) = h.one(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(request)) else {
-        panic!()
-    };
+pub(super) fn init_request(id: &str, timeout_ms: i32) -> RequestKind {
+    RequestKind::InitProducerId(
+        InitProducerIdRequest::default()
+            .with_transactional_id(txn_id(id))
+            .with_transaction_timeout_ms(timeout_ms)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
+}
+
+/// (error, producer id, epoch) of an InitProducerId answer.
+pub(super) fn init_result(response: ResponseKind) -> (i16, i64, i16) {
+    let ResponseKind::InitProducerId(r) = response else { panic!("not an InitProducerId answer: {response:?}") };
     (r.error_code, r.producer_id.0, r.producer_epoch)
 }
 
-fn add(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, partitions: Vec<i32>) -> Vec<i16> {
-    let request = AddPartitionsToTxnRequest::default()
-        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
-        .with_v3_and_below_producer_id(ProducerId(producer_id))
-        .with_v3_and_below_producer_epoch(epoch)
-        .with_v3_and_below_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("t")))
-            .with_partitions(partitions)]);
-    let ResponseKind::AddPartitionsToTxn(r) =
-        h.one(ApiKey::AddPartitionsToTxn, 3, RequestKind::AddPartitionsToTxn(request))
-    else {
-        panic!()
-    };
+fn init(h: &mut Harness, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
+    init_result(h.one(ApiKey::InitProducerId, 4, init_request(id, timeout_ms)))
+}
+
+pub(super) fn add_request(id: &str, producer_id: i64, epoch: i16, topic: &str, partitions: Vec<i32>) -> RequestKind {
+    RequestKind::AddPartitionsToTxn(
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+            .with_v3_and_below_producer_id(ProducerId(producer_id))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(partitions)]),
+    )
+}
+
+/// Each partition's error in an AddPartitionsToTxn (v0-3) answer.
+pub(super) fn add_result(response: ResponseKind) -> Vec<i16> {
+    let ResponseKind::AddPartitionsToTxn(r) = response else { panic!("not an AddPartitionsToTxn answer") };
     r.results_by_topic_v3_and_below[0].results_by_partition.iter().map(|p| p.partition_error_code).collect()
 }
 
-fn produce_txn(h: &mut Harness, id: &str, partition: i32, producer_id: i64, epoch: i16, sequence: i32) -> i16 {
+fn add(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, partitions: Vec<i32>) -> Vec<i16> {
+    add_result(h.one(ApiKey::AddPartitionsToTxn, 3, add_request(id, producer_id, epoch, "t", partitions)))
+}
+
+/// A transactional Produce of two records at `sequence`.
+pub(super) fn txn_produce_request(
+    id: &str,
+    topic: &str,
+    partition: i32,
+    (producer_id, epoch): (i64, i16),
+    sequence: i32,
+) -> RequestKind {
     let records = transactional(idempotent(producer_id, epoch, sequence, 2));
-    let RequestKind::Produce(request) = super::tests::produce_request("t", partition, -1, records) else {
+    let RequestKind::Produce(request) = super::tests::produce_request(topic, partition, -1, records) else {
         unreachable!()
     };
-    let request = RequestKind::Produce(request.with_transactional_id(txn_id(id)));
+    RequestKind::Produce(request.with_transactional_id(txn_id(id)))
+}
+
+fn produce_txn(h: &mut Harness, id: &str, partition: i32, producer_id: i64, epoch: i16, sequence: i32) -> i16 {
+    let request = txn_produce_request(id, "t", partition, (producer_id, epoch), sequence);
     super::tests::produce_result(&h.one(ApiKey::Produce, 9, request)).0
 }
 
-fn end_txn(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, commit: bool) -> i16 {
-    let request = EndTxnRequest::default()
-        .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
-        .with_producer_id(ProducerId(producer_id))
-        .with_producer_epoch(epoch)
-        .with_committed(commit);
-    let ResponseKind::EndTxn(r) = h.one(ApiKey::EndTxn, 3, RequestKind::EndTxn(request)) else { panic!() };
+pub(super) fn end_request(id: &str, producer_id: i64, epoch: i16, commit: bool) -> RequestKind {
+    RequestKind::EndTxn(
+        EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
+            .with_committed(commit),
+    )
+}
+
+pub(super) fn end_result(response: ResponseKind) -> i16 {
+    let ResponseKind::EndTxn(r) = response else { panic!("not an EndTxn answer") };
     r.error_code
+}
+
+fn end_txn(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, commit: bool) -> i16 {
+    end_result(h.one(ApiKey::EndTxn, 3, end_request(id, producer_id, epoch, commit)))
 }
 
 #[test]

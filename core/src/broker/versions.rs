@@ -15,8 +15,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
-    // Transactions, first generation (KIP-98; a single node only, see broker/txn.rs).
-    (ApiKey::AddPartitionsToTxn, 0, 3),
+    // Transactions, first generation (KIP-98, see broker/txn.rs). AddPartitionsToTxn v4 is
+    // the broker-to-broker form: a partition leader's verification (KIP-890 part 1).
+    (ApiKey::AddPartitionsToTxn, 0, 4),
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
