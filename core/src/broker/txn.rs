@@ -431,15 +431,19 @@ impl Broker {
             Some(p) if !p.failed && p.is_leader() => {
                 let epoch = p.leader_epoch();
                 match p.log.append(&mut bytes, epoch, now_ms) {
-                    Ok(_) => Ok((p.id, p.log.end_offset(), epoch)),
+                    Ok(_) => Ok(((p.id, p.log.end_offset(), epoch), p.replica.is_some())),
                     Err(error) => Err(Some((p.id, error))),
                 }
             }
             _ => Err(None),
         };
         match appended {
-            Ok(written) => {
+            Ok((written, replicated)) => {
                 self.note_unsynced(written.0);
+                if replicated {
+                    // Followers waiting for entries are answered now.
+                    self.on_replica(now_ms, written.0, None, |raft, view| raft.appended(view));
+                }
                 let id = self.internal_request_id();
                 let deadline_ms = now_ms + TXN_WRITE_WAIT_MS;
                 self.park(Parked::TxnStore(ParkedTxnStore { id, txn_id: store.id, written, deadline_ms }));
