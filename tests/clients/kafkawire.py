@@ -300,3 +300,16 @@ def describe_quorum_v0(bootstrap, timeout=5.0):
             r.tags()
         r.tags()
     return result
+
+
+def find_coordinator_v1(bootstrap, key, key_type):
+    """FindCoordinator v1 (key_type 0: a group, 1: a transactional id): (error, node id)."""
+    body = string(key) + struct.pack(">b", key_type)
+    with connect(bootstrap) as sock:
+        sock.sendall(frame(10, 1, 5, body))
+        response = read_response(sock)
+    # correlation id, throttle time, error code, error message (nullable), node id, ...
+    error = struct.unpack(">h", response[8:10])[0]
+    message_len = struct.unpack(">h", response[10:12])[0]
+    at = 12 + max(message_len, 0)
+    return error, struct.unpack(">i", response[at:at + 4])[0]
