@@ -3,6 +3,7 @@ coordinator is the leader of its `__transaction_state` partition, markers and KI
 verifications travel between brokers, and a consume-transform-produce loop with Java's
 KafkaProducer and KafkaConsumer copies each input exactly once while the broker coordinating
 its transaction, or one leading its output, is SIGKILLed in the middle of the run.
+kafka-transactions.sh lists and describes the cluster's transactions.
 
 Each check reads the output back with a read_committed consumer: every input exactly once, no
 aborted record, and the group's committed offsets at the end of the input."""
@@ -37,11 +38,26 @@ def txn_coordinator(cluster, txn_id, nodes):
         time.sleep(0.3)
 
 
+def transactions_tool(bootstrap, *args):
+    """Apache Kafka's kafka-transactions.sh (TransactionsCommand): its table's rows, split."""
+    from test_durability import TOOLS_JARS
+
+    java = shutil.which("java")
+    if java is None or not any(TOOLS_JARS.glob("kafka-tools-*.jar")):
+        pytest.fail("java or kafka-tools not set up: run scripts/setup-test-deps.sh", pytrace=False)
+    cmd = [java, "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{TOOLS_JARS}/*",
+           "org.apache.kafka.tools.TransactionsCommand", "--bootstrap-server", bootstrap, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"{args}: exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+    return [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
+
+
 def test_confluent_commits_and_aborts_on_a_cluster(headwater_cluster):
     cluster = headwater_cluster
     topic = f"txc-{uuid.uuid4().hex[:8]}"
     create_replicated(cluster, topic, partitions=PARTITIONS)
-    producer = txn_producer(cluster.bootstrap, f"ctx-{uuid.uuid4().hex[:8]}")
+    txn_id = f"ctx-{uuid.uuid4().hex[:8]}"
+    producer = txn_producer(cluster.bootstrap, txn_id)
     producer.init_transactions(60)
     producer.begin_transaction()
     produce(producer, topic, ["c0", "c1", "c2", "c3"])
@@ -54,6 +70,14 @@ def test_confluent_commits_and_aborts_on_a_cluster(headwater_cluster):
     producer.commit_transaction(60)
     assert sorted(read_all(cluster.bootstrap, topic, "read_committed")) == [f"c{i}" for i in range(6)]
     assert len(read_all(cluster.bootstrap, topic, "read_uncommitted")) == 8
+
+    # kafka-transactions.sh: `list` asks every broker for the ids it coordinates, `describe`
+    # finds the id's coordinator first.
+    listed = transactions_tool(cluster.bootstrap, "list")
+    coordinator = txn_coordinator(cluster, txn_id, sorted(cluster.nodes))
+    assert [txn_id, str(coordinator), "CompleteCommit"] in [row[:2] + row[3:] for row in listed], listed
+    described = transactions_tool(cluster.bootstrap, "describe", "--transactional-id", txn_id)
+    assert described[0][:2] == [str(coordinator), txn_id] and described[0][4] == "CompleteCommit", described
 
 
 @pytest.mark.parametrize("victim", ["coordinator", "output-leader"])
