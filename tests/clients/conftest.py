@@ -161,6 +161,7 @@ class HeadwaterCluster:
     kind = "headwater"
 
     def __init__(self, binary, workdir, size=3, cluster_id="hw-test-cluster", extra_args=()):
+        self.workdir = Path(workdir)
         self.nodes = {}
         for node_id in range(1, size + 1):
             node = HeadwaterBroker(binary, Path(workdir) / f"node-{node_id}")
