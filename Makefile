@@ -78,7 +78,8 @@ SIM_JOBS ?= 2
 SIM_CARGO := RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim $(CARGO)
 SIM_BIN := target/sim/release/headwater-sim
 PLANTED_BUGS := ack-before-fsync keep-torn-tail forget-producer-state same-generation early-handover
-PLANTED_CLUSTER_BUGS := ack-before-quorum elect-stale-replica skip-truncation follower-reads-past-commit create-before-commit
+PLANTED_CLUSTER_BUGS := ack-before-quorum elect-stale-replica skip-truncation follower-reads-past-commit create-before-commit \
+	markers-before-commit
 
 sim-build:
 	$(SIM_CARGO) build --release --locked -p headwater-sim

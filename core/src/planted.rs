@@ -43,10 +43,15 @@ pub enum PlantedBug {
     /// followers have them loses a topic it acknowledged (`lost-create`, and `create-reordered`
     /// once a later create is listed without it).
     CreateBeforeCommit = 10,
+    /// A transaction coordinator takes a state record as durable once appended to its own log:
+    /// EndTxn is answered and the markers go out before the decision commits. A coordinator
+    /// killed then leaves a successor that never heard of the decision and aborts the
+    /// transaction where the markers have not reached (`lost-txn-commit`, `torn-transaction`).
+    MarkersBeforeCommit = 11,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 10] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::KeepTornTail,
         PlantedBug::ForgetProducerState,
@@ -57,6 +62,7 @@ impl PlantedBug {
         PlantedBug::SkipTruncation,
         PlantedBug::FollowerReadsPastCommit,
         PlantedBug::CreateBeforeCommit,
+        PlantedBug::MarkersBeforeCommit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +77,7 @@ impl PlantedBug {
             PlantedBug::SkipTruncation => "skip-truncation",
             PlantedBug::FollowerReadsPastCommit => "follower-reads-past-commit",
             PlantedBug::CreateBeforeCommit => "create-before-commit",
+            PlantedBug::MarkersBeforeCommit => "markers-before-commit",
         }
     }
 

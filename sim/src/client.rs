@@ -401,3 +401,187 @@ pub fn decode_records(mut bytes: Bytes) -> Result<Vec<Seen>, String> {
     }
     Ok(out)
 }
+
+/// Transactions (KIP-98, the first generation), for `crate::txn`.
+impl Conn {
+    /// The coordinator of transactional id `id` as this broker names it: (error, node id).
+    pub async fn find_txn_coordinator(&mut self, id: &str) -> io::Result<(i16, i32)> {
+        let request = FindCoordinatorRequest::default().with_key_type(1).with_key(StrBytes::from_string(id.into()));
+        let response = self.call(&request, 3).await?;
+        Ok((response.error_code, response.node_id.0))
+    }
+
+    /// InitProducerId with a transactional id: (error, producer id, epoch).
+    pub async fn init_txn(&mut self, id: &str, timeout_ms: i32) -> io::Result<(i16, i64, i16)> {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.into()))))
+            .with_transaction_timeout_ms(timeout_ms)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let response = self.call(&request, 4).await?;
+        Ok((response.error_code, response.producer_id.0, response.producer_epoch))
+    }
+
+    /// AddPartitionsToTxn v3: the first partition error that is not NONE, else 0.
+    pub async fn add_partitions(
+        &mut self,
+        id: &str,
+        producer: (i64, i16),
+        topic: &str,
+        partitions: &[i32],
+    ) -> io::Result<i16> {
+        use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+            .with_v3_and_below_producer_id(ProducerId(producer.0))
+            .with_v3_and_below_producer_epoch(producer.1)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(partitions.to_vec())]);
+        let response = self.call(&request, 3).await?;
+        let codes = response.results_by_topic_v3_and_below.iter().flat_map(|t| &t.results_by_partition);
+        Ok(codes.map(|p| p.partition_error_code).find(|&c| c != 0).unwrap_or(response.error_code))
+    }
+
+    pub async fn add_offsets(&mut self, id: &str, producer: (i64, i16), group: &str) -> io::Result<i16> {
+        let request = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_group_id(GroupId(StrBytes::from_string(group.into())));
+        Ok(self.call(&request, 3).await?.error_code)
+    }
+
+    /// TxnOffsetCommit v3 of one partition's offset, at the group's coordinator.
+    pub async fn txn_commit_offset(
+        &mut self,
+        id: &str,
+        producer: (i64, i16),
+        group: &str,
+        (topic, partition, offset): (&str, i32, i64),
+    ) -> io::Result<i16> {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_generation_id(-1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default().with_name(topic_name(topic)).with_partitions(
+                vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(offset)],
+            )]);
+        let response = self.call(&request, 3).await?;
+        Ok(response.topics.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code))
+    }
+
+    pub async fn end_txn(&mut self, id: &str, producer: (i64, i16), commit: bool) -> io::Result<i16> {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_committed(commit);
+        Ok(self.call(&request, 3).await?.error_code)
+    }
+
+    /// A transactional Produce of one batch: (error, base offset).
+    pub async fn produce_txn(
+        &mut self,
+        id: &str,
+        topic: &str,
+        partition: i32,
+        batch: Vec<u8>,
+    ) -> io::Result<(i16, i64)> {
+        let request = ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.into()))))
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
+                PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch))),
+            ])]);
+        let response = self.call(&request, 9).await?;
+        let p = response
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or_else(|| io::Error::other("empty produce response"))?;
+        Ok((p.error_code, p.base_offset))
+    }
+
+    /// A read_committed Fetch: (error, last stable offset, record bytes, aborted transactions
+    /// as (producer id, first offset)).
+    pub async fn fetch_committed_with_aborted(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> io::Result<(i16, i64, Bytes, Vec<(i64, i64)>)> {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(256 * 1024)
+            .with_isolation_level(1)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_partitions(vec![
+                FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(64 * 1024),
+            ])]);
+        let response = self.call(&request, 12).await?;
+        let p = response
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| io::Error::other("empty fetch response"))?;
+        let code = if response.error_code != 0 { response.error_code } else { p.error_code };
+        let aborted = p.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
+        Ok((code, p.last_stable_offset, p.records.clone().unwrap_or_default(), aborted))
+    }
+
+    /// ListOffsets latest: (error, high watermark, last stable offset).
+    pub async fn ends(&mut self, topic: &str, partition: i32) -> io::Result<(i16, i64, i64)> {
+        let mut ends = [0i64; 2];
+        for (i, isolation) in [0i8, 1].into_iter().enumerate() {
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_isolation_level(isolation)
+                .with_topics(vec![ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(vec![
+                    ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(-1),
+                ])]);
+            let response = self.call(&request, 7).await?;
+            let p = response
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .ok_or_else(|| io::Error::other("empty list offsets response"))?;
+            if p.error_code != 0 {
+                return Ok((p.error_code, -1, -1));
+            }
+            ends[i] = p.offset;
+        }
+        Ok((0, ends[0], ends[1]))
+    }
+
+    /// The stable committed offset of one partition (OffsetFetch v7, require_stable):
+    /// `Ok(None)` for an error answer (not the coordinator, loading, offsets still unstable).
+    pub async fn committed_stable(&mut self, group: &str, topic: &str, partition: i32) -> io::Result<Option<i64>> {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_require_stable(true)
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![partition])]));
+        let response = self.call(&request, 7).await?;
+        let found = response.topics.iter().flat_map(|t| &t.partitions).find(|p| p.partition_index == partition);
+        Ok(match found {
+            Some(p) if response.error_code == 0 && p.error_code == 0 => Some(p.committed_offset),
+            _ => None,
+        })
+    }
+}

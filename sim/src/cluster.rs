@@ -8,7 +8,9 @@
 //!    supervisor kills and restarts brokers (their disks losing, tearing or garbling unsynced
 //!    writes), stops one gracefully, kills a majority at once, isolates a broker, cuts the
 //!    link between two brokers both ways or one way, cuts the controller off from the other
-//!    brokers, clogs a client's link, and the disks fail writes and syncs now and then.
+//!    brokers, cuts a transaction coordinator off the same way, clogs a client's link, and the
+//!    disks fail writes and syncs now and then. Transactional drivers run beside them
+//!    ([`crate::txn`], with its own checks).
 //! 3. **Healing phase**: faults stop, every link heals, every broker runs; each producer must
 //!    be acknowledged within [`HEAL_BOUND`].
 //! 4. **Final read** of every partition from its leader; then, with the producers stopped and
@@ -43,6 +45,7 @@ use crate::client::{decode_records, Conn};
 use crate::disk::{DiskFaults, SimDisk};
 use crate::history::{Ack, CommitEvent, CreateOutcome, HighWatermark, History, Poll, TopicOp, TopicOpKind};
 use crate::scenario::{GracefulStop, RunReport};
+use crate::txn;
 
 pub const TOPIC: &str = "replicated";
 pub const PARTITIONS: i32 = 2;
@@ -118,7 +121,7 @@ fn broker_ip(id: i32) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, id as u8)
 }
 
-fn broker_addr(id: i32) -> SocketAddr {
+pub(crate) fn broker_addr(id: i32) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(broker_ip(id)), BROKER_PORT)
 }
 
@@ -159,10 +162,14 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
             for attempt in 0..300 {
                 let broker = attempt % count + 1;
                 if let Ok(mut conn) = Conn::connect(broker_addr(broker)).await {
-                    if let Ok(code) = conn.create_replicated_topic(TOPIC, PARTITIONS, count as i16).await {
-                        if code == 0 || code == 36 {
-                            return true;
+                    let mut made = 0;
+                    for (topic, partitions) in [(TOPIC, PARTITIONS), (txn::TXN_TOPIC, txn::TXN_PARTITIONS)] {
+                        if let Ok(0 | 36) = conn.create_replicated_topic(topic, partitions, count as i16).await {
+                            made += 1;
                         }
+                    }
+                    if made == 2 {
+                        return true;
                     }
                 }
                 sleep(Duration::from_millis(100)).await;
@@ -174,6 +181,15 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     assert!(created, "seed {seed}: could not create the topic");
 
     let mut clients = Vec::new();
+    let txn_run = txn::TxnRun::new(count, broker_addr);
+    for (i, id) in txn_run.drivers().enumerate() {
+        let node = client_node(&handle, &format!("txn-{id}"), 90 + i as u8);
+        node.spawn(txn::driver(id, txn_run.clone()));
+        clients.push(node);
+    }
+    let node = client_node(&handle, "txn-reader", 95);
+    node.spawn(txn::reader(txn_run.clone()));
+    clients.push(node);
     for id in 1..=PRODUCERS {
         let node = client_node(&handle, &format!("producer-{id}"), id as u8);
         node.spawn(producer(id, shared.clone()));
@@ -219,7 +235,8 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
             }
         }
         fault_count += 1;
-        match rng.gen_range(0..22) {
+        let fault = rng.gen_range(0..23);
+        match fault {
             0..=6 => {
                 let victim = &brokers[&pick(&mut rng)];
                 trace!("fault: kill and restart broker {}", victim.node.id());
@@ -290,13 +307,17 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
                     net.unclog_link(brokers[id].node.id(), brokers[&bridge].node.id());
                 }
             }
-            20..=21 => {
-                // The controller cut off from the other brokers while clients still reach it
-                // (Jepsen's partition of the leader): it goes on answering until it finds it
-                // has lost its quorum, and the majority elects another meanwhile.
-                let named = shared.controller.load(Ordering::SeqCst);
+            17..=21 => {
+                // A leader cut off from the other brokers while clients still reach it
+                // (Jepsen's partition of the leader): the controller (20-21) or a transaction
+                // coordinator (17-19), as clients last named them. It goes on answering until
+                // it finds it has lost its quorum, and the majority elects another meanwhile.
+                let (named, what) = match fault {
+                    17..=19 => (txn_run.coordinator(), "a transaction coordinator"),
+                    _ => (shared.controller.load(Ordering::SeqCst), "the controller"),
+                };
                 let victim = if ids.contains(&named) { named } else { pick(&mut rng) };
-                trace!("fault: broker {victim} (the controller as last named) cut off from the other brokers");
+                trace!("fault: broker {victim} ({what} as last named) cut off from the other brokers");
                 let links: Vec<(madsim::task::NodeId, madsim::task::NodeId)> = ids
                     .iter()
                     .filter(|&&id| id != victim)
@@ -349,6 +370,7 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
         }
     }
     shared.stop.store(true, Ordering::SeqCst);
+    txn_run.stop.store(true, Ordering::SeqCst);
     sleep(Duration::from_secs(2)).await;
 
     let reader = client_node(&handle, "final-reader", 200);
@@ -361,6 +383,9 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     reader.spawn(async move { final_commits(&final_shared).await }).await.ok();
     let final_shared = shared.clone();
     reader.spawn(async move { final_topic_reads(&final_shared).await }).await.ok();
+    // Transactions the drivers left open are aborted at their timeout.
+    sleep(txn::SETTLE).await;
+    reader.spawn(txn::final_read(txn_run.clone())).await.ok();
 
     // Followers catch up, then every replica is read from its broker's disk.
     sleep(Duration::from_secs(3)).await;
@@ -395,6 +420,8 @@ pub async fn run(seed: u64, planted: Option<PlantedBug>) -> RunReport {
     let history = shared.history.lock().expect("history lock");
     let (mut anomalies, verified) = check(&history);
     anomalies.extend(divergences.into_iter().map(|detail| Anomaly { kind: "replica-divergence", detail }));
+    anomalies.extend(txn::check(&txn_run));
+    trace!("transactions: {} commits acknowledged", txn_run.committed());
     let disk_faults: u64 = brokers.values().map(|b| b.disk.counts().total()).sum();
     headwater_core::planted::set(None);
     RunReport {
@@ -469,6 +496,7 @@ fn start_broker(
                     ("--cluster-id", "sim-cluster".to_string()),
                     ("--auto-create-topics", "false".to_string()),
                     ("--offsets-topic-num-partitions", OFFSETS_PARTITIONS.to_string()),
+                    ("--transaction-state-num-partitions", OFFSETS_PARTITIONS.to_string()),
                     // Snapshots every few dozen metadata entries and small segments, so a run
                     // moves metadata log starts and a restarted node may need FetchSnapshot.
                     ("--metadata-snapshot-records", METADATA_SNAPSHOT_RECORDS.to_string()),

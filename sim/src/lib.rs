@@ -17,3 +17,5 @@ pub mod cluster;
 pub mod disk;
 #[cfg(madsim)]
 pub mod scenario;
+#[cfg(madsim)]
+pub mod txn;

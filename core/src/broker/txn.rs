@@ -444,6 +444,12 @@ impl Broker {
                     // Followers waiting for entries are answered now.
                     self.on_replica(now_ms, written.0, None, |raft, view| raft.appended(view));
                 }
+                if crate::planted::active(crate::planted::PlantedBug::MarkersBeforeCommit) {
+                    // Planted: the state counts as decided once appended here, so EndTxn is
+                    // answered and the markers go out before the decision has committed.
+                    self.txn.stored(now_ms, &store.id);
+                    return;
+                }
                 let id = self.internal_request_id();
                 let deadline_ms = now_ms + TXN_WRITE_WAIT_MS;
                 self.park(Parked::TxnStore(ParkedTxnStore { id, txn_id: store.id, written, deadline_ms }));
