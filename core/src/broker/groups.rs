@@ -28,6 +28,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::group_partitions::Home;
+use super::txn_cluster::AskMode;
 use super::{Broker, Parked, RequestId, Response, ResponseBody, StorageFault, StorageOp, WaitFor};
 use crate::error::ErrorCode;
 use crate::group::offsets::{record, OffsetKey};
@@ -549,13 +550,14 @@ impl Broker {
         let group_id = request.group_id.0.to_string();
         let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
         let offsets_partition = (OFFSETS_TOPIC.to_string(), self.offsets_partition(&group_id));
-        // In a cluster the group's offsets partition, led here, may be in a transaction
-        // coordinated elsewhere: ask there first.
+        // v5+ (KIP-890 part 2) adds the group's offsets partition to the transaction; before,
+        // in a cluster, a coordinator on another broker is asked to verify it.
+        let mode = if api_version >= 5 { AskMode::Add } else { AskMode::Verify };
         let led = self.partition(OFFSETS_TOPIC, offsets_partition.1).filter(|p| p.is_leader() && !p.failed);
-        if let Some(partition) = led.filter(|_| self.is_cluster()) {
+        if let Some(partition) = led.filter(|_| self.is_cluster() || mode == AskMode::Add) {
             let ask =
                 super::txn_cluster::Ask { partition: offsets_partition.clone(), id: partition.id, producer_id, epoch };
-            if let Some(needed) = self.verifications_needed(id, &request.transactional_id.0, vec![ask]) {
+            if let Some(needed) = self.asks_needed(id, &request.transactional_id.0, vec![ask], mode) {
                 self.hold_txn_offset_commit(now_ms, id, api_version, needed, request);
                 return None;
             }

@@ -1,6 +1,6 @@
 //! ApiVersions, Metadata, DescribeCluster and InitProducerId.
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -29,8 +29,26 @@ pub(super) fn api_versions(_api_version: i16) -> ApiVersionsResponse {
             ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
         })
         .collect();
-    ApiVersionsResponse::default().with_api_keys(api_keys)
+    // KIP-890 part 2: clients that see `transaction.version` finalized at 2 use the second
+    // generation of transactions (Produce v12 and TxnOffsetCommit v5 add partitions
+    // implicitly, EndTxn v5 bumps the epoch). The features never change, so one epoch.
+    let txn_version = StrBytes::from_static_str(TRANSACTION_VERSION_FEATURE);
+    ApiVersionsResponse::default()
+        .with_api_keys(api_keys)
+        .with_supported_features(vec![SupportedFeatureKey::default()
+            .with_name(txn_version.clone())
+            .with_min_version(0)
+            .with_max_version(TRANSACTION_VERSION)])
+        .with_finalized_features_epoch(1)
+        .with_finalized_features(vec![FinalizedFeatureKey::default()
+            .with_name(txn_version)
+            .with_min_version_level(TRANSACTION_VERSION)
+            .with_max_version_level(TRANSACTION_VERSION)])
 }
+
+/// The finalized feature naming the transaction protocol's generation, and its level here.
+pub const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
+pub const TRANSACTION_VERSION: i16 = 2;
 
 /// The reply to an ApiVersions request with a version we do not know: Kafka answers in the v0
 /// body with UNSUPPORTED_VERSION and the full key list, so the client can pick a version.

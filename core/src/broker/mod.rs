@@ -526,7 +526,10 @@ impl Broker {
             }
             RequestKind::InitProducerId(r) => reply(ResponseKind::InitProducerId(self.init_producer_id(r))),
             RequestKind::AddPartitionsToTxn(r) if api_version >= crate::txn::calls::VERIFY_VERSION => {
-                reply(ResponseKind::AddPartitionsToTxn(self.verify_for_leader(r)))
+                match self.add_partitions_for_leader(now_ms, id, api_version, r) {
+                    Some(body) => reply(body),
+                    None => return self.after_input(),
+                }
             }
             RequestKind::AddPartitionsToTxn(r) => match self.add_partitions_to_txn(now_ms, id, api_version, r) {
                 Some(body) => reply(body),

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse
 use kafka_protocol::protocol::StrBytes;
 
 use super::cluster_topics::moved_leader;
+use super::txn_cluster::AskMode;
 use super::{Broker, Parked, RequestId, Response, ResponseBody, WaitFor};
 use crate::error::ErrorCode;
 use crate::ids::PartitionId;
@@ -79,9 +80,12 @@ impl Broker {
         let acks = request.acks;
         let acks_valid = (-1..=1).contains(&acks);
         let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
-        if let Some(txn_id) = transactional_id.as_deref().filter(|_| self.is_cluster()) {
+        // v12+ (KIP-890 part 2) adds the partitions to the transaction; before, a coordinator
+        // on another broker is asked to verify them.
+        let mode = if api_version >= 12 { AskMode::Add } else { AskMode::Verify };
+        if let Some(txn_id) = transactional_id.as_deref().filter(|_| self.is_cluster() || mode == AskMode::Add) {
             let asks = self.txn_asks(&request);
-            if let Some(needed) = self.verifications_needed(id, txn_id, asks) {
+            if let Some(needed) = self.asks_needed(id, txn_id, asks, mode) {
                 self.hold_produce(now_ms, id, api_version, txn_id, needed, request);
                 return None;
             }

@@ -25,11 +25,12 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey,
     EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind, TopicName,
+    TransactionalId,
 };
 
 use super::group_partitions::{Home, Step};
@@ -63,6 +64,11 @@ pub(super) enum TxnRequest {
     AddPartitions(Vec<(TopicName, Vec<i32>)>),
     AddOffsets,
     EndTxn,
+    /// A partition leader's AddPartitionsToTxn v4 adding a producer's partitions (KIP-890
+    /// part 2), answered per partition.
+    LeaderAdd(TransactionalId, Vec<(TopicName, Vec<i32>)>),
+    /// An add this node's own held request asked for (`txn_cluster.rs`), by its token.
+    Implicit(u64),
 }
 
 /// A state record waiting to commit.
@@ -281,6 +287,46 @@ impl Broker {
         None
     }
 
+    /// AddPartitionsToTxn v4+ from a partition leader: verifications are answered at once; an
+    /// add (KIP-890 part 2; one transaction per request, as this node's leaders send it) once
+    /// the coordinator's record of it committed.
+    pub(super) fn add_partitions_for_leader(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        api_version: i16,
+        request: AddPartitionsToTxnRequest,
+    ) -> Option<ResponseKind> {
+        let adding = match request.transactions.as_slice() {
+            [one] if !one.verify_only => one.clone(),
+            _ => return Some(ResponseKind::AddPartitionsToTxn(self.verify_for_leader(request))),
+        };
+        let txn_id = adding.transactional_id.0.to_string();
+        let topics: Vec<(TopicName, Vec<i32>)> =
+            adding.topics.iter().map(|t| (t.name.clone(), t.partitions.clone())).collect();
+        let refused = |code: ErrorCode| {
+            let ResponseKind::AddPartitionsToTxn(per_topic) = add_partitions_response(&topics, |_, _| code) else {
+                unreachable!("an AddPartitionsToTxn answer")
+            };
+            let result = AddPartitionsToTxnResult::default()
+                .with_transactional_id(adding.transactional_id.clone())
+                .with_topic_results(per_topic.results_by_topic_v3_and_below);
+            Some(ResponseKind::AddPartitionsToTxn(
+                AddPartitionsToTxnResponse::default().with_results_by_transaction(vec![result]),
+            ))
+        };
+        if let Some(code) = self.txn_not_here(&txn_id) {
+            return refused(code);
+        }
+        let partitions: Vec<TxnPartition> =
+            topics.iter().flat_map(|(name, indexes)| indexes.iter().map(|&i| (name.0.to_string(), i))).collect();
+        let (producer_id, epoch) = (adding.producer_id.0, adding.producer_epoch);
+        let waiter = self.waiter(id, api_version, TxnRequest::LeaderAdd(adding.transactional_id.clone(), topics));
+        self.txn.add_partitions(now_ms, waiter, &txn_id, producer_id, epoch, &partitions, true);
+        self.drain_txn(now_ms);
+        None
+    }
+
     /// AddOffsetsToTxn: the group's offsets partition joins the transaction, so its marker
     /// decides the offsets the producer commits in it.
     pub(super) fn add_offsets_to_txn(
@@ -414,7 +460,7 @@ impl Broker {
             }
         }
         for reply in self.txn.drain_replies() {
-            self.answer_txn(reply);
+            self.answer_txn(now_ms, reply);
         }
     }
 
@@ -590,9 +636,21 @@ impl Broker {
         (self.topic(TXN_TOPIC).is_some() || self.txn_calls_waiting()).then_some(self.next_txn_tick_ms)
     }
 
-    fn answer_txn(&mut self, reply: TxnReply) {
+    fn answer_txn(&mut self, now_ms: i64, reply: TxnReply) {
         let Some(request) = self.txn_requests.remove(&reply.waiter.id) else { return };
         let (api_key, body) = match request {
+            TxnRequest::Implicit(token) => return self.token_answered(now_ms, token),
+            TxnRequest::LeaderAdd(txn_id, topics) => {
+                let code = reply.result.err().unwrap_or(ErrorCode::None);
+                let ResponseKind::AddPartitionsToTxn(per_topic) = add_partitions_response(&topics, |_, _| code) else {
+                    unreachable!("an AddPartitionsToTxn answer")
+                };
+                let result = AddPartitionsToTxnResult::default()
+                    .with_transactional_id(txn_id)
+                    .with_topic_results(per_topic.results_by_topic_v3_and_below);
+                let response = AddPartitionsToTxnResponse::default().with_results_by_transaction(vec![result]);
+                (ApiKey::AddPartitionsToTxn, ResponseKind::AddPartitionsToTxn(response))
+            }
             TxnRequest::InitProducerId => {
                 (ApiKey::InitProducerId, ResponseKind::InitProducerId(init_response(reply.result)))
             }

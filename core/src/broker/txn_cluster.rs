@@ -28,13 +28,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::group_partitions::Home;
-use super::txn::TXN_WRITE_WAIT_MS;
+use super::txn::{TxnRequest, TXN_WRITE_WAIT_MS};
 use super::{Broker, Output, RequestId, ResponseBody};
 use crate::error::ErrorCode;
 use crate::ids::{NodeId, PartitionId};
 use crate::peer::PeerMessage;
 use crate::txn::calls::TxnCall;
-use crate::txn::coordinator::MarkerJob;
+use crate::txn::coordinator::{MarkerJob, Waiter};
 use crate::txn::metadata::TxnPartition;
 
 /// How long a request held for verification waits for the coordinator's answer; then it is
@@ -83,7 +83,22 @@ struct Verdict {
     result: Option<Result<(), ErrorCode>>,
 }
 
-/// A partition a request needs verified: where, and by which producer.
+/// Whether a request asks the coordinator to check its partitions (KIP-890 part 1) or to add
+/// them to the transaction (part 2: Produce v12+, TxnOffsetCommit v5+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AskMode {
+    Verify,
+    Add,
+}
+
+/// What a request must ask, and of which coordinator (`None`: the one here).
+pub(super) struct Needed {
+    to: Option<NodeId>,
+    mode: AskMode,
+    asks: Vec<Ask>,
+}
+
+/// A partition a request needs verified or added: where, and by which producer.
 pub(super) struct Ask {
     pub partition: TxnPartition,
     pub id: PartitionId,
@@ -150,104 +165,108 @@ impl Broker {
         self.txn_cluster.markers.values().map(|(id, _)| id.clone()).collect()
     }
 
-    // ----- verification -----
+    // ----- verification, and the second generation's implicit adds -----
 
-    /// The partitions of a transactional Produce that need the coordinator's word and must
-    /// ask it on another broker: led here, with no transaction of the producer open, for an
-    /// id coordinated elsewhere. `None` when nothing needs asking (or this request is being
-    /// handled again).
-    pub(super) fn verifications_needed(
-        &self,
-        id: RequestId,
-        txn_id: &str,
-        asks: Vec<Ask>,
-    ) -> Option<(NodeId, Vec<Ask>)> {
+    /// What a transactional request must ask the coordinator before it is handled: the
+    /// partitions whose first batch opens the producer's transaction here. `Verify` asks only
+    /// a coordinator on another broker (one here answers at once); `Add` (KIP-890 part 2)
+    /// asks wherever it is. `None` when nothing needs asking (or this request is being handled
+    /// again).
+    pub(super) fn asks_needed(&self, id: RequestId, txn_id: &str, asks: Vec<Ask>, mode: AskMode) -> Option<Needed> {
         if self.txn_cluster.rerunning == Some(id) || asks.is_empty() {
             return None;
         }
-        let Home::There(coordinator, ..) = self.txn_home(txn_id) else { return None };
-        Some((NodeId(coordinator.0), asks))
+        let to = match (self.txn_home(txn_id), mode) {
+            (Home::There(coordinator, ..), _) => Some(NodeId(coordinator.0)),
+            (Home::Here, AskMode::Add) => None,
+            _ => return None,
+        };
+        Some(Needed { to, mode, asks })
     }
 
-    /// Holds a Produce until the coordinator answered its verifications.
+    /// Holds a Produce until the coordinator answered what it needs.
     pub(super) fn hold_produce(
         &mut self,
         now_ms: i64,
         id: RequestId,
         api_version: i16,
         txn_id: &str,
-        (coordinator, asks): (NodeId, Vec<Ask>),
+        needed: Needed,
         request: ProduceRequest,
     ) {
-        self.hold(now_ms, id, api_version, txn_id, coordinator, asks, HeldRequest::Produce(request));
+        self.hold(now_ms, id, api_version, txn_id, needed, HeldRequest::Produce(request));
     }
 
-    /// Holds a TxnOffsetCommit until the coordinator answered its verification.
+    /// Holds a TxnOffsetCommit until the coordinator answered what it needs.
     pub(super) fn hold_txn_offset_commit(
         &mut self,
         now_ms: i64,
         id: RequestId,
         api_version: i16,
-        (coordinator, asks): (NodeId, Vec<Ask>),
+        needed: Needed,
         request: TxnOffsetCommitRequest,
     ) {
         let txn_id = request.transactional_id.0.to_string();
-        self.hold(now_ms, id, api_version, &txn_id, coordinator, asks, HeldRequest::TxnOffsetCommit(request));
+        self.hold(now_ms, id, api_version, &txn_id, needed, HeldRequest::TxnOffsetCommit(request));
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn hold(
         &mut self,
         now_ms: i64,
         id: RequestId,
         api_version: i16,
         txn_id: &str,
-        coordinator: NodeId,
-        asks: Vec<Ask>,
+        needed: Needed,
         request: HeldRequest,
     ) {
         let mut tokens = BTreeSet::new();
-        // Asked already by an earlier request, in the same epoch: wait for that answer.
+        // A verification asked already by an earlier request, in the same epoch: wait for
+        // that answer.
         let mut new: BTreeMap<(i64, i16), Vec<Ask>> = BTreeMap::new();
-        for ask in asks {
+        for ask in needed.asks {
             match self.txn_cluster.verdicts.get(&(ask.id, ask.producer_id)) {
-                Some(v) if v.epoch == ask.epoch && v.result.is_none() => {
+                Some(v) if needed.mode == AskMode::Verify && v.epoch == ask.epoch && v.result.is_none() => {
                     tokens.insert(v.token);
                 }
                 _ => new.entry((ask.producer_id, ask.epoch)).or_default().push(ask),
             }
         }
+        let mut calls = Vec::new();
         for ((producer_id, epoch), asks) in new {
             let token = self.txn_token();
             tokens.insert(token);
-            let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
-            for ask in &asks {
-                let (topic, index) = &ask.partition;
-                match topics.iter_mut().find(|t| *t.name.0 == **topic) {
-                    Some(t) => t.partitions.push(*index),
-                    None => topics.push(
-                        AddPartitionsToTxnTopic::default()
-                            .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                            .with_partitions(vec![*index]),
-                    ),
+            // Only an answer from another broker needs a guard: one here is acted on at once.
+            if needed.to.is_some() {
+                for ask in &asks {
+                    let verdict = Verdict { epoch, token, result: None };
+                    self.txn_cluster.verdicts.insert((ask.id, producer_id), verdict);
                 }
-                let verdict = Verdict { epoch, token, result: None };
-                self.txn_cluster.verdicts.insert((ask.id, producer_id), verdict);
             }
-            let transaction = AddPartitionsToTxnTransaction::default()
-                .with_transactional_id(TransactionalId(StrBytes::from_string(txn_id.to_string())))
-                .with_producer_id(ProducerId(producer_id))
-                .with_producer_epoch(epoch)
-                .with_verify_only(true)
-                .with_topics(topics);
-            let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
-            let partitions = asks.into_iter().map(|a| (a.partition, a.id, a.producer_id)).collect();
+            let partitions: Vec<(TxnPartition, PartitionId, i64)> =
+                asks.into_iter().map(|a| (a.partition, a.id, a.producer_id)).collect();
+            calls.push((token, (producer_id, epoch), partitions.iter().map(|p| p.0.clone()).collect::<Vec<_>>()));
             self.txn_cluster.verifying.insert(token, Asked { partitions, deadline_ms: now_ms + VERIFY_WAIT_MS });
-            let message = PeerMessage::Txn(TxnCall::Verify { token, request });
-            self.outputs.push_back(Output::Peer { to: coordinator, message });
         }
         self.txn_cluster.held.insert(id, Held { api_version, request, tokens });
         self.txn_tick_soon(now_ms);
+        for (token, producer, partitions) in calls {
+            match needed.to {
+                Some(coordinator) => {
+                    let request = leader_request(txn_id, producer, &partitions, needed.mode == AskMode::Verify);
+                    let message = PeerMessage::Txn(TxnCall::Verify { token, request });
+                    self.outputs.push_back(Output::Peer { to: coordinator, message });
+                }
+                None => {
+                    let waiter = self.internal_request_id();
+                    self.txn_requests.insert(waiter, TxnRequest::Implicit(token));
+                    let waiter = Waiter { id: waiter, api_version: 0 };
+                    self.txn.add_partitions(now_ms, waiter, txn_id, producer.0, producer.1, &partitions, true);
+                }
+            }
+        }
+        if needed.to.is_none() {
+            self.drain_txn(now_ms);
+        }
     }
 
     /// The answer a verification brought for `partition`, while its guard stands.
@@ -286,6 +305,13 @@ impl Broker {
                 v.result = Some(result);
             }
         }
+        self.token_answered(now_ms, token);
+    }
+
+    /// Every request that waited only for `token` is handled again; then the answers it
+    /// brought are dropped.
+    pub(super) fn token_answered(&mut self, now_ms: i64, token: u64) {
+        self.txn_cluster.verifying.remove(&token);
         let ready: Vec<RequestId> = self
             .txn_cluster
             .held
@@ -396,6 +422,33 @@ impl Broker {
     pub(super) fn txn_calls_waiting(&self) -> bool {
         !self.txn_cluster.markers.is_empty() || !self.txn_cluster.verifying.is_empty()
     }
+}
+
+/// A partition leader's AddPartitionsToTxn v4 for one producer of `txn_id`.
+fn leader_request(
+    txn_id: &str,
+    producer: (i64, i16),
+    partitions: &[TxnPartition],
+    verify_only: bool,
+) -> AddPartitionsToTxnRequest {
+    let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
+    for (topic, index) in partitions {
+        match topics.iter_mut().find(|t| *t.name.0 == **topic) {
+            Some(t) => t.partitions.push(*index),
+            None => topics.push(
+                AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partitions(vec![*index]),
+            ),
+        }
+    }
+    let transaction = AddPartitionsToTxnTransaction::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(txn_id.to_string())))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_verify_only(verify_only)
+        .with_topics(topics);
+    AddPartitionsToTxnRequest::default().with_transactions(vec![transaction])
 }
 
 /// The code `response` gives `partition`; a partition it leaves out was not verified.

@@ -144,3 +144,31 @@ fn a_coordinators_successor_loads_an_open_transaction_and_aborts_it_at_its_timeo
     let refused = end_result(c.call(coordinator, ApiKey::EndTxn, 3, end_request(TXN, same_id, new_epoch, true)));
     assert_eq!(refused, ErrorCode::NotCoordinator.code());
 }
+
+#[test]
+fn a_second_generation_transaction_adds_its_partitions_through_their_leaders() {
+    let mut c = cluster_with_topic(3);
+    txn_coordinator(&mut c, 1, TXN);
+    let coordinator = settled_coordinator(&mut c, TXN);
+    let (error, producer_id, epoch) =
+        init_result(c.call(coordinator, ApiKey::InitProducerId, 4, init_request(TXN, 60_000)));
+    assert_eq!(error, 0);
+    // Produce v12: each leader adds its partition to the transaction (AddPartitionsToTxn v4
+    // to the coordinator when that is another broker), with no AddPartitionsToTxn from the
+    // client.
+    for index in 0..3 {
+        let leader = roles(&mut c, 1, "orders", index).0;
+        let request = txn_produce_request(TXN, "orders", index, (producer_id, epoch), 0);
+        assert_eq!(produce_result(&c.call(leader, ApiKey::Produce, 12, request)).0, 0, "partition {index}");
+    }
+    let ResponseKind::EndTxn(ended) =
+        c.call(coordinator, ApiKey::EndTxn, 5, end_request(TXN, producer_id, epoch, true))
+    else {
+        panic!()
+    };
+    assert_eq!((ended.error_code, ended.producer_epoch), (0, epoch + 1));
+    c.run_until(c.now_ms + 2_000);
+    for index in 0..3 {
+        assert_eq!((end_offset(&mut c, index), stable(&mut c, index)), (3, 3), "partition {index} committed");
+    }
+}

@@ -325,6 +325,17 @@ fn add_offsets(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, group: &
 }
 
 fn txn_commit_offset(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, group: &str, offset: i64) -> i16 {
+    txn_commit_offset_at(h, 3, id, (producer_id, epoch), group, offset)
+}
+
+fn txn_commit_offset_at(
+    h: &mut Harness,
+    version: i16,
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    group: &str,
+    offset: i64,
+) -> i16 {
     let request = TxnOffsetCommitRequest::default()
         .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
         .with_group_id(GroupId(StrBytes::from_string(group.into())))
@@ -336,7 +347,8 @@ fn txn_commit_offset(h: &mut Harness, id: &str, producer_id: i64, epoch: i16, gr
             .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
                 .with_partition_index(0)
                 .with_committed_offset(offset)])]);
-    let ResponseKind::TxnOffsetCommit(r) = h.one(ApiKey::TxnOffsetCommit, 3, RequestKind::TxnOffsetCommit(request))
+    let ResponseKind::TxnOffsetCommit(r) =
+        h.one(ApiKey::TxnOffsetCommit, version, RequestKind::TxnOffsetCommit(request))
     else {
         panic!()
     };
@@ -439,4 +451,41 @@ fn the_admin_apis_describe_transactions_and_producers() {
         (producers[0].producer_id.0, producers[0].last_sequence, producers[0].current_txn_start_offset),
         (producer_id, 1, 0)
     );
+}
+
+/// EndTxn v5 (the second generation): (error, producer id, epoch).
+fn end_v5(h: &mut Harness, id: &str, producer: (i64, i16), commit: bool) -> (i16, i64, i16) {
+    let ResponseKind::EndTxn(r) = h.one(ApiKey::EndTxn, 5, end_request(id, producer.0, producer.1, commit)) else {
+        panic!()
+    };
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+#[test]
+fn the_second_generation_adds_partitions_implicitly_and_bumps_the_epoch_at_every_end() {
+    let mut h = Harness::new();
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    let (error, producer_id, epoch) = init(&mut h, "tx", 60_000);
+    assert_eq!(error, 0);
+    // Produce v12 and TxnOffsetCommit v5 put their partitions in the transaction themselves:
+    // no AddPartitionsToTxn, no AddOffsetsToTxn.
+    let request = txn_produce_request("tx", "t", 0, (producer_id, epoch), 0);
+    assert_eq!(super::tests::produce_result(&h.one(ApiKey::Produce, 12, request)).0, 0);
+    assert_eq!(txn_commit_offset_at(&mut h, 5, "tx", (producer_id, epoch), "g", 7), 0);
+    assert_eq!(stable_offset(&mut h, "g").0, ErrorCode::UnstableOffsetCommit.code());
+    let (error, same_id, bumped) = end_v5(&mut h, "tx", (producer_id, epoch), true);
+    assert_eq!((error, same_id, bumped), (0, producer_id, epoch + 1), "the commit bumps the epoch");
+    assert_eq!(offsets(&fetch(&mut h, 0, READ_COMMITTED)), vec![0, 2], "the batch and its marker");
+    assert_eq!(stable_offset(&mut h, "g"), (0, 7));
+
+    // The next transaction runs on the bumped epoch, its sequence from 0. A late EndTxn of the
+    // finished transaction (the old epoch) cannot end it (KAFKA-17754).
+    let request = txn_produce_request("tx", "t", 0, (producer_id, bumped), 0);
+    assert_eq!(super::tests::produce_result(&h.one(ApiKey::Produce, 12, request)).0, 0);
+    let (late, _, _) = end_v5(&mut h, "tx", (producer_id, epoch), false);
+    assert_ne!(late, 0, "an EndTxn from the previous transaction is refused");
+    assert_eq!(fetch(&mut h, 3, READ_COMMITTED).responses[0].partitions[0].last_stable_offset, 3, "still open");
+    let (error, _, next) = end_v5(&mut h, "tx", (producer_id, bumped), true);
+    assert_eq!((error, next), (0, bumped + 1));
+    assert_eq!(offsets(&fetch(&mut h, 3, READ_COMMITTED)), vec![3, 5]);
 }

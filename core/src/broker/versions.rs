@@ -6,7 +6,8 @@ use kafka_protocol::messages::ApiKey;
 
 /// (api, min version, max version)
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
+    // v12: a transactional batch adds its partition to the transaction (KIP-890 part 2).
+    (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::Metadata, 0, 12),
@@ -15,12 +16,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
-    // Transactions, first generation (KIP-98, see broker/txn.rs). AddPartitionsToTxn v4 is
-    // the broker-to-broker form: a partition leader's verification (KIP-890 part 1).
+    // Transactions (KIP-98, see broker/txn.rs), both generations: EndTxn v5 and TxnOffsetCommit
+    // v5 are the second's (KIP-890 part 2). AddPartitionsToTxn v4 is the broker-to-broker form
+    // a partition leader verifies (part 1) or adds (part 2) a partition with.
     (ApiKey::AddPartitionsToTxn, 0, 4),
     (ApiKey::AddOffsetsToTxn, 0, 3),
-    (ApiKey::EndTxn, 0, 3),
-    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
