@@ -79,7 +79,7 @@ SIM_CARGO := RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim $(CARGO)
 SIM_BIN := target/sim/release/headwater-sim
 PLANTED_BUGS := ack-before-fsync keep-torn-tail forget-producer-state same-generation early-handover
 PLANTED_CLUSTER_BUGS := ack-before-quorum elect-stale-replica skip-truncation follower-reads-past-commit create-before-commit \
-	markers-before-commit
+	markers-before-commit accept-stale-end
 
 sim-build:
 	$(SIM_CARGO) build --release --locked -p headwater-sim

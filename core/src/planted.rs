@@ -48,10 +48,15 @@ pub enum PlantedBug {
     /// killed then leaves a successor that never heard of the decision and aborts the
     /// transaction where the markers have not reached (`lost-txn-commit`, `torn-transaction`).
     MarkersBeforeCommit = 11,
+    /// KAFKA-17754's hole reopened in the second generation: an EndTxn carrying the epoch
+    /// before the current one is taken for the ongoing transaction's, so a finished
+    /// transaction's delayed commit ends the next one half written (`late-end-accepted`,
+    /// `torn-transaction`).
+    AcceptStaleEnd = 12,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 11] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::KeepTornTail,
         PlantedBug::ForgetProducerState,
@@ -63,6 +68,7 @@ impl PlantedBug {
         PlantedBug::FollowerReadsPastCommit,
         PlantedBug::CreateBeforeCommit,
         PlantedBug::MarkersBeforeCommit,
+        PlantedBug::AcceptStaleEnd,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +84,7 @@ impl PlantedBug {
             PlantedBug::FollowerReadsPastCommit => "follower-reads-past-commit",
             PlantedBug::CreateBeforeCommit => "create-before-commit",
             PlantedBug::MarkersBeforeCommit => "markers-before-commit",
+            PlantedBug::AcceptStaleEnd => "accept-stale-end",
         }
     }
 

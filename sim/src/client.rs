@@ -459,6 +459,7 @@ impl Conn {
         producer: (i64, i16),
         group: &str,
         (topic, partition, offset): (&str, i32, i64),
+        version: i16,
     ) -> io::Result<i16> {
         use kafka_protocol::messages::txn_offset_commit_request::{
             TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -474,22 +475,37 @@ impl Conn {
                     .with_partition_index(partition)
                     .with_committed_offset(offset)],
             )]);
-        let response = self.call(&request, 3).await?;
+        let response = self.call(&request, version).await?;
         Ok(response.topics.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code))
     }
 
     pub async fn end_txn(&mut self, id: &str, producer: (i64, i16), commit: bool) -> io::Result<i16> {
+        Ok(self.end_txn_at(3, id, producer, commit).await?.0)
+    }
+
+    /// EndTxn at `version` (5: the second generation, which answers the bumped epoch): (error,
+    /// producer id, epoch).
+    pub async fn end_txn_at(
+        &mut self,
+        version: i16,
+        id: &str,
+        producer: (i64, i16),
+        commit: bool,
+    ) -> io::Result<(i16, i64, i16)> {
         let request = EndTxnRequest::default()
             .with_transactional_id(TransactionalId(StrBytes::from_string(id.into())))
             .with_producer_id(ProducerId(producer.0))
             .with_producer_epoch(producer.1)
             .with_committed(commit);
-        Ok(self.call(&request, 3).await?.error_code)
+        let response = self.call(&request, version).await?;
+        Ok((response.error_code, response.producer_id.0, response.producer_epoch))
     }
 
-    /// A transactional Produce of one batch: (error, base offset).
+    /// A transactional Produce of one batch at `version` (12: its partition joins the
+    /// transaction through the leader): (error, base offset).
     pub async fn produce_txn(
         &mut self,
+        version: i16,
         id: &str,
         topic: &str,
         partition: i32,
@@ -502,7 +518,7 @@ impl Conn {
             .with_topic_data(vec![TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
                 PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch))),
             ])]);
-        let response = self.call(&request, 9).await?;
+        let response = self.call(&request, version).await?;
         let p = response
             .responses
             .first()

@@ -8,7 +8,10 @@
 //! times in four. Now and then a second instance of the id starts (InitProducerId) in the
 //! middle of a transaction: the coordinator must abort it, and the old instance's EndTxn must be
 //! refused (a zombie). Coordinators move with every fault that moves a `__transaction_state`
-//! partition's leader.
+//! partition's leader. `tx-a` speaks the first generation of the protocol; `tx-b` the second
+//! (KIP-890 part 2: Produce v12 and TxnOffsetCommit v5 add their partitions, EndTxn v5 bumps
+//! the epoch), and one transaction in five of it sends the previous transaction's commit again
+//! between its two writes, as a delayed request would arrive (KAFKA-17754).
 //!
 //! A reader polls the partitions read_committed while the run goes on; after healing every
 //! transaction has ended (their timeout is short) and each partition is read once more.
@@ -23,6 +26,8 @@
 //! - **offsets-not-atomic**: the id's committed offset is not the number of its last visible
 //!   transaction (offsets and output commit together or not at all);
 //! - **zombie-commit**: the fenced instance's EndTxn was accepted;
+//! - **late-end-accepted**: the previous transaction's EndTxn, sent again mid-transaction, was
+//!   accepted (it ends the transaction under way: its first write commits without its second);
 //! - **hanging-transaction**: a partition's last stable offset stays below its high watermark
 //!   after every transaction should have ended.
 
@@ -43,8 +48,9 @@ use crate::client::Conn;
 
 pub const TXN_TOPIC: &str = "txn-out";
 pub const TXN_PARTITIONS: i32 = 2;
-/// The transactional ids, one driver each.
+/// The transactional ids, one driver each; [`TV2_ID`] speaks the second generation.
 const IDS: [&str; 2] = ["tx-a", "tx-b"];
+const TV2_ID: &str = "tx-b";
 /// The topic and partition whose "input position" each transaction commits.
 const INPUT: (&str, i32) = ("replicated", 0);
 /// Short, so a transaction a fault abandons is aborted well before the final read.
@@ -71,7 +77,11 @@ pub struct TxnHistory {
     /// Each id's committed offset at the end (`None`: none).
     final_offsets: BTreeMap<&'static str, Option<i64>>,
     zombie_commits: Vec<String>,
+    /// A late EndTxn of a finished transaction that the coordinator took for the current one.
+    late_ends: Vec<String>,
     hanging: Vec<String>,
+    /// The producer id and epoch the last second-generation EndTxn answered, by id.
+    next_epochs: BTreeMap<&'static str, (i64, i16)>,
 }
 
 pub struct TxnRun {
@@ -224,18 +234,29 @@ pub async fn driver(id: &'static str, run: Arc<TxnRun>) {
     let mut producer: Option<(i64, i16)> = None;
     let mut sequences = [0i32; TXN_PARTITIONS as usize];
     let mut n: i64 = 0;
+    // The epoch the previous transaction ended with, under the second generation.
+    let mut previous: Option<(i64, i16)> = None;
+    let generation = if id == TV2_ID { Generation::Tv2 } else { Generation::Tv1 };
     while !run.stopped() {
         let Some(current) = producer else {
             producer = init(&mut links, &run, id).await;
             sequences = [0; TXN_PARTITIONS as usize];
+            previous = None;
             continue;
         };
         n += 1;
         let label = format!("{id}:{n}");
         run.history().decided.insert(label.clone(), None);
-        match transaction(&mut links, &run, id, current, &mut sequences, n).await {
-            Ok(Ending::Decided(commit)) => {
+        let ending = transaction(&mut links, &run, id, generation, (current, previous), &mut sequences, n).await;
+        match ending {
+            Ok(Ending::Decided(commit, next)) => {
                 run.history().decided.insert(label, Some(commit));
+                if let Some(next) = next.filter(|&next| next != current) {
+                    // The second generation's end bumped the epoch: sequences start over.
+                    previous = Some(current);
+                    producer = Some(next);
+                    sequences = [0; TXN_PARTITIONS as usize];
+                }
             }
             Ok(Ending::Zombie) => {
                 // A second instance started mid-transaction: the coordinator aborted it before
@@ -251,10 +272,21 @@ pub async fn driver(id: &'static str, run: Arc<TxnRun>) {
                 }
                 producer = Some(next);
                 sequences = [0; TXN_PARTITIONS as usize];
+                previous = None;
             }
             Err(Abandoned) => producer = None,
         }
     }
+}
+
+/// Which generation of the protocol a driver speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Generation {
+    /// KIP-98: AddPartitionsToTxn, AddOffsetsToTxn, Produce v9, TxnOffsetCommit v3, EndTxn v3.
+    Tv1,
+    /// KIP-890 part 2: Produce v12 and TxnOffsetCommit v5 add their partitions, EndTxn v5
+    /// bumps the epoch.
+    Tv2,
 }
 
 async fn init(links: &mut Links, run: &Arc<TxnRun>, id: &str) -> Option<(i64, i16)> {
@@ -277,8 +309,9 @@ async fn init(links: &mut Links, run: &Arc<TxnRun>, id: &str) -> Option<(i64, i1
 }
 
 enum Ending {
-    /// EndTxn acknowledged: committed (`true`) or aborted.
-    Decided(bool),
+    /// EndTxn acknowledged: committed (`true`) or aborted, with the producer id and epoch to
+    /// go on with (`None` under the first generation: unchanged).
+    Decided(bool, Option<(i64, i16)>),
     /// A second instance of the id was started before the end.
     Zombie,
 }
@@ -287,18 +320,38 @@ async fn transaction(
     links: &mut Links,
     run: &Arc<TxnRun>,
     id: &'static str,
-    producer: (i64, i16),
+    generation: Generation,
+    (producer, previous): ((i64, i16), Option<(i64, i16)>),
     sequences: &mut [i32; TXN_PARTITIONS as usize],
     n: i64,
 ) -> Result<Ending, Abandoned> {
-    let partitions: Vec<i32> = (0..TXN_PARTITIONS).collect();
-    let added =
-        at_coordinator!(links, run, id, false, |conn| conn.add_partitions(id, producer, TXN_TOPIC, &partitions));
     let group = format!("txg-{id}");
-    if added? != 0 || at_coordinator!(links, run, id, false, |conn| conn.add_offsets(id, producer, &group))? != 0 {
-        return Err(Abandoned);
+    if generation == Generation::Tv1 {
+        let partitions: Vec<i32> = (0..TXN_PARTITIONS).collect();
+        let added =
+            at_coordinator!(links, run, id, false, |conn| conn.add_partitions(id, producer, TXN_TOPIC, &partitions));
+        if added? != 0 || at_coordinator!(links, run, id, false, |conn| conn.add_offsets(id, producer, &group))? != 0 {
+            return Err(Abandoned);
+        }
     }
+    let (produce_version, offsets_version, end_version) = match generation {
+        Generation::Tv1 => (9, 3, 3),
+        Generation::Tv2 => (12, 5, 5),
+    };
+    let mut rng = thread_rng();
     for partition in 0..TXN_PARTITIONS {
+        if partition == 1 && rng.gen_ratio(1, 5) {
+            if let Some(previous) = previous {
+                // The previous transaction's commit, arriving late (KAFKA-17754): it must not
+                // end this one, which has written to partition 0 only.
+                let late = at_coordinator!(links, run, id, false, |conn| async {
+                    conn.end_txn_at(end_version, id, previous, true).await.map(|(code, _, _)| code)
+                });
+                if matches!(late, Ok(0)) {
+                    run.history().late_ends.push(format!("{id}:{n}: the commit of epoch {} ended it", previous.1));
+                }
+            }
+        }
         let value = format!("{id}:{n}:{partition}");
         let record = Record { key: None, value: Some(value.into_bytes()), headers: Vec::new(), timestamp: 1_000_000 };
         let idempotence = Idempotence {
@@ -317,7 +370,7 @@ async fn transaction(
                 continue;
             };
             let Some(conn) = links.conn(leader).await else { continue };
-            match conn.produce_txn(id, TXN_TOPIC, partition, bytes.clone()).await {
+            match conn.produce_txn(produce_version, id, TXN_TOPIC, partition, bytes.clone()).await {
                 Ok((0, _)) => {
                     written = true;
                     break;
@@ -342,18 +395,30 @@ async fn transaction(
         id,
         producer,
         &group,
-        (INPUT.0, INPUT.1, n)
+        (INPUT.0, INPUT.1, n),
+        offsets_version
     ));
     if committed? != 0 {
         return Err(Abandoned);
     }
-    let mut rng = thread_rng();
     if rng.gen_ratio(1, 12) {
         return Ok(Ending::Zombie);
     }
     let commit = rng.gen_ratio(3, 4);
-    match at_coordinator!(links, run, id, false, |conn| conn.end_txn(id, producer, commit))? {
-        0 => Ok(Ending::Decided(commit)),
+    let ended = at_coordinator!(links, run, id, false, |conn| async {
+        conn.end_txn_at(end_version, id, producer, commit).await.map(|(code, producer_id, epoch)| {
+            if code == 0 && generation == Generation::Tv2 {
+                run.history().next_epochs.insert(id, (producer_id, epoch));
+            }
+            code
+        })
+    });
+    match ended? {
+        0 if generation == Generation::Tv2 => {
+            let next = run.history().next_epochs.remove(id);
+            Ok(Ending::Decided(commit, next))
+        }
+        0 => Ok(Ending::Decided(commit, None)),
         _ => Err(Abandoned),
     }
 }
@@ -530,6 +595,9 @@ pub fn check(run: &TxnRun) -> Vec<Anomaly> {
     }
     for zombie in &history.zombie_commits {
         push("zombie-commit", zombie.clone());
+    }
+    for late in &history.late_ends {
+        push("late-end-accepted", late.clone());
     }
     // label -> partitions holding one of its records; records seen twice.
     let mut visible: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();

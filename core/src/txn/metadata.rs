@@ -278,8 +278,9 @@ impl TxnMetadata {
             return Err(ErrorCode::InvalidProducerIdMapping);
         }
         let current = epoch == self.producer_epoch && producer_id == self.producer_id;
+        let stale_taken = retry && crate::planted::active(crate::planted::PlantedBug::AcceptStaleEnd);
         let valid = match self.state {
-            Ongoing | Empty => current,
+            Ongoing | Empty => current || stale_taken,
             PrepareCommit | PrepareAbort => retry,
             CompleteCommit | CompleteAbort => retry || retry_on_overflow || current,
         };
