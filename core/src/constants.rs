@@ -69,3 +69,27 @@ pub const ISR_CHECK_INTERVAL_MS: i64 = 1_000;
 /// How long a broker waits for the controller's answer to an admin request it forwarded before
 /// handling the request itself (the controller may have died with it).
 pub const FORWARD_TIMEOUT_MS: i64 = 5_000;
+
+/// Kafka's `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
+pub const TXN_TIMEOUT_MS_MAX: i32 = 900_000;
+
+/// How often a transaction coordinator checks open transactions against their timeout and
+/// sends again the markers not yet written.
+pub const TXN_TICK_MS: i64 = 1_000;
+
+/// How long a transaction state record or marker waits for its commit before it counts as
+/// failed (and a marker sent to another broker before it is sent again).
+pub const TXN_WRITE_WAIT_MS: i64 = 30_000;
+
+/// How long a WriteTxnMarkers request waits for its markers to commit (Kafka waits up to the
+/// request timeout; the coordinator sends the markers again after an error).
+pub const TXN_MARKERS_COMMIT_WAIT_MS: i64 = 30_000;
+
+/// How long a partition leader holds a transactional request for the coordinator's answer to
+/// its verification or implicit add; then it is handled without one (NOT_ENOUGH_REPLICAS, which
+/// clients retry).
+pub const TXN_VERIFY_WAIT_MS: i64 = 5_000;
+
+/// How long a broker waits before asking the controller again for an internal topic
+/// (`__consumer_offsets`, `__transaction_state`).
+pub const INTERNAL_TOPIC_CREATE_RETRY_MS: i64 = 1_000;

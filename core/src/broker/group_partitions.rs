@@ -33,9 +33,6 @@ use crate::metadata::quorum::Decision;
 use crate::partition::Partition;
 use crate::txn::producer::TxnEnd;
 
-/// How long the controller waits before trying to make the offsets topic again.
-const CREATE_RETRY_MS: i64 = 1_000;
-
 /// Which partitions of an internal topic whose leader coordinates their keys (the offsets
 /// topic's groups, the transaction state topic's transactional ids) are led and loaded here.
 #[derive(Debug, Default)]
@@ -151,7 +148,7 @@ impl Broker {
     }
 
     /// On the controller, makes the offsets topic if the image has none, at most every
-    /// [`CREATE_RETRY_MS`]: placement refuses it while fewer brokers than its replication
+    /// [`INTERNAL_TOPIC_CREATE_RETRY_MS`](crate::constants::INTERNAL_TOPIC_CREATE_RETRY_MS): placement refuses it while fewer brokers than its replication
     /// factor are registered.
     pub(super) fn ensure_offsets_topic(&mut self, now_ms: i64) {
         let Some(quorum) = &self.quorum else { return };
@@ -161,7 +158,7 @@ impl Broker {
         {
             return;
         }
-        self.group_partitions.next_create_ms = now_ms + CREATE_RETRY_MS;
+        self.group_partitions.next_create_ms = now_ms + crate::constants::INTERNAL_TOPIC_CREATE_RETRY_MS;
         let voters = self.config.quorum_voters.as_ref().map_or(1, Vec::len);
         let decision = Decision::CreateTopic {
             name: OFFSETS_TOPIC.to_string(),

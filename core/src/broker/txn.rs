@@ -36,6 +36,7 @@ use kafka_protocol::messages::{
 use super::group_partitions::{Home, Step};
 use super::groups::offsets_partition_of;
 use super::{Broker, Output, Parked, RequestId, Response, ResponseBody, StorageOp, WaitFor};
+use crate::constants::{INTERNAL_TOPIC_CREATE_RETRY_MS, TXN_TICK_MS, TXN_TIMEOUT_MS_MAX, TXN_WRITE_WAIT_MS};
 use crate::error::ErrorCode;
 use crate::group::OFFSETS_TOPIC;
 use crate::ids::{NodeId, PartitionId};
@@ -48,15 +49,6 @@ use crate::txn::records;
 
 /// The internal topic of the transaction coordinators' state.
 pub(crate) const TXN_TOPIC: &str = "__transaction_state";
-/// Kafka's `transaction.max.timeout.ms`: the longest timeout a producer may ask for.
-pub(crate) const TXN_MAX_TIMEOUT_MS: i32 = 900_000;
-/// How often open transactions are checked against their timeout and markers not yet
-/// written are sent again.
-pub(super) const TXN_TICK_MS: i64 = 1_000;
-/// How long a state record or a marker waits for its commit before it counts as failed.
-pub(super) const TXN_WRITE_WAIT_MS: i64 = 30_000;
-/// How long a broker waits before asking the controller again for `__transaction_state`.
-const TXN_CREATE_RETRY_MS: i64 = 1_000;
 
 /// What a request waiting on the coordinator needs to be answered.
 pub(super) enum TxnRequest {
@@ -144,7 +136,7 @@ impl Broker {
     }
 
     /// Makes `__transaction_state` if it does not exist yet: the local partition on one node;
-    /// in a cluster the controller is asked (at most every [`TXN_CREATE_RETRY_MS`]) and the
+    /// in a cluster the controller is asked (at most every [`INTERNAL_TOPIC_CREATE_RETRY_MS`]) and the
     /// answer is COORDINATOR_NOT_AVAILABLE until the topic is in the image.
     pub(super) fn ensure_txn_topic(&mut self, now_ms: i64) -> Result<(), ErrorCode> {
         if self.topic(TXN_TOPIC).is_some() {
@@ -152,7 +144,7 @@ impl Broker {
         }
         if self.is_cluster() {
             if now_ms >= self.txn_partitions.next_create_ms {
-                self.txn_partitions.next_create_ms = now_ms + TXN_CREATE_RETRY_MS;
+                self.txn_partitions.next_create_ms = now_ms + INTERNAL_TOPIC_CREATE_RETRY_MS;
                 let voters = self.config.quorum_voters.as_ref().map_or(1, Vec::len);
                 let partitions = self.config.txn_topic_partitions;
                 let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
@@ -232,7 +224,7 @@ impl Broker {
         if txn_id.is_empty() || txn_id.len() > usize::from(u16::MAX) {
             return answer(ErrorCode::InvalidRequest);
         }
-        if request.transaction_timeout_ms <= 0 || request.transaction_timeout_ms > TXN_MAX_TIMEOUT_MS {
+        if request.transaction_timeout_ms <= 0 || request.transaction_timeout_ms > TXN_TIMEOUT_MS_MAX {
             return answer(ErrorCode::InvalidTransactionTimeout);
         }
         if let Some(code) = self.ensure_txn_topic(now_ms).err().or_else(|| self.txn_not_here(&txn_id)) {

@@ -28,18 +28,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::group_partitions::Home;
-use super::txn::{TxnRequest, TXN_WRITE_WAIT_MS};
+use super::txn::TxnRequest;
 use super::{Broker, Output, RequestId, ResponseBody};
+use crate::constants::{TXN_TICK_MS, TXN_VERIFY_WAIT_MS, TXN_WRITE_WAIT_MS};
 use crate::error::ErrorCode;
 use crate::ids::{NodeId, PartitionId};
 use crate::peer::PeerMessage;
 use crate::txn::calls::TxnCall;
 use crate::txn::coordinator::{MarkerJob, Waiter};
 use crate::txn::metadata::TxnPartition;
-
-/// How long a request held for verification waits for the coordinator's answer; then it is
-/// handled without one (its partitions answer NOT_ENOUGH_REPLICAS and the client retries).
-const VERIFY_WAIT_MS: i64 = 5_000;
 
 #[derive(Debug, Default)]
 pub(super) struct TxnCluster {
@@ -122,7 +119,7 @@ impl Broker {
     }
 
     fn txn_tick_soon(&mut self, now_ms: i64) {
-        self.next_txn_tick_ms = self.next_txn_tick_ms.min(now_ms + super::txn::TXN_TICK_MS);
+        self.next_txn_tick_ms = self.next_txn_tick_ms.min(now_ms + TXN_TICK_MS);
     }
 
     // ----- markers -----
@@ -245,7 +242,7 @@ impl Broker {
             let partitions: Vec<(TxnPartition, PartitionId, i64)> =
                 asks.into_iter().map(|a| (a.partition, a.id, a.producer_id)).collect();
             calls.push((token, (producer_id, epoch), partitions.iter().map(|p| p.0.clone()).collect::<Vec<_>>()));
-            self.txn_cluster.verifying.insert(token, Asked { partitions, deadline_ms: now_ms + VERIFY_WAIT_MS });
+            self.txn_cluster.verifying.insert(token, Asked { partitions, deadline_ms: now_ms + TXN_VERIFY_WAIT_MS });
         }
         self.txn_cluster.held.insert(id, Held { api_version, request, tokens });
         self.txn_tick_soon(now_ms);

@@ -63,10 +63,6 @@ impl Broker {
     }
 }
 
-/// How long a WriteTxnMarkers request waits for its markers to commit (Kafka waits up to the
-/// request timeout; the coordinator sends the markers again after an error).
-const MARKERS_COMMIT_WAIT_MS: i64 = 30_000;
-
 /// One marker written for a WriteTxnMarkers request, waiting to commit.
 struct MarkerWait {
     partition: PartitionId,
@@ -149,7 +145,13 @@ impl Broker {
             }
             response.markers.push(result);
         }
-        let parked = ParkedMarkers { id, api_version, response, waits, deadline_ms: now_ms + MARKERS_COMMIT_WAIT_MS };
+        let parked = ParkedMarkers {
+            id,
+            api_version,
+            response,
+            waits,
+            deadline_ms: now_ms + crate::constants::TXN_MARKERS_COMMIT_WAIT_MS,
+        };
         if let Some(done) = self.try_finish_markers(now_ms, parked, false) {
             self.outputs.push_back(Output::Response(done));
         }
