@@ -1,14 +1,15 @@
 //! Links to the other nodes of the cluster, for the Raft's requests (Vote, BeginQuorumEpoch,
-//! EndQuorumEpoch, Fetch) and brokers' calls to the controller (BrokerRegistration,
-//! BrokerHeartbeat) and transaction coordinators' calls (AddPartitionsToTxn's verification,
-//! WriteTxnMarkers). Each peer has four links, each one TCP connection to the peer's
-//! Kafka port: one for the metadata log's fetches, one for partition replica fetches, one for
-//! transaction markers, and one for the rest, because a broker answers a connection's requests
-//! in order and a fetch may wait there up to its `max_wait_ms` (markers until they commit):
-//! a vote must not queue behind either, and a replica
-//! fetch must not queue behind a metadata fetch parked at the controller (it did: commits on
-//! partitions the controller led took 500 ms to 1 s). A link connects, learns the peer's API versions, sends what the core gives it
-//! and passes the answers back to the core as [`CoreInput::Peer`].
+//! EndQuorumEpoch, Fetch), brokers' calls to the controller (BrokerRegistration,
+//! BrokerHeartbeat) and the calls between transaction coordinators and partition leaders
+//! (AddPartitionsToTxn v4, WriteTxnMarkers). Each peer has four links, each one TCP connection
+//! to the peer's Kafka port: one for the metadata log's fetches, one for partition replica
+//! fetches, one for transaction calls, and one for the rest, because a broker answers a
+//! connection's requests in order and a request may wait there: a fetch up to its
+//! `max_wait_ms`, a transaction call until a write commits. A vote must not queue behind
+//! any of them, and a replica fetch must not queue behind a metadata fetch parked at the
+//! controller (it did: commits on partitions the controller led took 500 ms to 1 s). A link
+//! connects, learns the peer's API versions, sends what the core gives it and passes the
+//! answers back to the core as [`CoreInput::Peer`].
 //!
 //! Nothing here retries a message: a message that finds its link down, or its queue full, is
 //! dropped, and the core sends again on its own timers (a follower refetches, a candidate asks
@@ -23,7 +24,6 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use headwater_core::broker::versions::supported_range;
 use headwater_core::ids::NodeId;
 use headwater_core::peer::PeerMessage;
-use headwater_core::txn::calls::TxnCall;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
@@ -57,8 +57,9 @@ pub struct Peers {
 struct Lanes {
     metadata_fetch: mpsc::Sender<PeerMessage>,
     replica_fetch: mpsc::Sender<PeerMessage>,
-    /// Transaction markers, which the peer answers only once they committed.
-    markers: mpsc::Sender<PeerMessage>,
+    /// Transaction markers and partition leaders' calls to transaction coordinators, which the
+    /// peer may answer only once a write committed.
+    txn: mpsc::Sender<PeerMessage>,
     control: mpsc::Sender<PeerMessage>,
 }
 
@@ -85,9 +86,9 @@ impl Peers {
             };
             let metadata_fetch = lane("metadata-fetch");
             let replica_fetch = lane("replica-fetch");
-            let markers = lane("txn-markers");
+            let txn = lane("txn");
             let control = lane("control");
-            links.insert(peer, Lanes { metadata_fetch, replica_fetch, markers, control });
+            links.insert(peer, Lanes { metadata_fetch, replica_fetch, txn, control });
         }
         Peers { links, tasks }
     }
@@ -105,7 +106,7 @@ impl Peers {
         };
         let lane = match &message {
             PeerMessage::ReplicaFetch(_) => &lanes.replica_fetch,
-            PeerMessage::Txn(TxnCall::Markers { .. }) => &lanes.markers,
+            PeerMessage::Txn(_) => &lanes.txn,
             message if message.may_wait() => &lanes.metadata_fetch,
             _ => &lanes.control,
         };

@@ -548,6 +548,10 @@ impl Broker {
         request: TxnOffsetCommitRequest,
     ) -> Option<ResponseKind> {
         let group_id = request.group_id.0.to_string();
+        if let Some(code) = self.coordinated_elsewhere(&group_id).filter(|_| self.is_cluster()) {
+            // Not the group's coordinator (or still loading it): the client looks it up again.
+            return Some(ResponseKind::TxnOffsetCommit(refuse_txn_offsets(&request, code)));
+        }
         let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
         let offsets_partition = (OFFSETS_TOPIC.to_string(), self.offsets_partition(&group_id));
         // v5+ (KIP-890 part 2) adds the group's offsets partition to the transaction; before,
@@ -1064,6 +1068,30 @@ impl Broker {
             Home::There(..) | Home::Unavailable => Some(ErrorCode::NotCoordinator),
         }
     }
+}
+
+/// A TxnOffsetCommit answer refusing every partition with `code`.
+fn refuse_txn_offsets(request: &TxnOffsetCommitRequest, code: ErrorCode) -> TxnOffsetCommitResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code.code())
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
 /// The partition of `__consumer_offsets` a group's records belong to, as Kafka picks it

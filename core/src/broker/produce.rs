@@ -170,6 +170,16 @@ impl Broker {
         index: i32,
         records: Option<&[u8]>,
     ) -> Result<(), ErrorCode> {
+        // A partition not led here answers as a plain Produce would, so the client looks for
+        // its leader rather than retrying here.
+        let known = self.topic(topic).is_some_and(|t| (0..t.record.partitions).contains(&index));
+        match self.partition(topic, index) {
+            None if known => return Err(ErrorCode::NotLeaderOrFollower),
+            None => return Err(ErrorCode::UnknownTopicOrPartition),
+            Some(p) if p.failed => return Err(ErrorCode::KafkaStorageError),
+            Some(p) if !p.is_leader() => return Err(ErrorCode::NotLeaderOrFollower),
+            Some(_) => {}
+        }
         let records = records.unwrap_or_default();
         let mut headers = Vec::new();
         let mut at = 0;

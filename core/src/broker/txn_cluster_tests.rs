@@ -86,6 +86,30 @@ fn a_transaction_across_three_leaders_commits_through_markers_sent_between_broke
         assert_eq!(stable(&mut c, index), 0, "the open transaction holds partition {index}'s last stable offset");
     }
     assert_eq!(produce(&mut c, 2, (producer_id, epoch), 0), ErrorCode::InvalidTxnState.code());
+    // A broker that does not lead the partition sends the producer to the leader, whatever
+    // the transaction's state, and one that does not coordinate the group sends it on too.
+    let follower = (1..=3).find(|&n| n != roles(&mut c, 1, "orders", 2).0).unwrap();
+    let request = txn_produce_request(TXN, "orders", 2, (producer_id, epoch), 0);
+    assert_eq!(produce_result(&c.call(follower, ApiKey::Produce, 9, request)).0, ErrorCode::NotLeaderOrFollower.code());
+    let body = RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")));
+    let ResponseKind::FindCoordinator(group_home) = c.ask(1, ApiKey::FindCoordinator, 3, body) else { panic!() };
+    let elsewhere = (1..=3).find(|&n| n != group_home.node_id.0).unwrap();
+    let commit = RequestKind::TxnOffsetCommit(
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str(TXN)))
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
+            .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(1)])]),
+    );
+    let ResponseKind::TxnOffsetCommit(refused) = c.call(elsewhere, ApiKey::TxnOffsetCommit, 3, commit) else {
+        panic!()
+    };
+    assert_eq!(refused.topics[0].partitions[0].error_code, ErrorCode::NotCoordinator.code());
     let leaders: Vec<i32> = (0..3).map(|i| roles(&mut c, 1, "orders", i).0).collect();
     assert!(leaders.iter().any(|&l| l != coordinator), "some partition is led away from the coordinator: {leaders:?}");
 
