@@ -79,13 +79,19 @@ def test_read_committed_sees_committed_transactions_and_no_aborted_record(broker
 
 
 def test_a_second_producer_with_the_same_id_fences_the_first(broker, topic):
+    check_a_second_producer_fences_the_first(broker.bootstrap, topic)
+
+
+def check_a_second_producer_fences_the_first(bootstrap, topic):
+    """A zombie: the first producer's commit is refused once a second one with its id
+    started, and only the second's records are read."""
     txn_id = f"tx-{uuid.uuid4().hex[:8]}"
-    zombie = txn_producer(broker.bootstrap, txn_id)
+    zombie = txn_producer(bootstrap, txn_id)
     zombie.init_transactions(30)
     zombie.begin_transaction()
     produce(zombie, topic, ["zombie-0", "zombie-1"])
 
-    successor = txn_producer(broker.bootstrap, txn_id)
+    successor = txn_producer(bootstrap, txn_id)
     successor.init_transactions(30)
     with pytest.raises(KafkaException) as failed:
         zombie.commit_transaction(30)
@@ -96,27 +102,33 @@ def test_a_second_producer_with_the_same_id_fences_the_first(broker, topic):
     produce(successor, topic, ["fresh-0", "fresh-1"])
     successor.commit_transaction(30)
 
-    assert sorted(read_all(broker.bootstrap, topic, "read_committed")) == ["fresh-0", "fresh-1"]
+    assert sorted(read_all(bootstrap, topic, "read_committed")) == ["fresh-0", "fresh-1"]
 
 
 def test_a_transaction_left_open_is_aborted_after_its_timeout(broker, topic):
-    stale = txn_producer(broker.bootstrap, f"tx-{uuid.uuid4().hex[:8]}", **{"transaction.timeout.ms": 10000})
+    check_a_transaction_left_open_is_aborted_after_its_timeout(broker.bootstrap, topic)
+
+
+def check_a_transaction_left_open_is_aborted_after_its_timeout(bootstrap, topic):
+    """A transaction never ended holds read_committed back until its coordinator aborts it
+    at its timeout; a later committed one is read then."""
+    stale = txn_producer(bootstrap, f"tx-{uuid.uuid4().hex[:8]}", **{"transaction.timeout.ms": 10000})
     stale.init_transactions(30)
     stale.begin_transaction()
     produce(stale, topic, ["stale-0", "stale-1"])
     # Never committed: until the coordinator aborts it, it holds the last stable offset back,
     # and a later committed transaction stays invisible to read_committed consumers.
-    other = txn_producer(broker.bootstrap, f"tx-{uuid.uuid4().hex[:8]}")
+    other = txn_producer(bootstrap, f"tx-{uuid.uuid4().hex[:8]}")
     other.init_transactions(30)
     other.begin_transaction()
     produce(other, topic, ["later-0", "later-1"])
     other.commit_transaction(30)
-    assert read_all(broker.bootstrap, topic, "read_committed") == []
+    assert read_all(bootstrap, topic, "read_committed") == []
 
     deadline = time.monotonic() + 30
     seen = []
     while time.monotonic() < deadline:
-        seen = read_all(broker.bootstrap, topic, "read_committed")
+        seen = read_all(bootstrap, topic, "read_committed")
         if seen:
             break
         time.sleep(0.5)

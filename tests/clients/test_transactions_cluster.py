@@ -3,7 +3,8 @@ coordinator is the leader of its `__transaction_state` partition, markers and KI
 verifications travel between brokers, and a consume-transform-produce loop with Java's
 KafkaProducer and KafkaConsumer copies each input exactly once while the broker coordinating
 its transaction, or one leading its output, is SIGKILLed in the middle of the run.
-kafka-transactions.sh lists and describes the cluster's transactions.
+kafka-transactions.sh lists and describes the cluster's transactions; a zombie producer is fenced
+and a transaction left open is aborted at its timeout, as on one node.
 
 Each check reads the output back with a read_committed consumer: every input exactly once, no
 aborted record, and the group's committed offsets at the end of the input."""
@@ -19,7 +20,14 @@ import pytest
 from clientlib import REPO_ROOT
 from kafkawire import find_coordinator_v1
 from test_replication import create_replicated, partition_roles
-from test_transactions import PARTITIONS, produce, read_all, txn_producer
+from test_transactions import (
+    PARTITIONS,
+    check_a_second_producer_fences_the_first,
+    check_a_transaction_left_open_is_aborted_after_its_timeout,
+    produce,
+    read_all,
+    txn_producer,
+)
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
@@ -78,6 +86,14 @@ def test_confluent_commits_and_aborts_on_a_cluster(headwater_cluster):
     assert [txn_id, str(coordinator), "CompleteCommit"] in [row[:2] + row[3:] for row in listed], listed
     described = transactions_tool(cluster.bootstrap, "describe", "--transactional-id", txn_id)
     assert described[0][:2] == [str(coordinator), txn_id] and described[0][4] == "CompleteCommit", described
+
+
+def test_a_zombie_is_fenced_and_an_open_transaction_aborted_at_its_timeout_on_a_cluster(headwater_cluster):
+    cluster = headwater_cluster
+    for check in (check_a_second_producer_fences_the_first, check_a_transaction_left_open_is_aborted_after_its_timeout):
+        topic = f"txz-{uuid.uuid4().hex[:8]}"
+        create_replicated(cluster, topic, partitions=PARTITIONS)
+        check(cluster.bootstrap, topic)
 
 
 @pytest.mark.parametrize("victim", ["coordinator", "output-leader"])
